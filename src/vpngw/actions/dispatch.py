@@ -1,0 +1,122 @@
+"""Run one action: parse its parameters, run it in one transaction, honour ClientToken.
+
+The order of checks is fixed: the action must exist, required parameters must be
+present, every parameter must be valid, the region must exist; only then is the
+database touched. A request with a ClientToken whose first result is recorded gets that
+result again, whatever happened since; the same token with other parameters is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from vpngw.actions.framework import Action, Context, Params
+from vpngw.actions.registry import ACTIONS
+from vpngw.config import Settings
+from vpngw.errors import ApiError, BadRequest, NotFound, invalid_parameter, missing_parameter
+from vpngw.store import queries
+from vpngw.store.engine import Database
+from vpngw.store.models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 4
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+
+
+def find_action(name: str) -> Action[Any]:
+    action = ACTIONS.get(name)
+    if action is None:
+        raise NotFound("InvalidAction.NotFound", f"Specified api {name!r} is not found, please check your url and method.")
+    return action
+
+
+def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
+    """Validate the wire parameters. An empty value counts as not given."""
+    given = {key: value for key, value in raw.items() if value != ""}
+    for name, field in action.params.model_fields.items():
+        if field.is_required() and field.alias not in given:
+            raise missing_parameter(field.alias or name)
+    try:
+        return action.params.model_validate(given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = str(first["loc"][0]) if first["loc"] else "Parameters"
+        raise invalid_parameter(where, first["msg"]) from None
+
+
+def request_hash(params: Params) -> str:
+    body = params.model_dump(mode="json", exclude={"client_token"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _run(action: Action[Any], ctx: Context, session: Session, params: Params) -> dict[str, Any]:
+    token: str | None = getattr(params, "client_token", None)
+    if token is None:
+        return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
+    digest = request_hash(params)
+    record = queries.get_idempotency_record(session, ctx.account_id, action.name, token)
+    if record is not None:
+        if record.request_hash != digest:
+            raise BadRequest(
+                "IdempotentParameterMismatch",
+                "The request is retried with the same ClientToken but other parameters.",
+            )
+        return dict(record.response)
+    result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
+    queries.add(
+        session,
+        IdempotencyRecord(
+            account_id=ctx.account_id,
+            action=action.name,
+            client_token=token,
+            request_hash=digest,
+            response=result,
+            create_time=ctx.now_ms,
+        ),
+    )
+    return result
+
+
+def dispatch(
+    db: Database,
+    settings: Settings,
+    action_name: str,
+    raw: Mapping[str, str],
+    *,
+    account_id: str,
+    request_id: str,
+    host: str,
+) -> dict[str, Any]:
+    """The action's response fields (without RequestId)."""
+    action = find_action(action_name)
+    params = parse_params(action, raw)
+    region_id = getattr(params, "region_id", None)
+    if region_id is not None and region_id not in settings.region_ids:
+        raise NotFound("InvalidRegionId.NotFound", f"The specified RegionId {region_id!r} does not exist.")
+    ctx = Context(account_id=account_id, request_id=request_id, settings=settings, now_ms=int(time.time() * 1000), host=host)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with db.session(write=action.writes) as session, session.begin():
+                return _run(action, ctx, session, params)
+        except (IntegrityError, OperationalError) as error:
+            # A concurrent transaction took the same unique value (an InternetIp, a
+            # ClientToken) or the database was busy: the whole action runs again and
+            # sees the other transaction's result.
+            log.info("retrying %s after a conflict (attempt %d): %s", action.name, attempt, type(error).__name__)
+    raise ServiceUnavailable()

@@ -1,0 +1,51 @@
+"""The one list of actions: everything the API serves is here, and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vpngw.actions import customer_gateways as cgw
+from vpngw.actions import regions, vpcs
+from vpngw.actions import vpn_connections as vco
+from vpngw.actions import vpn_gateways as vpn
+from vpngw.actions.framework import Action
+
+_ALL: tuple[Action[Any], ...] = (
+    Action("DescribeRegions", regions.DescribeRegionsParams, regions.describe_regions, writes=False),
+    Action("CreateVpc", vpcs.CreateVpcParams, vpcs.create_vpc, writes=True),
+    Action("DescribeVpcs", vpcs.DescribeVpcsParams, vpcs.describe_vpcs, writes=False),
+    Action("DeleteVpc", vpcs.DeleteVpcParams, vpcs.delete_vpc, writes=True),
+    Action("CreateVpnGateway", vpn.CreateVpnGatewayParams, vpn.create_vpn_gateway, writes=True),
+    Action("DescribeVpnGateway", vpn.DescribeVpnGatewayParams, vpn.describe_vpn_gateway, writes=False),
+    Action("DescribeVpnGateways", vpn.DescribeVpnGatewaysParams, vpn.describe_vpn_gateways, writes=False),
+    Action("ModifyVpnGatewayAttribute", vpn.ModifyVpnGatewayAttributeParams, vpn.modify_vpn_gateway_attribute, writes=True),
+    Action("DeleteVpnGateway", vpn.DeleteVpnGatewayParams, vpn.delete_vpn_gateway, writes=True),
+    Action("CreateCustomerGateway", cgw.CreateCustomerGatewayParams, cgw.create_customer_gateway, writes=True),
+    Action("DescribeCustomerGateway", cgw.DescribeCustomerGatewayParams, cgw.describe_customer_gateway, writes=False),
+    Action("DescribeCustomerGateways", cgw.DescribeCustomerGatewaysParams, cgw.describe_customer_gateways, writes=False),
+    Action(
+        "ModifyCustomerGatewayAttribute",
+        cgw.ModifyCustomerGatewayAttributeParams,
+        cgw.modify_customer_gateway_attribute,
+        writes=True,
+    ),
+    Action("DeleteCustomerGateway", cgw.DeleteCustomerGatewayParams, cgw.delete_customer_gateway, writes=True),
+    Action("CreateVpnConnection", vco.CreateVpnConnectionParams, vco.create_vpn_connection, writes=True),
+    Action("DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False),
+    Action("DescribeVpnConnections", vco.DescribeVpnConnectionsParams, vco.describe_vpn_connections, writes=False),
+    Action(
+        "ModifyVpnConnectionAttribute",
+        vco.ModifyVpnConnectionAttributeParams,
+        vco.modify_vpn_connection_attribute,
+        writes=True,
+    ),
+    Action("DeleteVpnConnection", vco.DeleteVpnConnectionParams, vco.delete_vpn_connection, writes=True),
+    Action(
+        "DownloadVpnConnectionConfig",
+        vco.DownloadVpnConnectionConfigParams,
+        vco.download_vpn_connection_config,
+        writes=False,
+    ),
+)
+
+ACTIONS: dict[str, Action[Any]] = {action.name: action for action in _ALL}

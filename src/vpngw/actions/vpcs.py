@@ -1,0 +1,135 @@
+"""CreateVpc, DescribeVpcs, DeleteVpc: the minimal VPC that VPN gateways live in."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
+from sqlalchemy.orm import Session
+
+from vpngw import ids
+from vpngw.actions.framework import ClientToken, Context, Description, Name, PageNumber, PageSize, RegionParams, Response
+from vpngw.errors import BadRequest, NotFound
+from vpngw.rules.gateways import check_vpc_cidr
+from vpngw.store import queries
+from vpngw.store.models import Vpc
+
+DEFAULT_VPC_CIDR = "172.16.0.0/12"
+
+
+def vpc_not_found(vpc_id: str) -> NotFound:
+    return NotFound("InvalidVpcId.NotFound", f"The specified VPC {vpc_id} does not exist.")
+
+
+def get_vpc(ctx: Context, session: Session, region_id: str, vpc_id: str) -> Vpc:
+    vpc = queries.get_owned(session, Vpc, ctx.account_id, region_id, vpc_id)
+    if vpc is None:
+        raise vpc_not_found(vpc_id)
+    return vpc
+
+
+class CreateVpcParams(RegionParams):
+    cidr_block: Annotated[str, AfterValidator(check_vpc_cidr)] = DEFAULT_VPC_CIDR
+    vpc_name: Name | None = None
+    description: Description | None = None
+    client_token: ClientToken | None = None
+
+
+class CreateVpcResponse(Response):
+    vpc_id: str
+    v_router_id: str
+    route_table_id: str
+    resource_group_id: str
+
+
+def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcResponse:
+    vpc_id = ids.new_resource_id("vpc")
+    queries.add(
+        session,
+        Vpc(
+            id=vpc_id,
+            account_id=ctx.account_id,
+            region_id=p.region_id,
+            name=p.vpc_name or "",
+            description=p.description or "",
+            cidr_block=p.cidr_block,
+            create_time=ctx.now_ms,
+        ),
+    )
+    suffix = vpc_id.removeprefix("vpc-")
+    return CreateVpcResponse(vpc_id=vpc_id, v_router_id=f"vrt-{suffix}", route_table_id=f"vtb-{suffix}", resource_group_id="")
+
+
+class DescribeVpcsParams(RegionParams):
+    vpc_id: str | None = None
+    vpc_name: str | None = None
+    page_number: PageNumber = 1
+    page_size: PageSize = 10
+
+
+class VpcItem(Response):
+    vpc_id: str
+    region_id: str
+    status: str
+    vpc_name: str
+    description: str
+    cidr_block: str
+    creation_time: str
+    v_router_id: str
+    is_default: bool
+
+
+class VpcList(Response):
+    vpc: list[VpcItem]
+
+
+class DescribeVpcsResponse(Response):
+    total_count: int
+    page_number: int
+    page_size: int
+    vpcs: VpcList
+
+
+def _iso(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> DescribeVpcsResponse:
+    filters = {"id": p.vpc_id, "name": p.vpc_name}
+    rows, total = queries.page(session, Vpc, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    items = [
+        VpcItem(
+            vpc_id=v.id,
+            region_id=v.region_id,
+            status="Available",
+            vpc_name=v.name,
+            description=v.description,
+            cidr_block=v.cidr_block,
+            creation_time=_iso(v.create_time),
+            v_router_id="vrt-" + v.id.removeprefix("vpc-"),
+            is_default=False,
+        )
+        for v in rows
+    ]
+    return DescribeVpcsResponse(total_count=total, page_number=p.page_number, page_size=p.page_size, vpcs=VpcList(vpc=items))
+
+
+class DeleteVpcParams(RegionParams):
+    vpc_id: str
+
+
+class DeleteVpcResponse(Response):
+    pass
+
+
+def delete_vpc(ctx: Context, session: Session, p: DeleteVpcParams) -> DeleteVpcResponse:
+    vpc = get_vpc(ctx, session, p.region_id, p.vpc_id)
+    gateway = queries.any_gateway_in_vpc(session, vpc.id)
+    if gateway:
+        raise BadRequest(
+            "DependencyViolation.VpnGateway",
+            f"The VPC {vpc.id} still holds the VPN gateway {gateway}; delete the gateway first.",
+        )
+    queries.delete(session, vpc)
+    return DeleteVpcResponse()

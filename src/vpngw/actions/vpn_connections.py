@@ -1,0 +1,432 @@
+"""IPsec connections: CreateVpnConnection (the heart of vpngw) and the actions around it.
+
+A connection joins a VPN gateway and a customer gateway with traffic selectors
+(LocalSubnet / RemoteSubnet) and the IKE / IPsec / health-check settings. Stored
+configs are always complete: the defaults of the spec are filled in at creation, and a
+modification merges what it is given into what is stored before validating the whole.
+"""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Network
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+from sqlalchemy.orm import Session
+
+from vpngw import ids
+from vpngw.actions.customer_gateways import get_customer_gateway
+from vpngw.actions.framework import Bool, ClientToken, Context, Name, PageNumber, PageSize, RegionParams, Response
+from vpngw.actions.vpn_gateways import EmptyResponse, TagList, get_gateway
+from vpngw.errors import BadRequest, NotFound, invalid_parameter
+from vpngw.rules import subnets
+from vpngw.rules.tunnel_config import (
+    DEFAULT_HEALTH_CHECK,
+    DEFAULT_IPSEC,
+    HEALTH_CHECK_KEYS,
+    IKE_KEYS,
+    IPSEC_KEYS,
+    HealthCheck,
+    check_health_check,
+    default_ike,
+    merge_health_check,
+    merge_ike,
+    merge_ipsec,
+    parse_config,
+)
+from vpngw.rules.values import parse_bool
+from vpngw.store import queries
+from vpngw.store.models import VpnConnection, VpnGateway
+
+# Until the data plane reports what strongSwan holds, no IKE SA exists.
+INITIAL_STATUS = "ike_sa_not_established"
+
+
+def connection_not_found(vpn_connection_id: str) -> NotFound:
+    return NotFound(
+        "InvalidVpnConnectionInstanceId.NotFound",
+        f"The specified vpn connection instance id {vpn_connection_id} does not exist.",
+    )
+
+
+def _check_bgp_config(value: Any) -> str:
+    """BGP over IPsec is not offered: an enabled BgpConfig is refused, a disabled one is accepted."""
+    text = str(value)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise invalid_parameter("BgpConfig", "must be a JSON object") from None
+    if not isinstance(document, dict):
+        raise invalid_parameter("BgpConfig", "must be a JSON object")
+    enabled = next((v for k, v in document.items() if k.lower() == "enablebgp"), False)
+    if enabled not in (None, "") and parse_bool("BgpConfig.EnableBgp", enabled):
+        raise BadRequest("OperationUnsupported.Bgp", "BGP over IPsec (BgpConfig.EnableBgp=true) is not supported.")
+    return text
+
+
+def _config(param: str, keys: Any) -> BeforeValidator:
+    return BeforeValidator(lambda value: parse_config(param, str(value), keys))
+
+
+IkeGiven = Annotated[dict[str, Any], _config("IkeConfig", IKE_KEYS)]
+IpsecGiven = Annotated[dict[str, Any], _config("IpsecConfig", IPSEC_KEYS)]
+HealthCheckGiven = Annotated[dict[str, Any], _config("HealthCheckConfig", HEALTH_CHECK_KEYS)]
+BgpConfig = Annotated[str, BeforeValidator(_check_bgp_config)]
+
+
+class CreateVpnConnectionParams(RegionParams):
+    vpn_gateway_id: str
+    customer_gateway_id: str
+    local_subnet: str
+    remote_subnet: str
+    name: Name | None = None
+    effect_immediately: Bool = False
+    auto_config_route: Bool = False
+    enable_dpd: Bool = True
+    enable_nat_traversal: Bool = True
+    ike_config: IkeGiven | None = None
+    ipsec_config: IpsecGiven | None = None
+    health_check_config: HealthCheckGiven | None = None
+    bgp_config: BgpConfig | None = None
+    client_token: ClientToken | None = None
+
+
+class CreateVpnConnectionResponse(Response):
+    vpn_connection_id: str
+    name: str
+    create_time: int
+
+
+def _selectors(
+    ctx: Context, local_subnet: str, remote_subnet: str
+) -> tuple[tuple[IPv4Network, ...], tuple[IPv4Network, ...]]:
+    limit = ctx.settings.max_subnets_per_side
+    local = subnets.parse_subnets("LocalSubnet", local_subnet, limit)
+    remote = subnets.parse_subnets("RemoteSubnet", remote_subnet, limit)
+    subnets.check_sides(local, remote)
+    return local, remote
+
+
+def _check_gateway_room(
+    ctx: Context,
+    session: Session,
+    gateway: VpnGateway,
+    local: tuple[IPv4Network, ...],
+    remote: tuple[IPv4Network, ...],
+    *,
+    except_id: str | None = None,
+) -> None:
+    """The gateway's quota and the traffic selectors of its other connections.
+    The caller holds the gateway's row lock, so both checks hold until commit."""
+    others = [c for c in queries.connections_of_gateway(session, gateway.id) if c.id != except_id]
+    if except_id is None and len(others) >= ctx.settings.max_connections_per_gateway:
+        raise BadRequest(
+            "Resource.QuotaFull",
+            f"The quota of resource is full: the VPN gateway {gateway.id} holds "
+            f"{ctx.settings.max_connections_per_gateway} IPsec connections already.",
+        )
+    subnets.check_no_conflict(
+        local,
+        remote,
+        (subnets.Selectors(c.id, subnets.parse_stored(c.local_subnet), subnets.parse_stored(c.remote_subnet)) for c in others),
+    )
+
+
+def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnectionParams) -> CreateVpnConnectionResponse:
+    local, remote = _selectors(ctx, p.local_subnet, p.remote_subnet)
+    health_check = merge_health_check(DEFAULT_HEALTH_CHECK, p.health_check_config or {})
+    check_health_check(health_check, local, remote)
+    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id, lock=True)
+    customer_gateway = get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id)
+    _check_gateway_room(ctx, session, gateway, local, remote)
+    connection_id = ids.new_resource_id("vco")
+    ike = merge_ike(default_ike(ids.new_psk(), gateway.internet_ip, customer_gateway.ip_address), p.ike_config or {})
+    connection = VpnConnection(
+        id=connection_id,
+        account_id=ctx.account_id,
+        region_id=p.region_id,
+        vpn_gateway_id=gateway.id,
+        customer_gateway_id=customer_gateway.id,
+        name=p.name or connection_id,
+        local_subnet=subnets.join_subnets(local),
+        remote_subnet=subnets.join_subnets(remote),
+        effect_immediately=p.effect_immediately,
+        auto_config_route=p.auto_config_route,
+        enable_dpd=p.enable_dpd,
+        enable_nat_traversal=p.enable_nat_traversal,
+        ike_config=dict(ike),
+        ipsec_config=dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
+        health_check=dict(health_check),
+        status=INITIAL_STATUS,
+        health_check_status=_initial_health_status(health_check),
+        state="active",
+        create_time=ctx.now_ms,
+    )
+    queries.add(session, connection)
+    return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=connection.name, create_time=ctx.now_ms)
+
+
+def _initial_health_status(check: HealthCheck) -> str:
+    """A disabled check reads ``success`` (as the real service shows it); an enabled one
+    reads ``failed`` until the data plane's prober has seen a reply."""
+    return "failed" if check["Enable"] else "success"
+
+
+class VcoHealthCheck(Response):
+    enable: str
+    sip: str
+    dip: str
+    interval: int
+    retry: int
+    status: str
+    policy: str
+
+
+class VpnBgpConfig(Response):
+    enable_bgp: str = "false"
+    local_asn: int = 45104
+    peer_asn: int = 0
+    tunnel_cidr: str = ""
+    local_bgp_ip: str = ""
+    peer_bgp_ip: str = ""
+    status: str = ""
+    auth_key: str = ""
+
+
+class VpnConnectionItem(Response):
+    vpn_connection_id: str
+    vpn_gateway_id: str
+    customer_gateway_id: str
+    name: str
+    local_subnet: str
+    remote_subnet: str
+    create_time: int
+    effect_immediately: bool
+    auto_config_route: bool
+    enable_dpd: bool
+    enable_nat_traversal: bool
+    status: str
+    state: str
+    # Stored configs already carry the wire's key names (IkeVersion, ...).
+    ike_config: dict[str, Any]
+    ipsec_config: dict[str, Any]
+    vco_health_check: VcoHealthCheck
+    vpn_bgp_config: VpnBgpConfig
+    enable_tunnels_bgp: bool
+    spec: str
+    network_type: str
+    attach_type: str
+    resource_group_id: str
+
+
+class VpnConnectionDetail(VpnConnectionItem):
+    tags: TagList
+
+
+class VpnConnectionListItem(VpnConnectionItem):
+    tag: TagList
+
+
+def _fields(c: VpnConnection) -> dict[str, Any]:
+    check = c.health_check
+    return {
+        "vpn_connection_id": c.id,
+        "vpn_gateway_id": c.vpn_gateway_id,
+        "customer_gateway_id": c.customer_gateway_id,
+        "name": c.name,
+        "local_subnet": c.local_subnet,
+        "remote_subnet": c.remote_subnet,
+        "create_time": c.create_time,
+        "effect_immediately": c.effect_immediately,
+        "auto_config_route": c.auto_config_route,
+        "enable_dpd": c.enable_dpd,
+        "enable_nat_traversal": c.enable_nat_traversal,
+        "status": c.status,
+        "state": c.state,
+        "ike_config": c.ike_config,
+        "ipsec_config": c.ipsec_config,
+        "vco_health_check": VcoHealthCheck(
+            enable="true" if check["Enable"] else "false",
+            sip=check["Sip"],
+            dip=check["Dip"],
+            interval=check["Interval"],
+            retry=check["Retry"],
+            status=c.health_check_status,
+            policy=check["Policy"],
+        ),
+        "vpn_bgp_config": VpnBgpConfig(),
+        "enable_tunnels_bgp": False,
+        "spec": "",
+        "network_type": "public",
+        "attach_type": "VPNGW",
+        "resource_group_id": "",
+    }
+
+
+def connection_view(c: VpnConnection) -> VpnConnectionDetail:
+    return VpnConnectionDetail(**_fields(c), tags=TagList())
+
+
+def get_connection(ctx: Context, session: Session, region_id: str, vpn_connection_id: str, *, lock: bool = False) -> VpnConnection:
+    connection = queries.get_owned(session, VpnConnection, ctx.account_id, region_id, vpn_connection_id, lock=lock)
+    if connection is None:
+        raise connection_not_found(vpn_connection_id)
+    return connection
+
+
+class DescribeVpnConnectionParams(RegionParams):
+    vpn_connection_id: str
+
+
+def describe_vpn_connection(ctx: Context, session: Session, p: DescribeVpnConnectionParams) -> VpnConnectionDetail:
+    return connection_view(get_connection(ctx, session, p.region_id, p.vpn_connection_id))
+
+
+class DescribeVpnConnectionsParams(RegionParams):
+    vpn_connection_id: str | None = None
+    vpn_gateway_id: str | None = None
+    customer_gateway_id: str | None = None
+    page_number: PageNumber = 1
+    page_size: PageSize = 10
+
+
+class VpnConnectionList(Response):
+    vpn_connection: list[VpnConnectionListItem]
+
+
+class DescribeVpnConnectionsResponse(Response):
+    total_count: int
+    page_number: int
+    page_size: int
+    vpn_connections: VpnConnectionList
+
+
+def describe_vpn_connections(ctx: Context, session: Session, p: DescribeVpnConnectionsParams) -> DescribeVpnConnectionsResponse:
+    filters = {"id": p.vpn_connection_id, "vpn_gateway_id": p.vpn_gateway_id, "customer_gateway_id": p.customer_gateway_id}
+    rows, total = queries.page(session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    return DescribeVpnConnectionsResponse(
+        total_count=total,
+        page_number=p.page_number,
+        page_size=p.page_size,
+        vpn_connections=VpnConnectionList(vpn_connection=[VpnConnectionListItem(**_fields(c), tag=TagList()) for c in rows]),
+    )
+
+
+class ModifyVpnConnectionAttributeParams(RegionParams):
+    vpn_connection_id: str
+    name: Name | None = None
+    local_subnet: str | None = None
+    remote_subnet: str | None = None
+    effect_immediately: Bool | None = None
+    auto_config_route: Bool | None = None
+    enable_dpd: Bool | None = None
+    enable_nat_traversal: Bool | None = None
+    ike_config: IkeGiven | None = None
+    ipsec_config: IpsecGiven | None = None
+    health_check_config: HealthCheckGiven | None = None
+    bgp_config: BgpConfig | None = None
+    client_token: ClientToken | None = None
+
+
+def modify_vpn_connection_attribute(
+    ctx: Context, session: Session, p: ModifyVpnConnectionAttributeParams
+) -> VpnConnectionDetail:
+    # Lock the gateway first (as create does), then the connection, so that concurrent
+    # creates and modifies on one gateway take their locks in the same order.
+    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
+    gateway = get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
+    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id, lock=True)
+    local, remote = _selectors(
+        ctx, p.local_subnet or connection.local_subnet, p.remote_subnet or connection.remote_subnet
+    )
+    health_check = merge_health_check(connection.health_check, p.health_check_config or {})
+    check_health_check(health_check, local, remote)
+    _check_gateway_room(ctx, session, gateway, local, remote, except_id=connection.id)
+    if p.name is not None:
+        connection.name = p.name
+    connection.local_subnet = subnets.join_subnets(local)
+    connection.remote_subnet = subnets.join_subnets(remote)
+    for field in ("effect_immediately", "auto_config_route", "enable_dpd", "enable_nat_traversal"):
+        given = getattr(p, field)
+        if given is not None:
+            setattr(connection, field, given)
+    connection.ike_config = dict(merge_ike(connection.ike_config, p.ike_config or {}))
+    connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
+    if p.health_check_config:
+        connection.health_check = dict(health_check)
+        connection.health_check_status = _initial_health_status(health_check)
+    session.flush()
+    return connection_view(connection)
+
+
+class DeleteVpnConnectionParams(RegionParams):
+    vpn_connection_id: str
+    client_token: ClientToken | None = None
+
+
+def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnectionParams) -> EmptyResponse:
+    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
+    get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
+    queries.delete(session, connection)
+    return EmptyResponse()
+
+
+class DownloadVpnConnectionConfigParams(RegionParams):
+    vpn_connection_id: str
+
+
+class PeerIkeConfig(Response):
+    psk: str
+    ike_version: str
+    ike_mode: str
+    ike_enc_alg: str
+    ike_auth_alg: str
+    ike_pfs: str
+    ike_lifetime: int
+    local_id: str
+    remote_id: str
+
+
+class PeerConfig(Response):
+    local: str
+    remote: str
+    local_subnet: str
+    remote_subnet: str
+    ike_config: PeerIkeConfig
+    ipsec_config: dict[str, Any]
+
+
+class DownloadVpnConnectionConfigResponse(Response):
+    vpn_connection_config: PeerConfig
+
+
+def download_vpn_connection_config(
+    ctx: Context, session: Session, p: DownloadVpnConnectionConfigParams
+) -> DownloadVpnConnectionConfigResponse:
+    """The configuration for the customer's device: every side is swapped, so that
+    ``Local`` is the customer gateway and ``Remote`` the VPN gateway."""
+    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
+    gateway = get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id)
+    customer_gateway = get_customer_gateway(ctx, session, p.region_id, connection.customer_gateway_id)
+    ike = connection.ike_config
+    return DownloadVpnConnectionConfigResponse(
+        vpn_connection_config=PeerConfig(
+            local=customer_gateway.ip_address,
+            remote=gateway.internet_ip,
+            local_subnet=connection.remote_subnet,
+            remote_subnet=connection.local_subnet,
+            ike_config=PeerIkeConfig(
+                psk=ike["Psk"],
+                ike_version=ike["IkeVersion"],
+                ike_mode=ike["IkeMode"],
+                ike_enc_alg=ike["IkeEncAlg"],
+                ike_auth_alg=ike["IkeAuthAlg"],
+                ike_pfs=ike["IkePfs"],
+                ike_lifetime=ike["IkeLifetime"],
+                local_id=ike["RemoteId"],
+                remote_id=ike["LocalId"],
+            ),
+            ipsec_config=connection.ipsec_config,
+        )
+    )

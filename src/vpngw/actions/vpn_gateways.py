@@ -1,0 +1,248 @@
+"""Create/Describe/Modify/Delete VPN gateways. A gateway lives in a VPC and gets a
+public address (InternetIp) from the configured pool."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from sqlalchemy.orm import Session
+
+from vpngw import ids
+from vpngw.actions.framework import (
+    Bool,
+    ClientToken,
+    Context,
+    Description,
+    Name,
+    PageNumber,
+    PageSize,
+    RegionParams,
+    Response,
+    choice,
+)
+from vpngw.actions.vpcs import get_vpc
+from vpngw.errors import BadRequest, NotFound
+from vpngw.rules.gateways import parse_bandwidth
+from vpngw.rules.values import parse_int
+from vpngw.store import queries
+from vpngw.store.models import VpnGateway
+
+MS_PER_MONTH = 30 * 24 * 3600 * 1000
+
+
+def gateway_not_found(vpn_gateway_id: str) -> NotFound:
+    return NotFound(
+        "InvalidVpnGatewayInstanceId.NotFound", f"The specified vpn gateway instance id {vpn_gateway_id} does not exist."
+    )
+
+
+def get_gateway(ctx: Context, session: Session, region_id: str, vpn_gateway_id: str, *, lock: bool = False) -> VpnGateway:
+    gateway = queries.get_owned(session, VpnGateway, ctx.account_id, region_id, vpn_gateway_id, lock=lock)
+    if gateway is None:
+        raise gateway_not_found(vpn_gateway_id)
+    return gateway
+
+
+def allocate_internet_ip(session: Session, pool: str) -> str:
+    """The lowest free address of the pool. The pool's first host is left to the lab's
+    WAN router (docs/lab.md). A concurrent allocation of the same address fails on the
+    unique constraint and the transaction is retried."""
+    in_use = queries.internet_ips_in_use(session)
+    hosts = ipaddress.IPv4Network(pool).hosts()
+    next(hosts, None)
+    for host in hosts:
+        if str(host) not in in_use:
+            return str(host)
+    raise BadRequest("Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool.")
+
+
+class CreateVpnGatewayParams(RegionParams):
+    vpc_id: str
+    bandwidth: Annotated[int, BeforeValidator(lambda v: parse_bandwidth(str(v)))]
+    name: Name | None = None
+    description: Description | None = None
+    instance_charge_type: Annotated[str, choice("PREPAY", "POSTPAY")] = "POSTPAY"
+    period: Annotated[int, BeforeValidator(lambda v: parse_int("Period", v, 1, 36))] = 1
+    auto_pay: Bool = False
+    enable_ipsec: Bool = True
+    enable_ssl: Bool = False
+    ssl_connections: Annotated[int, BeforeValidator(lambda v: parse_int("SslConnections", v, 5, 1000))] = 5
+    v_switch_id: str | None = None
+    vpn_type: Annotated[str, choice("Normal", "NationalStandard")] = "Normal"
+    network_type: Annotated[str, choice("public", "private")] = "public"
+    client_token: ClientToken | None = None
+
+
+class CreateVpnGatewayResponse(Response):
+    vpn_gateway_id: str
+    name: str
+    order_id: int
+
+
+def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams) -> CreateVpnGatewayResponse:
+    vpc = get_vpc(ctx, session, p.region_id, p.vpc_id)
+    if p.vpn_type == "NationalStandard":
+        raise BadRequest("OperationUnsupported.VpnType", "NationalStandard (SM) VPN gateways are not supported.")
+    gateway_id = ids.new_resource_id("vpn")
+    prepaid = p.instance_charge_type == "PREPAY"
+    gateway = VpnGateway(
+        id=gateway_id,
+        account_id=ctx.account_id,
+        region_id=p.region_id,
+        vpc_id=vpc.id,
+        v_switch_id=p.v_switch_id or "",
+        name=p.name or gateway_id,
+        description=p.description or "",
+        bandwidth=p.bandwidth,
+        internet_ip=allocate_internet_ip(session, ctx.settings.internet_ip_pool),
+        status="active",
+        charge_type="Prepay" if prepaid else "PostpayByFlow",
+        ipsec_vpn=p.enable_ipsec,
+        ssl_vpn=p.enable_ssl,
+        # SslConnections means nothing while SSL VPN is off (alicloud provider issue #823).
+        ssl_max_connections=p.ssl_connections if p.enable_ssl else 0,
+        network_type=p.network_type,
+        vpn_type=p.vpn_type,
+        auto_propagate=False,
+        create_time=ctx.now_ms,
+        end_time=ctx.now_ms + p.period * MS_PER_MONTH if prepaid else 0,
+    )
+    queries.add(session, gateway)
+    return CreateVpnGatewayResponse(vpn_gateway_id=gateway_id, name=gateway.name, order_id=gateway.seq)
+
+
+class TagList(Response):
+    tag: list[dict[str, str]] = []
+
+
+class VpnGatewayItem(Response):
+    vpn_gateway_id: str
+    vpc_id: str
+    v_switch_id: str
+    internet_ip: str
+    create_time: int
+    end_time: int
+    spec: str
+    name: str
+    description: str
+    status: str
+    business_status: str
+    charge_type: str
+    ipsec_vpn: str
+    ssl_vpn: str
+    ssl_max_connections: int
+    tag: str
+    enable_bgp: bool
+    auto_propagate: bool
+    vpn_type: str
+    network_type: str
+    resource_group_id: str
+    tags: TagList
+
+
+def gateway_view(gateway: VpnGateway) -> VpnGatewayItem:
+    return VpnGatewayItem(
+        vpn_gateway_id=gateway.id,
+        vpc_id=gateway.vpc_id,
+        v_switch_id=gateway.v_switch_id,
+        internet_ip=gateway.internet_ip,
+        create_time=gateway.create_time,
+        end_time=gateway.end_time,
+        spec=f"{gateway.bandwidth}M",
+        name=gateway.name,
+        description=gateway.description,
+        status=gateway.status,
+        business_status="Normal",
+        charge_type=gateway.charge_type,
+        ipsec_vpn="enable" if gateway.ipsec_vpn else "disable",
+        ssl_vpn="enable" if gateway.ssl_vpn else "disable",
+        ssl_max_connections=gateway.ssl_max_connections,
+        tag="",
+        enable_bgp=False,
+        auto_propagate=gateway.auto_propagate,
+        vpn_type=gateway.vpn_type,
+        network_type=gateway.network_type,
+        resource_group_id="",
+        tags=TagList(),
+    )
+
+
+class DescribeVpnGatewayParams(RegionParams):
+    vpn_gateway_id: str
+
+
+def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayParams) -> VpnGatewayItem:
+    return gateway_view(get_gateway(ctx, session, p.region_id, p.vpn_gateway_id))
+
+
+class DescribeVpnGatewaysParams(RegionParams):
+    vpn_gateway_id: str | None = None
+    vpc_id: str | None = None
+    status: str | None = None
+    page_number: PageNumber = 1
+    page_size: PageSize = 10
+
+
+class VpnGatewayList(Response):
+    vpn_gateway: list[VpnGatewayItem]
+
+
+class DescribeVpnGatewaysResponse(Response):
+    total_count: int
+    page_number: int
+    page_size: int
+    vpn_gateways: VpnGatewayList
+
+
+def describe_vpn_gateways(ctx: Context, session: Session, p: DescribeVpnGatewaysParams) -> DescribeVpnGatewaysResponse:
+    filters = {"id": p.vpn_gateway_id, "vpc_id": p.vpc_id, "status": p.status}
+    rows, total = queries.page(session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    return DescribeVpnGatewaysResponse(
+        total_count=total,
+        page_number=p.page_number,
+        page_size=p.page_size,
+        vpn_gateways=VpnGatewayList(vpn_gateway=[gateway_view(g) for g in rows]),
+    )
+
+
+class ModifyVpnGatewayAttributeParams(RegionParams):
+    vpn_gateway_id: str
+    name: Name | None = None
+    description: Description | None = None
+    auto_propagate: Bool | None = None
+    client_token: ClientToken | None = None
+
+
+def modify_vpn_gateway_attribute(ctx: Context, session: Session, p: ModifyVpnGatewayAttributeParams) -> VpnGatewayItem:
+    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id, lock=True)
+    if p.name is not None:
+        gateway.name = p.name
+    if p.description is not None:
+        gateway.description = p.description
+    if p.auto_propagate is not None:
+        gateway.auto_propagate = p.auto_propagate
+    session.flush()
+    return gateway_view(gateway)
+
+
+class DeleteVpnGatewayParams(RegionParams):
+    vpn_gateway_id: str
+    client_token: ClientToken | None = None
+
+
+class EmptyResponse(Response):
+    pass
+
+
+def delete_vpn_gateway(ctx: Context, session: Session, p: DeleteVpnGatewayParams) -> EmptyResponse:
+    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id, lock=True)
+    connection = queries.any_connection_uses(session, vpn_gateway_id=gateway.id)
+    if connection:
+        raise BadRequest(
+            "DependencyViolation.VpnConnection",
+            f"The VPN gateway {gateway.id} is still used by the IPsec connection {connection}; delete that first.",
+        )
+    queries.delete(session, gateway)
+    return EmptyResponse()

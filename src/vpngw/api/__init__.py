@@ -1,0 +1,1 @@
+"""The HTTP front: two wire dialects over one action registry."""

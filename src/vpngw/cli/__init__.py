@@ -1,0 +1,1 @@
+"""The ``vpngw`` command line."""

@@ -1,0 +1,69 @@
+"""Settings of one vpngw process, read from the command line and the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DB_URL = "sqlite:///./vpngw.db"
+
+
+@dataclass(frozen=True)
+class Region:
+    region_id: str
+    local_name: str
+
+
+# The spec's sample region plus the public regions most examples use.
+DEFAULT_REGIONS = (
+    Region("cn-qingdao-env66-d01", "Apsara Stack env66"),
+    Region("cn-hangzhou", "华东1（杭州）"),
+    Region("cn-shanghai", "华东2（上海）"),
+    Region("cn-qingdao", "华北1（青岛）"),
+    Region("cn-beijing", "华北2（北京）"),
+    Region("cn-shenzhen", "华南1（深圳）"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB_URL
+    regions: tuple[Region, ...] = DEFAULT_REGIONS
+    # VPN gateways take their InternetIp from this pool (the lab WAN range of docs/lab.md).
+    internet_ip_pool: str = "198.18.0.0/16"
+    max_subnets_per_side: int = 10
+    max_connections_per_gateway: int = 10
+    host_id: str = "vpc.aliyuncs.com"
+    default_account_id: str = "1000000000000000"
+    region_ids: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "region_ids", frozenset(r.region_id for r in self.regions))
+        ipaddress.IPv4Network(self.internet_ip_pool)
+
+
+def resolve_db_url(cli_value: str | None) -> str:
+    """``--db`` wins, then ``VPNGW_DB``, then the embedded SQLite file."""
+    return cli_value or os.environ.get("VPNGW_DB") or DEFAULT_DB_URL
+
+
+def _parse_regions(value: str) -> tuple[Region, ...]:
+    """``id[=local name],id[=local name],...``"""
+    regions = []
+    for item in value.split(","):
+        region_id, _, name = item.strip().partition("=")
+        if region_id:
+            regions.append(Region(region_id, name or region_id))
+    return tuple(regions)
+
+
+def settings_from_env(db_url: str | None = None) -> Settings:
+    env = os.environ
+    return Settings(
+        db_url=resolve_db_url(db_url),
+        regions=_parse_regions(env["VPNGW_REGIONS"]) if env.get("VPNGW_REGIONS") else DEFAULT_REGIONS,
+        internet_ip_pool=env.get("VPNGW_INTERNET_IP_POOL", "198.18.0.0/16"),
+        max_subnets_per_side=int(env.get("VPNGW_MAX_SUBNETS_PER_SIDE", "10")),
+        max_connections_per_gateway=int(env.get("VPNGW_MAX_CONNECTIONS_PER_GATEWAY", "10")),
+    )

@@ -1,0 +1,54 @@
+"""Scalar parameters as they arrive on the wire: always strings."""
+
+from __future__ import annotations
+
+import re
+
+from vpngw.errors import BadRequest, invalid_parameter
+
+_INT = re.compile(r"^[+-]?\d{1,20}$")
+
+
+def parse_bool(param: str, value: object) -> bool:
+    """Booleans arrive as ``true``/``True``/``false``/``False`` (the SDKs send Python's
+    ``str(bool)``); JSON bodies may carry real booleans."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise invalid_parameter(param, "must be true or false")
+
+
+def parse_int(param: str, value: object, low: int, high: int) -> int:
+    """A whole number in ``[low, high]``, given as a JSON number or a decimal string."""
+    if isinstance(value, bool):
+        raise invalid_parameter(param, "must be a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT.match(value.strip()):
+        number = int(value.strip())
+    else:
+        raise invalid_parameter(param, "must be a whole number")
+    if not low <= number <= high:
+        raise invalid_parameter(param, f"must be between {low} and {high}")
+    return number
+
+
+def check_client_token(value: str) -> str:
+    """ClientToken: at most 64 printable ASCII characters."""
+    if len(value) > 64 or not all(" " < ch <= "~" for ch in value):
+        raise BadRequest(
+            "InvalidParameter.ClientToken",
+            'The specified parameter "ClientToken" is not valid: at most 64 printable ASCII characters.',
+        )
+    return value
+
+
+def check_choice(param: str, value: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed``, compared case-insensitively, returned in its canonical spelling."""
+    for choice in allowed:
+        if value.lower() == choice.lower():
+            return choice
+    raise invalid_parameter(param, f"must be one of {', '.join(allowed)}")

@@ -1,0 +1,66 @@
+"""Engines and sessions for SQLite (the embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` so that two
+writers queue on the database lock instead of failing when a read lock is upgraded;
+read transactions use a plain deferred ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+WRITE_OPTION = "vpngw_write"
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred only).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if is_sqlite(parsed):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
+        _prepare_sqlite(engine)
+        return engine
+    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Database:
+    """One engine and two session factories: one for reading, one for writing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.reader = sessionmaker(self.engine, expire_on_commit=False)
+        self.writer = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+
+    def session(self, *, write: bool) -> Session:
+        return (self.writer if write else self.reader)()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

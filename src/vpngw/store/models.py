@@ -1,0 +1,131 @@
+"""The schema. Every resource row belongs to an account and a region.
+
+Each resource table has an integer ``seq`` primary key that orders listings stably
+(pages are served from ``(account_id, region_id, seq)`` indexes) and the public ``id``
+(``vpn-...``) as a unique key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class Vpc(Base):
+    __tablename__ = "vpcs"
+    __table_args__ = (Index("ix_vpcs_owner", "account_id", "region_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    region_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(256), default="")
+    cidr_block: Mapped[str] = mapped_column(String(32))
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class VpnGateway(Base):
+    __tablename__ = "vpn_gateways"
+    __table_args__ = (
+        Index("ix_vpn_gateways_owner", "account_id", "region_id", "seq"),
+        Index("ix_vpn_gateways_vpc", "vpc_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    region_id: Mapped[str] = mapped_column(String(64))
+    vpc_id: Mapped[str] = mapped_column(ForeignKey("vpcs.id"))
+    v_switch_id: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(256), default="")
+    bandwidth: Mapped[int] = mapped_column(Integer)
+    internet_ip: Mapped[str] = mapped_column(String(15), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    charge_type: Mapped[str] = mapped_column(String(16))
+    ipsec_vpn: Mapped[bool] = mapped_column(Boolean)
+    ssl_vpn: Mapped[bool] = mapped_column(Boolean)
+    ssl_max_connections: Mapped[int] = mapped_column(Integer)
+    network_type: Mapped[str] = mapped_column(String(16))
+    vpn_type: Mapped[str] = mapped_column(String(32))
+    auto_propagate: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class CustomerGateway(Base):
+    __tablename__ = "customer_gateways"
+    __table_args__ = (
+        Index("ix_customer_gateways_owner", "account_id", "region_id", "seq"),
+        UniqueConstraint("account_id", "region_id", "ip_address", name="uq_customer_gateways_ip"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    region_id: Mapped[str] = mapped_column(String(64))
+    ip_address: Mapped[str] = mapped_column(String(15))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(256), default="")
+    asn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    auth_key: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class VpnConnection(Base):
+    __tablename__ = "vpn_connections"
+    __table_args__ = (
+        Index("ix_vpn_connections_owner", "account_id", "region_id", "seq"),
+        Index("ix_vpn_connections_gateway", "vpn_gateway_id", "seq"),
+        Index("ix_vpn_connections_customer_gateway", "customer_gateway_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    region_id: Mapped[str] = mapped_column(String(64))
+    vpn_gateway_id: Mapped[str] = mapped_column(ForeignKey("vpn_gateways.id"))
+    customer_gateway_id: Mapped[str] = mapped_column(ForeignKey("customer_gateways.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    local_subnet: Mapped[str] = mapped_column(Text)
+    remote_subnet: Mapped[str] = mapped_column(Text)
+    effect_immediately: Mapped[bool] = mapped_column(Boolean)
+    auto_config_route: Mapped[bool] = mapped_column(Boolean)
+    enable_dpd: Mapped[bool] = mapped_column(Boolean)
+    enable_nat_traversal: Mapped[bool] = mapped_column(Boolean)
+    ike_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ipsec_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    health_check: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Written by the data plane: the SAs it observes and the health-check result.
+    status: Mapped[str] = mapped_column(String(32))
+    health_check_status: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """The first successful result of a request that carried a ClientToken."""
+
+    __tablename__ = "idempotency_records"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    create_time: Mapped[int] = mapped_column(BigInteger)

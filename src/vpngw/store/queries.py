@@ -1,0 +1,103 @@
+"""Every read and write the actions make. Functions take an open session; the caller
+(``vpngw.store.transactions``) owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vpngw.store.models import Account, CustomerGateway, IdempotencyRecord, Vpc, VpnConnection, VpnGateway
+
+Owned = TypeVar("Owned", Vpc, VpnGateway, CustomerGateway, VpnConnection)
+
+
+def ensure_account(session: Session, account_id: str, name: str, now_ms: int) -> None:
+    if session.get(Account, account_id) is None:
+        session.add(Account(id=account_id, name=name, create_time=now_ms))
+
+
+def get_owned(
+    session: Session, model: type[Owned], account_id: str, region_id: str, resource_id: str, *, lock: bool = False
+) -> Owned | None:
+    """The row with this public id, if it belongs to the account and region.
+
+    ``lock`` takes a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL) so that checks
+    made under it (quota, subnet conflicts) hold until the transaction ends. SQLite
+    needs none: its write transactions are serialised by ``BEGIN IMMEDIATE``.
+    """
+    query = select(model).where(
+        model.id == resource_id, model.account_id == account_id, model.region_id == region_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def page(
+    session: Session,
+    model: type[Owned],
+    account_id: str,
+    region_id: str,
+    filters: Mapping[str, Any],
+    page_number: int,
+    page_size: int,
+) -> tuple[Sequence[Owned], int]:
+    """One page in creation order and the total count, both served from the indexes."""
+    conditions = [model.account_id == account_id, model.region_id == region_id]
+    conditions += [getattr(model, column) == value for column, value in filters.items() if value is not None]
+    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+    rows = session.scalars(
+        select(model).where(*conditions).order_by(model.seq).offset((page_number - 1) * page_size).limit(page_size)
+    ).all()
+    return rows, total
+
+
+def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[VpnConnection]:
+    return session.scalars(
+        select(VpnConnection).where(VpnConnection.vpn_gateway_id == vpn_gateway_id).order_by(VpnConnection.seq)
+    ).all()
+
+
+def any_connection_uses(session: Session, *, vpn_gateway_id: str | None = None, customer_gateway_id: str | None = None) -> str | None:
+    """The id of one connection that uses the gateway, or None."""
+    query = select(VpnConnection.id)
+    if vpn_gateway_id is not None:
+        query = query.where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
+    if customer_gateway_id is not None:
+        query = query.where(VpnConnection.customer_gateway_id == customer_gateway_id)
+    return session.scalars(query.limit(1)).first()
+
+
+def any_gateway_in_vpc(session: Session, vpc_id: str) -> str | None:
+    return session.scalars(select(VpnGateway.id).where(VpnGateway.vpc_id == vpc_id).limit(1)).first()
+
+
+def internet_ips_in_use(session: Session) -> set[str]:
+    return set(session.scalars(select(VpnGateway.internet_ip)).all())
+
+
+def customer_gateway_with_ip(session: Session, account_id: str, region_id: str, ip_address: str) -> str | None:
+    return session.scalars(
+        select(CustomerGateway.id).where(
+            CustomerGateway.account_id == account_id,
+            CustomerGateway.region_id == region_id,
+            CustomerGateway.ip_address == ip_address,
+        )
+    ).first()
+
+
+def get_idempotency_record(session: Session, account_id: str, action: str, client_token: str) -> IdempotencyRecord | None:
+    return session.get(IdempotencyRecord, (account_id, action, client_token))
+
+
+def add(session: Session, row: Any) -> None:
+    session.add(row)
+    session.flush()
+
+
+def delete(session: Session, row: Any) -> None:
+    session.delete(row)
+    session.flush()
