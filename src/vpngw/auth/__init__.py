@@ -1,0 +1,1 @@
+"""Request authentication: verification of the Alibaba Cloud request signatures."""
