@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test system-packages bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+## run: install vpngw in a virtualenv and serve the API on the embedded SQLite database.
+run: $(VENV)/.runtime
+	$(VENV)/bin/vpngw serve --host $(HOST) --port $(PORT)
+
+## test: install what the tests need (PostgreSQL included) and run the whole suite.
+test: $(VENV)/.test system-packages
+	$(PY) -m pytest
+
+system-packages:
+	bash scripts/install-system-packages.sh
+
+bench: $(VENV)/.test
+	$(PY) bench/api_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,41 @@
+"""A vpngw API server on a loopback port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from vpngw.api.app import build_app
+from vpngw.cli.main import prepare_database
+from vpngw.config import Settings
+from tests.support.postgres import free_port
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[str]:
+    """Yields the base URL (``http://127.0.0.1:PORT``) of a running server."""
+    db = prepare_database(settings)
+    port = free_port()
+    config = uvicorn.Config(build_app(db, settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/?Action=DescribeRegions", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        db.dispose()
