@@ -1,0 +1,110 @@
+"""The two wire dialects: the spec's Apsara route and the SDKs' RPC route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.api import REGION, Api, build_world
+
+ERROR_KEYS = {"RequestId", "HostId", "Code", "Message", "Recommend"}
+
+
+def _connection_body(api: Api) -> dict[str, Any]:
+    world = build_world(api)
+    return {
+        "VpnGatewayId": world.vpn_gateway_id,
+        "CustomerGatewayId": world.customer_gateway_id,
+        "LocalSubnet": "10.1.1.0/24,10.1.2.0/24",
+        "RemoteSubnet": "10.10.1.0/24,10.10.2.0/24",
+    }
+
+
+def test_apsara_route_with_json_body_and_lowercase_region(api: Api) -> None:
+    body = {
+        **_connection_body(api),
+        "regionId": REGION,
+        "version": "2016-01-01",
+        "EffectImmediately": True,
+        "IkeConfig": {"IkeVersion": "ikev2", "IkeLifetime": 3600},
+        "HealthCheckConfig": '{"enable":"true","dip":"10.10.1.2","sip":"10.1.1.2","interval":"3","retry":"3"}',
+    }
+    response = api.apsara("CreateVpnConnection", json=body)
+    assert response.status_code == 200, response.text
+    created = response.json()
+    assert created["RequestID"] == created["RequestId"] and created["VpnConnectionId"].startswith("vco-")
+    got = api.apsara("DescribeVpnConnection", form={"RegionId": REGION, "VpnConnectionId": created["VpnConnectionId"]}).json()
+    assert got["EffectImmediately"] is True
+    assert (got["IkeConfig"]["IkeVersion"], got["IkeConfig"]["IkeLifetime"]) == ("ikev2", 3600)
+    assert got["VcoHealthCheck"]["Enable"] == "true"
+
+
+def test_apsara_route_with_form_body_and_query(api: Api) -> None:
+    body = {**_connection_body(api), "RegionId": REGION, "version": "2016-04-28"}
+    response = api.client.post("/apsara/route/Vpc/CreateVpnConnection?RegionId=" + REGION, data=body)
+    assert response.status_code == 200, response.text
+
+
+def test_apsara_errors_carry_the_spec_failure_fields(api: Api) -> None:
+    response = api.apsara("CreateVpnConnection", json={"regionId": REGION})
+    body = response.json()
+    assert response.status_code == 400
+    assert ERROR_KEYS <= body.keys()
+    assert body["Code"] == "MissingParameter.VpnGatewayId"
+    assert body["resultCode"] == 400 and body["resultMsg"] == body["Message"] and body["result"] is None
+
+
+def test_region_spellings(api: Api) -> None:
+    both_same = api.apsara("DescribeVpnConnections", json={"RegionId": REGION, "regionId": REGION})
+    assert both_same.status_code == 200
+    differ = api.apsara("DescribeVpnConnections", json={"RegionId": REGION, "regionId": "cn-hangzhou"})
+    assert (differ.status_code, differ.json()["Code"]) == (400, "InvalidParameter.RegionId")
+    missing = api.apsara("DescribeVpnConnections", json={})
+    assert (missing.status_code, missing.json()["Code"]) == (400, "MissingParameter.RegionId")
+
+
+def test_versions(api: Api) -> None:
+    bad = api.apsara("DescribeVpnConnections", json={"RegionId": REGION, "version": "2099-01-01"})
+    assert (bad.status_code, bad.json()["Code"]) == (400, "InvalidVersion")
+    rpc_bad = api.client.get("/", params={"Action": "DescribeRegions", "Version": "2016-01-01"})
+    assert (rpc_bad.status_code, rpc_bad.json()["Code"]) == (400, "InvalidVersion")
+
+
+def test_rpc_merges_query_and_form_and_reads_action_header(api: Api) -> None:
+    body = _connection_body(api)
+    response = api.client.post(
+        "/", params={"Action": "CreateVpnConnection", "Version": "2016-04-28", "RegionId": REGION}, data=body
+    )
+    assert response.status_code == 200, response.text
+    by_header = api.client.post(
+        "/", params={"RegionId": REGION}, headers={"x-acs-action": "DescribeVpnConnections", "x-acs-version": "2016-04-28"}
+    )
+    assert by_header.status_code == 200 and by_header.json()["TotalCount"] == 1
+    get = api.client.get("/", params={"Action": "DescribeVpnConnections", "RegionId": REGION})
+    assert get.status_code == 200
+
+
+def test_unknown_things_are_json_errors(api: Api) -> None:
+    cases = [
+        (api.client.post("/", params={"Action": "CreateNothing"}), 404, "InvalidAction.NotFound"),
+        (api.client.post("/"), 400, "MissingParameter.Action"),
+        (api.client.post("/apsara/route/Vpc/CreateNothing"), 404, "InvalidAction.NotFound"),
+        (api.client.post("/apsara/route/Ecs/DescribeRegions"), 404, "InvalidProduct.NotFound"),
+        (api.client.get("/elsewhere"), 404, "InvalidAction.NotFound"),
+        (api.client.get("/apsara/route/Vpc/DescribeRegions"), 405, "UnsupportedHTTPMethod"),
+        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"{nope", headers={"content-type": "application/json"}),
+         400, "InvalidBody"),
+        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"[1]", headers={"content-type": "application/json"}),
+         400, "InvalidBody"),
+        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"x" * (1024 * 1024 + 1)), 413, "InvalidBody.TooLarge"),
+    ]
+    for response, status, code in cases:
+        body = response.json()
+        assert (response.status_code, body["Code"]) == (status, code), response.text
+        assert ERROR_KEYS <= body.keys() and body["Message"]
+        assert response.headers["content-type"].startswith("application/json")
+
+
+def test_empty_values_count_as_not_given(api: Api) -> None:
+    # The legacy SDK signs and sends empty parameters (SignatureType=).
+    response = api.rpc("DescribeVpnConnections", RegionId=REGION, SignatureType="", PageSize="", VpnGatewayId="")
+    assert response.status_code == 200 and response.json()["PageSize"] == 10
