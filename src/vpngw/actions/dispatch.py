@@ -49,6 +49,10 @@ def find_action(name: str) -> Action[Any]:
 def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
     """Validate the wire parameters. An empty value counts as not given."""
     given = {key: value for key, value in raw.items() if value != ""}
+    for key, value in given.items():
+        # No database stores a NUL in text (PostgreSQL refuses it), and no valid value has one.
+        if "\x00" in value:
+            raise invalid_parameter(key, "contains a NUL character")
     for name, field in action.params.model_fields.items():
         if field.is_required() and field.alias not in given:
             raise missing_parameter(field.alias or name)
@@ -78,18 +82,21 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
                 "The request is retried with the same ClientToken but other parameters.",
             )
         return dict(record.response)
-    result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
-    queries.add(
-        session,
-        IdempotencyRecord(
-            account_id=ctx.account_id,
-            action=action.name,
-            client_token=token,
-            request_hash=digest,
-            response=result,
-            create_time=ctx.now_ms,
-        ),
+    # Claim the token before doing anything: a concurrent request with the same token
+    # blocks on this row's unique key until we commit, then fails and is retried by
+    # dispatch(), and its retry finds our result.
+    record = IdempotencyRecord(
+        account_id=ctx.account_id,
+        action=action.name,
+        client_token=token,
+        request_hash=digest,
+        response={},
+        create_time=ctx.now_ms,
     )
+    queries.add(session, record)
+    result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
+    record.response = result
+    session.flush()
     return result
 
 
