@@ -14,12 +14,30 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 from starlette.testclient import TestClient
 
-from tests.support.api import Api
+from tests.support.api import TEST_KEY_ID, TEST_KEY_SECRET, Api
 from tests.support.postgres import PostgresServer, start_postgres
 from tests.support.servers import live_server
+from vpngw import accounts
 from vpngw.api.app import build_app
+from vpngw.auth.authenticator import Authenticator
 from vpngw.cli.main import prepare_database
 from vpngw.config import Settings
+from vpngw.sealing import Sealer, parse_keyring
+from vpngw.store.engine import Database
+
+TEST_MASTER_KEY = "test:" + "A" * 43 + "="
+
+
+def make_sealer() -> Sealer:
+    return Sealer(parse_keyring(TEST_MASTER_KEY))
+
+
+def prepared(settings: Settings) -> tuple[Database, Authenticator]:
+    """A migrated database whose default account holds the test key pair."""
+    db = prepare_database(settings)
+    sealer = make_sealer()
+    accounts.ensure_key(db, sealer, settings.default_account_id, TEST_KEY_ID, TEST_KEY_SECRET)
+    return db, Authenticator(db, sealer)
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +68,8 @@ def settings(db_url: str) -> Settings:
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Api]:
     """The API in process, over HTTP semantics (Starlette's TestClient)."""
-    db = prepare_database(settings)
-    with TestClient(build_app(db, settings), raise_server_exceptions=False) as client:
+    db, authenticator = prepared(settings)
+    with TestClient(build_app(db, settings, authenticator), raise_server_exceptions=False) as client:
         yield Api(client)
     db.dispose()
 
@@ -59,5 +77,6 @@ def api(settings: Settings) -> Iterator[Api]:
 @pytest.fixture
 def server_url(settings: Settings) -> Iterator[str]:
     """A real server on a loopback port, for the SDKs and concurrent clients."""
-    with live_server(settings) as url:
+    db, authenticator = prepared(settings)
+    with live_server(db, settings, authenticator) as url:
         yield url

@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 
-from tests.support.api import REGION, Api, build_world, connection_params
+from tests.support.api import REGION, Api, build_world, connection_params, signed_query
 
 
 def _post(server_url: str, action: str, params: dict[str, Any]) -> httpx.Response:
     query = {"Action": action, "RegionId": REGION, **{k: str(v) for k, v in params.items()}}
     with httpx.Client(base_url=server_url, timeout=30) as client:
-        return client.post("/", params=query)
+        return client.post("/", params=signed_query("POST", query))
 
 
 def _together(server_url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.api import REGION, Api, build_world
+from tests.support.api import REGION, Api, build_world, signature_params, signed_query
 
 ERROR_KEYS = {"RequestId", "HostId", "Code", "Message", "Recommend"}
 
@@ -39,8 +39,13 @@ def test_apsara_route_with_json_body_and_lowercase_region(api: Api) -> None:
 
 
 def test_apsara_route_with_form_body_and_query(api: Api) -> None:
-    body = {**_connection_body(api), "RegionId": REGION, "version": "2016-04-28"}
-    response = api.client.post("/apsara/route/Vpc/CreateVpnConnection?RegionId=" + REGION, data=body)
+    body = {**_connection_body(api), "version": "2016-04-28"}
+    query = {"RegionId": REGION}
+    response = api.client.post(
+        "/apsara/route/Vpc/CreateVpnConnection",
+        params={**query, **signature_params("POST", {**query, **body})},
+        data=body,
+    )
     assert response.status_code == 200, response.text
 
 
@@ -65,29 +70,29 @@ def test_region_spellings(api: Api) -> None:
 def test_versions(api: Api) -> None:
     bad = api.apsara("DescribeVpnConnections", json={"RegionId": REGION, "version": "2099-01-01"})
     assert (bad.status_code, bad.json()["Code"]) == (400, "InvalidVersion")
-    rpc_bad = api.client.get("/", params={"Action": "DescribeRegions", "Version": "2016-01-01"})
+    rpc_bad = api.client.get("/", params=signed_query("GET", {"Action": "DescribeRegions", "Version": "2016-01-01"}))
     assert (rpc_bad.status_code, rpc_bad.json()["Code"]) == (400, "InvalidVersion")
 
 
 def test_rpc_merges_query_and_form_and_reads_action_header(api: Api) -> None:
     body = _connection_body(api)
-    response = api.client.post(
-        "/", params={"Action": "CreateVpnConnection", "Version": "2016-04-28", "RegionId": REGION}, data=body
-    )
+    query = {"Action": "CreateVpnConnection", "Version": "2016-04-28", "RegionId": REGION}
+    response = api.client.post("/", params={**query, **signature_params("POST", {**query, **body})}, data=body)
     assert response.status_code == 200, response.text
     by_header = api.client.post(
-        "/", params={"RegionId": REGION}, headers={"x-acs-action": "DescribeVpnConnections", "x-acs-version": "2016-04-28"}
+        "/", params=signed_query("POST", {"RegionId": REGION}), headers={"x-acs-action": "DescribeVpnConnections", "x-acs-version": "2016-04-28"}
     )
     assert by_header.status_code == 200 and by_header.json()["TotalCount"] == 1
-    get = api.client.get("/", params={"Action": "DescribeVpnConnections", "RegionId": REGION})
+    get = api.client.get("/", params=signed_query("GET", {"Action": "DescribeVpnConnections", "RegionId": REGION}))
     assert get.status_code == 200
 
 
 def test_unknown_things_are_json_errors(api: Api) -> None:
     cases = [
-        (api.client.post("/", params={"Action": "CreateNothing"}), 404, "InvalidAction.NotFound"),
+        (api.client.post("/", params=signed_query("POST", {"Action": "CreateNothing"})), 404, "InvalidAction.NotFound"),
         (api.client.post("/"), 400, "MissingParameter.Action"),
-        (api.client.post("/apsara/route/Vpc/CreateNothing"), 404, "InvalidAction.NotFound"),
+        (api.client.post("/apsara/route/Vpc/CreateNothing", params=signed_query("POST", {})), 404, "InvalidAction.NotFound"),
+        (api.client.post("/", params={"Action": "DescribeRegions"}), 400, "MissingParameter.AccessKeyId"),
         (api.client.post("/apsara/route/Ecs/DescribeRegions"), 404, "InvalidProduct.NotFound"),
         (api.client.get("/elsewhere"), 404, "InvalidAction.NotFound"),
         (api.client.get("/apsara/route/Vpc/DescribeRegions"), 405, "UnsupportedHTTPMethod"),

@@ -28,10 +28,10 @@ from aliyunsdkvpc.request.v20160428 import (
 )
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from tests.support.api import REGION
+from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET
 
-ACCESS_KEY_ID = "LTAI-test-key-id"
-ACCESS_KEY_SECRET = "test-secret-not-used-yet"
+ACCESS_KEY_ID = TEST_KEY_ID
+ACCESS_KEY_SECRET = TEST_KEY_SECRET
 
 
 class CoreSdk:

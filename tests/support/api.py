@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from vpngw.auth.signatures import json_body_as_params, sign_rpc_v1
+
 REGION = "cn-qingdao-env66-d01"
+# The key pair the test servers give to the default account (tests/conftest.py).
+TEST_KEY_ID = "LTAItestkey0000000000001"
+TEST_KEY_SECRET = "test-secret-0123456789abcdefghij"
+
+
+def signature_params(
+    method: str, params: dict[str, str], key_id: str = TEST_KEY_ID, secret: str = TEST_KEY_SECRET
+) -> dict[str, str]:
+    """The parameters that sign ``params`` with the RPC v1 scheme (to add to the query)."""
+    signed = sign_rpc_v1(method, params, key_id, secret, nonce=uuid.uuid4().hex, timestamp=datetime.datetime.now(datetime.UTC))
+    return {k: v for k, v in signed.items() if k not in params}
+
+
+def signed_query(method: str, params: dict[str, str], **key: str) -> dict[str, str]:
+    return {**params, **signature_params(method, params, **key)}
 
 
 @dataclass
@@ -15,13 +34,18 @@ class Api:
     client: Any  # starlette TestClient or httpx.Client
 
     def rpc(self, action: str, **params: Any) -> httpx.Response:
+        """A signed RPC call, parameters in the query, as the SDKs send them."""
         query = {"Action": action, "Version": "2016-04-28", **{k: str(v) for k, v in params.items()}}
-        return self.client.post("/", params=query)
+        return self.client.post("/", params=signed_query("POST", query))
 
     def apsara(self, action: str, *, json: dict[str, Any] | None = None, form: dict[str, str] | None = None) -> httpx.Response:
+        """A signed call on the spec's route; the signature covers the body's parameters."""
+        path = f"/apsara/route/Vpc/{action}"
         if json is not None:
-            return self.client.post(f"/apsara/route/Vpc/{action}", json=json)
-        return self.client.post(f"/apsara/route/Vpc/{action}", data=form or {})
+            signature = signature_params("POST", dict(json_body_as_params(json)))
+            return self.client.post(path, params=signature, json=json)
+        form = form or {}
+        return self.client.post(path, params=signature_params("POST", form), data=form)
 
     def ok(self, action: str, **params: Any) -> dict[str, Any]:
         params.setdefault("RegionId", REGION)

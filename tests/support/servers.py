@@ -11,17 +11,17 @@ import httpx
 import uvicorn
 
 from vpngw.api.app import build_app
-from vpngw.cli.main import prepare_database
+from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
+from vpngw.store.engine import Database
 from tests.support.postgres import free_port
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[str]:
+def live_server(db: Database, settings: Settings, authenticator: Authenticator) -> Iterator[str]:
     """Yields the base URL (``http://127.0.0.1:PORT``) of a running server."""
-    db = prepare_database(settings)
     port = free_port()
-    config = uvicorn.Config(build_app(db, settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(build_app(db, settings, authenticator), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -29,7 +29,7 @@ def live_server(settings: Settings) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"{base}/?Action=DescribeRegions", timeout=1)
+            httpx.get(f"{base}/", timeout=1)
             break
         except httpx.TransportError:
             time.sleep(0.05)

@@ -16,6 +16,9 @@ from vpngw.store import queries
 from vpngw.store.models import CustomerGateway
 
 
+AUTH_KEY_PURPOSE = "customer_gateways.auth_key"
+
+
 def customer_gateway_not_found(customer_gateway_id: str) -> NotFound:
     return NotFound(
         "InvalidCustomerGatewayInstanceId.NotFound",
@@ -53,7 +56,7 @@ class CustomerGatewayItem(Response):
     tags: TagList
 
 
-def customer_gateway_view(gateway: CustomerGateway) -> CustomerGatewayItem:
+def customer_gateway_view(ctx: Context, gateway: CustomerGateway) -> CustomerGatewayItem:
     return CustomerGatewayItem(
         customer_gateway_id=gateway.id,
         ip_address=gateway.ip_address,
@@ -61,7 +64,7 @@ def customer_gateway_view(gateway: CustomerGateway) -> CustomerGatewayItem:
         description=gateway.description,
         create_time=gateway.create_time,
         asn=gateway.asn,
-        auth_key=gateway.auth_key,
+        auth_key=ctx.sealer.open(gateway.auth_key, AUTH_KEY_PURPOSE) if gateway.auth_key else "",
         resource_group_id="",
         tags=TagList(),
     )
@@ -83,11 +86,11 @@ def create_customer_gateway(ctx: Context, session: Session, p: CreateCustomerGat
         name=p.name or gateway_id,
         description=p.description or "",
         asn=p.asn,
-        auth_key=p.auth_key or "",
+        auth_key=ctx.sealer.seal(p.auth_key, AUTH_KEY_PURPOSE) if p.auth_key else "",
         create_time=ctx.now_ms,
     )
     queries.add(session, gateway)
-    return customer_gateway_view(gateway)
+    return customer_gateway_view(ctx, gateway)
 
 
 class DescribeCustomerGatewayParams(RegionParams):
@@ -95,7 +98,7 @@ class DescribeCustomerGatewayParams(RegionParams):
 
 
 def describe_customer_gateway(ctx: Context, session: Session, p: DescribeCustomerGatewayParams) -> CustomerGatewayItem:
-    return customer_gateway_view(get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id))
+    return customer_gateway_view(ctx, get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id))
 
 
 class DescribeCustomerGatewaysParams(RegionParams):
@@ -125,7 +128,7 @@ def describe_customer_gateways(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        customer_gateways=CustomerGatewayList(customer_gateway=[customer_gateway_view(g) for g in rows]),
+        customer_gateways=CustomerGatewayList(customer_gateway=[customer_gateway_view(ctx, g) for g in rows]),
     )
 
 
@@ -146,9 +149,9 @@ def modify_customer_gateway_attribute(
     if p.description is not None:
         gateway.description = p.description
     if p.auth_key is not None:
-        gateway.auth_key = p.auth_key
+        gateway.auth_key = ctx.sealer.seal(p.auth_key, AUTH_KEY_PURPOSE)
     session.flush()
-    return customer_gateway_view(gateway)
+    return customer_gateway_view(ctx, gateway)
 
 
 class DeleteCustomerGatewayParams(RegionParams):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from vpngw.actions.framework import Action, Context, Params
 from vpngw.actions.registry import ACTIONS
 from vpngw.config import Settings
+from vpngw.sealing import Sealer
 from vpngw.errors import ApiError, BadRequest, NotFound, invalid_parameter, missing_parameter
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -30,6 +32,7 @@ from vpngw.store.models import IdempotencyRecord
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 4
+RESPONSE_PURPOSE = "idempotency_records.response"
 
 
 class ServiceUnavailable(ApiError):
@@ -81,7 +84,8 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
                 "IdempotentParameterMismatch",
                 "The request is retried with the same ClientToken but other parameters.",
             )
-        return dict(record.response)
+        replay: dict[str, Any] = json.loads(ctx.sealer.open(record.response["sealed"], RESPONSE_PURPOSE))
+        return replay
     # Claim the token before doing anything: a concurrent request with the same token
     # blocks on this row's unique key until we commit, then fails and is retried by
     # dispatch(), and its retry finds our result.
@@ -95,7 +99,8 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     )
     queries.add(session, record)
     result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
-    record.response = result
+    # Responses can hold secrets (a Modify response carries the Psk): sealed at rest.
+    record.response = {"sealed": ctx.sealer.seal(json.dumps(result), RESPONSE_PURPOSE)}
     session.flush()
     return result
 
@@ -103,6 +108,7 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
 def dispatch(
     db: Database,
     settings: Settings,
+    sealer: Sealer,
     action_name: str,
     raw: Mapping[str, str],
     *,
@@ -116,7 +122,8 @@ def dispatch(
     region_id = getattr(params, "region_id", None)
     if region_id is not None and region_id not in settings.region_ids:
         raise NotFound("InvalidRegionId.NotFound", f"The specified RegionId {region_id!r} does not exist.")
-    ctx = Context(account_id=account_id, request_id=request_id, settings=settings, now_ms=int(time.time() * 1000), host=host)
+    ctx = Context(account_id=account_id, request_id=request_id, settings=settings, now_ms=int(time.time() * 1000), host=host,
+                  sealer=sealer)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.session(write=action.writes) as session, session.begin():
@@ -126,4 +133,5 @@ def dispatch(
             # ClientToken) or the database was busy: the whole action runs again and
             # sees the other transaction's result.
             log.info("retrying %s after a conflict (attempt %d): %s", action.name, attempt, type(error).__name__)
+            time.sleep(random.uniform(0, 0.01 * attempt))
     raise ServiceUnavailable()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from vpngw.config import Settings
 from vpngw.rules import names, values
+from vpngw.sealing import Sealer
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ class Context:
     settings: Settings
     now_ms: int
     host: str
+    sealer: Sealer
 
 
 P = TypeVar("P", bound=Params)

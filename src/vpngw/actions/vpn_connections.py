@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Network
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -39,6 +40,8 @@ from vpngw.rules.values import parse_bool
 from vpngw.store import queries
 from vpngw.store.models import VpnConnection, VpnGateway
 
+PSK_PURPOSE = "vpn_connections.psk"
+
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
 INITIAL_STATUS = "ike_sa_not_established"
 
@@ -50,12 +53,21 @@ def connection_not_found(vpn_connection_id: str) -> NotFound:
     )
 
 
+def sealed_ike(ctx: Context, ike: Mapping[str, Any]) -> dict[str, Any]:
+    """The IkeConfig as stored: the Psk sealed under the master key."""
+    return {**ike, "Psk": ctx.sealer.seal(ike["Psk"], PSK_PURPOSE)}
+
+
+def opened_ike(ctx: Context, stored: Mapping[str, Any]) -> dict[str, Any]:
+    return {**stored, "Psk": ctx.sealer.open(stored["Psk"], PSK_PURPOSE)}
+
+
 def _check_bgp_config(value: Any) -> str:
     """BGP over IPsec is not offered: an enabled BgpConfig is refused, a disabled one is accepted."""
     text = str(value)
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid_parameter("BgpConfig", "must be a JSON object") from None
     if not isinstance(document, dict):
         raise invalid_parameter("BgpConfig", "must be a JSON object")
@@ -155,7 +167,7 @@ def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnection
         auto_config_route=p.auto_config_route,
         enable_dpd=p.enable_dpd,
         enable_nat_traversal=p.enable_nat_traversal,
-        ike_config=dict(ike),
+        ike_config=sealed_ike(ctx, ike),
         ipsec_config=dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
         health_check=dict(health_check),
         status=INITIAL_STATUS,
@@ -228,7 +240,7 @@ class VpnConnectionListItem(VpnConnectionItem):
     tag: TagList
 
 
-def _fields(c: VpnConnection) -> dict[str, Any]:
+def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
     check = c.health_check
     return {
         "vpn_connection_id": c.id,
@@ -244,7 +256,7 @@ def _fields(c: VpnConnection) -> dict[str, Any]:
         "enable_nat_traversal": c.enable_nat_traversal,
         "status": c.status,
         "state": c.state,
-        "ike_config": c.ike_config,
+        "ike_config": opened_ike(ctx, c.ike_config),
         "ipsec_config": c.ipsec_config,
         "vco_health_check": VcoHealthCheck(
             enable="true" if check["Enable"] else "false",
@@ -264,8 +276,8 @@ def _fields(c: VpnConnection) -> dict[str, Any]:
     }
 
 
-def connection_view(c: VpnConnection) -> VpnConnectionDetail:
-    return VpnConnectionDetail(**_fields(c), tags=TagList())
+def connection_view(ctx: Context, c: VpnConnection) -> VpnConnectionDetail:
+    return VpnConnectionDetail(**_fields(ctx, c), tags=TagList())
 
 
 def get_connection(ctx: Context, session: Session, region_id: str, vpn_connection_id: str, *, lock: bool = False) -> VpnConnection:
@@ -280,7 +292,7 @@ class DescribeVpnConnectionParams(RegionParams):
 
 
 def describe_vpn_connection(ctx: Context, session: Session, p: DescribeVpnConnectionParams) -> VpnConnectionDetail:
-    return connection_view(get_connection(ctx, session, p.region_id, p.vpn_connection_id))
+    return connection_view(ctx, get_connection(ctx, session, p.region_id, p.vpn_connection_id))
 
 
 class DescribeVpnConnectionsParams(RegionParams):
@@ -309,7 +321,7 @@ def describe_vpn_connections(ctx: Context, session: Session, p: DescribeVpnConne
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        vpn_connections=VpnConnectionList(vpn_connection=[VpnConnectionListItem(**_fields(c), tag=TagList()) for c in rows]),
+        vpn_connections=VpnConnectionList(vpn_connection=[VpnConnectionListItem(**_fields(ctx, c), tag=TagList()) for c in rows]),
     )
 
 
@@ -351,13 +363,13 @@ def modify_vpn_connection_attribute(
         given = getattr(p, field)
         if given is not None:
             setattr(connection, field, given)
-    connection.ike_config = dict(merge_ike(connection.ike_config, p.ike_config or {}))
+    connection.ike_config = sealed_ike(ctx, merge_ike(opened_ike(ctx, connection.ike_config), p.ike_config or {}))
     connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
     if p.health_check_config:
         connection.health_check = dict(health_check)
         connection.health_check_status = _initial_health_status(health_check)
     session.flush()
-    return connection_view(connection)
+    return connection_view(ctx, connection)
 
 
 class DeleteVpnConnectionParams(RegionParams):
@@ -409,7 +421,7 @@ def download_vpn_connection_config(
     connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     gateway = get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id)
     customer_gateway = get_customer_gateway(ctx, session, p.region_id, connection.customer_gateway_id)
-    ike = connection.ike_config
+    ike = opened_ike(ctx, connection.ike_config)
     return DownloadVpnConnectionConfigResponse(
         vpn_connection_config=PeerConfig(
             local=customer_gateway.ip_address,

@@ -47,8 +47,9 @@ def get_gateway(ctx: Context, session: Session, region_id: str, vpn_gateway_id: 
 
 def allocate_internet_ip(session: Session, pool: str) -> str:
     """The lowest free address of the pool. The pool's first host is left to the lab's
-    WAN router (docs/lab.md). A concurrent allocation of the same address fails on the
-    unique constraint and the transaction is retried."""
+    WAN router. Allocation is serialised by a pool lock; the unique constraint on the
+    address is the last line of defence (a violation re-runs the action)."""
+    queries.lock_internet_ip_pool(session)
     in_use = queries.internet_ips_in_use(session)
     hosts = ipaddress.IPv4Network(pool).hosts()
     next(hosts, None)

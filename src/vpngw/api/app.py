@@ -1,8 +1,15 @@
-"""The Starlette application: a plain route list and one error path."""
+"""The Starlette application: a plain route list and one error path.
+
+Every request is parsed by its dialect, authenticated (the signature names the account),
+then dispatched. The access log line carries the request id, action, status and
+duration, never parameter values (they can hold a Psk) nor the query string (it holds
+signatures).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -14,52 +21,75 @@ from starlette.routing import Route
 from vpngw import ids
 from vpngw.actions.dispatch import dispatch
 from vpngw.api import dialects, render
+from vpngw.api.dialects import ParsedRequest
+from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
 from vpngw.errors import ApiError, InternalError, NotFound
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("vpngw.access")
 
-Parser = Callable[[Request], Awaitable[tuple[str, dict[str, str]]]]
+Parser = Callable[[Request], Awaitable[ParsedRequest]]
 
 
 class Api:
-    """Binds the HTTP routes to one database and one set of settings."""
+    """Binds the HTTP routes to one database, its authenticator and the settings."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, authenticator: Authenticator) -> None:
         self.db = db
         self.settings = settings
+        self.authenticator = authenticator
 
     async def rpc(self, request: Request) -> Response:
         return await self._serve(request, dialects.rpc_request, apsara=False)
 
     async def apsara(self, request: Request) -> Response:
-        async def parse(req: Request) -> tuple[str, dict[str, str]]:
+        async def parse(req: Request) -> ParsedRequest:
             return await dialects.apsara_request(req, req.path_params)
 
         return await self._serve(request, parse, apsara=True)
 
     async def _serve(self, request: Request, parse: Parser, *, apsara: bool) -> Response:
         request_id = ids.new_request_id()
+        started = time.perf_counter()
+        action = "-"
         try:
-            action, params = await parse(request)
+            parsed = await parse(request)
+            action = parsed.action
+            account_id = await run_in_threadpool(self.authenticator.account_of, parsed.signed)
             fields = await run_in_threadpool(
                 dispatch,
                 self.db,
                 self.settings,
-                action,
-                params,
-                account_id=self.settings.default_account_id,
+                self.authenticator.sealer,
+                parsed.action,
+                parsed.params,
+                account_id=account_id,
                 request_id=request_id,
                 host=request.headers.get("host", self.settings.host_id),
             )
+            response = render.success(fields, request_id, apsara=apsara)
+            code = "-"
         except ApiError as error:
-            return render.failure(error, request_id, self.settings.host_id, apsara=apsara)
+            response = render.failure(error, request_id, self.settings.host_id, apsara=apsara)
+            code = error.code
         except Exception:
             # Never a traceback (nor a parameter value) to the client; the log keeps the type.
             log.exception("request %s failed", request_id)
-            return render.failure(InternalError(), request_id, self.settings.host_id, apsara=apsara)
-        return render.success(fields, request_id, apsara=apsara)
+            response = render.failure(InternalError(), request_id, self.settings.host_id, apsara=apsara)
+            code = "InternalError"
+        access_log.info(
+            "%s %s %s %s %d %s %.1fms",
+            request_id,
+            request.method,
+            request.url.path,
+            action[:64],
+            response.status_code,
+            code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
 
 
 class MethodNotAllowed(ApiError):
@@ -77,8 +107,8 @@ async def no_route(request: Request, exc: Exception) -> Response:
     return render.failure(error, ids.new_request_id(), "vpngw", apsara=request.url.path.startswith("/apsara/"))
 
 
-def build_app(db: Database, settings: Settings) -> Starlette:
-    api = Api(db, settings)
+def build_app(db: Database, settings: Settings, authenticator: Authenticator) -> Starlette:
+    api = Api(db, settings, authenticator)
     routes = [
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),

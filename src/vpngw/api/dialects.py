@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from vpngw.auth.signatures import IncomingRequest, json_body_as_params
 from vpngw.errors import ApiError, BadRequest, NotFound
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -26,14 +28,24 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
-def json_value_as_string(value: object) -> str:
-    """Strings as they are, booleans ``true``/``false``, numbers as written, objects and
-    arrays as compact JSON."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+@dataclass(frozen=True)
+class ParsedRequest:
+    """The action and its parameters, and the request as its signature covers it."""
+
+    action: str
+    params: dict[str, str]
+    signed: IncomingRequest
+
+
+def _incoming(request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes) -> IncomingRequest:
+    return IncomingRequest(
+        method=request.method,
+        path=request.url.path,
+        query=tuple(query),
+        form=tuple(form),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=body,
+    )
 
 
 async def read_body(request: Request) -> bytes:
@@ -56,11 +68,11 @@ def _decode_form(body: bytes) -> list[tuple[str, str]]:
 def _decode_json(body: bytes) -> list[tuple[str, str]]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("InvalidBody", "The JSON body is not valid JSON.") from None
     if not isinstance(document, dict):
         raise BadRequest("InvalidBody", "The JSON body must be an object of parameters.")
-    return [(str(key), json_value_as_string(value)) for key, value in document.items()]
+    return list(json_body_as_params(document))
 
 
 def body_params(request: Request, body: bytes, *, allow_json: bool) -> list[tuple[str, str]]:
@@ -104,23 +116,25 @@ def query_pairs(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(request.url.query, keep_blank_values=True)
 
 
-async def rpc_request(request: Request) -> tuple[str, dict[str, str]]:
+async def rpc_request(request: Request) -> ParsedRequest:
     body = await read_body(request)
-    params = merge(query_pairs(request) + body_params(request, body, allow_json=False))
+    query, form = query_pairs(request), body_params(request, body, allow_json=False)
+    params = merge(query + form)
     action = params.get("Action") or request.headers.get("x-acs-action", "")
     if not action:
         raise BadRequest("MissingParameter.Action", 'The input parameter "Action" that is mandatory for processing this request is not supplied.')
     _check_version(params.get("Version") or request.headers.get("x-acs-version", ""), RPC_VERSIONS)
     unify_region(params)
-    return action, params
+    return ParsedRequest(action, params, _incoming(request, query, form, body))
 
 
-async def apsara_request(request: Request, path_params: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+async def apsara_request(request: Request, path_params: Mapping[str, str]) -> ParsedRequest:
     product = path_params["product"]
     if product.lower() != "vpc":
         raise NotFound("InvalidProduct.NotFound", f"The product {product!r} is not served here; use /apsara/route/Vpc/<Action>.")
     body = await read_body(request)
-    params = merge(query_pairs(request) + body_params(request, body, allow_json=True))
+    query, form = query_pairs(request), body_params(request, body, allow_json=True)
+    params = merge(query + form)
     _check_version(params.get("version") or params.get("Version", ""), APSARA_VERSIONS)
     unify_region(params)
-    return path_params["action"], params
+    return ParsedRequest(path_params["action"], params, _incoming(request, query, form, body))

@@ -1,15 +1,23 @@
-"""``vpngw serve`` and ``vpngw migrate``."""
+"""The ``vpngw`` command line: serve, migrate, accounts and keys, call, reseal."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
+from vpngw import accounts
 from vpngw.config import Settings, settings_from_env
+from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import migrate, queries
 from vpngw.store.engine import Database, make_url
+
+DEFAULT_CREDENTIALS_FILE = Path(".vpngw/credentials.json")
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +39,21 @@ def prepare_database(settings: Settings) -> Database:
     return db
 
 
+def _open(args: argparse.Namespace) -> tuple[Settings, Database, Sealer]:
+    settings = settings_from_env(args.db)
+    sealer, _where = load_sealer()
+    return settings, prepare_database(settings), sealer
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from_env(args.db)
     migrate.upgrade(settings.db_url)
@@ -42,38 +65,157 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vpngw.api.app import build_app
+    from vpngw.auth.authenticator import Authenticator
 
+    if args.insecure_no_auth and not _is_loopback(args.host):
+        print("vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr)
+        return 2
     settings = settings_from_env(args.db)
+    sealer, key_source = load_sealer()
     db = prepare_database(settings)
-    app = build_app(db, settings)
+    print(f"vpngw: {key_source}", flush=True)
+    if args.insecure_no_auth:
+        print("vpngw: WARNING: --insecure-no-auth: requests are NOT authenticated; every caller is the default account", flush=True)
+        authenticator = Authenticator(db, sealer, insecure_account_id=settings.default_account_id)
+    else:
+        authenticator = Authenticator(db, sealer)
+        key_id, secret = os.environ.get("VPNGW_ACCESS_KEY_ID"), os.environ.get("VPNGW_ACCESS_KEY_SECRET")
+        if key_id and secret:
+            accounts.ensure_key(db, sealer, settings.default_account_id, key_id, secret)
+            print(f"vpngw: AccessKey {key_id} from the environment belongs to the default account", flush=True)
+        elif args.credentials_file:
+            pair = accounts.bootstrap_credentials_file(db, sealer, settings.default_account_id, Path(args.credentials_file))
+            if pair:
+                print(f"vpngw: first start: a key pair for the default account is in {args.credentials_file} (mode 0600)", flush=True)
+    app = build_app(db, settings, authenticator)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on http://{args.host}:{args.port}/ (database {shown})", flush=True)
     print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
     print("vpngw: no data plane in this build: connections are stored, tunnels are not built yet", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
+
+
+def cmd_account_create(args: argparse.Namespace) -> int:
+    _settings, db, sealer = _open(args)
+    print(accounts.create_account(db, sealer, args.name).as_json())
+    return 0
+
+
+def cmd_account_list(args: argparse.Namespace) -> int:
+    _settings, db, _sealer = _open(args)
+    print(json.dumps(accounts.list_accounts(db), indent=2))
+    return 0
+
+
+def cmd_key_create(args: argparse.Namespace) -> int:
+    _settings, db, sealer = _open(args)
+    print(accounts.create_key(db, sealer, args.account).as_json())
+    return 0
+
+
+def cmd_key_status(args: argparse.Namespace) -> int:
+    _settings, db, _sealer = _open(args)
+    accounts.set_key_status(db, args.access_key_id, "enabled" if args.command_name == "enable" else "disabled")
+    print(f"vpngw: AccessKey {args.access_key_id} {args.command_name}d")
+    return 0
+
+
+def cmd_key_delete(args: argparse.Namespace) -> int:
+    _settings, db, _sealer = _open(args)
+    accounts.delete_key(db, args.access_key_id)
+    print(f"vpngw: AccessKey {args.access_key_id} deleted")
+    return 0
+
+
+def cmd_reseal(args: argparse.Namespace) -> int:
+    from vpngw.resealing import reseal_all
+
+    _settings, db, sealer = _open(args)
+    count = reseal_all(db, sealer)
+    print(f"vpngw: {count} secrets sealed under master key {sealer.current_key_id}")
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from vpngw.cli.call import run_call
+
+    return run_call(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpngw", description="A self-hosted IPsec VPN gateway service.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     serve = commands.add_parser("serve", help="run the API server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--credentials-file",
+        metavar="FILE",
+        default=None,
+        help="on a first start, write a new key pair for the default account here (mode 0600)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="DANGER: accept unsigned requests as the default account (loopback only, for local experiments)",
+    )
     _db_option(serve)
     serve.set_defaults(run=cmd_serve)
+
     migrate_cmd = commands.add_parser("migrate", help="apply database schema migrations")
     _db_option(migrate_cmd)
     migrate_cmd.set_defaults(run=cmd_migrate)
+
+    account = commands.add_parser("account", help="manage accounts").add_subparsers(dest="sub", required=True)
+    create = account.add_parser("create", help="create an account and print its first key pair as JSON")
+    create.add_argument("name")
+    _db_option(create)
+    create.set_defaults(run=cmd_account_create)
+    listing = account.add_parser("list", help="list accounts and their AccessKey ids")
+    _db_option(listing)
+    listing.set_defaults(run=cmd_account_list)
+
+    key = commands.add_parser("key", help="manage AccessKeys").add_subparsers(dest="sub", required=True)
+    key_create = key.add_parser("create", help="create a key pair for an account (name or id) and print it")
+    key_create.add_argument("account")
+    _db_option(key_create)
+    key_create.set_defaults(run=cmd_key_create)
+    for name in ("disable", "enable"):
+        status = key.add_parser(name, help=f"{name} an AccessKey")
+        status.add_argument("access_key_id")
+        _db_option(status)
+        status.set_defaults(run=cmd_key_status, command_name=name)
+    delete = key.add_parser("delete", help="delete an AccessKey")
+    delete.add_argument("access_key_id")
+    _db_option(delete)
+    delete.set_defaults(run=cmd_key_delete)
+
+    reseal = commands.add_parser("reseal", help="re-encrypt every stored secret under the first master key (rotation)")
+    _db_option(reseal)
+    reseal.set_defaults(run=cmd_reseal)
+
+    call = commands.add_parser("call", help="call an action with a signed request and print the JSON response")
+    call.add_argument("action")
+    call.add_argument("params", nargs="*", metavar="Key=Value")
+    call.add_argument("--endpoint", default=os.environ.get("VPNGW_ENDPOINT", "http://127.0.0.1:8080"))
+    call.add_argument("--credentials", metavar="FILE", default=None, help=f"key pair file (default {DEFAULT_CREDENTIALS_FILE})")
+    call.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId when not given as a parameter")
+    call.set_defaults(run=cmd_call)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (accounts.AccountError, SealingError) as error:
+        print(f"vpngw: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

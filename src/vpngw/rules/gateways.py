@@ -14,7 +14,8 @@ _RESERVED = tuple(
     for n in ("0.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
 )
 _PRIVATE_BLOCKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
-_ASN_DOT = re.compile(r"^(\d{1,5})\.(\d{1,5})$")
+_ASN_DOT = re.compile(r"(\d{1,5})\.(\d{1,5})", re.ASCII)
+_DIGITS = re.compile(r"\d{1,10}", re.ASCII)
 ALIBABA_ASN = 45104
 
 
@@ -31,13 +32,13 @@ def check_customer_gateway_ip(value: str) -> str:
 
 def parse_asn(value: str) -> int:
     """1–4294967295 except Alibaba's own 45104, plain or as ``high.low`` 16-bit halves."""
-    dotted = _ASN_DOT.match(value.strip())
+    dotted = _ASN_DOT.fullmatch(value.strip())
     if dotted:
         high, low = int(dotted.group(1)), int(dotted.group(2))
         if high > 65535 or low > 65535:
             raise invalid_parameter("Asn", "each half of a dotted ASN is at most 65535")
         asn = high * 65536 + low
-    elif value.strip().isdigit():
+    elif _DIGITS.fullmatch(value.strip()):
         asn = int(value.strip())
     else:
         raise invalid_parameter("Asn", "must be a number from 1 to 4294967295")
@@ -56,7 +57,7 @@ def check_auth_key(value: str) -> str:
 
 
 def parse_bandwidth(value: str) -> int:
-    if not value.strip().isdigit() or int(value) not in BANDWIDTHS:
+    if not _DIGITS.fullmatch(value.strip()) or int(value) not in BANDWIDTHS:
         raise invalid_parameter("Bandwidth", f"must be one of {', '.join(map(str, BANDWIDTHS))} (Mbit/s)")
     return int(value)
 

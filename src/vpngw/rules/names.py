@@ -8,7 +8,7 @@ from vpngw.errors import BadRequest
 
 # A letter or a Chinese character first, then letters, digits, Chinese, '.', '_' or '-'.
 _CHINESE = "\u4e00-\u9fa5"
-_NAME = re.compile(rf"^[A-Za-z{_CHINESE}][A-Za-z0-9{_CHINESE}._-]{{1,127}}$")
+_NAME = re.compile(rf"[A-Za-z{_CHINESE}][A-Za-z0-9{_CHINESE}._-]{{1,127}}")
 
 
 def _starts_with_url_scheme(value: str) -> bool:
@@ -18,7 +18,7 @@ def _starts_with_url_scheme(value: str) -> bool:
 def check_name(value: str) -> str:
     """2–128 characters, starting with a letter or a Chinese character, then letters,
     digits, Chinese characters, '.', '_' or '-'; never starting with http:// or https://."""
-    if _starts_with_url_scheme(value) or not _NAME.match(value):
+    if _starts_with_url_scheme(value) or not _NAME.fullmatch(value):
         raise BadRequest(
             "InvalidName",
             "The name is not valid: 2-128 characters, starting with a letter or a Chinese character, "

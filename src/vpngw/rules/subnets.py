@@ -10,7 +10,7 @@ from ipaddress import IPv4Network
 
 from vpngw.errors import BadRequest
 
-_CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+_CIDR = re.compile(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", re.ASCII)
 _ANY = IPv4Network("0.0.0.0/0")
 
 
@@ -30,7 +30,7 @@ def parse_subnets(param: str, value: str, max_count: int) -> tuple[IPv4Network, 
         raise _illegal(param, value, f"at most {max_count} CIDR blocks are allowed")
     networks: list[IPv4Network] = []
     for item in items:
-        if not _CIDR.match(item):
+        if not _CIDR.fullmatch(item):
             raise _illegal(param, value, f"{item!r} is not an IPv4 CIDR block such as 10.0.0.0/24")
         try:
             network = IPv4Network(item, strict=True)

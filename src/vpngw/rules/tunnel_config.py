@@ -165,7 +165,7 @@ def parse_config(param: str, text: str, keys: tuple[Key, ...]) -> dict[str, Any]
     """The keys given in one JSON config string, canonically named and typed."""
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid_parameter(param, "must be a JSON object") from None
     if not isinstance(document, dict):
         raise invalid_parameter(param, "must be a JSON object")

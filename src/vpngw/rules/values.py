@@ -6,7 +6,7 @@ import re
 
 from vpngw.errors import BadRequest, invalid_parameter
 
-_INT = re.compile(r"^[+-]?\d{1,20}$")
+_INT = re.compile(r"[+-]?\d{1,20}", re.ASCII)
 
 
 def parse_bool(param: str, value: object) -> bool:
@@ -27,7 +27,7 @@ def parse_int(param: str, value: object, low: int, high: int) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and _INT.match(value.strip()):
+    elif isinstance(value, str) and _INT.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise invalid_parameter(param, "must be a whole number")

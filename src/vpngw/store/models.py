@@ -83,7 +83,7 @@ class CustomerGateway(Base):
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(String(256), default="")
     asn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    auth_key: Mapped[str] = mapped_column(String(64), default="")
+    auth_key: Mapped[str] = mapped_column(Text, default="")  # sealed
     create_time: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -129,3 +129,28 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccessKey(Base):
+    """An AccessKey pair of an account. The secret is stored sealed (vpngw.sealing)."""
+
+    __tablename__ = "access_keys"
+    __table_args__ = (Index("ix_access_keys_account", "account_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignatureNonce(Base):
+    """A SignatureNonce seen within the timestamp window. The primary key makes a
+    replay fail even when it reaches another server process of the same database."""
+
+    __tablename__ = "signature_nonces"
+    __table_args__ = (Index("ix_signature_nonces_expiry", "expire_time"),)
+
+    access_key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expire_time: Mapped[int] = mapped_column(BigInteger)

@@ -6,10 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete as delete_statement
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from vpngw.store.models import Account, CustomerGateway, IdempotencyRecord, Vpc, VpnConnection, VpnGateway
+from vpngw.store.models import (
+    AccessKey,
+    Account,
+    CustomerGateway,
+    IdempotencyRecord,
+    SignatureNonce,
+    Vpc,
+    VpnConnection,
+    VpnGateway,
+)
 
 Owned = TypeVar("Owned", Vpc, VpnGateway, CustomerGateway, VpnConnection)
 
@@ -101,3 +111,63 @@ def add(session: Session, row: Any) -> None:
 def delete(session: Session, row: Any) -> None:
     session.delete(row)
     session.flush()
+
+
+def get_access_key(session: Session, access_key_id: str) -> AccessKey | None:
+    return session.get(AccessKey, access_key_id)
+
+
+def list_accounts(session: Session) -> Sequence[tuple[Account, int]]:
+    """Every account with the number of its AccessKeys."""
+    counts = (
+        select(Account, func.count(AccessKey.id))
+        .outerjoin(AccessKey, AccessKey.account_id == Account.id)
+        .group_by(Account.id)
+        .order_by(Account.create_time, Account.id)
+    )
+    return [(account, int(count)) for account, count in session.execute(counts).all()]
+
+
+def account_by_name(session: Session, name: str) -> Account | None:
+    return session.scalars(select(Account).where(Account.name == name)).first()
+
+
+def access_keys_of(session: Session, account_id: str) -> Sequence[AccessKey]:
+    return session.scalars(select(AccessKey).where(AccessKey.account_id == account_id).order_by(AccessKey.create_time)).all()
+
+
+def all_access_keys(session: Session) -> Sequence[AccessKey]:
+    return session.scalars(select(AccessKey)).all()
+
+
+def all_connections(session: Session) -> Sequence[VpnConnection]:
+    return session.scalars(select(VpnConnection)).all()
+
+
+def all_customer_gateways(session: Session) -> Sequence[CustomerGateway]:
+    return session.scalars(select(CustomerGateway)).all()
+
+
+def all_idempotency_records(session: Session) -> Sequence[IdempotencyRecord]:
+    return session.scalars(select(IdempotencyRecord)).all()
+
+
+def forget_expired_nonces(session: Session, now_ms: int) -> None:
+    session.execute(delete_statement(SignatureNonce).where(SignatureNonce.expire_time < now_ms))
+
+
+def record_nonce(session: Session, access_key_id: str, nonce: str, expire_time: int) -> None:
+    """Raises IntegrityError when the nonce was seen before (by any process)."""
+    session.add(SignatureNonce(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time))
+    session.flush()
+
+
+_POOL_LOCK_KEY = 0x76706E67  # "vpng": one advisory lock for the InternetIp pool
+
+
+def lock_internet_ip_pool(session: Session) -> None:
+    """Serialise address allocation until the transaction ends. PostgreSQL: an advisory
+    transaction lock (otherwise concurrent creates all pick the same lowest free address
+    and all but one fail). SQLite serialises write transactions already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POOL_LOCK_KEY})

@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('description', sa.String(length=256), nullable=False),
     sa.Column('asn', sa.BigInteger(), nullable=True),
-    sa.Column('auth_key', sa.String(length=64), nullable=False),
+    sa.Column('auth_key', sa.Text(), nullable=False),
     sa.Column('create_time', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('seq'),

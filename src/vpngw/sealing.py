@@ -1,0 +1,107 @@
+"""Secrets at rest: AccessKey secrets, pre-shared keys and AuthKeys are stored sealed
+with AES-256-GCM under a master key that lives outside the database.
+
+The master key comes from ``VPNGW_MASTER_KEY`` (``<key id>:<base64 of 32 bytes>``, several
+comma-separated for rotation: the first seals, all open) or else from a key file
+(``VPNGW_MASTER_KEY_FILE``, default ``./vpngw.master.key``) that is created at first start,
+readable only by its owner. A sealed value is ``sealed:v1:<key id>:<base64(nonce|ciphertext)>``;
+the column it belongs to is bound in as associated data, so a sealed value copied into
+another column does not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PREFIX = "sealed:v1:"
+DEFAULT_KEY_FILE = "vpngw.master.key"
+
+
+class SealingError(Exception):
+    """A master key is missing or malformed, or a sealed value does not open."""
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    key_id: str
+    key: bytes
+
+
+def parse_keyring(text: str) -> tuple[MasterKey, ...]:
+    keys = []
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key_id, sep, encoded = item.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not sep or not key_id or len(key) != 32:
+            raise SealingError("a master key must be written '<key id>:<base64 of 32 bytes>'")
+        keys.append(MasterKey(key_id, key))
+    if not keys:
+        raise SealingError("no master key given")
+    return tuple(keys)
+
+
+def new_master_key_line(key_id: str | None = None) -> str:
+    key_id = key_id or "k" + secrets.token_hex(4)
+    return f"{key_id}:{base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()}"
+
+
+class Sealer:
+    def __init__(self, keyring: tuple[MasterKey, ...]) -> None:
+        self.keyring = keyring
+        self._by_id = {k.key_id: AESGCM(k.key) for k in keyring}
+
+    @property
+    def current_key_id(self) -> str:
+        return self.keyring[0].key_id
+
+    def seal(self, plaintext: str, purpose: str) -> str:
+        nonce = os.urandom(12)
+        sealed = AESGCM(self.keyring[0].key).encrypt(nonce, plaintext.encode(), purpose.encode())
+        return f"{PREFIX}{self.keyring[0].key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def open(self, sealed: str, purpose: str) -> str:
+        if not sealed.startswith(PREFIX):
+            raise SealingError("not a sealed value")
+        key_id, _, encoded = sealed[len(PREFIX):].partition(":")
+        aead = self._by_id.get(key_id)
+        if aead is None:
+            raise SealingError(f"the master key {key_id!r} is not in the keyring")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            return aead.decrypt(raw[:12], raw[12:], purpose.encode()).decode()
+        except (binascii.Error, ValueError, InvalidTag):
+            raise SealingError("a sealed value does not open with its master key") from None
+
+    def key_id_of(self, sealed: str) -> str:
+        return sealed[len(PREFIX):].partition(":")[0]
+
+
+def load_sealer(environ: dict[str, str] | None = None) -> tuple[Sealer, str]:
+    """The sealer and a sentence saying where its key came from (never the key)."""
+    env = dict(os.environ if environ is None else environ)
+    if env.get("VPNGW_MASTER_KEY"):
+        return Sealer(parse_keyring(env["VPNGW_MASTER_KEY"])), "master key from VPNGW_MASTER_KEY"
+    path = Path(env.get("VPNGW_MASTER_KEY_FILE") or DEFAULT_KEY_FILE)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_master_key_line() + "\n")
+        return Sealer(parse_keyring(path.read_text())), f"master key created in {path} (mode 0600)"
+    if path.stat().st_mode & 0o077:
+        raise SealingError(f"{path} is readable by others; chmod 600 it")
+    return Sealer(parse_keyring(path.read_text())), f"master key from {path}"
