@@ -1,0 +1,104 @@
+"""The command line: accounts and keys, the signing client, the insecure switch, rotation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_MASTER_KEY
+from tests.support.servers import live_server
+from vpngw.auth.authenticator import Authenticator
+from vpngw.cli.main import main, prepare_database
+from vpngw.config import Settings
+from vpngw.sealing import Sealer, load_sealer, new_master_key_line, parse_keyring
+from vpngw.store.engine import Database
+
+
+@pytest.fixture(autouse=True)
+def master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPNGW_MASTER_KEY", TEST_MASTER_KEY)
+    monkeypatch.delenv("VPNGW_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("VPNGW_ACCESS_KEY_SECRET", raising=False)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_accounts_and_keys(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "account", "create", "team-a", "--db", db_url)
+    pair = json.loads(out)
+    assert code == 0 and set(pair) == {"AccountId", "AccessKeyId", "AccessKeySecret"}
+    assert len(pair["AccessKeySecret"]) == 30 and pair["AccessKeyId"].startswith("LTAI")
+    assert main(["account", "create", "team-a", "--db", db_url]) == 2  # the name is taken
+    capsys.readouterr()
+    code, out = _run(capsys, "key", "create", "team-a", "--db", db_url)
+    second = json.loads(out)
+    assert second["AccountId"] == pair["AccountId"] and second["AccessKeyId"] != pair["AccessKeyId"]
+    assert _run(capsys, "key", "disable", pair["AccessKeyId"], "--db", db_url)[0] == 0
+    assert _run(capsys, "key", "delete", second["AccessKeyId"], "--db", db_url)[0] == 0
+    code, out = _run(capsys, "account", "list", "--db", db_url)
+    listed = {a["Name"]: a for a in json.loads(out)}
+    assert listed["team-a"]["AccessKeys"] == [{"AccessKeyId": pair["AccessKeyId"], "Status": "disabled"}]
+    assert pair["AccessKeySecret"] not in out
+    assert main(["key", "delete", "LTAInothing", "--db", db_url]) == 2
+
+
+def test_insecure_mode_is_refused_off_loopback(tmp_path: Path) -> None:
+    assert main(["serve", "--insecure-no-auth", "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+
+
+def test_call_signs_and_reports_errors(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    db = prepare_database(settings)
+    sealer = Sealer(parse_keyring(TEST_MASTER_KEY))
+    with live_server(db, settings, Authenticator(db, sealer)) as url:
+        code, out = _run(capsys, "account", "create", "caller", "--db", settings.db_url)
+        credentials = tmp_path / "credentials.json"
+        credentials.write_text(out)
+        code, out = _run(capsys, "call", "CreateVpc", "RegionId=cn-hangzhou", "VpcName=from-cli",
+                         "--endpoint", url, "--credentials", str(credentials))
+        assert code == 0 and json.loads(out)["VpcId"].startswith("vpc-")
+        pair = json.loads(credentials.read_text())
+        monkeypatch.setenv("VPNGW_ACCESS_KEY_ID", pair["AccessKeyId"])
+        monkeypatch.setenv("VPNGW_ACCESS_KEY_SECRET", pair["AccessKeySecret"])
+        code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", url)
+        assert code == 0 and json.loads(out)["Vpcs"]["Vpc"][0]["VpcName"] == "from-cli"
+        code, out = _run(capsys, "call", "DescribeVpnConnection", "RegionId=cn-hangzhou", "VpnConnectionId=vco-x",
+                         "--endpoint", url)
+        assert code == 1 and json.loads(out)["Code"] == "InvalidVpnConnectionInstanceId.NotFound"
+        monkeypatch.setenv("VPNGW_ACCESS_KEY_SECRET", "wrong")
+        code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", url)
+        assert code == 1 and json.loads(out)["Code"] == "SignatureDoesNotMatch"
+    db.dispose()
+
+
+def test_master_key_file_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "master.key"
+    sealer, where = load_sealer({"VPNGW_MASTER_KEY_FILE": str(path)})
+    assert path.stat().st_mode & 0o777 == 0o600 and str(path) in where
+    assert sealer.open(sealer.seal("x", "p"), "p") == "x"
+    again, _ = load_sealer({"VPNGW_MASTER_KEY_FILE": str(path)})
+    assert again.open(sealer.seal("y", "p"), "p") == "y"
+
+
+def test_rotation_reseals_every_secret(settings: Settings, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(capsys, "account", "create", "rotating", "--db", settings.db_url)
+    new_line = new_master_key_line("k2")
+    monkeypatch.setenv("VPNGW_MASTER_KEY", f"{new_line},{TEST_MASTER_KEY}")
+    code, out = _run(capsys, "reseal", "--db", settings.db_url)
+    assert code == 0 and "1 secrets sealed under master key k2" in out
+    db = Database(settings.db_url)
+    from vpngw.store import queries
+
+    with db.session(write=False) as session:
+        assert {k.secret_sealed.split(":")[2] for k in queries.all_access_keys(session)} == {"k2"}
+    db.dispose()
+    # Only the new key is needed from now on.
+    monkeypatch.setenv("VPNGW_MASTER_KEY", new_line)
+    assert _run(capsys, "reseal", "--db", settings.db_url)[0] == 0
