@@ -21,7 +21,7 @@ $(VENV)/.test: $(VENV)/bin/python pyproject.toml
 
 ## run: install vpngw in a virtualenv and serve the API on the embedded SQLite database.
 run: $(VENV)/.runtime
-	$(VENV)/bin/vpngw serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/vpngw serve --host $(HOST) --port $(PORT) --credentials-file .vpngw/credentials.json
 
 ## test: install what the tests need (PostgreSQL included) and run the whole suite.
 test: $(VENV)/.test system-packages
