@@ -102,3 +102,25 @@ def test_rotation_reseals_every_secret(settings: Settings, capsys: pytest.Captur
     # Only the new key is needed from now on.
     monkeypatch.setenv("VPNGW_MASTER_KEY", new_line)
     assert _run(capsys, "reseal", "--db", settings.db_url)[0] == 0
+
+
+def test_first_start_bootstrap(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpngw.cli.main import build_parser, configure_authentication
+
+    db = prepare_database(settings)
+    sealer = Sealer(parse_keyring(TEST_MASTER_KEY))
+    credentials = tmp_path / "creds" / "credentials.json"
+    args = build_parser().parse_args(["serve", "--credentials-file", str(credentials)])
+    configure_authentication(args, settings, db, sealer, {})
+    pair = json.loads(credentials.read_text())
+    assert credentials.stat().st_mode & 0o777 == 0o600 and str(credentials) in capsys.readouterr().out
+    configure_authentication(args, settings, db, sealer, {})  # a second start keeps the first pair
+    assert json.loads(credentials.read_text()) == pair
+    env = {"VPNGW_ACCESS_KEY_ID": "LTAIscripted", "VPNGW_ACCESS_KEY_SECRET": "scripted-secret"}
+    configure_authentication(build_parser().parse_args(["serve"]), settings, db, sealer, env)
+    from vpngw.accounts import list_accounts
+
+    keys = {k["AccessKeyId"] for a in list_accounts(db) for k in a["AccessKeys"]}
+    assert {pair["AccessKeyId"], "LTAIscripted"} <= keys
+    assert "scripted-secret" not in capsys.readouterr().out
+    db.dispose()

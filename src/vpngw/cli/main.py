@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vpngw import accounts
 from vpngw.config import Settings, settings_from_env
@@ -17,7 +18,8 @@ from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import migrate, queries
 from vpngw.store.engine import Database, make_url
 
-DEFAULT_CREDENTIALS_FILE = Path(".vpngw/credentials.json")
+if TYPE_CHECKING:
+    from vpngw.auth.authenticator import Authenticator
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -61,11 +63,32 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_authentication(
+    args: argparse.Namespace, settings: Settings, db: Database, sealer: Sealer, environ: dict[str, str]
+) -> "Authenticator":
+    """The authenticator of ``vpngw serve``, and the bootstrap key pair of a first start:
+    from ``VPNGW_ACCESS_KEY_ID``/``VPNGW_ACCESS_KEY_SECRET``, else written to
+    ``--credentials-file`` when the default account has no key yet."""
+    from vpngw.auth.authenticator import Authenticator
+
+    if args.insecure_no_auth:
+        print("vpngw: WARNING: --insecure-no-auth: requests are NOT authenticated; every caller is the default account", flush=True)
+        return Authenticator(db, sealer, insecure_account_id=settings.default_account_id)
+    key_id, secret = environ.get("VPNGW_ACCESS_KEY_ID"), environ.get("VPNGW_ACCESS_KEY_SECRET")
+    if key_id and secret:
+        accounts.ensure_key(db, sealer, settings.default_account_id, key_id, secret)
+        print(f"vpngw: AccessKey {key_id} from the environment belongs to the default account", flush=True)
+    elif args.credentials_file:
+        pair = accounts.bootstrap_credentials_file(db, sealer, settings.default_account_id, Path(args.credentials_file))
+        if pair:
+            print(f"vpngw: first start: a key pair for the default account is in {args.credentials_file} (mode 0600)", flush=True)
+    return Authenticator(db, sealer)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vpngw.api.app import build_app
-    from vpngw.auth.authenticator import Authenticator
 
     if args.insecure_no_auth and not _is_loopback(args.host):
         print("vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr)
@@ -74,19 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sealer, key_source = load_sealer()
     db = prepare_database(settings)
     print(f"vpngw: {key_source}", flush=True)
-    if args.insecure_no_auth:
-        print("vpngw: WARNING: --insecure-no-auth: requests are NOT authenticated; every caller is the default account", flush=True)
-        authenticator = Authenticator(db, sealer, insecure_account_id=settings.default_account_id)
-    else:
-        authenticator = Authenticator(db, sealer)
-        key_id, secret = os.environ.get("VPNGW_ACCESS_KEY_ID"), os.environ.get("VPNGW_ACCESS_KEY_SECRET")
-        if key_id and secret:
-            accounts.ensure_key(db, sealer, settings.default_account_id, key_id, secret)
-            print(f"vpngw: AccessKey {key_id} from the environment belongs to the default account", flush=True)
-        elif args.credentials_file:
-            pair = accounts.bootstrap_credentials_file(db, sealer, settings.default_account_id, Path(args.credentials_file))
-            if pair:
-                print(f"vpngw: first start: a key pair for the default account is in {args.credentials_file} (mode 0600)", flush=True)
+    authenticator = configure_authentication(args, settings, db, sealer, dict(os.environ))
     app = build_app(db, settings, authenticator)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on http://{args.host}:{args.port}/ (database {shown})", flush=True)
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("action")
     call.add_argument("params", nargs="*", metavar="Key=Value")
     call.add_argument("--endpoint", default=os.environ.get("VPNGW_ENDPOINT", "http://127.0.0.1:8080"))
-    call.add_argument("--credentials", metavar="FILE", default=None, help=f"key pair file (default {DEFAULT_CREDENTIALS_FILE})")
+    call.add_argument("--credentials", metavar="FILE", default=None, help="key pair file (default .vpngw/credentials.json, then ~/.vpngw/credentials.json)")
     call.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId when not given as a parameter")
     call.set_defaults(run=cmd_call)
     return parser
