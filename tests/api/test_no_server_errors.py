@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from tests.support.api import REGION, Api, World, build_world
 from vpngw.actions.registry import ACTIONS

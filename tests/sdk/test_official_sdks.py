@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi import models as openapi_models
+from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_vpc20160428 import models as tea
 from alibabacloud_vpc20160428.client import Client as TeaClient
 from aliyunsdkcore.acs_exception.exceptions import ServerException
@@ -26,7 +27,6 @@ from aliyunsdkvpc.request.v20160428 import (
     DescribeVpnConnectionsRequest,
     ModifyVpnConnectionAttributeRequest,
 )
-from alibabacloud_tea_openapi.exceptions import ClientException
 
 from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET
 

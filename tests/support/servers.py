@@ -10,11 +10,11 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
+from tests.support.postgres import free_port
 from vpngw.api.app import build_app
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
 from vpngw.store.engine import Database
-from tests.support.postgres import free_port
 
 
 @contextmanager

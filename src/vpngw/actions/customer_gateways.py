@@ -15,7 +15,6 @@ from vpngw.rules.gateways import check_auth_key, check_customer_gateway_ip, pars
 from vpngw.store import queries
 from vpngw.store.models import CustomerGateway
 
-
 AUTH_KEY_PURPOSE = "customer_gateways.auth_key"
 
 

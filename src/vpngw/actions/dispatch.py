@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from vpngw.actions.framework import Action, Context, Params
 from vpngw.actions.registry import ACTIONS
 from vpngw.config import Settings
-from vpngw.sealing import Sealer
 from vpngw.errors import ApiError, BadRequest, NotFound, invalid_parameter, missing_parameter
+from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
 from vpngw.store.models import IdempotencyRecord
@@ -60,7 +60,8 @@ def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
         if field.is_required() and field.alias not in given:
             raise missing_parameter(field.alias or name)
     try:
-        return action.params.model_validate(given)
+        params: Params = action.params.model_validate(given)
+        return params
     except ValidationError as error:
         first = error.errors()[0]
         where = str(first["loc"][0]) if first["loc"] else "Parameters"

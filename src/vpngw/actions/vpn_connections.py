@@ -9,8 +9,8 @@ modification merges what it is given into what is stored before validating the w
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Network
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator

@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from vpngw import accounts
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import migrate, queries
-from vpngw.store.engine import Database, make_url
+from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
     from vpngw.auth.authenticator import Authenticator
@@ -65,7 +67,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def configure_authentication(
     args: argparse.Namespace, settings: Settings, db: Database, sealer: Sealer, environ: dict[str, str]
-) -> "Authenticator":
+) -> Authenticator:
     """The authenticator of ``vpngw serve``, and the bootstrap key pair of a first start:
     from ``VPNGW_ACCESS_KEY_ID``/``VPNGW_ACCESS_KEY_SECRET``, else written to
     ``--credentials-file`` when the default account has no key yet."""

@@ -207,10 +207,10 @@ def check_health_check(
     to an IDC-side address (dip, inside RemoteSubnet) through the tunnel."""
     if not check["Enable"]:
         return
-    for key, side, name in (("Sip", local, "LocalSubnet"), ("Dip", remote, "RemoteSubnet")):
+    for key, value, side, name in (("Sip", check["Sip"], local, "LocalSubnet"), ("Dip", check["Dip"], remote, "RemoteSubnet")):
         where = f"HealthCheckConfig.{key}"
-        if not check[key]:
+        if not value:
             raise invalid_parameter(where, "is required when the health check is enabled")
-        address = ipaddress.IPv4Address(check[key])
+        address = ipaddress.IPv4Address(value)
         if not any(address in network for network in side):
             raise invalid_parameter(where, f"{address} is not inside {name}")
