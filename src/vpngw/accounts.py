@@ -55,17 +55,19 @@ def new_access_key_secret() -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(30))
 
 
+def _new_key_row(sealer: Sealer, account_id: str, key_id: str, secret: str) -> AccessKey:
+    return AccessKey(
+        id=key_id,
+        account_id=account_id,
+        secret_sealed=sealer.seal(secret, ACCESS_KEY_PURPOSE),
+        status="enabled",
+        create_time=_now_ms(),
+    )
+
+
 def _add_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secret: str) -> KeyPair:
     with db.session(write=True) as session, session.begin():
-        session.add(
-            AccessKey(
-                id=key_id,
-                account_id=account_id,
-                secret_sealed=sealer.seal(secret, ACCESS_KEY_PURPOSE),
-                status="enabled",
-                create_time=_now_ms(),
-            )
-        )
+        session.add(_new_key_row(sealer, account_id, key_id, secret))
     return KeyPair(account_id, key_id, secret)
 
 
@@ -121,15 +123,7 @@ def ensure_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secre
     with db.session(write=True) as session, session.begin():
         key = queries.get_access_key(session, key_id)
         if key is None:
-            session.add(
-                AccessKey(
-                    id=key_id,
-                    account_id=account_id,
-                    secret_sealed=sealer.seal(secret, ACCESS_KEY_PURPOSE),
-                    status="enabled",
-                    create_time=_now_ms(),
-                )
-            )
+            session.add(_new_key_row(sealer, account_id, key_id, secret))
         else:
             key.account_id = account_id
             key.secret_sealed = sealer.seal(secret, ACCESS_KEY_PURPOSE)

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
-from vpngw.actions.framework import ClientToken, Context, Description, Name, PageNumber, PageSize, RegionParams, Response
+from vpngw.actions.framework import ClientToken, Context, Description, Name, PageParams, PageResponse, RegionParams, Response
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_auth_key, check_customer_gateway_ip, parse_asn
@@ -100,20 +100,15 @@ def describe_customer_gateway(ctx: Context, session: Session, p: DescribeCustome
     return customer_gateway_view(ctx, get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id))
 
 
-class DescribeCustomerGatewaysParams(RegionParams):
+class DescribeCustomerGatewaysParams(PageParams):
     customer_gateway_id: str | None = None
-    page_number: PageNumber = 1
-    page_size: PageSize = 10
 
 
 class CustomerGatewayList(Response):
     customer_gateway: list[CustomerGatewayItem]
 
 
-class DescribeCustomerGatewaysResponse(Response):
-    total_count: int
-    page_number: int
-    page_size: int
+class DescribeCustomerGatewaysResponse(PageResponse):
     customer_gateways: CustomerGatewayList
 
 

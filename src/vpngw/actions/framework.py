@@ -83,3 +83,16 @@ Description = Annotated[str, AfterValidator(names.check_description)]
 
 def choice(*allowed: str) -> BeforeValidator:
     return _rule(lambda name, v: values.check_choice(name, str(v), allowed))
+
+
+class PageParams(RegionParams):
+    """A listing: PageNumber from 1, PageSize 1–50 (default 10)."""
+
+    page_number: PageNumber = 1
+    page_size: PageSize = 10
+
+
+class PageResponse(Response):
+    total_count: int
+    page_number: int
+    page_size: int

@@ -9,7 +9,7 @@ from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
-from vpngw.actions.framework import ClientToken, Context, Description, Name, PageNumber, PageSize, RegionParams, Response
+from vpngw.actions.framework import ClientToken, Context, Description, Name, PageParams, PageResponse, RegionParams, Response
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_vpc_cidr
 from vpngw.store import queries
@@ -61,11 +61,9 @@ def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcR
     return CreateVpcResponse(vpc_id=vpc_id, v_router_id=f"vrt-{suffix}", route_table_id=f"vtb-{suffix}", resource_group_id="")
 
 
-class DescribeVpcsParams(RegionParams):
+class DescribeVpcsParams(PageParams):
     vpc_id: str | None = None
     vpc_name: str | None = None
-    page_number: PageNumber = 1
-    page_size: PageSize = 10
 
 
 class VpcItem(Response):
@@ -84,10 +82,7 @@ class VpcList(Response):
     vpc: list[VpcItem]
 
 
-class DescribeVpcsResponse(Response):
-    total_count: int
-    page_number: int
-    page_size: int
+class DescribeVpcsResponse(PageResponse):
     vpcs: VpcList
 
 

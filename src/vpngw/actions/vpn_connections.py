@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from vpngw import ids
 from vpngw.actions.customer_gateways import get_customer_gateway
-from vpngw.actions.framework import Bool, ClientToken, Context, Name, PageNumber, PageSize, RegionParams, Response
+from vpngw.actions.framework import Bool, ClientToken, Context, Name, PageParams, PageResponse, RegionParams, Response
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
 from vpngw.rules import subnets
@@ -295,22 +295,17 @@ def describe_vpn_connection(ctx: Context, session: Session, p: DescribeVpnConnec
     return connection_view(ctx, get_connection(ctx, session, p.region_id, p.vpn_connection_id))
 
 
-class DescribeVpnConnectionsParams(RegionParams):
+class DescribeVpnConnectionsParams(PageParams):
     vpn_connection_id: str | None = None
     vpn_gateway_id: str | None = None
     customer_gateway_id: str | None = None
-    page_number: PageNumber = 1
-    page_size: PageSize = 10
 
 
 class VpnConnectionList(Response):
     vpn_connection: list[VpnConnectionListItem]
 
 
-class DescribeVpnConnectionsResponse(Response):
-    total_count: int
-    page_number: int
-    page_size: int
+class DescribeVpnConnectionsResponse(PageResponse):
     vpn_connections: VpnConnectionList
 
 

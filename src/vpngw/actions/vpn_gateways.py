@@ -16,8 +16,8 @@ from vpngw.actions.framework import (
     Context,
     Description,
     Name,
-    PageNumber,
-    PageSize,
+    PageParams,
+    PageResponse,
     RegionParams,
     Response,
     choice,
@@ -178,22 +178,17 @@ def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayPa
     return gateway_view(get_gateway(ctx, session, p.region_id, p.vpn_gateway_id))
 
 
-class DescribeVpnGatewaysParams(RegionParams):
+class DescribeVpnGatewaysParams(PageParams):
     vpn_gateway_id: str | None = None
     vpc_id: str | None = None
     status: str | None = None
-    page_number: PageNumber = 1
-    page_size: PageSize = 10
 
 
 class VpnGatewayList(Response):
     vpn_gateway: list[VpnGatewayItem]
 
 
-class DescribeVpnGatewaysResponse(Response):
-    total_count: int
-    page_number: int
-    page_size: int
+class DescribeVpnGatewaysResponse(PageResponse):
     vpn_gateways: VpnGatewayList
 
 
