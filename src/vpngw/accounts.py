@@ -66,13 +66,13 @@ def _new_key_row(sealer: Sealer, account_id: str, key_id: str, secret: str) -> A
 
 
 def _add_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secret: str) -> KeyPair:
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         session.add(_new_key_row(sealer, account_id, key_id, secret))
     return KeyPair(account_id, key_id, secret)
 
 
 def create_account(db: Database, sealer: Sealer, name: str) -> KeyPair:
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         if queries.account_by_name(session, name):
             raise AccountError(f"an account named {name!r} exists already")
         account_id = new_account_id()
@@ -93,7 +93,7 @@ def create_key(db: Database, sealer: Sealer, account: str) -> KeyPair:
 
 
 def set_key_status(db: Database, access_key_id: str, status: str) -> None:
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         key = queries.get_access_key(session, access_key_id)
         if key is None:
             raise AccountError(f"no AccessKey {access_key_id!r}")
@@ -101,7 +101,7 @@ def set_key_status(db: Database, access_key_id: str, status: str) -> None:
 
 
 def delete_key(db: Database, access_key_id: str) -> None:
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         key = queries.get_access_key(session, access_key_id)
         if key is None:
             raise AccountError(f"no AccessKey {access_key_id!r}")
@@ -120,7 +120,7 @@ def list_accounts(db: Database) -> list[dict[str, object]]:
 def ensure_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secret: str) -> None:
     """Make ``key_id`` an enabled key of ``account_id`` with this secret (for a bootstrap
     key pair given in the environment)."""
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         key = queries.get_access_key(session, key_id)
         if key is None:
             session.add(_new_key_row(sealer, account_id, key_id, secret))

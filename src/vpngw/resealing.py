@@ -17,7 +17,7 @@ def reseal_all(db: Database, sealer: Sealer) -> int:
         return sealer.seal(sealer.open(sealed, purpose), purpose)
 
     count = 0
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         for key in queries.all_access_keys(session):
             key.secret_sealed = again(key.secret_sealed, ACCESS_KEY_PURPOSE)
             count += 1

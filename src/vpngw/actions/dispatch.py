@@ -127,7 +127,7 @@ def dispatch(
                   sealer=sealer)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with db.session(write=action.writes) as session, session.begin():
+            with db.transaction(write=action.writes) as session:
                 return _run(action, ctx, session, params)
         except (IntegrityError, OperationalError) as error:
             # A concurrent transaction took the same unique value (an InternetIp, a

@@ -58,7 +58,7 @@ class Authenticator:
         verify(req, creds, self.sealer.open(sealed, ACCESS_KEY_PURPOSE))
         now_ms = int(now.timestamp() * 1000)
         try:
-            with self.db.session(write=True) as session, session.begin():
+            with self.db.transaction(write=True) as session:
                 queries.forget_expired_nonces(session, now_ms)
                 queries.record_nonce(session, creds.access_key_id, creds.nonce, now_ms + 2 * MAX_SKEW_S * 1000)
         except IntegrityError:

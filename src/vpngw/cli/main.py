@@ -38,7 +38,7 @@ def prepare_database(settings: Settings) -> Database:
     """Apply migrations and make sure the default account exists."""
     migrate.upgrade(settings.db_url)
     db = Database(settings.db_url)
-    with db.session(write=True) as session, session.begin():
+    with db.transaction(write=True) as session:
         queries.ensure_account(session, settings.default_account_id, "default", int(time.time() * 1000))
     return db
 
