@@ -88,7 +88,7 @@ def create_customer_gateway(ctx: Context, session: Session, p: CreateCustomerGat
         auth_key=ctx.sealer.seal(p.auth_key, AUTH_KEY_PURPOSE) if p.auth_key else "",
         create_time=ctx.now_ms,
     )
-    queries.add(session, gateway)
+    queries.add_owned(session, gateway)
     return customer_gateway_view(ctx, gateway)
 
 
@@ -161,5 +161,5 @@ def delete_customer_gateway(ctx: Context, session: Session, p: DeleteCustomerGat
             "DependencyViolation.VpnConnection",
             f"The customer gateway {gateway.id} is still used by the IPsec connection {connection}; delete that first.",
         )
-    queries.delete(session, gateway)
+    queries.delete_owned(session, gateway)
     return EmptyResponse()

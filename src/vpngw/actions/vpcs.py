@@ -45,7 +45,7 @@ class CreateVpcResponse(Response):
 
 def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcResponse:
     vpc_id = ids.new_resource_id("vpc")
-    queries.add(
+    queries.add_owned(
         session,
         Vpc(
             id=vpc_id,
@@ -126,5 +126,5 @@ def delete_vpc(ctx: Context, session: Session, p: DeleteVpcParams) -> DeleteVpcR
             "DependencyViolation.VpnGateway",
             f"The VPC {vpc.id} still holds the VPN gateway {gateway}; delete the gateway first.",
         )
-    queries.delete(session, vpc)
+    queries.delete_owned(session, vpc)
     return DeleteVpcResponse()

@@ -175,7 +175,7 @@ def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnection
         state="active",
         create_time=ctx.now_ms,
     )
-    queries.add(session, connection)
+    queries.add_owned(session, connection)
     return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=connection.name, create_time=ctx.now_ms)
 
 
@@ -375,7 +375,7 @@ class DeleteVpnConnectionParams(RegionParams):
 def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnectionParams) -> EmptyResponse:
     connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
-    queries.delete(session, connection)
+    queries.delete_owned(session, connection)
     return EmptyResponse()
 
 

@@ -110,7 +110,7 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         create_time=ctx.now_ms,
         end_time=ctx.now_ms + p.period * MS_PER_MONTH if prepaid else 0,
     )
-    queries.add(session, gateway)
+    queries.add_owned(session, gateway)
     return CreateVpnGatewayResponse(vpn_gateway_id=gateway_id, name=gateway.name, order_id=gateway.seq)
 
 
@@ -240,5 +240,5 @@ def delete_vpn_gateway(ctx: Context, session: Session, p: DeleteVpnGatewayParams
             "DependencyViolation.VpnConnection",
             f"The VPN gateway {gateway.id} is still used by the IPsec connection {connection}; delete that first.",
         )
-    queries.delete(session, gateway)
+    queries.delete_owned(session, gateway)
     return EmptyResponse()

@@ -23,6 +23,7 @@ from vpngw.store import queries
 from vpngw.store.engine import Database
 
 MAX_SKEW_S = 900
+PRUNE_EVERY_MS = 60_000
 
 
 def _utcnow() -> datetime.datetime:
@@ -35,6 +36,7 @@ class Authenticator:
     sealer: Sealer
     insecure_account_id: str | None = None  # set only by `vpngw serve --insecure-no-auth`
     clock: Callable[[], datetime.datetime] = _utcnow
+    _pruned_at_ms: int = 0
 
     def account_of(self, req: IncomingRequest) -> str:
         if self.insecure_account_id is not None:
@@ -59,7 +61,9 @@ class Authenticator:
         now_ms = int(now.timestamp() * 1000)
         try:
             with self.db.transaction(write=True) as session:
-                queries.forget_expired_nonces(session, now_ms)
+                if now_ms - self._pruned_at_ms > PRUNE_EVERY_MS:
+                    queries.forget_expired_nonces(session, now_ms)
+                    self._pruned_at_ms = now_ms
                 queries.record_nonce(session, creds.access_key_id, creds.nonce, now_ms + 2 * MAX_SKEW_S * 1000)
         except IntegrityError:
             raise BadRequest("SignatureNonceUsed", "Specified signature nonce was used already.") from None

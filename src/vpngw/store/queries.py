@@ -15,6 +15,7 @@ from vpngw.store.models import (
     Account,
     CustomerGateway,
     IdempotencyRecord,
+    ResourceCount,
     SignatureNonce,
     Vpc,
     VpnConnection,
@@ -55,14 +56,51 @@ def page(
     page_number: int,
     page_size: int,
 ) -> tuple[Sequence[Owned], int]:
-    """One page in creation order and the total count, both served from the indexes."""
+    """One page in creation order and the total count, both served from indexes.
+
+    The page's keys are found on the index alone (a deferred join), so rows skipped by
+    the offset are never loaded; an unfiltered total comes from ``resource_counts``.
+    """
     conditions = [model.account_id == account_id, model.region_id == region_id]
     conditions += [getattr(model, column) == value for column, value in filters.items() if value is not None]
-    total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    rows = session.scalars(
-        select(model).where(*conditions).order_by(model.seq).offset((page_number - 1) * page_size).limit(page_size)
+    if len(conditions) == 2:
+        total = _counted(session, model, account_id, region_id)
+    else:
+        total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+    keys = session.scalars(
+        select(model.seq).where(*conditions).order_by(model.seq).offset((page_number - 1) * page_size).limit(page_size)
     ).all()
+    if not keys:
+        return [], total
+    rows = session.scalars(select(model).where(model.seq.in_(keys)).order_by(model.seq)).all()
     return rows, total
+
+
+def _counted(session: Session, model: type[Owned], account_id: str, region_id: str) -> int:
+    row = session.get(ResourceCount, (account_id, region_id, model.__tablename__))
+    return row.count if row else 0
+
+
+def _bump(session: Session, row: Owned, delta: int) -> None:
+    key = (row.account_id, row.region_id, type(row).__tablename__)
+    counter = session.get(ResourceCount, key, with_for_update=True)
+    if counter is None:
+        session.add(ResourceCount(account_id=key[0], region_id=key[1], kind=key[2], count=delta))
+    else:
+        counter.count += delta
+
+
+def add_owned(session: Session, row: Owned) -> None:
+    """Insert a resource row and count it."""
+    session.add(row)
+    _bump(session, row, +1)
+    session.flush()
+
+
+def delete_owned(session: Session, row: Owned) -> None:
+    session.delete(row)
+    _bump(session, row, -1)
+    session.flush()
 
 
 def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[VpnConnection]:
