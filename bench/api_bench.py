@@ -518,6 +518,19 @@ def bulk_load(db_url: str, world: World, target_rows: int) -> dict[str, Any]:
             if len(batch) >= 5000:
                 flush()
         flush()
+        # Keep the server's invariant: unfiltered totals are read from resource_counts,
+        # which create/delete keep in step; a bulk insert must do the same.
+        from sqlalchemy import text
+
+        with db.session(write=True) as session, session.begin():
+            session.execute(
+                text(
+                    "UPDATE resource_counts SET count = (SELECT COUNT(*) FROM vpn_connections "
+                    "WHERE account_id = :a AND region_id = :r) "
+                    "WHERE account_id = :a AND region_id = :r AND kind = 'vpn_connections'"
+                ),
+                {"a": account_id, "r": REGION},
+            )
         with db.session(write=False) as session:
             total = session.scalar(
                 select(func.count()).select_from(VpnConnection).where(
