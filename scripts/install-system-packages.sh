@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing:
-# the PostgreSQL server binaries (the suite starts its own server from them).
+# the PostgreSQL server binaries (the suite starts its own server from them) and, as root,
+# strongSwan with swanctl, iproute2 and ping for the data-plane tests (real charons in
+# network namespaces that the tests create and remove).
 set -euo pipefail
+
+apt_updated=0
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 have_postgres() {
     command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null
@@ -13,9 +22,18 @@ if ! have_postgres; then
         exit 1
     fi
     echo "installing PostgreSQL from Debian's packages ..."
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    if [ ! -x /usr/lib/ipsec/charon ] || ! command -v swanctl >/dev/null 2>&1 \
+        || ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1; then
+        echo "installing strongSwan, iproute2 and ping from Debian's packages ..."
+        apt_install strongswan-charon strongswan-swanctl libcharon-extra-plugins \
+            libstrongswan-standard-plugins libstrongswan-extra-plugins iproute2 iputils-ping
+    fi
+else
+    echo "not root: the data-plane tests (network namespaces, strongSwan) will be skipped"
 fi
 
 # As root, the suite runs PostgreSQL as the 'postgres' user (PostgreSQL refuses root).

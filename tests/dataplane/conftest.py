@@ -1,0 +1,84 @@
+"""Fixtures for the data-plane tests, including a real two-charon lab.
+
+The ``dataplane`` marker is registered here so the suite runs before it is added to
+pyproject.toml; registering it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from vpngw.dataplane import lab
+from vpngw.dataplane.vici_client import ViciClient
+
+MARKER = "dataplane: builds network namespaces and runs real strongSwan charons (root only)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One side of the lab: a namespace, its charon and addresses."""
+
+    namespace: str
+    wan_addr: str
+    lan_addrs: tuple[str, ...]  # one host address per LAN subnet, on lo
+    lan_subnets: tuple[str, ...]
+    charon: lab.Charon
+    vici: ViciClient
+
+
+@dataclass(frozen=True)
+class LabPair:
+    """Two sites joined by a veth pair: ``gw`` plays vpngw, ``cpe`` the customer."""
+
+    gw: Site
+    cpe: Site
+
+
+@pytest.fixture
+def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
+    """Two namespaces, a veth, two LAN subnets per side, one charon each.
+
+    Names and addresses are random and only ever created inside the new namespaces:
+    WAN 198.19.<n>.1/.2 (from 198.18.0.0/15), LANs 10.<n>.{1,3}.0/24 (gw) and
+    10.<n>.{2,4}.0/24 (cpe). Everything is torn down even if setup fails halfway.
+    """
+    reason = lab.missing_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    suffix = lab.unique_suffix()
+    n = random.randrange(256)
+    # A short state dir: a unix socket path must stay under 108 bytes.
+    state = tmp_path_factory.mktemp("lab", numbered=True)
+    with contextlib.ExitStack() as cleanup:
+        sites = []
+        for side, wan_host, lan_octets in (("g", 1, (1, 3)), ("c", 2, (2, 4))):
+            namespace = f"vpngw-t-{suffix}{side}"
+            lab.create_namespace(namespace)
+            cleanup.callback(lab.delete_namespace, namespace)
+            sites.append((namespace, wan_host, lan_octets))
+        (gw_ns, _, _), (cpe_ns, _, _) = sites
+        lab.add_veth_pair(gw_ns, f"vt{suffix}g", cpe_ns, f"vt{suffix}c")
+
+        built = []
+        for namespace, wan_host, lan_octets in sites:
+            wan_addr = f"198.19.{n}.{wan_host}"
+            lab.add_address(namespace, f"vt{suffix}{namespace[-1]}", f"{wan_addr}/24")
+            lan_addrs = tuple(f"10.{n}.{o}.1" for o in lan_octets)
+            for addr in lan_addrs:
+                lab.add_address(namespace, "lo", f"{addr}/24")
+            charon = lab.start_charon(namespace, state / namespace[-1])
+            cleanup.callback(lab.stop_charon, charon)
+            vici = charon.client()
+            cleanup.callback(vici.close)
+            lan_subnets = tuple(f"10.{n}.{o}.0/24" for o in lan_octets)
+            built.append(Site(namespace, wan_addr, lan_addrs, lan_subnets, charon, vici))
+        yield LabPair(gw=built[0], cpe=built[1])
