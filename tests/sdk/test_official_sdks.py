@@ -142,11 +142,36 @@ def test_current_sdk_scenario(server_url: str, signature: str | None) -> None:
     assert raised.value.status_code == 404
 
 
-def test_current_sdk_error_case(server_url: str) -> None:
-    client = _tea_client(server_url, None)
+@pytest.mark.parametrize("signature", [None, "v2"], ids=["acs3", "v2"])
+def test_current_sdk_error_case(server_url: str, signature: str | None) -> None:
+    client = _tea_client(server_url, signature)
     with pytest.raises(ClientException) as raised:
         client.create_vpn_connection(tea.CreateVpnConnectionRequest(
             region_id=REGION, vpn_gateway_id="vpn-none", customer_gateway_id="cgw-none",
             local_subnet="10.0.0.0/24", remote_subnet="10.9.0.0/24", ike_config='{"IkeMode":"quick"}',
         ))
     assert raised.value.code == "InvalidParameter.IkeConfig.IkeMode" and raised.value.status_code == 400
+
+
+def test_legacy_sdk_with_a_wrong_secret(server_url: str) -> None:
+    """The server's SignatureDoesNotMatch message carries its string to sign; the legacy
+    SDK compares it with its own and, finding them equal, reports the wrong secret."""
+    sdk = CoreSdk(server_url)
+    sdk.client = AcsClient(ACCESS_KEY_ID, "not-the-secret", REGION)
+    with pytest.raises(ServerException) as raised:
+        sdk.call(DescribeVpnConnectionsRequest.DescribeVpnConnectionsRequest())
+    assert raised.value.get_http_status() == 400
+    assert raised.value.get_error_code() == "InvalidAccessKeySecret"
+
+
+@pytest.mark.parametrize("signature", [None, "v2"], ids=["acs3", "v2"])
+def test_current_sdk_with_a_wrong_secret(server_url: str, signature: str | None) -> None:
+    config = openapi_models.Config(
+        access_key_id=ACCESS_KEY_ID, access_key_secret="not-the-secret", region_id=REGION,
+        endpoint=server_url.removeprefix("http://"), protocol="http",
+    )
+    if signature:
+        config.signature_algorithm = signature
+    with pytest.raises(ClientException) as raised:
+        TeaClient(config).describe_vpn_connections(tea.DescribeVpnConnectionsRequest(region_id=REGION))
+    assert raised.value.code == "SignatureDoesNotMatch" and raised.value.status_code == 400
