@@ -34,6 +34,8 @@ class Settings:
     internet_ip_pool: str = "198.18.0.0/16"
     max_subnets_per_side: int = 10
     max_connections_per_gateway: int = 10
+    # A ClientToken replays its first result for this long, then counts as new.
+    client_token_ttl_s: int = 24 * 3600
     host_id: str = "vpc.aliyuncs.com"
     default_account_id: str = "1000000000000000"
     region_ids: frozenset[str] = field(init=False)
@@ -66,4 +68,5 @@ def settings_from_env(db_url: str | None = None) -> Settings:
         internet_ip_pool=env.get("VPNGW_INTERNET_IP_POOL", "198.18.0.0/16"),
         max_subnets_per_side=int(env.get("VPNGW_MAX_SUBNETS_PER_SIDE", "10")),
         max_connections_per_gateway=int(env.get("VPNGW_MAX_CONNECTIONS_PER_GATEWAY", "10")),
+        client_token_ttl_s=int(env.get("VPNGW_CLIENT_TOKEN_TTL_S", str(24 * 3600))),
     )

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
+from starlette.testclient import TestClient
+
+from tests.conftest import prepared
 from tests.support.api import Api, World, build_world, connection_params
+from vpngw.api.app import build_app
+from vpngw.config import Settings
 
 
 def _count(api: Api) -> int:
@@ -286,3 +293,21 @@ def test_listing_pages_and_filters(api: Api) -> None:
     assert api.ok("DescribeVpnConnections", VpnGatewayId="vpn-none")["TotalCount"] == 0
     api.fails("DescribeVpnConnections", 400, "InvalidParameter.PageSize", PageSize=51)
     api.fails("DescribeVpnConnections", 400, "InvalidParameter.PageNumber", PageNumber=0)
+
+
+def test_client_token_expires(settings: Settings) -> None:
+    """After its lifetime (VPNGW_CLIENT_TOKEN_TTL_S) a token is a new request."""
+    short = dataclasses.replace(settings, client_token_ttl_s=1)
+    db, authenticator = prepared(short)
+    with TestClient(build_app(db, short, authenticator)) as client:
+        api = Api(client)
+        world = build_world(api)
+        params = connection_params(world, ClientToken="short-lived")
+        first = api.ok("CreateVpnConnection", **params)["VpnConnectionId"]
+        assert api.ok("CreateVpnConnection", **params)["VpnConnectionId"] == first
+        time.sleep(1.1)
+        # The same token and parameters now create again (and meet the first one's selectors).
+        api.fails("CreateVpnConnection", 400, "VpnConnection.SubnetConflict", **params)
+        second = api.ok("CreateVpnConnection", **{**params, "LocalSubnet": "10.9.0.0/24"})["VpnConnectionId"]
+        assert second != first
+    db.dispose()

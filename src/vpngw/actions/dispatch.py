@@ -78,6 +78,9 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     if token is None:
         return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
     digest = request_hash(params)
+    # Past its lifetime a token counts as new: expired records go first (an indexed
+    # range delete that finds nothing almost always).
+    queries.forget_idempotency_records_before(session, ctx.now_ms - ctx.settings.client_token_ttl_s * 1000)
     record = queries.get_idempotency_record(session, ctx.account_id, action.name, token)
     if record is not None:
         if record.request_hash != digest:

@@ -126,6 +126,7 @@ class IdempotencyRecord(Base):
     """The first successful result of a request that carried a ClientToken."""
 
     __tablename__ = "idempotency_records"
+    __table_args__ = (Index("ix_idempotency_records_expiry", "create_time"),)
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     action: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -190,6 +190,10 @@ def all_idempotency_records(session: Session) -> Sequence[IdempotencyRecord]:
     return session.scalars(select(IdempotencyRecord)).all()
 
 
+def forget_idempotency_records_before(session: Session, before_ms: int) -> None:
+    session.execute(delete_statement(IdempotencyRecord).where(IdempotencyRecord.create_time < before_ms))
+
+
 def forget_expired_nonces(session: Session, now_ms: int) -> None:
     session.execute(delete_statement(SignatureNonce).where(SignatureNonce.expire_time < now_ms))
 
