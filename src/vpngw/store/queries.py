@@ -213,3 +213,15 @@ def lock_internet_ip_pool(session: Session) -> None:
     and all but one fail). SQLite serialises write transactions already."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POOL_LOCK_KEY})
+
+
+def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
+    """Everything the data plane must realise: every VPN gateway, and every connection
+    with its customer gateway's address (all accounts: the data plane serves them all)."""
+    gateways = session.scalars(select(VpnGateway).order_by(VpnGateway.seq)).all()
+    connections = session.execute(
+        select(VpnConnection, CustomerGateway.ip_address)
+        .join(CustomerGateway, CustomerGateway.id == VpnConnection.customer_gateway_id)
+        .order_by(VpnConnection.seq)
+    ).all()
+    return gateways, [(connection, address) for connection, address in connections]

@@ -1,0 +1,100 @@
+"""The desired state of the whole data plane, read from the store.
+
+The reconciler calls :func:`load_desired` on every pass (level-triggered: it never
+needs to know what changed) and compares the result with what charon holds. The
+conversion of one stored connection, :func:`connection_spec`, is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vpngw.actions.vpn_connections import PSK_PURPOSE
+from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.sealing import Sealer
+from vpngw.store import queries
+from vpngw.store.engine import Database
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """One VPN gateway (one charon) and the connections it must run."""
+
+    vpn_gateway_id: str
+    internet_ip: str
+    connections: tuple[ConnectionSpec, ...]
+
+
+def connection_spec(
+    *,
+    connection_id: str,
+    gateway_ip: str,
+    customer_ip: str,
+    local_subnet: str,
+    remote_subnet: str,
+    ike_config: Mapping[str, Any],
+    ipsec_config: Mapping[str, Any],
+    effect_immediately: bool,
+    enable_dpd: bool,
+    enable_nat_traversal: bool,
+    psk: str,
+) -> ConnectionSpec:
+    """A stored connection (configs with the wire's key names, subnets comma-joined) as
+    the data plane's desired state."""
+    return ConnectionSpec(
+        name=connection_id,
+        local_addr=gateway_ip,
+        remote_addr=customer_ip,
+        local_subnets=tuple(local_subnet.split(",")),
+        remote_subnets=tuple(remote_subnet.split(",")),
+        ike=IkeSettings(
+            version=ike_config["IkeVersion"],
+            mode=ike_config["IkeMode"],
+            enc_alg=ike_config["IkeEncAlg"],
+            auth_alg=ike_config["IkeAuthAlg"],
+            pfs=ike_config["IkePfs"],
+            lifetime=int(ike_config["IkeLifetime"]),
+            psk=psk,
+            local_id=ike_config["LocalId"],
+            remote_id=ike_config["RemoteId"],
+        ),
+        ipsec=IpsecSettings(
+            enc_alg=ipsec_config["IpsecEncAlg"],
+            auth_alg=ipsec_config["IpsecAuthAlg"],
+            pfs=ipsec_config["IpsecPfs"],
+            lifetime=int(ipsec_config["IpsecLifetime"]),
+        ),
+        effect_immediately=effect_immediately,
+        enable_dpd=enable_dpd,
+        enable_nat_traversal=enable_nat_traversal,
+    )
+
+
+def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
+    """Every gateway with the specs of its connections, keyed by gateway id."""
+    with db.transaction(write=False) as session:
+        gateways, connections = queries.desired_rows(session)
+        by_gateway: dict[str, list[ConnectionSpec]] = {g.id: [] for g in gateways}
+        addresses = {g.id: g.internet_ip for g in gateways}
+        for connection, customer_ip in connections:
+            by_gateway[connection.vpn_gateway_id].append(
+                connection_spec(
+                    connection_id=connection.id,
+                    gateway_ip=addresses[connection.vpn_gateway_id],
+                    customer_ip=customer_ip,
+                    local_subnet=connection.local_subnet,
+                    remote_subnet=connection.remote_subnet,
+                    ike_config=connection.ike_config,
+                    ipsec_config=connection.ipsec_config,
+                    effect_immediately=connection.effect_immediately,
+                    enable_dpd=connection.enable_dpd,
+                    enable_nat_traversal=connection.enable_nat_traversal,
+                    psk=sealer.open(connection.ike_config["Psk"], PSK_PURPOSE),
+                )
+            )
+    return {
+        gateway_id: GatewayState(gateway_id, addresses[gateway_id], tuple(specs))
+        for gateway_id, specs in by_gateway.items()
+    }
