@@ -111,7 +111,7 @@ def delete_key(db: Database, access_key_id: str) -> None:
 def list_accounts(db: Database) -> list[dict[str, object]]:
     with db.session(write=False) as session:
         rows: list[dict[str, object]] = []
-        for account, _count in queries.list_accounts(session):
+        for account in queries.list_accounts(session):
             keys = [{"AccessKeyId": k.id, "Status": k.status} for k in queries.access_keys_of(session, account.id)]
             rows.append({"AccountId": account.id, "Name": account.name, "AccessKeys": keys})
         return rows

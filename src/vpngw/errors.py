@@ -28,16 +28,16 @@ class BadRequest(ApiError):
     status = 400
 
 
-class Forbidden(ApiError):
-    status = 403
-
-
 class NotFound(ApiError):
     status = 404
 
 
-class Conflict(ApiError):
-    status = 409
+class MethodNotAllowed(ApiError):
+    status = 405
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
 
 
 class InternalError(ApiError):
@@ -45,6 +45,13 @@ class InternalError(ApiError):
 
     def __init__(self, message: str = "The request processing has failed due to some unknown error.") -> None:
         super().__init__("InternalError", message)
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
 
 
 # Shorthands for the errors that name a parameter. They keep messages uniform.

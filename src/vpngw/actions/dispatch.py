@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from vpngw.actions.framework import Action, Context, Params
 from vpngw.actions.registry import ACTIONS
 from vpngw.config import Settings
-from vpngw.errors import ApiError, BadRequest, NotFound, invalid_parameter, missing_parameter
+from vpngw.errors import (
+    BadRequest,
+    NotFound,
+    ServiceUnavailable,
+    invalid_parameter,
+    missing_parameter,
+)
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -33,13 +39,6 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 4
 RESPONSE_PURPOSE = "idempotency_records.response"
-
-
-class ServiceUnavailable(ApiError):
-    status = 503
-
-    def __init__(self) -> None:
-        super().__init__("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
 
 
 def find_action(name: str) -> Action[Any]:

@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from vpngw import ids
 from vpngw.actions.customer_gateways import get_customer_gateway
-from vpngw.actions.framework import Bool, ClientToken, Context, Name, PageParams, PageResponse, RegionParams, Response
+from vpngw.actions.framework import (
+    Bool,
+    ClientToken,
+    Context,
+    Name,
+    PageParams,
+    PageResponse,
+    RegionParams,
+    Response,
+)
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
 from vpngw.rules import subnets
@@ -37,6 +46,7 @@ from vpngw.rules.tunnel_config import (
     parse_config,
 )
 from vpngw.rules.values import parse_bool
+from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.models import VpnConnection, VpnGateway
 
@@ -53,13 +63,14 @@ def connection_not_found(vpn_connection_id: str) -> NotFound:
     )
 
 
-def sealed_ike(ctx: Context, ike: Mapping[str, Any]) -> dict[str, Any]:
+def sealed_ike(sealer: Sealer, ike: Mapping[str, Any]) -> dict[str, Any]:
     """The IkeConfig as stored: the Psk sealed under the master key."""
-    return {**ike, "Psk": ctx.sealer.seal(ike["Psk"], PSK_PURPOSE)}
+    return {**ike, "Psk": sealer.seal(ike["Psk"], PSK_PURPOSE)}
 
 
-def opened_ike(ctx: Context, stored: Mapping[str, Any]) -> dict[str, Any]:
-    return {**stored, "Psk": ctx.sealer.open(stored["Psk"], PSK_PURPOSE)}
+def opened_ike(sealer: Sealer, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored IkeConfig with its Psk in clear (for responses and the data plane)."""
+    return {**stored, "Psk": sealer.open(stored["Psk"], PSK_PURPOSE)}
 
 
 def _check_bgp_config(value: Any) -> str:
@@ -167,7 +178,7 @@ def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnection
         auto_config_route=p.auto_config_route,
         enable_dpd=p.enable_dpd,
         enable_nat_traversal=p.enable_nat_traversal,
-        ike_config=sealed_ike(ctx, ike),
+        ike_config=sealed_ike(ctx.sealer, ike),
         ipsec_config=dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
         health_check=dict(health_check),
         status=INITIAL_STATUS,
@@ -256,7 +267,7 @@ def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
         "enable_nat_traversal": c.enable_nat_traversal,
         "status": c.status,
         "state": c.state,
-        "ike_config": opened_ike(ctx, c.ike_config),
+        "ike_config": opened_ike(ctx.sealer, c.ike_config),
         "ipsec_config": c.ipsec_config,
         "vco_health_check": VcoHealthCheck(
             enable="true" if check["Enable"] else "false",
@@ -358,7 +369,7 @@ def modify_vpn_connection_attribute(
         given = getattr(p, field)
         if given is not None:
             setattr(connection, field, given)
-    connection.ike_config = sealed_ike(ctx, merge_ike(opened_ike(ctx, connection.ike_config), p.ike_config or {}))
+    connection.ike_config = sealed_ike(ctx.sealer, merge_ike(opened_ike(ctx.sealer, connection.ike_config), p.ike_config or {}))
     connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
     if p.health_check_config:
         connection.health_check = dict(health_check)
@@ -416,7 +427,7 @@ def download_vpn_connection_config(
     connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     gateway = get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id)
     customer_gateway = get_customer_gateway(ctx, session, p.region_id, connection.customer_gateway_id)
-    ike = opened_ike(ctx, connection.ike_config)
+    ike = opened_ike(ctx.sealer, connection.ike_config)
     return DownloadVpnConnectionConfigResponse(
         vpn_connection_config=PeerConfig(
             local=customer_gateway.ip_address,

@@ -24,7 +24,7 @@ from vpngw.api import dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
-from vpngw.errors import ApiError, InternalError, NotFound
+from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -92,23 +92,18 @@ class Api:
         return response
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-
-
-async def no_route(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods get the same JSON error body as everything else."""
-    status = getattr(exc, "status_code", 404)
-    error: ApiError
-    if status == 405:
-        error = MethodNotAllowed("UnsupportedHTTPMethod", f"{request.method} is not allowed on {request.url.path}.")
-    else:
-        error = NotFound("InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}.")
-    return render.failure(error, ids.new_request_id(), "vpngw", apsara=request.url.path.startswith("/apsara/"))
-
-
 def build_app(db: Database, settings: Settings, authenticator: Authenticator) -> Starlette:
     api = Api(db, settings, authenticator)
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods get the same JSON error body as everything else."""
+        error: ApiError
+        if getattr(exc, "status_code", 404) == 405:
+            error = MethodNotAllowed("UnsupportedHTTPMethod", f"{request.method} is not allowed on {request.url.path}.")
+        else:
+            error = NotFound("InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}.")
+        return render.failure(error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/"))
+
     routes = [
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),

@@ -17,15 +17,11 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from vpngw.auth.signatures import IncomingRequest, json_body_as_params
-from vpngw.errors import ApiError, BadRequest, NotFound
+from vpngw.errors import BadRequest, NotFound, PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
 RPC_VERSIONS = ("2016-04-28",)
 APSARA_VERSIONS = ("2016-01-01", "2016-04-28")
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
 
 
 @dataclass(frozen=True)

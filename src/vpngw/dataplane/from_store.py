@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vpngw.actions.vpn_connections import PSK_PURPOSE
+from vpngw.actions.vpn_connections import opened_ike
 from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
 from vpngw.sealing import Sealer
 from vpngw.store import queries
@@ -39,10 +39,9 @@ def connection_spec(
     effect_immediately: bool,
     enable_dpd: bool,
     enable_nat_traversal: bool,
-    psk: str,
 ) -> ConnectionSpec:
-    """A stored connection (configs with the wire's key names, subnets comma-joined) as
-    the data plane's desired state."""
+    """A stored connection (configs with the wire's key names and the Psk in clear,
+    subnets comma-joined) as the data plane's desired state."""
     return ConnectionSpec(
         name=connection_id,
         local_addr=gateway_ip,
@@ -56,7 +55,7 @@ def connection_spec(
             auth_alg=ike_config["IkeAuthAlg"],
             pfs=ike_config["IkePfs"],
             lifetime=int(ike_config["IkeLifetime"]),
-            psk=psk,
+            psk=ike_config["Psk"],
             local_id=ike_config["LocalId"],
             remote_id=ike_config["RemoteId"],
         ),
@@ -86,12 +85,11 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
                     customer_ip=customer_ip,
                     local_subnet=connection.local_subnet,
                     remote_subnet=connection.remote_subnet,
-                    ike_config=connection.ike_config,
+                    ike_config=opened_ike(sealer, connection.ike_config),
                     ipsec_config=connection.ipsec_config,
                     effect_immediately=connection.effect_immediately,
                     enable_dpd=connection.enable_dpd,
                     enable_nat_traversal=connection.enable_nat_traversal,
-                    psk=sealer.open(connection.ike_config["Psk"], PSK_PURPOSE),
                 )
             )
     return {
