@@ -19,6 +19,7 @@ from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.errors import InvalidSpec
 from vpngw.dataplane.render import (
     child_names,
+    child_reqids,
     render_connection,
     render_shared_key,
     shared_key_id,
@@ -200,7 +201,7 @@ def test_start_actions_follow_effect_immediately() -> None:
     now = render_connection(connection(effect_immediately=True))[name]["children"][name]
     later = render_connection(connection(effect_immediately=False))[name]["children"][name]
     assert (now["start_action"], now["dpd_action"], now["close_action"]) == ("start", "restart", "start")
-    assert (later["start_action"], later["dpd_action"], later["close_action"]) == ("none", "clear", "none")
+    assert (later["start_action"], later["dpd_action"], later["close_action"]) == ("trap", "clear", "none")
 
 
 def test_empty_ids_default_to_the_gateway_addresses() -> None:
@@ -228,3 +229,17 @@ def test_bad_subnets_are_invalid_specs(subnet: str) -> None:
         render_connection(connection(remote_subnets=("10.9.0.0/16", subnet)))
     assert caught.value.field == "remote_subnets"
     assert caught.value.value == subnet
+
+
+def test_static_reqids_number_the_children_from_the_spec_reqid() -> None:
+    spec = connection(ike=ike(version="ikev1"), reqid=256, local_subnets=("10.1.0.0/24", "10.3.0.0/24"),
+                      remote_subnets=("10.2.0.0/24",))
+    children = render_connection(spec)[spec.name]["children"]
+    assert {name: child["reqid"] for name, child in children.items()} == {f"{spec.name}-1": "256", f"{spec.name}-2": "257"}
+    assert child_reqids(spec) == {256: f"{spec.name}-1", 257: f"{spec.name}-2"}
+
+
+def test_reqid_zero_leaves_it_to_charon() -> None:
+    spec = connection(reqid=0)
+    assert "reqid" not in render_connection(spec)[spec.name]["children"][spec.name]
+    assert child_reqids(spec) == {}

@@ -99,8 +99,12 @@ class ConnectionSpec:
     effect_immediately: bool
     enable_dpd: bool
     enable_nat_traversal: bool
+    # The first static reqid of the connection's children; 0 lets charon choose.
+    reqid: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.reqid, int) or isinstance(self.reqid, bool) or self.reqid < 0:
+            raise InvalidSpec("reqid", self.reqid, "must be a non-negative integer")
         if not isinstance(self.name, str) or not self.name:
             raise InvalidSpec("name", self.name, "must be a non-empty string")
         _check_subnets("local_subnets", self.local_subnets)

@@ -13,18 +13,33 @@ from typing import Any
 
 from vpngw.actions.vpn_connections import opened_ike
 from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.dataplane.render import REQIDS_PER_CONNECTION
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
 
 
 @dataclass(frozen=True)
+class HealthCheckSpec:
+    """An enabled HealthCheckConfig: ICMP from ``sip`` to ``dip`` every ``interval_s``."""
+
+    connection_id: str
+    sip: str
+    dip: str
+    interval_s: int
+    retry: int
+
+
+@dataclass(frozen=True)
 class GatewayState:
-    """One VPN gateway (one charon) and the connections it must run."""
+    """One VPN gateway (one charon) and everything its data plane must realise."""
 
     vpn_gateway_id: str
     internet_ip: str
     connections: tuple[ConnectionSpec, ...]
+    # Remote subnets to route from the VPC side toward the gateway (AutoConfigRoute).
+    auto_routes: tuple[str, ...] = ()
+    health_checks: tuple[HealthCheckSpec, ...] = ()
 
 
 def connection_spec(
@@ -39,6 +54,7 @@ def connection_spec(
     effect_immediately: bool,
     enable_dpd: bool,
     enable_nat_traversal: bool,
+    reqid: int = 0,
 ) -> ConnectionSpec:
     """A stored connection (configs with the wire's key names and the Psk in clear,
     subnets comma-joined) as the data plane's desired state."""
@@ -68,7 +84,15 @@ def connection_spec(
         effect_immediately=effect_immediately,
         enable_dpd=enable_dpd,
         enable_nat_traversal=enable_nat_traversal,
+        reqid=reqid,
     )
+
+
+def health_check_spec(connection_id: str, check: Mapping[str, Any]) -> HealthCheckSpec | None:
+    """The prober's target for a stored HealthCheckConfig, None when disabled."""
+    if not check.get("Enable") or not check.get("Sip") or not check.get("Dip"):
+        return None
+    return HealthCheckSpec(connection_id, check["Sip"], check["Dip"], int(check["Interval"]), int(check["Retry"]))
 
 
 def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
@@ -76,9 +100,17 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
     with db.transaction(write=False) as session:
         gateways, connections = queries.desired_rows(session)
         by_gateway: dict[str, list[ConnectionSpec]] = {g.id: [] for g in gateways}
+        routes: dict[str, list[str]] = {g.id: [] for g in gateways}
+        checks: dict[str, list[HealthCheckSpec]] = {g.id: [] for g in gateways}
         addresses = {g.id: g.internet_ip for g in gateways}
         for connection, customer_ip in connections:
-            by_gateway[connection.vpn_gateway_id].append(
+            gateway_id = connection.vpn_gateway_id
+            if connection.auto_config_route:
+                routes[gateway_id].extend(connection.remote_subnet.split(","))
+            check = health_check_spec(connection.id, connection.health_check)
+            if check is not None:
+                checks[gateway_id].append(check)
+            by_gateway[gateway_id].append(
                 connection_spec(
                     connection_id=connection.id,
                     gateway_ip=addresses[connection.vpn_gateway_id],
@@ -90,9 +122,16 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
                     effect_immediately=connection.effect_immediately,
                     enable_dpd=connection.enable_dpd,
                     enable_nat_traversal=connection.enable_nat_traversal,
+                    reqid=connection.seq * REQIDS_PER_CONNECTION,
                 )
             )
     return {
-        gateway_id: GatewayState(gateway_id, addresses[gateway_id], tuple(specs))
+        gateway_id: GatewayState(
+            gateway_id,
+            addresses[gateway_id],
+            tuple(specs),
+            tuple(sorted(set(routes[gateway_id]))),
+            tuple(checks[gateway_id]),
+        )
         for gateway_id, specs in by_gateway.items()
     }

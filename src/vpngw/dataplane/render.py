@@ -37,13 +37,20 @@ Start, DPD and close actions
     re-initiates at once when the peer dies or deletes the CHILD_SA). ``keyingtries``
     keeps strongSwan's default of 1: the reconciler, not charon, owns long-term retries.
 
-    ``EffectImmediately=false``: ``start_action=none``, ``dpd_action=clear``,
-    ``close_action=none``: charon only responds. ``trap`` would be the swanctl way to
-    "negotiate when traffic enters", but on strongSwan 5.9.8 kernel-libipsec never
-    raises the acquire for a trap policy (it logs "could not find an outbound IPsec SA
-    ... dropping packet"; native support arrived in 5.9.11). Negotiating on traffic is
-    therefore left to the reconciler. Consequence: until an SA exists no route sends
-    the remote subnets into ``ipsec0``.
+    ``EffectImmediately=false``: ``start_action=trap``, ``dpd_action=clear``,
+    ``close_action=none``: negotiate when traffic enters. charon installs the trap
+    policy and its route into ``ipsec0`` at once, but on strongSwan 5.9.8
+    kernel-libipsec never raises the acquire itself (it logs "could not find an
+    outbound IPsec SA for reqid {N}, dropping packet"; native support arrived in
+    5.9.11). The reconciler watches charon's log for that line and initiates the
+    child whose static ``reqid`` it names (``acquire.py``); as with a kernel acquire,
+    the first packet is dropped.
+
+Static reqids
+    Every child gets ``reqid`` = ``spec.reqid`` + its index (0, 1, ...), so that a
+    logged reqid names its child. ``spec.reqid`` comes from the connection's row
+    (:data:`REQIDS_PER_CONNECTION` apart), so it never changes while the connection
+    lives. 0 leaves the reqid to charon.
 
 DPD (``EnableDpd``)
     ``dpd_delay`` = ``DPD_DELAY``; IKEv1 also gets ``dpd_timeout`` = ``IKEV1_DPD_TIMEOUT``.
@@ -74,6 +81,8 @@ from vpngw.dataplane.errors import InvalidSpec
 from vpngw.dataplane.proposals import esp_proposal, ike_proposal
 
 MIN_LIFETIME = 60
+# IKEv1 needs one child per subnet pair: at most 10 x 10 with the default quotas.
+REQIDS_PER_CONNECTION = 128
 DPD_DELAY = "10s"
 IKEV1_DPD_TIMEOUT = "30s"
 
@@ -118,21 +127,34 @@ def render_connection(spec: ConnectionSpec) -> dict[str, Any]:
     hard = child_rekey + child_margin
     always_up = spec.effect_immediately
     conn["children"] = {
-        name: {
+        name: _with_reqid(spec, index, {
             "local_ts": local_ts,
             "remote_ts": remote_ts,
             "esp_proposals": [esp],
             "mode": "tunnel",
-            "start_action": "start" if always_up else "none",
+            "start_action": "start" if always_up else "trap",
             "dpd_action": "restart" if always_up else "clear",
             "close_action": "start" if always_up else "none",
             "rekey_time": _seconds(child_rekey),
             "life_time": _seconds(hard),
             "rand_time": _seconds(child_margin),
-        }
-        for name, local_ts, remote_ts in _children(spec)
+        })
+        for index, (name, local_ts, remote_ts) in enumerate(_children(spec))
     }
     return {spec.name: conn}
+
+
+def child_reqids(spec: ConnectionSpec) -> dict[int, str]:
+    """The static reqid of each of ``spec``'s children (empty when ``spec.reqid`` is 0)."""
+    if not spec.reqid:
+        return {}
+    return {spec.reqid + index: name for index, name in enumerate(child_names(spec))}
+
+
+def _with_reqid(spec: ConnectionSpec, index: int, child: dict[str, Any]) -> dict[str, Any]:
+    if spec.reqid:
+        child["reqid"] = str(spec.reqid + index)
+    return child
 
 
 def render_shared_key(spec: ConnectionSpec) -> dict[str, Any]:
