@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vpngw import ids
-from vpngw.actions.dispatch import dispatch
+from vpngw.actions.dispatch import dispatch, find_action
 from vpngw.api import dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
@@ -36,8 +36,11 @@ Parser = Callable[[Request], Awaitable[ParsedRequest]]
 class Api:
     """Binds the HTTP routes to one database, its authenticator and the settings."""
 
-    def __init__(self, db: Database, settings: Settings, authenticator: Authenticator) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, authenticator: Authenticator, on_change: Callable[[], None] | None
+    ) -> None:
         self.db = db
+        self.on_change = on_change
         self.settings = settings
         self.authenticator = authenticator
 
@@ -71,6 +74,8 @@ class Api:
             )
             response = render.success(fields, request_id, apsara=apsara)
             code = "-"
+            if self.on_change is not None and find_action(parsed.action).writes:
+                self.on_change()  # the data plane's wake-up: no data, it reads the store
         except ApiError as error:
             response = render.failure(error, request_id, self.settings.host_id, apsara=apsara)
             code = error.code
@@ -92,8 +97,16 @@ class Api:
         return response
 
 
-def build_app(db: Database, settings: Settings, authenticator: Authenticator) -> Starlette:
-    api = Api(db, settings, authenticator)
+def build_app(
+    db: Database,
+    settings: Settings,
+    authenticator: Authenticator,
+    *,
+    on_change: Callable[[], None] | None = None,
+) -> Starlette:
+    """The application. ``on_change`` is called after every successful write action
+    (the data plane's reconciler wakes up on it and reads the store)."""
+    api = Api(db, settings, authenticator, on_change)
 
     async def no_route(request: Request, exc: Exception) -> Response:
         """Unknown paths and methods get the same JSON error body as everything else."""

@@ -62,6 +62,21 @@ def run_call(args: argparse.Namespace) -> int:
         return 2
     if args.region and "RegionId" not in params:
         params["RegionId"] = args.region
+    try:
+        failed, body = post_signed(args.endpoint, key_id, secret, params)
+    except CallError as error:
+        print(f"vpngw call: {error}", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(body.decode(errors="replace"))
+        return 1
+    return 1 if failed else 0
+
+
+def post_signed(endpoint: str, key_id: str, secret: str, params: dict[str, str]) -> tuple[bool, bytes]:
+    """POST ``params`` signed with RPC v1 to ``endpoint``; (failed, body)."""
     signed = sign_rpc_v1(
         "POST",
         params,
@@ -71,22 +86,29 @@ def run_call(args: argparse.Namespace) -> int:
         timestamp=datetime.datetime.now(datetime.UTC),
     )
     request = urllib.request.Request(
-        args.endpoint.rstrip("/") + "/",
+        endpoint.rstrip("/") + "/",
         data=urllib.parse.urlencode(signed, quote_via=urllib.parse.quote).encode(),
         headers={"content-type": "application/x-www-form-urlencoded"},
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            body, failed = response.read(), False
+            return False, bytes(response.read())
     except urllib.error.HTTPError as error:
-        body, failed = error.read(), True
+        return True, bytes(error.read())
     except urllib.error.URLError as error:
-        print(f"vpngw call: cannot reach {args.endpoint}: {error.reason}", file=sys.stderr)
-        return 2
+        raise CallError(f"cannot reach {endpoint}: {error.reason}") from None
+
+
+def call_action(endpoint: str, credentials: str | None, action: str, params: dict[str, str]) -> dict[str, object]:
+    """Call ``action`` and return its JSON response; CallError with the API's message if
+    it fails."""
+    key_id, secret = load_key_pair(credentials)
+    failed, body = post_signed(endpoint, key_id, secret, {"Action": action, "Version": "2016-04-28", "Format": "JSON", **params})
     try:
-        print(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
+        document = json.loads(body)
     except ValueError:
-        print(body.decode(errors="replace"))
-        return 1
-    return 1 if failed else 0
+        raise CallError(f"{action}: not a JSON response: {body[:200]!r}") from None
+    if failed:
+        raise CallError(f"{action}: {document.get('Code')}: {document.get('Message')}")
+    return dict(document)

@@ -1,0 +1,69 @@
+"""Negotiate when traffic enters: the acquire strongSwan 5.9.8 never raises itself.
+
+With ``start_action=trap`` charon installs the trap policy and a route into ``ipsec0``,
+so the first packet toward the remote subnets reaches kernel-libipsec. On 5.9.8
+libipsec then only logs ``could not find an outbound IPsec SA for reqid {N}, dropping
+packet`` (the acquire is a TODO there; it arrived in 5.9.11). This emulator reads that
+line from charon's VICI log stream and initiates the child whose static reqid is N
+(render.py gives every child one). The packet that triggered it is lost, as with a
+kernel acquire; the tunnel is up some 20-30 ms later.
+
+While an initiation is under way, further packets log the same line again: a reqid is
+initiated at most once per :data:`HOLDOFF_S`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+
+from vpngw.dataplane.errors import DataplaneError
+from vpngw.dataplane.vici_client import ViciClient
+
+log = logging.getLogger(__name__)
+
+ACQUIRE_LINE = re.compile(r"could not find an outbound IPsec SA for reqid \{(\d+)\}")
+HOLDOFF_S = 2.0
+
+
+def acquired_reqid(message: str) -> int | None:
+    """The reqid a libipsec drop line names, or None for any other line."""
+    match = ACQUIRE_LINE.search(message)
+    return int(match.group(1)) if match else None
+
+
+class AcquireEmulator:
+    """Turns libipsec's drop lines into ``initiate`` calls. Runs on the listener thread."""
+
+    def __init__(self, vici_path: str) -> None:
+        self._path = vici_path
+        self._targets: Mapping[int, tuple[str, str]] = {}
+        self._last: dict[int, float] = {}
+        self.initiated = 0
+
+    def set_targets(self, targets: Mapping[int, tuple[str, str]]) -> None:
+        """reqid -> (connection, child) of every trapped child. Replaced whole (atomic)."""
+        self._targets = dict(targets)
+
+    def on_log(self, event: Mapping[str, object]) -> bool:
+        """Handle one VICI log event; True if it started a negotiation."""
+        reqid = acquired_reqid(str(event.get("msg", "")))
+        if reqid is None:
+            return False
+        target = self._targets.get(reqid)
+        now = time.monotonic()
+        if target is None or now - self._last.get(reqid, float("-inf")) < HOLDOFF_S:
+            return False
+        self._last[reqid] = now
+        ike, child = target
+        try:
+            with ViciClient.connect(self._path, 2.0) as client:
+                client.initiate(child, ike, timeout_ms=-1)
+        except DataplaneError as error:
+            log.info("on-demand initiate of %s/%s failed: %s", ike, child, error)
+            return False
+        self.initiated += 1
+        log.info("traffic for %s/%s (reqid %d): negotiating", ike, child, reqid)
+        return True

@@ -1,0 +1,288 @@
+"""One VPN gateway's data plane: its namespaces, its charon and their contents.
+
+:meth:`GatewayAgent.sync` is one level-triggered step: given the gateway's desired state
+(read fresh from the store), it makes the namespaces, addresses, routes, charon,
+connections and shared keys match, whatever happened before (a first start, a killed
+charon, a restart of vpngw that finds charon still running, a hand-deleted route).
+:meth:`GatewayAgent.observe` then reads what charon holds.
+
+Between passes, a listener thread follows charon's VICI events: it files log lines by
+connection (:mod:`.connection_logs`), emulates the acquire strongSwan 5.9.8's
+kernel-libipsec never raises (:mod:`.acquire`), and wakes the reconciler when an SA goes
+up or down so that ``Status`` follows quickly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vpngw.dataplane import lab_network, topology
+from vpngw.dataplane.acquire import AcquireEmulator
+from vpngw.dataplane.connection_logs import ConnectionLogs
+from vpngw.dataplane.desired import ConnectionSpec
+from vpngw.dataplane.from_store import GatewayState
+from vpngw.dataplane.lab_network import GatewayHost, LabNetwork, Route
+from vpngw.dataplane.observe import Observed, observe
+from vpngw.dataplane.render import (
+    child_names,
+    child_reqids,
+    render_connection,
+    render_shared_key,
+    shared_key_id,
+)
+from vpngw.dataplane.vici_client import IkeSa, ViciClient, ViciCommandError
+from vpngw.dataplane.vici_events import EventListener
+
+log = logging.getLogger(__name__)
+
+# How often an always-up connection (EffectImmediately=true) that is down is retried:
+# charon tries once (keyingtries=1); long-term retries are ours, with backoff.
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 30.0
+# Even when nothing changed, the network (addresses, routes) is re-checked this often,
+# so that a hand-made change heals.
+NETWORK_RECHECK_S = 10.0
+VICI_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _Retry:
+    next_at: float
+    delay: float
+
+
+@dataclass
+class _Network:
+    """What the last network sync realised, to skip it while nothing changes."""
+
+    fingerprint: tuple[object, ...] = ()
+    synced_at: float = float("-inf")
+
+
+@dataclass
+class AgentObservation:
+    """One pass's view of every connection of the gateway."""
+
+    by_connection: dict[str, Observed] = field(default_factory=dict)
+    charon_up: bool = False
+
+
+class GatewayAgent:
+    """The data plane of one VPN gateway (one namespace pair, one charon)."""
+
+    def __init__(self, network: LabNetwork, vpn_gateway_id: str, wake: Callable[[], None]) -> None:
+        self.network = network
+        self.host: GatewayHost = network.gateway(vpn_gateway_id)
+        self.logs = ConnectionLogs()
+        self._wake = wake
+        self._pid: int | None = None
+        self._client: ViciClient | None = None
+        self._listener: EventListener | None = None
+        self._acquire = AcquireEmulator(self.host.vici_path)
+        self._applied: dict[str, ConnectionSpec] = {}
+        self._retries: dict[str, _Retry] = {}
+        self._network = _Network()
+        self.charon_restarts = 0
+
+    # -- the level-triggered step -------------------------------------------------
+
+    def sync(self, state: GatewayState) -> None:
+        """Make this gateway's namespaces and charon match ``state``."""
+        self.logs.set_connections({spec.name: spec.remote_addr for spec in state.connections})
+        self._sync_network(state)
+        self._ensure_charon()
+        self._ensure_listener()
+        client = self._vici()
+        self._sync_connections(client, state)
+
+    def observe(self, state: GatewayState, failed_children: Callable[[str], bool]) -> AgentObservation:
+        """Every connection's SAs as charon reports them now; retries those that are down."""
+        client = self._vici()
+        sas = client.list_sas()
+        result = AgentObservation(charon_up=True)
+        for spec in state.connections:
+            seen = observe(sas, spec.name, child_names(spec), child_failed=failed_children(spec.name))
+            result.by_connection[spec.name] = seen
+            if spec.effect_immediately:
+                self._retry_if_down(client, spec, seen, sas)
+        return result
+
+    def stop(self) -> None:
+        """Stop following charon (charon itself keeps running: vpngw adopts it later)."""
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self._close_client()
+
+    def remove(self) -> None:
+        """Everything of this gateway goes: charon, namespaces, state."""
+        self.stop()
+        self.network.remove_gateway(self.host.vpn_gateway_id)
+
+    # -- network ------------------------------------------------------------------
+
+    def _sync_network(self, state: GatewayState) -> None:
+        gateway_lo, gateway_routes, vpc_routes = network_plan(state)
+        fingerprint = (state.internet_ip, tuple(sorted(gateway_lo)), tuple(sorted(gateway_routes)),
+                       tuple(sorted(vpc_routes)))
+        now = time.monotonic()
+        if fingerprint == self._network.fingerprint and now - self._network.synced_at < NETWORK_RECHECK_S:
+            return
+        self.network.ensure_gateway(self.host.vpn_gateway_id, state.internet_ip)
+        lab_network.sync_lo_addresses(self.host.namespace, gateway_lo)
+        lab_network.sync_routes(self.host.namespace, gateway_routes)
+        lab_network.sync_routes(self.host.vpc_namespace, vpc_routes)
+        self._network = _Network(fingerprint, now)
+
+    # -- charon -------------------------------------------------------------------
+
+    def _ensure_charon(self) -> None:
+        if self._pid is not None and lab_network.pid_alive(self._pid):
+            return
+        if self._pid is not None:
+            log.warning("charon of %s (pid %d) is gone: restarting it", self.host.vpn_gateway_id, self._pid)
+            self.charon_restarts += 1
+            lab_network.kill_pid(self._pid)  # reaps it if it was our child
+        self._close_client()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self._applied.clear()
+        self._retries.clear()
+        self._pid = lab_network.start_gateway_charon(self.host)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is not None and self._listener.alive:
+            return
+        self._listener = EventListener(self.host.vici_path, self._on_event, name=f"vici-{self.host.vpn_gateway_id}")
+        self._listener.start()
+
+    def _on_event(self, kind: str, event: dict[str, object]) -> None:
+        if kind == "log":
+            self._acquire.on_log(event)
+            self.logs.add(event)
+        else:
+            self._wake()
+
+    def _vici(self) -> ViciClient:
+        if self._client is None:
+            self._client = ViciClient.connect(self.host.vici_path, VICI_TIMEOUT_S)
+        return self._client
+
+    def _close_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- connections --------------------------------------------------------------
+
+    def _sync_connections(self, client: ViciClient, state: GatewayState) -> None:
+        wanted = {spec.name: spec for spec in state.connections}
+        if not self._applied:
+            # A fresh or adopted charon: what it holds that we do not want must go.
+            for name in client.list_conns() - set(wanted):
+                self._unload(client, name)
+        for name in set(self._applied) - set(wanted):
+            self._unload(client, name)
+        for spec in state.connections:
+            if self._applied.get(spec.name) != spec:
+                self._load(client, spec, changed=spec.name in self._applied)
+        reqids: dict[int, tuple[str, str]] = {}
+        for spec in state.connections:
+            if not spec.effect_immediately:
+                reqids.update({reqid: (spec.name, child) for reqid, child in child_reqids(spec).items()})
+        self._acquire.set_targets(reqids)
+
+    def _load(self, client: ViciClient, spec: ConnectionSpec, *, changed: bool) -> None:
+        """Load (or replace) one connection. A change tears down its SAs, which were
+        negotiated with the old settings; an always-up connection negotiates again."""
+        client.load_shared(render_shared_key(spec))
+        client.load_conn(render_connection(spec))
+        self._applied[spec.name] = spec
+        if changed:
+            _terminate(client, spec.name)
+            self._retries.pop(spec.name, None)
+            if spec.effect_immediately:
+                _initiate_all(client, spec)
+        log.info("%s: connection %s loaded%s", self.host.vpn_gateway_id, spec.name, " (changed)" if changed else "")
+
+    def _unload(self, client: ViciClient, name: str) -> None:
+        _terminate(client, name)
+        for command, argument in ((client.unload_conn, name), (client.unload_shared, shared_key_id(name))):
+            try:
+                command(argument)
+            except ViciCommandError as error:
+                log.debug("%s: %s", name, error)
+        self._applied.pop(name, None)
+        self._retries.pop(name, None)
+        log.info("%s: connection %s unloaded", self.host.vpn_gateway_id, name)
+
+    def _retry_if_down(self, client: ViciClient, spec: ConnectionSpec, seen: Observed, sas: list[IkeSa]) -> None:
+        """An always-up connection that is down and not negotiating is initiated again,
+        with backoff (RETRY_FIRST_S doubling to RETRY_MAX_S)."""
+        now = time.monotonic()
+        if seen.status == "ipsec_sa_established" or seen.in_progress:
+            if seen.status == "ipsec_sa_established":
+                self._retries.pop(spec.name, None)
+            return
+        retry = self._retries.get(spec.name)
+        if retry is None:
+            self._retries[spec.name] = _Retry(now + RETRY_FIRST_S, RETRY_FIRST_S)
+            return
+        if now < retry.next_at:
+            return
+        missing = [child for child in child_names(spec) if child not in seen.installed_children]
+        for child in missing:
+            _initiate_async(client, spec.name, child)
+        delay = min(retry.delay * 2, RETRY_MAX_S)
+        self._retries[spec.name] = _Retry(now + delay, delay)
+
+
+def network_plan(state: GatewayState) -> tuple[set[str], set[Route], set[Route]]:
+    """(addresses on the gateway's ``lo``, routes in the gateway namespace, routes on the
+    VPC side) for ``state``: the whole lab layout of one gateway, pure."""
+    gateway_lo: set[str] = set()
+    gateway_routes: set[Route] = set()
+    vpc_routes: set[Route] = set()
+    for spec in state.connections:
+        for subnet in spec.local_subnets:
+            network = ipaddress.ip_network(subnet, strict=False)
+            anchor = topology.gateway_anchor(subnet)
+            if anchor is not None:
+                gateway_lo.add(anchor)
+            if network.prefixlen >= 8:
+                gateway_routes.add(Route(str(network), topology.GATEWAY_VPC_IF, topology.TRANSIT_VPC))
+                vpc_routes.add(Route(str(network), "lo", kind="local"))
+        if ipaddress.ip_address(spec.remote_addr) not in topology.WAN_NETWORK:
+            gateway_routes.add(Route(f"{spec.remote_addr}/32", topology.WAN_IF))
+    for check in state.health_checks:
+        gateway_lo.add(check.sip)
+    for subnet in state.auto_routes:
+        network = ipaddress.ip_network(subnet, strict=False)
+        vpc_routes.add(Route(str(network), topology.VPC_GATEWAY_IF, topology.TRANSIT_GATEWAY))
+    return gateway_lo, gateway_routes, vpc_routes
+
+
+def _terminate(client: ViciClient, name: str) -> None:
+    try:
+        client.terminate(name, timeout_ms=2000, force=True)
+    except ViciCommandError:
+        pass  # no SA to terminate
+
+
+def _initiate_all(client: ViciClient, spec: ConnectionSpec) -> None:
+    for child in child_names(spec):
+        _initiate_async(client, spec.name, child)
+
+
+def _initiate_async(client: ViciClient, ike: str, child: str) -> None:
+    """Start negotiating ``child``; the outcome arrives as events and in list-sas."""
+    try:
+        client.initiate(child, ike, timeout_ms=-1)
+    except ViciCommandError as error:
+        log.info("initiate %s/%s: %s", ike, child, error)
+

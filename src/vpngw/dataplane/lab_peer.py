@@ -1,0 +1,126 @@
+"""Lab peers: a customer's IPsec gateway and its hosts, on the lab WAN (``vpngw lab peer``).
+
+A peer is one namespace ``<lab>-p-<name>`` holding
+
+* ``wan0`` on the lab bridge, with the customer gateway's IpAddress;
+* the hosts of its subnets: every address of each subnet is local (an AnyIP route), so
+  ``vpngw lab exec --peer NAME ping -I 10.2.0.7 ...`` works for any host; the first
+  host of each subnet is also a real address on ``lo``, which strongSwan 5.9.8 needs to
+  install a CHILD_SA;
+* its own charon, configured from the connection as the customer sees it (what
+  DownloadVpnConnectionConfig returns), or from hand-given settings.
+
+This is a stand-in for the customer's device, so that a tunnel can be seen on one
+machine; anything else that speaks IKE can take its place (docs/lab.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vpngw.dataplane import lab, lab_network, topology
+from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.dataplane.lab_network import LabNetwork, Route
+from vpngw.dataplane.render import render_connection, render_shared_key
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A lab peer: its name and its one connection, seen from the peer."""
+
+    name: str
+    connection: ConnectionSpec
+
+    @property
+    def wan_ip(self) -> str:
+        return self.connection.local_addr
+
+
+def peer_from_download(name: str, config: Mapping[str, Any], *, initiate: bool = False) -> PeerSpec:
+    """A peer configured from DownloadVpnConnectionConfig's ``VpnConnectionConfig``
+    (already the customer's perspective: ``Local`` is the customer gateway)."""
+    ike, ipsec = config["IkeConfig"], config["IpsecConfig"]
+    spec = ConnectionSpec(
+        name=f"peer-{name}",
+        local_addr=str(config["Local"]),
+        remote_addr=str(config["Remote"]),
+        local_subnets=tuple(str(config["LocalSubnet"]).split(",")),
+        remote_subnets=tuple(str(config["RemoteSubnet"]).split(",")),
+        ike=IkeSettings(
+            version=ike["IkeVersion"],
+            mode=ike["IkeMode"],
+            enc_alg=ike["IkeEncAlg"],
+            auth_alg=ike["IkeAuthAlg"],
+            pfs=ike["IkePfs"],
+            lifetime=int(ike["IkeLifetime"]),
+            psk=ike["Psk"],
+            local_id=ike.get("LocalId", ""),
+            remote_id=ike.get("RemoteId", ""),
+        ),
+        ipsec=IpsecSettings(
+            enc_alg=ipsec["IpsecEncAlg"],
+            auth_alg=ipsec["IpsecAuthAlg"],
+            pfs=ipsec["IpsecPfs"],
+            lifetime=int(ipsec["IpsecLifetime"]),
+        ),
+        effect_immediately=initiate,
+        enable_dpd=True,
+        enable_nat_traversal=True,
+    )
+    return PeerSpec(topology.check_peer_name(name), spec)
+
+
+def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
+    """Build the peer's namespace, start its charon and load its connection; return the
+    charon's pid. Fails if a peer of that name exists (remove it first)."""
+    namespace = network.names.peer(peer.name)
+    if namespace in lab_network.namespaces():
+        raise lab.LabError(f"peer {peer.name} exists already ({namespace}); remove it first")
+    state_dir = network.peer_dir(peer.name)
+    try:
+        lab_network.ensure_namespace(namespace)
+        network.attach_to_wan(namespace, peer.wan_ip)
+        anchors = {a for a in map(topology.gateway_anchor, peer.connection.local_subnets) if a}
+        lab_network.sync_lo_addresses(namespace, anchors)
+        routes = {Route(str(ipaddress.ip_network(s, strict=False)), "lo", kind="local")
+                  for s in peer.connection.local_subnets}
+        if ipaddress.ip_address(peer.connection.remote_addr) not in topology.WAN_NETWORK:
+            routes.add(Route(f"{peer.connection.remote_addr}/32", topology.WAN_IF))
+        lab_network.sync_routes(namespace, routes)
+        charon = lab.start_charon(namespace, state_dir)
+        (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
+        with charon.client() as client:
+            client.load_shared(render_shared_key(peer.connection))
+            client.load_conn(render_connection(peer.connection))
+        return charon.pid
+    except BaseException:
+        remove_peer(network, peer.name)
+        raise
+
+
+def remove_peer(network: LabNetwork, name: str) -> bool:
+    """Stop the peer's charon and delete its namespace; False if there was none."""
+    namespace = network.names.peer(name)
+    state_dir = network.peer_dir(name)
+    pid = lab_network.read_pid(state_dir / "charon.pid")
+    if pid is not None:
+        lab_network.kill_pid(pid)
+    existed = namespace in lab_network.namespaces()
+    lab_network.delete_namespace(namespace)
+    if network.names.wan in lab_network.namespaces():
+        port = topology.bridge_port(namespace)
+        if lab_network.link_exists(network.names.wan, port):
+            lab.run("ip", "-n", network.names.wan, "link", "del", port)
+    if state_dir.exists():
+        for child in state_dir.iterdir():
+            child.unlink(missing_ok=True)
+        state_dir.rmdir()
+    return existed
+
+
+def peer_names(network: LabNetwork) -> list[str]:
+    names = (network.names.peer_name_of(ns) for ns in lab_network.namespaces())
+    return sorted(name for name in names if name)

@@ -1,0 +1,111 @@
+"""The lab's network layout: names and addresses, decided in one place (pure).
+
+Every namespace of one lab starts with the lab's name (``vpngw`` by default), so that a
+lab can be found, adopted and removed by name alone, and a test lab (``vpngw-t-3fa9c1``)
+never touches another lab::
+
+    <lab>-wan          the lab WAN: a bridge ``wan`` holding 198.18.0.1/15
+    <lab>-g-<vpn-id>   one per VPN gateway: charon, ``wan0`` (InternetIp/32), ``vpc0``
+    <lab>-v-<vpn-id>   the VPC side behind that gateway: ``gw0``, hosts of the local subnets
+    <lab>-p-<name>     one per lab peer (customer gateway): charon, ``wan0``, its hosts
+
+docs/lab.md draws the same picture for people who attach their own IPsec peer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+# The lab WAN. VPN gateways take their InternetIp from 198.18.0.0/16 (config's
+# internet_ip_pool); lab peers conventionally use 198.19.0.0/16.
+WAN_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+WAN_ROUTER = "198.18.0.1"
+WAN_BRIDGE = "wan"
+
+# The link between a gateway and its VPC side. Every gateway has its own pair of
+# namespaces, so every pair can use the same two addresses.
+TRANSIT_GATEWAY = "169.254.100.1"
+TRANSIT_VPC = "169.254.100.2"
+TRANSIT_PREFIX = 30
+
+# Inside each namespace.
+WAN_IF = "wan0"
+GATEWAY_VPC_IF = "vpc0"
+VPC_GATEWAY_IF = "gw0"
+
+# Routes vpngw installs carry this protocol number, so a sync never touches others'.
+ROUTE_PROTO = "199"
+
+DEFAULT_LAB = "vpngw"
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+_PEER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def check_lab_name(name: str) -> str:
+    if not _LAB_NAME.match(name):
+        raise ValueError(f"lab name {name!r}: 1-24 of a-z, 0-9 and '-', starting with a letter")
+    return name
+
+
+def check_peer_name(name: str) -> str:
+    if not _PEER_NAME.match(name):
+        raise ValueError(f"peer name {name!r}: 1-32 of a-z, 0-9 and '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class LabNames:
+    """The names of one lab's namespaces and bridge-side interfaces."""
+
+    lab: str
+
+    @property
+    def wan(self) -> str:
+        return f"{self.lab}-wan"
+
+    def gateway(self, vpn_gateway_id: str) -> str:
+        return f"{self.lab}-g-{vpn_gateway_id}"
+
+    def vpc(self, vpn_gateway_id: str) -> str:
+        return f"{self.lab}-v-{vpn_gateway_id}"
+
+    def peer(self, name: str) -> str:
+        return f"{self.lab}-p-{name}"
+
+    def gateway_id_of(self, namespace: str) -> str | None:
+        prefix = f"{self.lab}-g-"
+        return namespace[len(prefix):] if namespace.startswith(prefix) else None
+
+    def peer_name_of(self, namespace: str) -> str | None:
+        prefix = f"{self.lab}-p-"
+        return namespace[len(prefix):] if namespace.startswith(prefix) else None
+
+    def owns(self, namespace: str) -> bool:
+        return namespace == self.wan or any(
+            namespace.startswith(f"{self.lab}-{kind}-") for kind in ("g", "v", "p")
+        )
+
+
+def bridge_port(namespace: str) -> str:
+    """The bridge-side name of a namespace's WAN veth: at most 15 characters, stable."""
+    return "w" + hashlib.sha256(namespace.encode()).hexdigest()[:12]
+
+
+def gateway_anchor(subnet: str) -> str | None:
+    """The address a gateway holds inside one of its local subnets, or None.
+
+    strongSwan 5.9.8 refuses to install a CHILD_SA whose local traffic selector holds
+    no address of its namespace ("error installing route"), and uses that address as
+    the route's source. The gateway takes the first host of each subnet, like the
+    address a cloud reserves in every subnet. Subnets too wide for that (shorter than
+    /8, e.g. 0.0.0.0/0) already contain the transit address.
+    """
+    network = ipaddress.ip_network(subnet, strict=False)
+    if network.version != 4 or network.prefixlen < 8:
+        return None
+    if network.prefixlen >= 31:
+        return str(network.network_address)
+    return str(network.network_address + 1)
