@@ -155,6 +155,8 @@ def test_one_tenant_never_sees_another(stack: tuple[Database, Authenticator, Tes
         "ModifyVpnConnectionAttribute": ({"VpnConnectionId": vco, "Name": "stolen"}, "InvalidVpnConnectionInstanceId.NotFound"),
         "DeleteVpnConnection": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
         "DownloadVpnConnectionConfig": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
+        "DescribeVpnConnectionLogs": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
+        "DescribeVpnRouteEntries": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),
         "DescribeVpnGateway": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),
         "ModifyVpnGatewayAttribute": ({"VpnGatewayId": world.vpn_gateway_id, "Name": "x1"}, "InvalidVpnGatewayInstanceId.NotFound"),
         "DeleteVpnGateway": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),

@@ -61,7 +61,8 @@ class Action(Generic[P]):
 
 
 def wire_name(info: ValidationInfo) -> str:
-    return to_pascal(info.field_name or "")
+    # A field named after a Python keyword carries a trailing "_" (from_ <-> From).
+    return to_pascal((info.field_name or "").rstrip("_"))
 
 
 def _rule(check: Callable[[str, Any], T]) -> BeforeValidator:
@@ -79,6 +80,11 @@ PageSize = Annotated[int, _rule(lambda name, v: values.parse_int(name, v, 1, 50)
 ClientToken = Annotated[str, AfterValidator(values.check_client_token)]
 Name = Annotated[str, AfterValidator(names.check_name)]
 Description = Annotated[str, AfterValidator(names.check_description)]
+
+
+def int_in(low: int, high: int) -> BeforeValidator:
+    """A whole number in ``[low, high]`` (a JSON number or a decimal string)."""
+    return _rule(lambda name, v: values.parse_int(name, v, low, high))
 
 
 def choice(*allowed: str) -> BeforeValidator:

@@ -6,8 +6,10 @@ from typing import Any
 
 from vpngw.actions import customer_gateways as cgw
 from vpngw.actions import regions, vpcs
+from vpngw.actions import vpn_connection_logs as vco_logs
 from vpngw.actions import vpn_connections as vco
 from vpngw.actions import vpn_gateways as vpn
+from vpngw.actions import vpn_route_entries as routes
 from vpngw.actions.framework import Action
 
 _ALL: tuple[Action[Any], ...] = (
@@ -44,6 +46,18 @@ _ALL: tuple[Action[Any], ...] = (
         "DownloadVpnConnectionConfig",
         vco.DownloadVpnConnectionConfigParams,
         vco.download_vpn_connection_config,
+        writes=False,
+    ),
+    Action(
+        "DescribeVpnConnectionLogs",
+        vco_logs.DescribeVpnConnectionLogsParams,
+        vco_logs.describe_vpn_connection_logs,
+        writes=False,
+    ),
+    Action(
+        "DescribeVpnRouteEntries",
+        routes.DescribeVpnRouteEntriesParams,
+        routes.describe_vpn_route_entries,
         writes=False,
     ),
 )

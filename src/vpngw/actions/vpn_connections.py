@@ -217,6 +217,15 @@ class VpnBgpConfig(Response):
     auth_key: str = ""
 
 
+class TrafficStatistics(Response):
+    """vpngw extension: the counters of the connection's current CHILD_SAs."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+
+
 class VpnConnectionItem(Response):
     vpn_connection_id: str
     vpn_gateway_id: str
@@ -241,6 +250,9 @@ class VpnConnectionItem(Response):
     network_type: str
     attach_type: str
     resource_group_id: str
+    # vpngw extensions (docs/api.md): why negotiation fails, and the live counters.
+    diagnosis: str
+    traffic_statistics: TrafficStatistics
 
 
 class VpnConnectionDetail(VpnConnectionItem):
@@ -284,6 +296,8 @@ def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
         "network_type": "public",
         "attach_type": "VPNGW",
         "resource_group_id": "",
+        "diagnosis": c.diagnosis,
+        "traffic_statistics": TrafficStatistics.model_validate(c.traffic or {}),
     }
 
 
@@ -347,6 +361,10 @@ class ModifyVpnConnectionAttributeParams(RegionParams):
     client_token: ClientToken | None = None
 
 
+# Parameters whose change renegotiates the tunnel (and so clears an old diagnosis).
+_TUNNEL_FIELDS = ("local_subnet", "remote_subnet", "ike_config", "ipsec_config", "enable_dpd", "enable_nat_traversal")
+
+
 def modify_vpn_connection_attribute(
     ctx: Context, session: Session, p: ModifyVpnConnectionAttributeParams
 ) -> VpnConnectionDetail:
@@ -374,6 +392,8 @@ def modify_vpn_connection_attribute(
     if p.health_check_config:
         connection.health_check = dict(health_check)
         connection.health_check_status = _initial_health_status(health_check)
+    if any(getattr(p, field) is not None for field in _TUNNEL_FIELDS):
+        connection.diagnosis = ""  # the data plane diagnoses the new settings afresh
     session.flush()
     return connection_view(ctx, connection)
 
@@ -386,6 +406,7 @@ class DeleteVpnConnectionParams(RegionParams):
 def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnectionParams) -> EmptyResponse:
     connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
+    queries.delete_connection_logs(session, connection.id)
     queries.delete_owned(session, connection)
     return EmptyResponse()
 

@@ -118,8 +118,30 @@ class VpnConnection(Base):
     # Written by the data plane: the SAs it observes and the health-check result.
     status: Mapped[str] = mapped_column(String(32))
     health_check_status: Mapped[str] = mapped_column(String(16))
+    # Why negotiation fails, in plain language ('' when nothing fails), and the traffic
+    # counters of the current CHILD_SAs ({BytesIn, BytesOut, PacketsIn, PacketsOut}).
+    diagnosis: Mapped[str] = mapped_column(Text, default="", server_default="")
+    traffic: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    observed_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class VpnConnectionLog(Base):
+    """One line of a connection's negotiation log, as charon wrote it.
+
+    No foreign key: the data plane writes lines asynchronously, possibly just after the
+    connection was deleted (those are dropped by ``add_connection_logs``);
+    DeleteVpnConnection deletes the rest in its transaction.
+    """
+
+    __tablename__ = "vpn_connection_logs"
+    __table_args__ = (Index("ix_vpn_connection_logs_connection_time", "vpn_connection_id", "time_ms", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vpn_connection_id: Mapped[str] = mapped_column(String(32))
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text)
 
 
 class IdempotencyRecord(Base):

@@ -19,6 +19,7 @@ from vpngw.store.models import (
     SignatureNonce,
     Vpc,
     VpnConnection,
+    VpnConnectionLog,
     VpnGateway,
 )
 
@@ -218,3 +219,84 @@ def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple
         .order_by(VpnConnection.seq)
     ).all()
     return gateways, [(connection, address) for connection, address in connections]
+
+
+# -- what the data plane observes -------------------------------------------------
+
+
+def write_observation(
+    session: Session,
+    connection_id: str,
+    *,
+    status: str,
+    diagnosis: str,
+    traffic: dict[str, int] | None,
+    now_ms: int,
+) -> bool:
+    """Store what the data plane sees of a connection; only a difference is written.
+
+    False when nothing changed, or when the connection no longer exists (deleted while
+    the data plane was looking at it).
+    """
+    connection = session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id)).first()
+    if connection is None:
+        return False
+    if (connection.status, connection.diagnosis, connection.traffic) == (status, diagnosis, traffic):
+        return False
+    connection.status = status
+    connection.diagnosis = diagnosis
+    connection.traffic = traffic
+    connection.observed_time = now_ms
+    return True
+
+
+def write_health_status(session: Session, connection_id: str, status: str) -> bool:
+    """Store the health check's verdict; False if unchanged or the connection is gone."""
+    connection = session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id)).first()
+    if connection is None or connection.health_check_status == status:
+        return False
+    connection.health_check_status = status
+    return True
+
+
+def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) -> int:
+    """Append (connection id, time in ms, message) log lines; lines of connections that
+    do not exist (any more) are dropped. Returns how many were stored."""
+    ids = {connection_id for connection_id, _time, _message in rows}
+    if not ids:
+        return 0
+    existing = set(session.scalars(select(VpnConnection.id).where(VpnConnection.id.in_(ids))))
+    kept = [
+        VpnConnectionLog(vpn_connection_id=connection_id, time_ms=time_ms, message=message)
+        for connection_id, time_ms, message in rows
+        if connection_id in existing
+    ]
+    session.add_all(kept)
+    return len(kept)
+
+
+def delete_connection_logs(session: Session, connection_id: str) -> None:
+    session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id))
+
+
+def prune_connection_logs(session: Session, *, older_than_ms: int) -> int:
+    """Delete log lines written before ``older_than_ms``; returns how many."""
+    result = session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.time_ms < older_than_ms))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def connection_log_page(
+    session: Session, connection_id: str, *, from_ms: int, to_ms: int, offset: int, limit: int
+) -> tuple[int, Sequence[VpnConnectionLog]]:
+    """(total, one page) of a connection's lines with from_ms <= time < to_ms, oldest first."""
+    window = (
+        VpnConnectionLog.vpn_connection_id == connection_id,
+        VpnConnectionLog.time_ms >= from_ms,
+        VpnConnectionLog.time_ms < to_ms,
+    )
+    total = session.scalar(select(func.count()).select_from(VpnConnectionLog).where(*window)) or 0
+    lines = session.scalars(
+        select(VpnConnectionLog).where(*window).order_by(VpnConnectionLog.time_ms, VpnConnectionLog.seq)
+        .offset(offset).limit(limit)
+    ).all()
+    return int(total), lines
