@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from tests.conftest import prepared
+from tests.support.api import Api
+from vpngw.api.app import build_app
+from vpngw.config import Settings
 from vpngw.dataplane import lab
+from vpngw.dataplane.lab_network import LabNetwork
 from vpngw.dataplane.vici_client import ViciClient
+
+from .world import (
+    LabWorld,
+    charon_processes_under,
+    lab_namespaces,
+    short_state_dir,
+    wait_gone,
+)
 
 MARKER = "dataplane: builds network namespaces and runs real strongSwan charons (root only)"
 
@@ -82,3 +98,37 @@ def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
             lan_subnets = tuple(f"10.{n}.{o}.0/24" for o in lan_octets)
             built.append(Site(namespace, wan_addr, lan_addrs, lan_subnets, charon, vici))
         yield LabPair(gw=built[0], cpe=built[1])
+
+
+@pytest.fixture
+def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
+    """vpngw (API + reconciler) on a fresh SQLite database with its own lab.
+
+    On teardown the lab is removed and the test fails if any of its namespaces or
+    charons remain.
+    """
+    reason = lab.missing_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    from vpngw.dataplane.reconciler import Reconciler
+
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'vpngw.db'}")
+    db, authenticator = prepared(settings)
+    name = f"vt-{lab.unique_suffix()}"
+    state_dir = short_state_dir()
+    network = LabNetwork(name, state_dir / name)
+    reconciler = Reconciler(db, authenticator.sealer, network, period_s=0.5)
+    try:
+        reconciler.start()
+        app = build_app(db, settings, authenticator, on_change=reconciler.wake)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield LabWorld(Api(client), db, reconciler, network)
+    finally:
+        reconciler.stop()
+        network.teardown()
+        db.dispose()
+        leftovers = lab_namespaces(f"{name}-")
+        charons = charon_processes_under(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        assert not leftovers, f"namespaces left behind: {leftovers}"
+        assert wait_gone(charons), f"charons left behind: {charons}"

@@ -8,7 +8,16 @@ from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
-from vpngw.actions.framework import ClientToken, Context, Description, Name, PageParams, PageResponse, RegionParams, Response
+from vpngw.actions.framework import (
+    ClientToken,
+    Context,
+    Description,
+    Name,
+    PageParams,
+    PageResponse,
+    RegionParams,
+    Response,
+)
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_auth_key, check_customer_gateway_ip, parse_asn

@@ -9,7 +9,16 @@ from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
-from vpngw.actions.framework import ClientToken, Context, Description, Name, PageParams, PageResponse, RegionParams, Response
+from vpngw.actions.framework import (
+    ClientToken,
+    Context,
+    Description,
+    Name,
+    PageParams,
+    PageResponse,
+    RegionParams,
+    Response,
+)
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_vpc_cidr
 from vpngw.store import queries

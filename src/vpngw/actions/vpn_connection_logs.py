@@ -15,7 +15,14 @@ from typing import Annotated
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from vpngw.actions.framework import Context, PageNumber, PageSize, RegionParams, Response, int_in
+from vpngw.actions.framework import (
+    Context,
+    PageNumber,
+    PageSize,
+    RegionParams,
+    Response,
+    int_in,
+)
 from vpngw.actions.vpn_connections import get_connection
 from vpngw.errors import BadRequest
 from vpngw.store import queries

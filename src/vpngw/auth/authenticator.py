@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from vpngw.accounts import ACCESS_KEY_PURPOSE
-from vpngw.auth.signatures import IncomingRequest, check_timestamp, read_credentials, verify
+from vpngw.auth.signatures import (
+    IncomingRequest,
+    check_timestamp,
+    read_credentials,
+    verify,
+)
 from vpngw.errors import BadRequest
 from vpngw.sealing import Sealer
 from vpngw.store import queries

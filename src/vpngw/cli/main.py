@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from vpngw import accounts
+from vpngw.cli import lab as lab_cli
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import migrate, queries
@@ -22,6 +23,7 @@ from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
     from vpngw.auth.authenticator import Authenticator
+    from vpngw.dataplane.reconciler import Reconciler
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -100,14 +102,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = prepare_database(settings)
     print(f"vpngw: {key_source}", flush=True)
     authenticator = configure_authentication(args, settings, db, sealer, dict(os.environ))
-    app = build_app(db, settings, authenticator)
+    reconciler = start_dataplane(args, db, sealer)
+    app = build_app(db, settings, authenticator, on_change=reconciler.wake if reconciler else None)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on http://{args.host}:{args.port}/ (database {shown})", flush=True)
     print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
-    print("vpngw: no data plane in this build: connections are stored, tunnels are not built yet", flush=True)
-    # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    try:
+        # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    finally:
+        if reconciler is not None:
+            reconciler.stop()
+            print(f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
+                  flush=True)
     return 0
+
+
+def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
+    """The lab data plane, when this machine can run it (root, strongSwan, TUN)."""
+    from vpngw.dataplane.lab import missing_prerequisites
+
+    if args.no_dataplane:
+        print("vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True)
+        return None
+    reason = missing_prerequisites()
+    if reason:
+        print(f"vpngw: no data plane: {reason}; the API runs alone (connections are stored, no tunnel is built)",
+              flush=True)
+        return None
+    from vpngw.dataplane.reconciler import Reconciler
+
+    network = lab_cli.network_of(args)
+    reconciler = Reconciler(db, sealer, network)
+    reconciler.start()
+    print(f"vpngw: data plane: lab {args.lab!r} (WAN namespace {network.names.wan}, 198.18.0.0/15; state in "
+          f"{network.state_dir}); see docs/lab.md", flush=True)
+    return reconciler
 
 
 def cmd_account_create(args: argparse.Namespace) -> int:
@@ -176,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="DANGER: accept unsigned requests as the default account (loopback only, for local experiments)",
     )
+    serve.add_argument("--no-dataplane", action="store_true", help="serve the API only: build no tunnels")
+    lab_cli.add_lab_options(serve)
     _db_option(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -218,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--credentials", metavar="FILE", default=None, help="key pair file (default .vpngw/credentials.json, then ~/.vpngw/credentials.json)")
     call.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId when not given as a parameter")
     call.set_defaults(run=cmd_call)
+
+    lab_cli.build_lab_parser(commands)
     return parser
 
 

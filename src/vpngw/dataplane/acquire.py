@@ -4,9 +4,10 @@ With ``start_action=trap`` charon installs the trap policy and a route into ``ip
 so the first packet toward the remote subnets reaches kernel-libipsec. On 5.9.8
 libipsec then only logs ``could not find an outbound IPsec SA for reqid {N}, dropping
 packet`` (the acquire is a TODO there; it arrived in 5.9.11). This emulator reads that
-line from charon's VICI log stream and initiates the child whose static reqid is N
-(render.py gives every child one). The packet that triggered it is lost, as with a
-kernel acquire; the tunnel is up some 20-30 ms later.
+line from charon's VICI log stream and initiates the connection whose child has the
+static reqid N (render.py gives every child one): all of its children, so that an IKEv1
+connection with several subnet pairs comes up whole, as the connection it is. The packet
+that triggered it is lost, as with a kernel acquire; the tunnel is up some 20-30 ms later.
 
 While an initiation is under way, further packets log the same line again: a reqid is
 initiated at most once per :data:`HOLDOFF_S`.
@@ -39,12 +40,13 @@ class AcquireEmulator:
 
     def __init__(self, vici_path: str) -> None:
         self._path = vici_path
-        self._targets: Mapping[int, tuple[str, str]] = {}
+        self._targets: Mapping[int, tuple[str, tuple[str, ...]]] = {}
         self._last: dict[int, float] = {}
         self.initiated = 0
 
-    def set_targets(self, targets: Mapping[int, tuple[str, str]]) -> None:
-        """reqid -> (connection, child) of every trapped child. Replaced whole (atomic)."""
+    def set_targets(self, targets: Mapping[int, tuple[str, tuple[str, ...]]]) -> None:
+        """reqid -> (connection, all its children) for every trapped child. Replaced
+        whole (one assignment, so the listener thread never sees half of it)."""
         self._targets = dict(targets)
 
     def on_log(self, event: Mapping[str, object]) -> bool:
@@ -56,14 +58,17 @@ class AcquireEmulator:
         now = time.monotonic()
         if target is None or now - self._last.get(reqid, float("-inf")) < HOLDOFF_S:
             return False
-        self._last[reqid] = now
-        ike, child = target
+        ike, children = target
+        for sibling in self._targets:
+            if self._targets[sibling][0] == ike:
+                self._last[sibling] = now
         try:
             with ViciClient.connect(self._path, 2.0) as client:
-                client.initiate(child, ike, timeout_ms=-1)
+                for child in children:
+                    client.initiate(child, ike, timeout_ms=-1)
         except DataplaneError as error:
-            log.info("on-demand initiate of %s/%s failed: %s", ike, child, error)
+            log.info("on-demand initiate of %s failed: %s", ike, error)
             return False
         self.initiated += 1
-        log.info("traffic for %s/%s (reqid %d): negotiating", ike, child, reqid)
+        log.info("traffic for %s (reqid %d): negotiating", ike, reqid)
         return True

@@ -191,10 +191,10 @@ class GatewayAgent:
         for spec in state.connections:
             if self._applied.get(spec.name) != spec:
                 self._load(client, spec, changed=spec.name in self._applied)
-        reqids: dict[int, tuple[str, str]] = {}
+        reqids: dict[int, tuple[str, tuple[str, ...]]] = {}
         for spec in state.connections:
             if not spec.effect_immediately:
-                reqids.update({reqid: (spec.name, child) for reqid, child in child_reqids(spec).items()})
+                reqids.update({reqid: (spec.name, child_names(spec)) for reqid in child_reqids(spec)})
         self._acquire.set_targets(reqids)
 
     def _load(self, client: ViciClient, spec: ConnectionSpec, *, changed: bool) -> None:

@@ -92,9 +92,13 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
         lab_network.sync_routes(namespace, routes)
         charon = lab.start_charon(namespace, state_dir)
         (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
+        conn = render_connection(peer.connection)
+        if peer.connection.effect_immediately:
+            # A customer's device keeps trying (vpngw's own side retries in the reconciler).
+            conn[peer.connection.name]["keyingtries"] = "0"
         with charon.client() as client:
             client.load_shared(render_shared_key(peer.connection))
-            client.load_conn(render_connection(peer.connection))
+            client.load_conn(conn)
         return charon.pid
     except BaseException:
         remove_peer(network, peer.name)

@@ -1,0 +1,170 @@
+"""``vpngw lab``: the local lab around ``vpngw serve``'s data plane.
+
+* ``vpngw lab peer create NAME --connection vco-...``: a customer-side peer configured
+  from the connection's DownloadVpnConnectionConfig (through the API, signed with the
+  same key pair as ``vpngw call``), or ``--config FILE`` with that JSON;
+* ``vpngw lab peer delete NAME`` / ``vpngw lab peer list``;
+* ``vpngw lab exec (--peer NAME | --vpc vpn-... | --gateway vpn-...) -- COMMAND``: run a
+  command (ping) from a peer-side or VPC-side address;
+* ``vpngw lab show``: the lab's namespaces; ``vpngw lab down``: remove the whole lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from vpngw.cli.call import CallError, call_action
+from vpngw.dataplane import lab, lab_network, lab_peer, topology
+from vpngw.dataplane.lab_network import LabNetwork
+
+DEFAULT_STATE_DIR = ".vpngw/lab"
+
+
+def add_lab_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", default=os.environ.get("VPNGW_LAB", topology.DEFAULT_LAB),
+                        help="the lab's name: the prefix of its namespaces (default vpngw)")
+    parser.add_argument("--lab-state", default=os.environ.get("VPNGW_LAB_STATE", DEFAULT_STATE_DIR), metavar="DIR",
+                        help="where charons keep their configuration, sockets and logs (default .vpngw/lab)")
+
+
+def network_of(args: argparse.Namespace) -> LabNetwork:
+    return LabNetwork(args.lab, Path(args.lab_state).absolute() / args.lab)
+
+
+def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    lab_cmd = commands.add_parser("lab", help="the local lab: peers, commands in namespaces, teardown")
+    sub = lab_cmd.add_subparsers(dest="sub", required=True)
+
+    peer = sub.add_parser("peer", help="customer-side IPsec peers").add_subparsers(dest="peer_sub", required=True)
+    create = peer.add_parser("create", help="create a peer (namespace, charon, hosts) for a connection")
+    create.add_argument("name")
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument("--connection", metavar="VCO_ID", help="configure from this connection's DownloadVpnConnectionConfig")
+    source.add_argument("--config", metavar="FILE", help="a DownloadVpnConnectionConfig JSON response (or its VpnConnectionConfig)")
+    create.add_argument("--initiate", action="store_true", help="the peer negotiates at once (default: it only responds)")
+    create.add_argument("--endpoint", default=os.environ.get("VPNGW_ENDPOINT", "http://127.0.0.1:8080"))
+    create.add_argument("--credentials", metavar="FILE", default=None)
+    create.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId of the connection")
+    add_lab_options(create)
+    create.set_defaults(run=cmd_peer_create)
+    delete = peer.add_parser("delete", help="remove a peer")
+    delete.add_argument("name")
+    add_lab_options(delete)
+    delete.set_defaults(run=cmd_peer_delete)
+    listing = peer.add_parser("list", help="list the lab's peers")
+    add_lab_options(listing)
+    listing.set_defaults(run=cmd_peer_list)
+
+    run = sub.add_parser("exec", help="run a command inside a peer's or a gateway's namespace")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--peer", metavar="NAME")
+    where.add_argument("--vpc", metavar="VPN_GATEWAY_ID", help="the VPC side behind this VPN gateway")
+    where.add_argument("--gateway", metavar="VPN_GATEWAY_ID", help="the gateway's own namespace (where charon runs)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    add_lab_options(run)
+    run.set_defaults(run=cmd_exec)
+
+    show = sub.add_parser("show", help="list the lab's namespaces")
+    add_lab_options(show)
+    show.set_defaults(run=cmd_show)
+    down = sub.add_parser("down", help="remove every namespace and charon of the lab")
+    add_lab_options(down)
+    down.set_defaults(run=cmd_down)
+
+
+def _fail(message: str) -> int:
+    print(f"vpngw lab: {message}", file=sys.stderr)
+    return 2
+
+
+def _prerequisites() -> str | None:
+    return lab.missing_prerequisites()
+
+
+def cmd_peer_create(args: argparse.Namespace) -> int:
+    reason = _prerequisites()
+    if reason:
+        return _fail(reason)
+    try:
+        if args.config:
+            document = json.loads(Path(args.config).read_text())
+        else:
+            params = {"VpnConnectionId": args.connection}
+            if args.region:
+                params["RegionId"] = args.region
+            else:
+                params["RegionId"] = _region_of(args)
+            document = call_action(args.endpoint, args.credentials, "DownloadVpnConnectionConfig", params)
+        config = document.get("VpnConnectionConfig", document)
+        peer = lab_peer.peer_from_download(args.name, config, initiate=args.initiate)
+        network = network_of(args)
+        pid = lab_peer.create_peer(network, peer)
+    except (CallError, OSError, ValueError, KeyError, lab.LabError) as error:
+        return _fail(f"cannot create peer {args.name}: {error}")
+    spec = peer.connection
+    print(f"vpngw lab: peer {peer.name} is up: namespace {network.names.peer(peer.name)}, charon pid {pid}")
+    print(f"  WAN address {spec.local_addr}, talks to {spec.remote_addr}; hosts: every address of {', '.join(spec.local_subnets)}")
+    print(f"  try: vpngw lab exec --peer {peer.name} -- ping -I <an address of {spec.local_subnets[0]}> <a VPC address>")
+    return 0
+
+
+def _region_of(args: argparse.Namespace) -> str:
+    """The connection's region: the first region whose DescribeVpnConnection knows it."""
+    regions = call_action(args.endpoint, args.credentials, "DescribeRegions", {})
+    for region in regions.get("Regions", {}).get("Region", []):  # type: ignore[union-attr]
+        try:
+            call_action(args.endpoint, args.credentials, "DescribeVpnConnection",
+                        {"RegionId": region["RegionId"], "VpnConnectionId": args.connection})
+        except CallError:
+            continue
+        return str(region["RegionId"])
+    raise CallError(f"connection {args.connection} not found in any region (pass --region)")
+
+
+def cmd_peer_delete(args: argparse.Namespace) -> int:
+    if not lab_peer.remove_peer(network_of(args), args.name):
+        return _fail(f"no peer {args.name}")
+    print(f"vpngw lab: peer {args.name} removed")
+    return 0
+
+
+def cmd_peer_list(args: argparse.Namespace) -> int:
+    for name in lab_peer.peer_names(network_of(args)):
+        print(name)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        return _fail("nothing to run: vpngw lab exec --peer NAME -- ping ...")
+    names = network_of(args).names
+    if args.peer:
+        namespace = names.peer(args.peer)
+    elif args.vpc:
+        namespace = names.vpc(args.vpc)
+    else:
+        namespace = names.gateway(args.gateway)
+    if namespace not in lab_network.namespaces():
+        return _fail(f"no namespace {namespace} in lab {args.lab} (see vpngw lab show)")
+    os.execvp("ip", ["ip", "netns", "exec", namespace, *command])
+    return 127  # not reached
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    names = network_of(args).names
+    for namespace in sorted(lab_network.namespaces()):
+        if names.owns(namespace):
+            print(namespace)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    network = network_of(args)
+    network.teardown()
+    print(f"vpngw lab: lab {args.lab} removed")
+    return 0

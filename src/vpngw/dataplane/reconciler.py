@@ -1,0 +1,234 @@
+"""The reconciler: makes the lab's charons match the store, and reports back.
+
+Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync: every pass
+reads the whole desired state from the store (:func:`~.from_store.load_desired`), makes
+every gateway match it (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no
+longer exist, and writes what charon holds back to the store (``Status``, diagnosis,
+traffic, log lines). It never needs to know what changed, so nothing is lost when a
+wake-up is missed, charon is killed, or vpngw restarts: the next pass heals it.
+
+A pass runs when :meth:`Reconciler.wake` is called (the API does so after every write,
+carrying no data) or every ``period_s`` seconds. Errors are handled kopf's way: a
+temporary error (charon unreachable, a command failing) is logged and retried on the
+next pass; one gateway's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vpngw.dataplane.desired import ConnectionSpec
+from vpngw.dataplane.diagnosis import diagnose
+from vpngw.dataplane.errors import DataplaneError
+from vpngw.dataplane.from_store import GatewayState, load_desired
+from vpngw.dataplane.gateway_agent import GatewayAgent
+from vpngw.dataplane.lab import LabError
+from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.observe import Observed, Traffic
+from vpngw.dataplane.prober import Prober, ProbeTarget
+from vpngw.dataplane.render import render_connection
+from vpngw.sealing import Sealer
+from vpngw.store import queries
+from vpngw.store.engine import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERIOD_S = 1.0
+# Negotiation log lines are kept this long (DescribeVpnConnectionLogs), pruned once a minute.
+LOG_RETENTION_MS = 7 * 24 * 3600 * 1000
+PRUNE_EVERY_S = 60.0
+# Traffic counters change with every packet: stored at most this often per connection.
+TRAFFIC_WRITE_S = 5.0
+# Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
+CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
+
+
+@dataclass
+class _Written:
+    status: str
+    diagnosis: str
+    traffic: dict[str, int]
+    at: float
+
+
+class Reconciler:
+    """Runs passes on its own thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        db: Database,
+        sealer: Sealer,
+        network: LabNetwork,
+        *,
+        period_s: float = DEFAULT_PERIOD_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.sealer = sealer
+        self.network = network
+        self.period_s = period_s
+        self._clock = clock
+        self._agents: dict[str, GatewayAgent] = {}
+        self._written: dict[str, _Written] = {}
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._passes = 0
+        self._pruned_at = float("-inf")
+        self._pass_done = threading.Condition()
+        self.prober = Prober(self._health_changed)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.network.ensure_wan()
+        self.prober.start()
+        self._thread = threading.Thread(target=self._run, name="vpngw-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reconciling. charons keep running; the next start adopts them."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.prober.stop()
+        for agent in self._agents.values():
+            agent.stop()
+
+    def wake(self) -> None:
+        """Something changed in the store: run a pass soon. Carries no data."""
+        self._wakeup.set()
+
+    def wait_for_pass(self, timeout_s: float = 10.0) -> bool:
+        """Wait until a pass that started after this call has finished (tests, CLI)."""
+        with self._pass_done:
+            target = self._passes + 2
+            self.wake()
+            return self._pass_done.wait_for(lambda: self._passes >= target, timeout=timeout_s)
+
+    def agent(self, vpn_gateway_id: str) -> GatewayAgent | None:
+        return self._agents.get(vpn_gateway_id)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.wait(self.period_s)
+            self._wakeup.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying on the next pass")
+            with self._pass_done:
+                self._passes += 1
+                self._pass_done.notify_all()
+
+    # -- one pass -----------------------------------------------------------------
+
+    def run_once(self) -> None:
+        desired = load_desired(self.db, self.sealer)
+        targets: dict[str, ProbeTarget] = {}
+        for gateway_id, state in desired.items():
+            agent = self._agents.get(gateway_id)
+            if agent is None:
+                agent = self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
+            self._reconcile_gateway(agent, state)
+            for check in state.health_checks:
+                targets[check.connection_id] = ProbeTarget(
+                    check.connection_id, agent.host.namespace, check.sip, check.dip, check.interval_s, check.retry
+                )
+        self.prober.set_targets(targets)
+        for gateway_id in (set(self._agents) | self.network.gateway_ids()) - set(desired):
+            self._remove_gateway(gateway_id)
+        wanted = {spec.name for state in desired.values() for spec in state.connections}
+        for name in set(self._written) - wanted:
+            del self._written[name]
+        self._store_health(targets)
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            with self.db.transaction(write=True) as session:
+                queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
+            self._pruned_at = time.monotonic()
+
+    def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> None:
+        try:
+            agent.sync(state)
+            diagnoses = {spec.name: self._diagnosis(agent, spec) for spec in state.connections}
+            seen = agent.observe(state, lambda name: diagnoses[name][0] in CHILD_FAILURES)
+        except (DataplaneError, LabError, OSError) as error:
+            log.warning("gateway %s: %s (retrying on the next pass)", state.vpn_gateway_id, error)
+            self._store_logs(agent)
+            # Honest meanwhile: nothing is known to be up while the gateway cannot be read.
+            for spec in state.connections:
+                self._store_observation(spec.name, Observed("ike_sa_not_established", Traffic(), frozenset(), False),
+                                        f"The gateway's IPsec daemon is not reachable ({error}); vpngw is restarting it.")
+            return
+        self._store_logs(agent)
+        for spec in state.connections:
+            kind_message = diagnoses[spec.name]
+            self._store_observation(spec.name, seen.by_connection[spec.name], kind_message[1])
+
+    @staticmethod
+    def _diagnosis(agent: GatewayAgent, spec: ConnectionSpec) -> tuple[str, str]:
+        """(kind, message) of the connection's latest failure, ('', '') if none."""
+        conn = render_connection(spec)[spec.name]
+        child_proposals = sorted({p for child in conn["children"].values() for p in child["esp_proposals"]})
+        found = diagnose(agent.logs.recent(spec.name), ike_proposals=conn["proposals"], esp_proposals=child_proposals)
+        return (found.kind, found.message) if found else ("", "")
+
+    def _remove_gateway(self, gateway_id: str) -> None:
+        agent = self._agents.pop(gateway_id, None)
+        try:
+            if agent is not None:
+                agent.remove()
+            else:
+                self.network.remove_gateway(gateway_id)
+            log.info("gateway %s removed from the lab", gateway_id)
+        except (DataplaneError, LabError, OSError) as error:
+            log.warning("removing gateway %s: %s (retrying on the next pass)", gateway_id, error)
+
+    # -- writing back -------------------------------------------------------------
+
+    def _store_observation(self, name: str, seen: Observed, diagnosis: str) -> None:
+        if seen.status == "ipsec_sa_established":
+            diagnosis = ""
+        traffic = seen.traffic.as_api()
+        now = time.monotonic()
+        last = self._written.get(name)
+        unchanged = last is not None and (last.status, last.diagnosis) == (seen.status, diagnosis)
+        if unchanged and last is not None and (last.traffic == traffic or now - last.at < TRAFFIC_WRITE_S):
+            return
+        with self.db.transaction(write=True) as session:
+            queries.write_observation(
+                session, name, status=seen.status, diagnosis=diagnosis, traffic=traffic, now_ms=self._now_ms()
+            )
+        self._written[name] = _Written(seen.status, diagnosis, traffic, now)
+
+    def _store_logs(self, agent: GatewayAgent) -> None:
+        lines = agent.logs.drain()
+        if lines:
+            with self.db.transaction(write=True) as session:
+                queries.add_connection_logs(session, [(line.connection, line.time_ms, line.text) for line in lines])
+
+    def _health_changed(self, connection_id: str, status: str) -> None:
+        """The prober's callback (its thread): store a new verdict at once."""
+        try:
+            with self.db.transaction(write=True) as session:
+                queries.write_health_status(session, connection_id, status)
+        except Exception:
+            log.exception("storing the health of %s failed", connection_id)
+
+    def _store_health(self, targets: dict[str, ProbeTarget]) -> None:
+        """Level-triggered too: a Modify resets the stored verdict, the prober's stands."""
+        verdicts = {cid: status for cid in targets if (status := self.prober.status(cid)) is not None}
+        if verdicts:
+            with self.db.transaction(write=True) as session:
+                for connection_id, status in verdicts.items():
+                    queries.write_health_status(session, connection_id, status)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
