@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,13 +119,17 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
     state_dir = short_state_dir()
     network = LabNetwork(name, state_dir / name)
     reconciler = Reconciler(db, authenticator.sealer, network, period_s=0.5)
+    world: LabWorld | None = None
     try:
         reconciler.start()
         app = build_app(db, settings, authenticator, on_change=reconciler.wake)
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield LabWorld(Api(client), db, reconciler, network)
+            world = LabWorld(Api(client), db, reconciler, network)
+            yield world
     finally:
         reconciler.stop()
+        if world is not None:
+            world.reconciler.stop()  # a test may have replaced it (restart adoption)
         network.teardown()
         db.dispose()
         leftovers = lab_namespaces(f"{name}-")
@@ -132,3 +137,21 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
         shutil.rmtree(state_dir, ignore_errors=True)
         assert not leftovers, f"namespaces left behind: {leftovers}"
         assert wait_gone(charons), f"charons left behind: {charons}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_lab_outlives_the_tests() -> Iterator[None]:
+    """After all tests, no namespace the tests made remains (each test cleans up after
+    itself; this catches a leak between them, e.g. a reconciler left running)."""
+    from vpngw.dataplane import lab_network
+
+    if lab.missing_prerequisites():
+        yield
+        return
+    before = lab_network.namespaces()
+    yield
+    time.sleep(1.0)  # a leaked reconciler would have recreated something by now
+    leaked = {ns for ns in lab_network.namespaces() - before if ns.startswith(("vt-", "vpngw-t-"))}
+    for namespace in leaked:
+        lab_network.delete_namespace(namespace)
+    assert not leaked, f"the tests left namespaces behind: {sorted(leaked)}"
