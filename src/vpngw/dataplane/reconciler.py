@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from vpngw.dataplane.desired import ConnectionSpec
@@ -38,6 +39,7 @@ from vpngw.store.engine import Database
 log = logging.getLogger(__name__)
 
 DEFAULT_PERIOD_S = 1.0
+GATEWAYS_IN_PARALLEL = 4
 # Negotiation log lines are kept this long (DescribeVpnConnectionLogs), pruned once a minute.
 LOG_RETENTION_MS = 7 * 24 * 3600 * 1000
 PRUNE_EVERY_S = 60.0
@@ -81,6 +83,7 @@ class Reconciler:
         self._pruned_at = float("-inf")
         self._pass_done = threading.Condition()
         self.prober = Prober(self._health_changed)
+        self._pool = ThreadPoolExecutor(max_workers=GATEWAYS_IN_PARALLEL, thread_name_prefix="vpngw-gateway")
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -97,6 +100,7 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.prober.stop()
+        self._pool.shutdown(wait=True)
         for agent in self._agents.values():
             agent.stop()
 
@@ -133,11 +137,14 @@ class Reconciler:
     def run_once(self) -> None:
         desired = load_desired(self.db, self.sealer)
         targets: dict[str, ProbeTarget] = {}
+        for gateway_id in desired:
+            if gateway_id not in self._agents:
+                self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
+        # Gateways are independent, and their steps mostly wait (on ip, on charon):
+        # a few at a time make a cold start of many gateways several times faster.
+        list(self._pool.map(lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), desired.items()))
         for gateway_id, state in desired.items():
-            agent = self._agents.get(gateway_id)
-            if agent is None:
-                agent = self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
-            self._reconcile_gateway(agent, state)
+            agent = self._agents[gateway_id]
             for check in state.health_checks:
                 targets[check.connection_id] = ProbeTarget(
                     check.connection_id, agent.host.namespace, check.sip, check.dip, check.interval_s, check.retry

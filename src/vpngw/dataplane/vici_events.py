@@ -47,10 +47,14 @@ class EventListener:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self, ready_timeout_s: float = 5.0) -> bool:
-        """Start listening; True once registered with charon (events from then on arrive)."""
+    def start(self) -> None:
+        """Start listening (without waiting: registering takes a moment, and nothing is
+        lost meanwhile that matters; the first trapped packet comes later)."""
         self._thread.start()
-        return self._ready.wait(ready_timeout_s)
+
+    def wait_ready(self, timeout_s: float = 5.0) -> bool:
+        """True once registered with charon, so that events from then on arrive."""
+        return self._ready.wait(timeout_s)
 
     @property
     def alive(self) -> bool:
