@@ -222,3 +222,12 @@ def test_several_subnets_per_side_all_carry_traffic(lab_world: LabWorld, version
             assert lab_world.wait_for(lambda s=source, d=destination: lab_world.ping_from_vpc(gateway_id, s, d), 5), (
                 f"{source} -> {destination}"
             )
+
+
+def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> None:
+    from vpngw.dataplane.lab_network import LabBusy
+    from vpngw.dataplane.reconciler import Reconciler
+
+    second = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network)
+    with pytest.raises(LabBusy, match="another vpngw process"):
+        second.start()

@@ -132,9 +132,15 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
         return None
     from vpngw.dataplane.reconciler import Reconciler
 
+    from vpngw.dataplane.lab_network import LabBusy
+
     network = lab_cli.network_of(args)
     reconciler = Reconciler(db, sealer, network)
-    reconciler.start()
+    try:
+        reconciler.start()
+    except LabBusy as error:
+        print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
+        return None
     print(f"vpngw: data plane: lab {args.lab!r} (WAN namespace {network.names.wan}, 198.18.0.0/15; state in "
           f"{network.state_dir}); see docs/lab.md", flush=True)
     return reconciler

@@ -1,10 +1,10 @@
-"""The data plane: desired IPsec state, its strongSwan rendering, and the VICI boundary.
+"""The data plane: strongSwan charons in network namespaces, driven from the store.
 
-Modules, from pure to impure:
-
-* ``desired``    frozen value objects in the API's vocabulary (no strongSwan words);
-* ``proposals``  the one table from API algorithm names to strongSwan keywords;
-* ``render``     ``ConnectionSpec`` -> the dicts VICI ``load-conn``/``load-shared`` take;
-* ``vici_client`` a typed, decoded wrapper over the ``vici`` package (one charon);
-* ``lab``        namespaces and per-namespace charons for tests and experiments.
+Pure parts: ``desired`` (specs in the API's words), ``from_store`` (the desired state of
+every gateway), ``proposals`` and ``render`` (VICI messages), ``topology`` (the lab's
+names and addresses), ``observe`` (Status from SAs), ``diagnosis`` (why negotiation
+fails). Impure parts: ``vici_client``/``vici_events`` (charon's socket), ``lab``,
+``lab_network``, ``lab_peer`` (namespaces, links, charons), ``prober`` (health checks),
+``acquire`` (on-demand), ``gateway_agent`` (one gateway) and ``reconciler`` (the loop).
+docs/dataplane.md explains how they fit.
 """

@@ -13,6 +13,7 @@ lab's own namespaces.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from vpngw.dataplane import lab, topology
 from vpngw.dataplane.topology import LabNames
@@ -188,12 +190,35 @@ class GatewayHost:
         return self.state_dir / "charon.pid"
 
 
+class LabBusy(lab.LabError):
+    """Another process drives this lab already."""
+
+
+LOCK_DIR = Path("/run/vpngw")
+
+
 class LabNetwork:
     """One lab: its WAN, its gateways' namespaces and charons, its peers."""
 
     def __init__(self, name: str, state_dir: Path) -> None:
         self.names = LabNames(topology.check_lab_name(name))
         self.state_dir = state_dir
+
+    def lock(self) -> IO[bytes]:
+        """Hold the machine-wide lock of this lab (closing the file releases it).
+
+        Two reconcilers on one lab would each remove the other's gateways (a gateway
+        that is not in *its* store is deleted), so a second one is refused.
+        """
+        LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        handle = open(LOCK_DIR / f"{self.names.lab}.lock", "wb")  # noqa: SIM115 - held until released
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise LabBusy(f"lab {self.names.lab!r} is driven by another vpngw process; "
+                          "give this one another lab (--lab NAME) or --no-dataplane") from None
+        return handle
 
     # -- WAN ----------------------------------------------------------------------
 

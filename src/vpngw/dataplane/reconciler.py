@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import IO
 from dataclasses import dataclass
 
 from vpngw.dataplane.desired import ConnectionSpec
@@ -81,6 +82,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self._passes = 0
         self._pruned_at = float("-inf")
+        self._lock: IO[bytes] | None = None
         self._pass_done = threading.Condition()
         self.prober = Prober(self._health_changed)
         self._pool = ThreadPoolExecutor(max_workers=GATEWAYS_IN_PARALLEL, thread_name_prefix="vpngw-gateway")
@@ -88,6 +90,8 @@ class Reconciler:
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
+        """Start passes. Raises LabBusy if another process drives this lab."""
+        self._lock = self.network.lock()
         self.network.ensure_wan()
         self.prober.start()
         self._thread = threading.Thread(target=self._run, name="vpngw-reconciler", daemon=True)
@@ -103,6 +107,9 @@ class Reconciler:
         self._pool.shutdown(wait=True)
         for agent in self._agents.values():
             agent.stop()
+        if self._lock is not None:
+            self._lock.close()  # releases the lab
+            self._lock = None
 
     def wake(self) -> None:
         """Something changed in the store: run a pass soon. Carries no data."""
