@@ -56,6 +56,8 @@ def test_ping_fails_before_the_connection_passes_with_it_and_fails_after_delete(
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
     assert lab_world.ping_from_peer("cpe", PEER_HOST, "10.1.2.9")  # the other local subnet, back the other way
 
+    with ViciClient.connect(lab_world.network.gateway(gateway_id).vici_path, 5) as client:
+        assert client.shared_key_ids() == {f"psk-{connection_id}"}
     routes = lab_world.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway_id)["VpnRouteEntries"]["VpnRouteEntry"]
     assert [(r["RouteDest"], r["NextHop"]) for r in routes] == [("10.10.1.0/24", connection_id)]
     assert lab_world.vpc_routes(gateway_id) == {"10.10.1.0/24"}
@@ -72,6 +74,8 @@ def test_ping_fails_before_the_connection_passes_with_it_and_fails_after_delete(
     with ViciClient.connect(lab_world.network.gateway(gateway_id).vici_path, 5) as client:
         assert client.list_conns() == frozenset()
         assert client.list_sas() == []
+        assert client.shared_key_ids() == frozenset()
+    assert lab_network.lo_addresses(lab_world.network.gateway(gateway_id).namespace) == set()
 
 
 def test_effect_immediately_false_negotiates_when_traffic_enters(lab_world: LabWorld) -> None:

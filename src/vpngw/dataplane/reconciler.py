@@ -45,7 +45,7 @@ GATEWAYS_IN_PARALLEL = 4
 LOG_RETENTION_MS = 7 * 24 * 3600 * 1000
 PRUNE_EVERY_S = 60.0
 # Traffic counters change with every packet: stored at most this often per connection.
-TRAFFIC_WRITE_S = 5.0
+TRAFFIC_WRITE_S = 2.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
 

@@ -138,6 +138,11 @@ class ViciClient:
     def unload_shared(self, key_id: str) -> None:
         self._request("unload-shared", {"id": key_id})
 
+    def shared_key_ids(self) -> frozenset[str]:
+        """The ids of the loaded shared secrets (``get-shared``); never the secrets."""
+        reply = self._request("get-shared", None)
+        return frozenset(_texts(reply.get("keys", [])))
+
     def list_conns(self) -> frozenset[str]:
         """Names of the loaded connections."""
         names: set[str] = set()
