@@ -42,6 +42,7 @@ def diagnosis_of(case: str) -> tuple[str, str]:
         ("psk_v2_initiator", AUTHENTICATION),
         ("psk_v2_responder", AUTHENTICATION),
         ("psk_v1_initiator", AUTHENTICATION),
+        ("psk_v1_initiator_gave_up", AUTHENTICATION),  # ends "peer not responding", but the key is why
         ("psk_v1_responder", AUTHENTICATION),
         ("psk_v1_aggressive_initiator", AUTHENTICATION),
         ("remote_id_v2_initiator", AUTHENTICATION),

@@ -69,20 +69,51 @@ def is_success(line: str) -> bool:
 def diagnose(
     lines: Sequence[str], *, ike_proposals: Sequence[str] = (), esp_proposals: Sequence[str] = ()
 ) -> Diagnosis | None:
-    """The diagnosis for the newest failure after the last success, or None."""
+    """The diagnosis for the newest failure after the last success, or None.
+
+    "Not responding" is how an attempt ends whenever the peer answers with something we
+    cannot use (IKEv1 with a wrong key retransmits until it gives up), so a more specific
+    failure earlier in the same attempt wins over it.
+    """
+    # Failures count after the last success; the lines before still give context
+    # (an IKE_SA established just before a refusal makes it a phase 2 refusal).
+    failures = [
+        (index, found)
+        for index in range(_after_last_success(lines), len(lines))
+        if (found := _classify(lines, index, ike_proposals, esp_proposals)) is not None
+    ]
+    if not failures:
+        return None
+    index, newest = failures[-1]
+    if newest.kind == NOT_RESPONDING:
+        attempt_start = index - len(_this_attempt(lines[:index]))
+        specific = [found for at, found in failures if at >= attempt_start and found.kind != NOT_RESPONDING]
+        if specific:
+            return specific[-1]
+    return newest
+
+
+def _after_last_success(lines: Sequence[str]) -> int:
     for index in range(len(lines) - 1, -1, -1):
-        line = lines[index]
-        if is_success(line):
-            return None
-        earlier = lines[:index]
-        if _TRAFFIC_SELECTORS.search(line):
-            return _traffic_selectors(line)
-        if _NO_PROPOSAL.search(line):
-            return _no_proposal(line, earlier, ike_proposals, esp_proposals)
-        if _AUTHENTICATION.search(line):
-            return _authentication(line, earlier)
-        if _NOT_RESPONDING.search(line):
-            return _not_responding(line, earlier)
+        if is_success(lines[index]):
+            return index + 1
+    return 0
+
+
+def _classify(
+    lines: Sequence[str], index: int, ike_proposals: Sequence[str], esp_proposals: Sequence[str]
+) -> Diagnosis | None:
+    """The failure line ``index`` reports, or None for any other line."""
+    line = lines[index]
+    earlier = lines[:index]
+    if _TRAFFIC_SELECTORS.search(line):
+        return _traffic_selectors(line)
+    if _NO_PROPOSAL.search(line):
+        return _no_proposal(line, earlier, ike_proposals, esp_proposals)
+    if _AUTHENTICATION.search(line):
+        return _authentication(line, earlier)
+    if _NOT_RESPONDING.search(line):
+        return _not_responding(line, earlier)
     return None
 
 

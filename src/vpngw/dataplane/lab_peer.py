@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpngw.dataplane import lab, lab_network, topology
-from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.dataplane.desired import ConnectionSpec
+from vpngw.dataplane.from_store import connection_spec
 from vpngw.dataplane.lab_network import LabNetwork, Route
 from vpngw.dataplane.render import render_connection, render_shared_key
 
@@ -41,31 +42,16 @@ class PeerSpec:
 
 def peer_from_download(name: str, config: Mapping[str, Any], *, initiate: bool = False) -> PeerSpec:
     """A peer configured from DownloadVpnConnectionConfig's ``VpnConnectionConfig``
-    (already the customer's perspective: ``Local`` is the customer gateway)."""
-    ike, ipsec = config["IkeConfig"], config["IpsecConfig"]
-    spec = ConnectionSpec(
-        name=f"peer-{name}",
-        local_addr=str(config["Local"]),
-        remote_addr=str(config["Remote"]),
-        local_subnets=tuple(str(config["LocalSubnet"]).split(",")),
-        remote_subnets=tuple(str(config["RemoteSubnet"]).split(",")),
-        ike=IkeSettings(
-            version=ike["IkeVersion"],
-            mode=ike["IkeMode"],
-            enc_alg=ike["IkeEncAlg"],
-            auth_alg=ike["IkeAuthAlg"],
-            pfs=ike["IkePfs"],
-            lifetime=int(ike["IkeLifetime"]),
-            psk=ike["Psk"],
-            local_id=ike.get("LocalId", ""),
-            remote_id=ike.get("RemoteId", ""),
-        ),
-        ipsec=IpsecSettings(
-            enc_alg=ipsec["IpsecEncAlg"],
-            auth_alg=ipsec["IpsecAuthAlg"],
-            pfs=ipsec["IpsecPfs"],
-            lifetime=int(ipsec["IpsecLifetime"]),
-        ),
+    (already the customer's perspective: ``Local`` is the customer gateway, and its
+    IkeConfig/IpsecConfig carry the same keys as a stored connection's)."""
+    spec = connection_spec(
+        connection_id=f"peer-{name}",
+        gateway_ip=str(config["Local"]),
+        customer_ip=str(config["Remote"]),
+        local_subnet=str(config["LocalSubnet"]),
+        remote_subnet=str(config["RemoteSubnet"]),
+        ike_config=config["IkeConfig"],
+        ipsec_config=config["IpsecConfig"],
         effect_immediately=initiate,
         enable_dpd=True,
         enable_nat_traversal=True,
