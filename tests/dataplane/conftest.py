@@ -35,6 +35,16 @@ from .world import (
 
 MARKER = "dataplane: builds network namespaces and runs real strongSwan charons (root only)"
 
+# Name prefixes of the namespaces this test session creates. Another test run may work
+# on the same machine at the same time: the leak check looks at ours only.
+SESSION_PREFIXES: set[str] = set()
+
+
+def claim(prefix: str) -> str:
+    """Register a namespace name prefix as this session's; returns it."""
+    SESSION_PREFIXES.add(prefix)
+    return prefix
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
@@ -72,6 +82,7 @@ def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
     if reason:
         pytest.skip(reason)
     suffix = lab.unique_suffix()
+    claim(f"vpngw-t-{suffix}")
     n = random.randrange(256)
     # A short state dir: a unix socket path must stay under 108 bytes.
     state = tmp_path_factory.mktemp("lab", numbered=True)
@@ -115,7 +126,7 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
 
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'vpngw.db'}")
     db, authenticator = prepared(settings)
-    name = f"vt-{lab.unique_suffix()}"
+    name = claim(f"vt-{lab.unique_suffix()}")
     state_dir = short_state_dir()
     network = LabNetwork(name, state_dir / name)
     reconciler = Reconciler(db, authenticator.sealer, network, period_s=0.5)
@@ -148,10 +159,9 @@ def no_lab_outlives_the_tests() -> Iterator[None]:
     if lab.missing_prerequisites():
         yield
         return
-    before = lab_network.namespaces()
     yield
     time.sleep(1.0)  # a leaked reconciler would have recreated something by now
-    leaked = {ns for ns in lab_network.namespaces() - before if ns.startswith(("vt-", "vpngw-t-"))}
+    leaked = {ns for ns in lab_network.namespaces() if ns.startswith(tuple(SESSION_PREFIXES))} if SESSION_PREFIXES else set()
     for namespace in leaked:
         lab_network.delete_namespace(namespace)
     assert not leaked, f"the tests left namespaces behind: {sorted(leaked)}"
