@@ -361,8 +361,11 @@ class ModifyVpnConnectionAttributeParams(RegionParams):
     client_token: ClientToken | None = None
 
 
-# Parameters whose change renegotiates the tunnel (and so clears an old diagnosis).
-_TUNNEL_FIELDS = ("local_subnet", "remote_subnet", "ike_config", "ipsec_config", "enable_dpd", "enable_nat_traversal")
+def _tunnel_settings(sealer: Sealer, c: VpnConnection) -> tuple[Any, ...]:
+    """What the tunnel is negotiated from: a change of any of these renegotiates it (and
+    so clears an old diagnosis); a new Name, AutoConfigRoute or health check does not."""
+    return (c.local_subnet, c.remote_subnet, opened_ike(sealer, c.ike_config), dict(c.ipsec_config), c.enable_dpd,
+            c.enable_nat_traversal)
 
 
 def modify_vpn_connection_attribute(
@@ -379,6 +382,7 @@ def modify_vpn_connection_attribute(
     health_check = merge_health_check(connection.health_check, p.health_check_config or {})
     check_health_check(health_check, local, remote)
     _check_gateway_room(ctx, session, gateway, local, remote, except_id=connection.id)
+    tunnel_before = _tunnel_settings(ctx.sealer, connection)
     if p.name is not None:
         connection.name = p.name
     connection.local_subnet = subnets.join_subnets(local)
@@ -392,7 +396,7 @@ def modify_vpn_connection_attribute(
     if p.health_check_config:
         connection.health_check = dict(health_check)
         connection.health_check_status = _initial_health_status(health_check)
-    if any(getattr(p, field) is not None for field in _TUNNEL_FIELDS):
+    if _tunnel_settings(ctx.sealer, connection) != tunnel_before:
         connection.diagnosis = ""  # the data plane diagnoses the new settings afresh
     session.flush()
     return connection_view(ctx, connection)
@@ -406,8 +410,10 @@ class DeleteVpnConnectionParams(RegionParams):
 def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnectionParams) -> EmptyResponse:
     connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
-    queries.delete_connection_logs(session, connection.id)
+    # The row first: a data-plane transaction adding log lines (which share-locks the
+    # row) then either finished before, and its lines are deleted below, or finds no row.
     queries.delete_owned(session, connection)
+    queries.delete_connection_logs(session, connection.id)
     return EmptyResponse()
 
 

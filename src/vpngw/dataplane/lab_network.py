@@ -284,10 +284,23 @@ class LabNetwork:
             kill_pid(pid)
         delete_namespace(host.namespace)
         delete_namespace(host.vpc_namespace)
-        port = topology.bridge_port(host.namespace)
-        if self.names.wan in namespaces() and link_exists(self.names.wan, port):
-            lab.run("ip", "-n", self.names.wan, "link", "del", port)
+        self.detach_from_wan(host.namespace)
         shutil.rmtree(host.state_dir, ignore_errors=True)
+
+    def detach_from_wan(self, namespace: str) -> None:
+        """Remove the bridge end of a deleted namespace's WAN veth, if it is still there.
+
+        The kernel frees a deleted namespace (and so both veth ends) asynchronously: the
+        port may vanish between looking and deleting, which is fine.
+        """
+        port = topology.bridge_port(namespace)
+        if self.names.wan not in namespaces() or not link_exists(self.names.wan, port):
+            return
+        try:
+            lab.run("ip", "-n", self.names.wan, "link", "del", port)
+        except lab.LabError:
+            if link_exists(self.names.wan, port):
+                raise
 
     # -- the whole lab --------------------------------------------------------------
 

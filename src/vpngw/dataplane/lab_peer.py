@@ -100,10 +100,7 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
         lab_network.kill_pid(pid)
     existed = namespace in lab_network.namespaces()
     lab_network.delete_namespace(namespace)
-    if network.names.wan in lab_network.namespaces():
-        port = topology.bridge_port(namespace)
-        if lab_network.link_exists(network.names.wan, port):
-            lab.run("ip", "-n", network.names.wan, "link", "del", port)
+    network.detach_from_wan(namespace)
     if state_dir.exists():
         for child in state_dir.iterdir():
             child.unlink(missing_ok=True)

@@ -238,7 +238,7 @@ class Reconciler:
 
     def _store_health(self, targets: dict[str, ProbeTarget]) -> None:
         """Level-triggered too: a Modify resets the stored verdict, the prober's stands."""
-        verdicts = {cid: status for cid in targets if (status := self.prober.status(cid)) is not None}
+        verdicts = {cid: status for cid in targets if (status := self.prober.verdict(cid)) is not None}
         if verdicts:
             with self.db.transaction(write=True) as session:
                 for connection_id, status in verdicts.items():

@@ -131,7 +131,8 @@ class VpnConnection(Base):
     # Why negotiation fails, in plain language ('' when nothing fails), and the traffic
     # counters of the current CHILD_SAs ({BytesIn, BytesOut, PacketsIn, PacketsOut}).
     diagnosis: Mapped[str] = mapped_column(Text, default="", server_default="")
-    traffic: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # None is stored as SQL NULL (never observed), not as the JSON value null.
+    traffic: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     observed_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[int] = mapped_column(BigInteger)

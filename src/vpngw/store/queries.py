@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import delete as delete_statement
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from vpngw.store.models import (
@@ -222,6 +222,15 @@ def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple
 
 
 # -- what the data plane observes -------------------------------------------------
+#
+# The data plane calls these in its own transactions, concurrently with the API. Each
+# one locks the connection rows it reads (PostgreSQL ``SELECT ... FOR UPDATE`` / ``FOR
+# SHARE``; SQLite serialises writers already), so a DeleteVpnConnection running at the
+# same time either finishes first (and the write finds nothing) or waits for the write.
+
+
+def _connection_for_update(session: Session, connection_id: str) -> VpnConnection | None:
+    return session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id).with_for_update()).first()
 
 
 def write_observation(
@@ -235,43 +244,58 @@ def write_observation(
 ) -> bool:
     """Store what the data plane sees of a connection; only a difference is written.
 
-    False when nothing changed, or when the connection no longer exists (deleted while
-    the data plane was looking at it).
+    ``traffic`` is ``{"BytesIn", "BytesOut", "PacketsIn", "PacketsOut"}`` summed over the
+    connection's CHILD_SAs, or None when nothing was observed. ``observed_time`` becomes
+    ``now_ms`` when (and only when) something is written. False when nothing changed, or
+    when the connection no longer exists (deleted while the data plane was looking).
     """
-    connection = session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id)).first()
+    connection = _connection_for_update(session, connection_id)
     if connection is None:
         return False
     if (connection.status, connection.diagnosis, connection.traffic) == (status, diagnosis, traffic):
         return False
     connection.status = status
     connection.diagnosis = diagnosis
-    connection.traffic = traffic
+    connection.traffic = None if traffic is None else dict(traffic)
     connection.observed_time = now_ms
+    session.flush()
     return True
 
 
 def write_health_status(session: Session, connection_id: str, status: str) -> bool:
-    """Store the health check's verdict; False if unchanged or the connection is gone."""
-    connection = session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id)).first()
+    """Store the health check's verdict (``success``/``failed``); False if unchanged or
+    the connection is gone."""
+    connection = _connection_for_update(session, connection_id)
     if connection is None or connection.health_check_status == status:
         return False
     connection.health_check_status = status
+    session.flush()
     return True
 
 
 def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) -> int:
-    """Append (connection id, time in ms, message) log lines; lines of connections that
-    do not exist (any more) are dropped. Returns how many were stored."""
+    """Append ``(connection id, time in ms, message)`` log lines; lines of connections
+    that do not exist (any more) are dropped. Returns how many were stored.
+
+    The connections are share-locked until the transaction ends, so a concurrent
+    DeleteVpnConnection (which deletes the connection, then its lines) cannot leave
+    lines behind.
+    """
     ids = {connection_id for connection_id, _time, _message in rows}
     if not ids:
         return 0
-    existing = set(session.scalars(select(VpnConnection.id).where(VpnConnection.id.in_(ids))))
+    existing = set(
+        session.scalars(
+            select(VpnConnection.id).where(VpnConnection.id.in_(ids)).with_for_update(read=True)
+        )
+    )
     kept = [
         VpnConnectionLog(vpn_connection_id=connection_id, time_ms=time_ms, message=message)
         for connection_id, time_ms, message in rows
         if connection_id in existing
     ]
     session.add_all(kept)
+    session.flush()
     return len(kept)
 
 
@@ -279,16 +303,48 @@ def delete_connection_logs(session: Session, connection_id: str) -> None:
     session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id))
 
 
-def prune_connection_logs(session: Session, *, older_than_ms: int) -> int:
-    """Delete log lines written before ``older_than_ms``; returns how many."""
-    result = session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.time_ms < older_than_ms))
+def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_connection: int = 10000) -> int:
+    """Delete log lines written before ``older_than_ms``, and all but the newest
+    ``keep_per_connection`` lines of each connection; returns how many were deleted.
+
+    Both steps are served by the ``(vpn_connection_id, time_ms, seq)`` index: the counts
+    per connection come from it, and each connection over its limit loses the lines at
+    or before its cut (the ``keep_per_connection``-th newest line, exclusive).
+    """
+    if keep_per_connection < 0:
+        raise ValueError(f"keep_per_connection must be 0 or more, not {keep_per_connection}")
+    deleted = _rowcount(session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.time_ms < older_than_ms)))
+    crowded = session.scalars(
+        select(VpnConnectionLog.vpn_connection_id)
+        .group_by(VpnConnectionLog.vpn_connection_id)
+        .having(func.count() > keep_per_connection)
+    ).all()
+    for connection_id in crowded:
+        of_connection = VpnConnectionLog.vpn_connection_id == connection_id
+        cut = session.execute(
+            select(VpnConnectionLog.time_ms, VpnConnectionLog.seq)
+            .where(of_connection)
+            .order_by(VpnConnectionLog.time_ms.desc(), VpnConnectionLog.seq.desc())
+            .offset(keep_per_connection)
+            .limit(1)
+        ).first()
+        if cut is None:  # deleted meanwhile by another pruner
+            continue
+        time_ms, seq = cut
+        older = or_(VpnConnectionLog.time_ms < time_ms, and_(VpnConnectionLog.time_ms == time_ms, VpnConnectionLog.seq <= seq))
+        deleted += _rowcount(session.execute(delete_statement(VpnConnectionLog).where(of_connection, older)))
+    return deleted
+
+
+def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 def connection_log_page(
     session: Session, connection_id: str, *, from_ms: int, to_ms: int, offset: int, limit: int
 ) -> tuple[int, Sequence[VpnConnectionLog]]:
-    """(total, one page) of a connection's lines with from_ms <= time < to_ms, oldest first."""
+    """(total, one page) of a connection's lines with ``from_ms <= time_ms < to_ms``,
+    oldest first (ties in the order they were stored)."""
     window = (
         VpnConnectionLog.vpn_connection_id == connection_id,
         VpnConnectionLog.time_ms >= from_ms,
