@@ -235,3 +235,28 @@ def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> 
     second = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network)
     with pytest.raises(LabBusy, match="another vpngw process"):
         second.start()
+
+
+def test_status_is_honest_while_the_daemon_cannot_be_restarted(
+    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpngw.dataplane import gateway_agent
+    from vpngw.dataplane.lab import LabError
+
+    gateway_id, connection_id = create(lab_world, EffectImmediately="true", AutoConfigRoute="true")
+    lab_world.add_peer("cpe", connection_id)
+    assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
+
+    def cannot_start(host: object) -> int:
+        raise LabError("charon did not come up (made to fail by the test)")
+
+    monkeypatch.setattr(gateway_agent.lab_network, "start_gateway_charon", cannot_start)
+    os.kill(int(lab_world.network.gateway(gateway_id).pid_path.read_text()), signal.SIGKILL)
+    described = lab_world.wait_status(connection_id, "ike_sa_not_established")
+    assert described["Status"] == "ike_sa_not_established"
+    assert "not reachable" in described["Diagnosis"]
+
+    monkeypatch.undo()
+    assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
+    assert lab_world.connection(connection_id)["Diagnosis"] == ""
+    assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
