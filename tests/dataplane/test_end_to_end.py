@@ -127,6 +127,18 @@ def test_wrong_psk_is_diagnosed_as_an_authentication_failure_and_passes_no_traff
     assert "not-the-right-key" not in json.dumps(described)
     assert not lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST)
 
+    # Another wrong key: the Modify clears the diagnosis, and the same failure is
+    # diagnosed again (nothing the data plane remembers hides it).
+    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
+                     IkeConfig=json.dumps({"Psk": "wrong-again-1"}))
+    assert lab_world.connection(connection_id)["Diagnosis"] == ""
+    assert lab_world.wait_for(lambda: "authentication" in lab_world.connection(connection_id)["Diagnosis"].lower(), 10)
+    # The operator sets the peer's key: the tunnel comes up and the diagnosis goes.
+    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
+                     IkeConfig=json.dumps({"Psk": "not-the-right-key"}))
+    assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Diagnosis"] == ""
+    assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
+
 
 def test_mismatched_proposals_are_diagnosed_naming_both_sides(lab_world: LabWorld) -> None:
     _gateway_id, connection_id = create(lab_world, EffectImmediately="false",

@@ -153,7 +153,7 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any
     def run() -> None:
         try:
             outcome["result"] = work()
-        except Exception as error:  # reported by the test
+        except Exception as error:  # noqa: BLE001 - the test reports it
             outcome["error"] = error
 
     thread = threading.Thread(target=run, daemon=True)

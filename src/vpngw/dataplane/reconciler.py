@@ -77,6 +77,7 @@ class Reconciler:
         self._clock = clock
         self._agents: dict[str, GatewayAgent] = {}
         self._written: dict[str, _Written] = {}
+        self._specs: dict[str, ConnectionSpec] = {}
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,6 +163,8 @@ class Reconciler:
         wanted = {spec.name for state in desired.values() for spec in state.connections}
         for name in set(self._written) - wanted:
             del self._written[name]
+        for name in set(self._specs) - wanted:
+            del self._specs[name]
         self._store_health(targets)
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
             with self.db.transaction(write=True) as session:
@@ -183,6 +186,11 @@ class Reconciler:
             return
         self._store_logs(agent)
         for spec in state.connections:
+            if self._specs.get(spec.name) != spec:
+                # A Modify resets the stored Status/Diagnosis: what was written before no
+                # longer says what the store holds.
+                self._written.pop(spec.name, None)
+                self._specs[spec.name] = spec
             kind_message = diagnoses[spec.name]
             self._store_observation(spec.name, seen.by_connection[spec.name], kind_message[1])
 
@@ -241,7 +249,7 @@ class Reconciler:
         verdicts = {cid: status for cid in targets if (status := self.prober.verdict(cid)) is not None}
         if verdicts:
             with self.db.transaction(write=True) as session:
-                for connection_id, status in verdicts.items():
+                for connection_id, status in sorted(verdicts.items()):  # id order, as the log writer locks
                     queries.write_health_status(session, connection_id, status)
 
     def _now_ms(self) -> int:

@@ -1,13 +1,13 @@
 """Every read and write the actions make. Functions take an open session; the caller
-(``vpngw.store.transactions``) owns the transaction."""
+(``Database.transaction`` in ``vpngw.store.engine``) owns the transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import delete as delete_statement
 from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import delete as delete_statement
 from sqlalchemy.orm import Session
 
 from vpngw.store.models import (
@@ -286,7 +286,8 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
         return 0
     existing = set(
         session.scalars(
-            select(VpnConnection.id).where(VpnConnection.id.in_(ids)).with_for_update(read=True)
+            # In id order, so that transactions locking several connections never wait in a circle.
+            select(VpnConnection.id).where(VpnConnection.id.in_(ids)).order_by(VpnConnection.id).with_for_update(read=True)
         )
     )
     kept = [
