@@ -117,6 +117,12 @@ _PEER_RESENT = re.compile(r"^received retransmit of request with ID \d+, retrans
 _AGGRESSIVE_RESPONDER = re.compile(r"^\S+ is initiating a Aggressive Mode IKE_SA$")
 _QUEUED_INFORMATIONAL = re.compile(r"^queueing INFORMATIONAL_V1 request as tasks still active")
 _PHASE_2_ACTIVITY = re.compile(r"CHILD_SA|QUICK_MODE")
+# Every line _classify can call a failure starts with one of these.
+_TRIGGERS: tuple[re.Pattern[str], ...] = (
+    _TS_REFUSED_BY_PEER, _TS_REFUSED_V2, _TS_REFUSED_V1, _INVALID_ID, _NO_PROPOSAL_HERE, _NO_PROPOSAL_THERE,
+    _NO_IKE_CONFIG, _AUTH_REFUSED_BY_PEER, _MAC_MISMATCH, _UNDECRYPTABLE, _HASH_MISMATCH, _ID_MISMATCH,
+    _NO_PEER_CONFIG, _PEER_DELETED, _GAVE_UP, _HALF_OPEN, _DPD_TIMEOUT,
+)
 
 _GENERAL_AUTH = (
     "Authentication failed: the pre-shared key (Psk) or an identity (LocalId/RemoteId) does not "
@@ -209,6 +215,8 @@ def _attempt_start(texts: Sequence[str], index: int) -> int:
 def _classify(texts: Sequence[str], index: int, ours: _Ours) -> _Found | None:
     """The failure line ``index`` reports, or None for any other line."""
     text = texts[index]
+    if not any(trigger.match(text) for trigger in _TRIGGERS):
+        return None  # most lines: no need to look back
     attempt = texts[_attempt_start(texts, index):index]
     ike_up = any(_IKE_UP.match(line) for line in attempt)
 

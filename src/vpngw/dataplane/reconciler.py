@@ -199,7 +199,13 @@ class Reconciler:
         """(kind, message) of the connection's latest failure, ('', '') if none."""
         conn = render_connection(spec)[spec.name]
         child_proposals = sorted({p for child in conn["children"].values() for p in child["esp_proposals"]})
-        found = diagnose(agent.logs.recent(spec.name), ike_proposals=conn["proposals"], esp_proposals=child_proposals)
+        found = diagnose(
+            agent.logs.recent(spec.name),
+            ike_proposals=conn["proposals"],
+            esp_proposals=child_proposals,
+            local_id=conn["local"]["id"],
+            remote_id=conn["remote"]["id"],
+        )
         return (found.kind, found.message) if found else ("", "")
 
     def _remove_gateway(self, gateway_id: str) -> None:
