@@ -3,7 +3,7 @@
 With ``start_action=trap`` charon installs the trap policy and a route into ``ipsec0``,
 so the first packet toward the remote subnets reaches kernel-libipsec. On 5.9.8
 libipsec then only logs ``could not find an outbound IPsec SA for reqid {N}, dropping
-packet`` (the acquire is a TODO there; it arrived in 5.9.11). This emulator reads that
+packet`` (5.9.8 leaves the acquire unimplemented there; it arrived in 5.9.11). This emulator reads that
 line from charon's VICI log stream and initiates the connection whose child has the
 static reqid N (render.py gives every child one): all of its children, so that an IKEv1
 connection with several subnet pairs comes up whole, as the connection it is. The packet
@@ -42,7 +42,6 @@ class AcquireEmulator:
         self._path = vici_path
         self._targets: Mapping[int, tuple[str, tuple[str, ...]]] = {}
         self._last: dict[int, float] = {}
-        self.initiated = 0
 
     def set_targets(self, targets: Mapping[int, tuple[str, tuple[str, ...]]]) -> None:
         """reqid -> (connection, all its children) for every trapped child. Replaced
@@ -69,6 +68,5 @@ class AcquireEmulator:
         except DataplaneError as error:
             log.info("on-demand initiate of %s failed: %s", ike, error)
             return False
-        self.initiated += 1
         log.info("traffic for %s (reqid %d): negotiating", ike, reqid)
         return True

@@ -68,7 +68,6 @@ class AgentObservation:
     """One pass's view of every connection of the gateway."""
 
     by_connection: dict[str, Observed] = field(default_factory=dict)
-    charon_up: bool = False
 
 
 class GatewayAgent:
@@ -86,7 +85,6 @@ class GatewayAgent:
         self._applied: dict[str, ConnectionSpec] = {}
         self._retries: dict[str, _Retry] = {}
         self._network = _Network()
-        self.charon_restarts = 0
 
     # -- the level-triggered step -------------------------------------------------
 
@@ -103,7 +101,7 @@ class GatewayAgent:
         """Every connection's SAs as charon reports them now; retries those that are down."""
         client = self._vici()
         sas = client.list_sas()
-        result = AgentObservation(charon_up=True)
+        result = AgentObservation()
         for spec in state.connections:
             seen = observe(sas, spec.name, child_names(spec), child_failed=failed_children(spec.name))
             result.by_connection[spec.name] = seen
@@ -145,7 +143,6 @@ class GatewayAgent:
             return
         if self._pid is not None:
             log.warning("charon of %s (pid %d) is gone: restarting it", self.host.vpn_gateway_id, self._pid)
-            self.charon_restarts += 1
             lab_network.kill_pid(self._pid)  # reaps it if it was our child
         self._close_client()
         if self._listener is not None:
