@@ -272,3 +272,31 @@ def test_status_is_honest_while_the_daemon_cannot_be_restarted(
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     assert lab_world.connection(connection_id)["Diagnosis"] == ""
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
+
+
+def test_a_connection_modified_while_vpngw_was_down_is_renegotiated_on_adoption(lab_world: LabWorld) -> None:
+    """charon itself renegotiates a replaced always-up connection; a trapped one keeps its
+    old SAs unless vpngw knows the settings changed: it remembers them beside charon."""
+    from vpngw.dataplane.reconciler import Reconciler
+
+    gateway_id, connection_id = create(lab_world, EffectImmediately="false", AutoConfigRoute="true")
+    lab_world.add_peer("cpe", connection_id)
+    assert lab_world.reconciler.wait_for_pass()
+    lab.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)  # the trigger
+    assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
+    pid = int(lab_world.network.gateway(gateway_id).pid_path.read_text())
+    before = spis(lab_world, gateway_id, connection_id)
+    assert before
+
+    lab_world.reconciler.stop()
+    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
+                     IpsecConfig=json.dumps({"IpsecLifetime": 7200}))
+    assert spis(lab_world, gateway_id, connection_id) == before  # nobody acted on it yet
+    successor = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network, period_s=0.5)
+    lab_world.reconciler = successor
+    successor.start()
+    assert successor.wait_for_pass()
+    assert int(lab_world.network.gateway(gateway_id).pid_path.read_text()) == pid  # adopted, not restarted
+    assert not spis(lab_world, gateway_id, connection_id) & before  # the old SAs are gone
+    lab.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)
+    assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from vpngw.dataplane import lab_network, topology
 from vpngw.dataplane.acquire import AcquireEmulator
+from vpngw.dataplane.applied import AppliedRecord
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.from_store import GatewayState
@@ -83,6 +84,9 @@ class GatewayAgent:
         self._listener: EventListener | None = None
         self._acquire = AcquireEmulator(self.host.vici_path)
         self._applied: dict[str, ConnectionSpec] = {}
+        # What an adopted charon was loaded with, by a previous vpngw (name -> fingerprint).
+        self._record = AppliedRecord(self.host.state_dir)
+        self._adopted: dict[str, str] = {}
         self._retries: dict[str, _Retry] = {}
         self._network = _Network()
 
@@ -150,7 +154,12 @@ class GatewayAgent:
             self._listener = None
         self._applied.clear()
         self._retries.clear()
+        running = lab_network.read_pid(self.host.pid_path)
+        adopting = self._pid is None and running is not None and lab_network.pid_alive(running)
         self._pid = lab_network.start_gateway_charon(self.host)
+        self._adopted = self._record.load() if adopting else {}
+        if not adopting:
+            self._record.clear()
 
     def _ensure_listener(self) -> None:
         if self._listener is not None and self._listener.alive:
@@ -183,20 +192,35 @@ class GatewayAgent:
             # A fresh or adopted charon: what it holds that we do not want must go.
             for name in client.list_conns() - set(wanted):
                 self._unload(client, name)
+        before = dict(self._applied)
         for name in set(self._applied) - set(wanted):
             self._unload(client, name)
         for spec in state.connections:
             if self._applied.get(spec.name) != spec:
-                self._load(client, spec, changed=spec.name in self._applied)
+                self._load(client, spec, changed=self._is_change(spec))
+        if self._applied != before:
+            self._record.save(self._applied)
         reqids: dict[int, tuple[str, tuple[str, ...]]] = {}
         for spec in state.connections:
             if not spec.effect_immediately:
                 reqids.update({reqid: (spec.name, child_names(spec)) for reqid in child_reqids(spec)})
         self._acquire.set_targets(reqids)
 
+    def _is_change(self, spec: ConnectionSpec) -> bool:
+        """Whether loading ``spec`` replaces different settings in charon: ones this agent
+        loaded, or (adopted charon) ones a previous vpngw recorded."""
+        if spec.name in self._applied:
+            return True
+        recorded = self._adopted.pop(spec.name, None)
+        return recorded is not None and recorded != self._record.fingerprint(spec)
+
     def _load(self, client: ViciClient, spec: ConnectionSpec, *, changed: bool) -> None:
         """Load (or replace) one connection. A change tears down its SAs, which were
-        negotiated with the old settings; an always-up connection negotiates again."""
+        negotiated with the old settings; an always-up connection negotiates again.
+
+        charon already restarts an always-up connection whose ``load-conn`` differs, but
+        not one whose only change is its key (``load-shared``), and it never touches the
+        SAs of a trapped one: hence the explicit terminate."""
         client.load_shared(render_shared_key(spec))
         client.load_conn(render_connection(spec))
         self._applied[spec.name] = spec
