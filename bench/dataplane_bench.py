@@ -50,8 +50,8 @@ from tests.support.api import signed_query  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
-from vpngw.dataplane import lab, lab_network, lab_peer, topology  # noqa: E402
-from vpngw.dataplane.lab_network import LabNetwork, Route  # noqa: E402
+from vpngw.dataplane import lab, lab_network, lab_peer  # noqa: E402
+from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
 from vpngw.dataplane.prober import ProbeSocketError, echo_request, open_icmp_socket, parse_echo_reply  # noqa: E402
 from vpngw.dataplane.reconciler import Reconciler  # noqa: E402
 from vpngw.dataplane.render import render_connection, render_shared_key  # noqa: E402
@@ -296,7 +296,7 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
                     configs[g].append(client.call("DownloadVpnConnectionConfig", VpnConnectionId=connection)["VpnConnectionConfig"])
         network.ensure_wan()
         for g, group in configs.items():
-            peers.append(start_multi_peer(network, f"cold{g}", group, work))
+            peers.append(start_multi_peer(network, f"cold{g}", group))
         settings = Settings(db_url=f"sqlite:///{db_file}")
         db, authenticator = prepared(settings)
         reconciler = Reconciler(db, authenticator.sealer, network)
@@ -322,18 +322,12 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
         network.teardown()
 
 
-def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any]], work: Path) -> lab.Charon:
+def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any]]) -> lab.Charon:
     """One peer namespace answering for several customer gateways (one address each)."""
-    namespace = network.names.peer(name)
     specs = [lab_peer.peer_from_download(f"{name}-{n}", config).connection for n, config in enumerate(configs)]
-    lab_network.ensure_namespace(namespace)
-    network.attach_to_wan(namespace, specs[0].local_addr)
-    for spec in specs[1:]:
-        lab.add_address(namespace, topology.WAN_IF, f"{spec.local_addr}/32")
-    subnets = [s for spec in specs for s in spec.local_subnets]
-    lab_network.sync_lo_addresses(namespace, [a for a in map(topology.gateway_anchor, subnets) if a])
-    lab_network.sync_routes(namespace, [Route(s, "lo", kind="local") for s in subnets])
-    charon = lab.start_charon(namespace, work / f"p-{name}")
+    charon = lab_peer.start_peer_site(
+        network, name, [spec.local_addr for spec in specs], [s for spec in specs for s in spec.local_subnets]
+    )
     with charon.client() as client:
         for n, spec in enumerate(specs):
             client.load_shared({**render_shared_key(spec), "id": f"psk-{n}"})

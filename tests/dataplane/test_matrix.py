@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import build_world
-from vpngw.dataplane import lab, lab_network, topology
-from vpngw.dataplane.lab_network import Route
+from vpngw.dataplane import lab, lab_peer
 from vpngw.dataplane.vici_client import ViciClient, ViciCommandError
 from vpngw.rules.tunnel_config import AUTH_ALGS, DH_GROUPS, ENC_ALGS, IPSEC_PFS
 
@@ -122,16 +121,10 @@ def host(subnet: str, number: int) -> str:
 def matrix_peer(lab_world: LabWorld) -> Iterator[tuple[str, ViciClient]]:
     """One peer namespace with BATCH WAN addresses and subnets, and its charon."""
     network = lab_world.network
+    charon = lab_peer.start_peer_site(
+        network, "matrix", [peer_ip(slot) for slot in range(1, BATCH + 1)], [peer_subnet(s) for s in range(1, BATCH + 1)]
+    )
     namespace = network.names.peer("matrix")
-    state_dir = network.peer_dir("matrix")
-    lab_network.ensure_namespace(namespace)
-    network.attach_to_wan(namespace, peer_ip(1))
-    for slot in range(2, BATCH + 1):
-        lab.add_address(namespace, topology.WAN_IF, f"{peer_ip(slot)}/32")
-    lab_network.sync_lo_addresses(namespace, [host(peer_subnet(s), 1) for s in range(1, BATCH + 1)])
-    lab_network.sync_routes(namespace, [Route(peer_subnet(s), "lo", kind="local") for s in range(1, BATCH + 1)])
-    charon = lab.start_charon(namespace, state_dir)
-    (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
     client = charon.client()
     client.load_shared({"id": "matrix", "type": "IKE", "data": PSK, "owners": []})
     try:

@@ -17,7 +17,7 @@ machine; anything else that speaks IKE can take its place (docs/lab.md).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,19 +65,10 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
     namespace = network.names.peer(peer.name)
     if namespace in lab_network.namespaces():
         raise lab.LabError(f"peer {peer.name} exists already ({namespace}); remove it first")
-    state_dir = network.peer_dir(peer.name)
     try:
-        lab_network.ensure_namespace(namespace)
-        network.attach_to_wan(namespace, peer.wan_ip)
-        anchors = {a for a in map(topology.gateway_anchor, peer.connection.local_subnets) if a}
-        lab_network.sync_lo_addresses(namespace, anchors)
-        routes = {Route(str(ipaddress.ip_network(s, strict=False)), "lo", kind="local")
-                  for s in peer.connection.local_subnets}
-        if ipaddress.ip_address(peer.connection.remote_addr) not in topology.WAN_NETWORK:
-            routes.add(Route(f"{peer.connection.remote_addr}/32", topology.WAN_IF))
-        lab_network.sync_routes(namespace, routes)
-        charon = lab.start_charon(namespace, state_dir)
-        (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
+        charon = start_peer_site(
+            network, peer.name, [peer.wan_ip], peer.connection.local_subnets, far_addresses=[peer.connection.remote_addr]
+        )
         conn = render_connection(peer.connection)
         if peer.connection.effect_immediately:
             # A customer's device keeps trying (vpngw's own side retries in the reconciler).
@@ -89,6 +80,37 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
     except BaseException:
         remove_peer(network, peer.name)
         raise
+
+
+def start_peer_site(
+    network: LabNetwork,
+    name: str,
+    wan_addresses: Sequence[str],
+    subnets: Sequence[str],
+    *,
+    far_addresses: Sequence[str] = (),
+) -> lab.Charon:
+    """The namespace of peer ``name`` with a charon, no connection loaded yet.
+
+    It holds every address of ``wan_addresses`` on ``wan0`` (one customer gateway each),
+    every host of ``subnets`` (AnyIP, plus the first host as a real address for charon),
+    and host routes to ``far_addresses`` outside the lab WAN. The charon's pid is kept
+    in the peer's state dir, so :func:`remove_peer` and ``vpngw lab down`` find it.
+    """
+    namespace = network.names.peer(name)
+    lab_network.ensure_namespace(namespace)
+    network.attach_to_wan(namespace, wan_addresses[0])
+    for address in wan_addresses[1:]:
+        lab.add_address(namespace, topology.WAN_IF, f"{address}/32")
+    lab_network.sync_lo_addresses(namespace, {a for a in map(topology.gateway_anchor, subnets) if a})
+    routes = {Route(str(ipaddress.ip_network(s, strict=False)), "lo", kind="local") for s in subnets}
+    routes |= {Route(f"{a}/32", topology.WAN_IF) for a in far_addresses
+               if ipaddress.ip_address(a) not in topology.WAN_NETWORK}
+    lab_network.sync_routes(namespace, routes)
+    state_dir = network.peer_dir(name)
+    charon = lab.start_charon(namespace, state_dir)
+    (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
+    return charon
 
 
 def remove_peer(network: LabNetwork, name: str) -> bool:
