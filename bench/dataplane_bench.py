@@ -50,7 +50,7 @@ from tests.support.api import signed_query  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
-from vpngw.dataplane import lab, lab_network, lab_peer  # noqa: E402
+from vpngw.dataplane import charon_daemon, lab_peer, netns# noqa: E402
 from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
 from vpngw.dataplane.prober import ProbeSocketError, echo_request, open_icmp_socket, parse_echo_reply  # noqa: E402
 from vpngw.dataplane.reconciler import Reconciler  # noqa: E402
@@ -144,22 +144,22 @@ secrets {{
 
 
 def measure_floor(runs: int, work: Path) -> list[float]:
-    suffix = lab.unique_suffix()
+    suffix = netns.unique_suffix()
     a, b = f"vpngw-t-{suffix}f", f"vpngw-t-{suffix}p"
     samples: list[float] = []
-    charons: list[lab.Charon] = []
+    charons: list[charon_daemon.Charon] = []
     try:
         for namespace in (a, b):
-            lab.create_namespace(namespace)
-        lab.add_veth_pair(a, f"vb{suffix}f", b, f"vb{suffix}p")
-        lab.add_address(a, f"vb{suffix}f", "198.19.250.1/24")
-        lab.add_address(b, f"vb{suffix}p", "198.19.250.2/24")
-        lab.add_address(a, "lo", "10.1.1.1/32")
-        lab.add_address(b, "lo", "10.10.1.1/32")
-        lab.run("ip", "-n", a, "route", "add", "local", "10.1.1.0/24", "dev", "lo")
-        lab.run("ip", "-n", b, "route", "add", "local", "10.10.1.0/24", "dev", "lo")
-        charon_a = lab.start_charon(a, work / "fa")
-        charon_b = lab.start_charon(b, work / "fb")
+            netns.create_namespace(namespace)
+        netns.add_veth_pair(a, f"vb{suffix}f", b, f"vb{suffix}p")
+        netns.add_address(a, f"vb{suffix}f", "198.19.250.1/24")
+        netns.add_address(b, f"vb{suffix}p", "198.19.250.2/24")
+        netns.add_address(a, "lo", "10.1.1.1/32")
+        netns.add_address(b, "lo", "10.10.1.1/32")
+        netns.run("ip", "-n", a, "route", "add", "local", "10.1.1.0/24", "dev", "lo")
+        netns.run("ip", "-n", b, "route", "add", "local", "10.10.1.0/24", "dev", "lo")
+        charon_a = charon_daemon.start_charon(a, work / "fa")
+        charon_b = charon_daemon.start_charon(b, work / "fb")
         charons += [charon_a, charon_b]
         (work / "b.conf").write_text(swanctl_conf("t", "198.19.250.2", "198.19.250.1", "10.10.1.0/24", "10.1.1.0/24", False))
         (work / "a.conf").write_text(swanctl_conf("t", "198.19.250.1", "198.19.250.2", "10.1.1.0/24", "10.10.1.0/24", True))
@@ -175,13 +175,13 @@ def measure_floor(runs: int, work: Path) -> list[float]:
             time.sleep(0.2)
     finally:
         for charon in charons:
-            lab.stop_charon(charon)
+            charon_daemon.stop_charon(charon)
         for namespace in (a, b):
-            lab_network.delete_namespace(namespace)
+            netns.delete_namespace(namespace)
     return samples
 
 
-def swanctl(charon: lab.Charon, *args: str) -> None:
+def swanctl(charon: charon_daemon.Charon, *args: str) -> None:
     subprocess.run([SWANCTL, *args, "--uri", f"unix://{charon.vici_path}"], check=True, capture_output=True)
 
 
@@ -232,7 +232,7 @@ def vpngw(work: Path, *, dataplane: bool, lab_name: str, db_file: Path | None = 
 
 
 def measure_vpngw(runs: int, work: Path) -> list[float]:
-    lab_name = f"vb-{lab.unique_suffix()}"
+    lab_name = f"vb-{netns.unique_suffix()}"
     samples: list[float] = []
     with vpngw(work, dataplane=True, lab_name=lab_name) as (client, _db, reconciler, network):
         assert reconciler is not None
@@ -275,10 +275,10 @@ def measure_vpngw(runs: int, work: Path) -> list[float]:
 
 
 def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) -> dict[str, Any]:
-    lab_name = f"vc-{lab.unique_suffix()}"
+    lab_name = f"vc-{netns.unique_suffix()}"
     db_file = work / "cold.db"
     network = LabNetwork(lab_name, work / lab_name)
-    peers: list[lab.Charon] = []
+    peers: list[charon_daemon.Charon] = []
     try:
         with vpngw(work, dataplane=False, lab_name=lab_name, db_file=db_file) as (client, _db, _none, _network):
             configs: dict[int, list[dict[str, Any]]] = {}
@@ -318,11 +318,11 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
         return {"connections": total, "gateways": gateways, "all_established_s": round(up_at, 2) if up_at else None}
     finally:
         for charon in peers:
-            lab.stop_charon(charon)
+            charon_daemon.stop_charon(charon)
         network.teardown()
 
 
-def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any]]) -> lab.Charon:
+def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any]]) -> charon_daemon.Charon:
     """One peer namespace answering for several customer gateways (one address each)."""
     specs = [lab_peer.peer_from_download(f"{name}-{n}", config).connection for n, config in enumerate(configs)]
     charon = lab_peer.start_peer_site(
@@ -343,7 +343,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         print(f"dataplane_bench: {reason}", file=sys.stderr)
         return 2

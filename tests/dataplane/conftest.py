@@ -21,7 +21,7 @@ from tests.conftest import prepared
 from tests.support.api import Api
 from vpngw.api.app import build_app
 from vpngw.config import Settings
-from vpngw.dataplane import lab
+from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.lab_network import LabNetwork
 from vpngw.dataplane.vici_client import ViciClient
 
@@ -58,7 +58,7 @@ class Site:
     wan_addr: str
     lan_addrs: tuple[str, ...]  # one host address per LAN subnet, on lo
     lan_subnets: tuple[str, ...]
-    charon: lab.Charon
+    charon: charon_daemon.Charon
     vici: ViciClient
 
 
@@ -78,10 +78,10 @@ def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
     WAN 198.19.<n>.1/.2 (from 198.18.0.0/15), LANs 10.<n>.{1,3}.0/24 (gw) and
     10.<n>.{2,4}.0/24 (cpe). Everything is torn down even if setup fails halfway.
     """
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
-    suffix = lab.unique_suffix()
+    suffix = netns.unique_suffix()
     claim(f"vpngw-t-{suffix}")
     n = random.randrange(256)
     # A short state dir: a unix socket path must stay under 108 bytes.
@@ -90,21 +90,21 @@ def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
         sites = []
         for side, wan_host, lan_octets in (("g", 1, (1, 3)), ("c", 2, (2, 4))):
             namespace = f"vpngw-t-{suffix}{side}"
-            lab.create_namespace(namespace)
-            cleanup.callback(lab.delete_namespace, namespace)
+            netns.create_namespace(namespace)
+            cleanup.callback(netns.delete_namespace, namespace)
             sites.append((namespace, wan_host, lan_octets))
         (gw_ns, _, _), (cpe_ns, _, _) = sites
-        lab.add_veth_pair(gw_ns, f"vt{suffix}g", cpe_ns, f"vt{suffix}c")
+        netns.add_veth_pair(gw_ns, f"vt{suffix}g", cpe_ns, f"vt{suffix}c")
 
         built = []
         for namespace, wan_host, lan_octets in sites:
             wan_addr = f"198.19.{n}.{wan_host}"
-            lab.add_address(namespace, f"vt{suffix}{namespace[-1]}", f"{wan_addr}/24")
+            netns.add_address(namespace, f"vt{suffix}{namespace[-1]}", f"{wan_addr}/24")
             lan_addrs = tuple(f"10.{n}.{o}.1" for o in lan_octets)
             for addr in lan_addrs:
-                lab.add_address(namespace, "lo", f"{addr}/24")
-            charon = lab.start_charon(namespace, state / namespace[-1])
-            cleanup.callback(lab.stop_charon, charon)
+                netns.add_address(namespace, "lo", f"{addr}/24")
+            charon = charon_daemon.start_charon(namespace, state / namespace[-1])
+            cleanup.callback(charon_daemon.stop_charon, charon)
             vici = charon.client()
             cleanup.callback(vici.close)
             lan_subnets = tuple(f"10.{n}.{o}.0/24" for o in lan_octets)
@@ -119,14 +119,14 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
     On teardown the lab is removed and the test fails if any of its namespaces or
     charons remain.
     """
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
     from vpngw.dataplane.reconciler import Reconciler
 
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'vpngw.db'}")
     db, authenticator = prepared(settings)
-    name = claim(f"vt-{lab.unique_suffix()}")
+    name = claim(f"vt-{netns.unique_suffix()}")
     state_dir = short_state_dir()
     network = LabNetwork(name, state_dir / name)
     reconciler = Reconciler(db, authenticator.sealer, network, period_s=0.5)
@@ -156,12 +156,12 @@ def no_lab_outlives_the_tests() -> Iterator[None]:
     itself; this catches a leak between them, e.g. a reconciler left running)."""
     from vpngw.dataplane import lab_network
 
-    if lab.missing_prerequisites():
+    if charon_daemon.missing_prerequisites():
         yield
         return
     yield
     time.sleep(1.0)  # a leaked reconciler would have recreated something by now
-    leaked = {ns for ns in lab_network.namespaces() if ns.startswith(tuple(SESSION_PREFIXES))} if SESSION_PREFIXES else set()
+    leaked = {ns for ns in netns.namespaces() if ns.startswith(tuple(SESSION_PREFIXES))} if SESSION_PREFIXES else set()
     for namespace in leaked:
-        lab_network.delete_namespace(namespace)
+        netns.delete_namespace(namespace)
     assert not leaked, f"the tests left namespaces behind: {sorted(leaked)}"

@@ -28,7 +28,7 @@ ok                nothing wrong: the tunnel comes up
 
 Packets were "dropped" with a permanent neighbour entry pointing at an unused MAC address
 on the sending side (this kernel has no tc classifiers and there is no nft/iptables). Lab
-charons give up after 3 retransmits (lab.strongswan_conf); half-open IKE_SAs are deleted
+charons give up after 3 retransmits (charon_daemon.strongswan_conf); half-open IKE_SAs are deleted
 after charon's default 30 s.
 
 ``*_via_initiate.log`` hold the control-log lines the failed ``initiate`` streamed back
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pytest
 
-from vpngw.dataplane import lab
+from vpngw.dataplane import charon_daemon, lab_peer, netns
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.diagnosis import (
     AUTHENTICATION,
@@ -366,7 +366,7 @@ def _listening(vici_path: str, captured: _Captured) -> Iterator[None]:
 
 @pytest.mark.dataplane
 def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -> None:
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
     gw, cpe = lab_pair.gw, lab_pair.cpe
@@ -378,7 +378,7 @@ def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -
     )
     conn = render_connection(spec)[name]
     ours = {"ike_proposals": conn["proposals"], "esp_proposals": conn["children"][name]["esp_proposals"]}
-    peer = lab.mirror_spec(spec)
+    peer = lab_peer.mirror_spec(spec)
     captured = _Captured(name, cpe.wan_addr)
 
     def load_peer(peer_spec: object) -> None:
@@ -399,22 +399,22 @@ def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -
             gw.vici.initiate(name, name, timeout_ms=5000)
         from_command = diagnose(caught.value.log, **ours)
         assert from_command is not None and from_command.kind == AUTHENTICATION, caught.value.log
-        assert lab.wait_until(lambda: diagnosed(AUTHENTICATION), timeout_s=5), captured.lines()
+        assert netns.wait_until(lambda: diagnosed(AUTHENTICATION), timeout_s=5), captured.lines()
 
         # 2. The key fixed: the tunnel comes up and the diagnosis goes.
         load_peer(peer)
         gw.vici.initiate(name, name, timeout_ms=5000)
-        assert lab.wait_until(lambda: diagnosed(None), timeout_s=5), captured.lines()
+        assert netns.wait_until(lambda: diagnosed(None), timeout_s=5), captured.lines()
         for side in (gw, cpe):  # neither side may reuse this IKE_SA for what follows
             with contextlib.suppress(ViciCommandError):
                 side.vici.terminate(name, force=True)
-        assert lab.wait_until(lambda: not gw.vici.list_sas() and not cpe.vici.list_sas(), timeout_s=5)
+        assert netns.wait_until(lambda: not gw.vici.list_sas() and not cpe.vici.list_sas(), timeout_s=5)
 
         # 3. The peer proposes other IKE algorithms and initiates: both sides are named.
         load_peer(replace(peer, ike=replace(peer.ike, enc_alg="aes256", auth_alg="sha256")))
         with pytest.raises(ViciCommandError):
             cpe.vici.initiate(name, name, timeout_ms=5000)
-        assert lab.wait_until(lambda: diagnosed(NO_PROPOSAL), timeout_s=5), captured.lines()
+        assert netns.wait_until(lambda: diagnosed(NO_PROPOSAL), timeout_s=5), captured.lines()
         message = diagnose(captured.lines(), **ours).message  # type: ignore[union-attr]
         assert f"the peer offered {PEER_IKE}, but this gateway accepts {OUR_IKE}" in message
 
@@ -424,7 +424,7 @@ def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -
         refusal = "refused this gateway's IKE proposal (aes128-md5-prfmd5-modp1024)"
         from_command = diagnose(caught.value.log, **ours)
         assert from_command is not None and from_command.kind == NO_PROPOSAL and refusal in from_command.message
-        assert lab.wait_until(lambda: refusal in getattr(diagnose(captured.lines(), **ours), "message", ""),
+        assert netns.wait_until(lambda: refusal in getattr(diagnose(captured.lines(), **ours), "message", ""),
                               timeout_s=5), captured.lines()
 
     everything = captured.lines()

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.support.api import build_world, connection_params
-from vpngw.dataplane import lab, lab_network
+from vpngw.dataplane import netns
 from vpngw.dataplane.vici_client import ViciClient
 
 from .world import LabWorld
@@ -75,7 +75,7 @@ def test_ping_fails_before_the_connection_passes_with_it_and_fails_after_delete(
         assert client.list_conns() == frozenset()
         assert client.list_sas() == []
         assert client.shared_key_ids() == frozenset()
-    assert lab_network.lo_addresses(lab_world.network.gateway(gateway_id).namespace) == set()
+    assert netns.lo_addresses(lab_world.network.gateway(gateway_id).namespace) == set()
 
 
 def test_effect_immediately_false_negotiates_when_traffic_enters(lab_world: LabWorld) -> None:
@@ -86,7 +86,7 @@ def test_effect_immediately_false_negotiates_when_traffic_enters(lab_world: LabW
     assert lab_world.connection(connection_id)["Status"] == "ike_sa_not_established"
 
     # The first packet is dropped while it triggers the negotiation, as with a kernel acquire.
-    lab.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)
+    netns.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
 
@@ -211,13 +211,13 @@ def test_deleting_the_gateway_leaves_no_namespace_or_charon(lab_world: LabWorld)
     assert lab_world.reconciler.wait_for_pass()
     host = lab_world.network.gateway(place.vpn_gateway_id)
     pid = int(host.pid_path.read_text())
-    assert host.namespace in lab_network.namespaces() and lab_network.pid_alive(pid)
+    assert host.namespace in netns.namespaces() and netns.pid_alive(pid)
 
     lab_world.api.ok("DeleteVpnGateway", VpnGatewayId=place.vpn_gateway_id)
     assert lab_world.reconciler.wait_for_pass()
-    assert host.namespace not in lab_network.namespaces()
-    assert host.vpc_namespace not in lab_network.namespaces()
-    assert not lab_network.pid_alive(pid)
+    assert host.namespace not in netns.namespaces()
+    assert host.vpc_namespace not in netns.namespaces()
+    assert not netns.pid_alive(pid)
     assert not host.state_dir.exists()
 
 
@@ -253,7 +253,7 @@ def test_status_is_honest_while_the_daemon_cannot_be_restarted(
     lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vpngw.dataplane import gateway_agent
-    from vpngw.dataplane.lab import LabError
+    from vpngw.dataplane.netns import NetnsError as LabError
 
     gateway_id, connection_id = create(lab_world, EffectImmediately="true", AutoConfigRoute="true")
     lab_world.add_peer("cpe", connection_id)
@@ -262,7 +262,7 @@ def test_status_is_honest_while_the_daemon_cannot_be_restarted(
     def cannot_start(host: object) -> int:
         raise LabError("charon did not come up (made to fail by the test)")
 
-    monkeypatch.setattr(gateway_agent.lab_network, "start_gateway_charon", cannot_start)
+    monkeypatch.setattr(gateway_agent.charon_daemon, "start_gateway_charon", cannot_start)
     os.kill(int(lab_world.network.gateway(gateway_id).pid_path.read_text()), signal.SIGKILL)
     described = lab_world.wait_status(connection_id, "ike_sa_not_established")
     assert described["Status"] == "ike_sa_not_established"
@@ -282,7 +282,7 @@ def test_a_connection_modified_while_vpngw_was_down_is_renegotiated_on_adoption(
     gateway_id, connection_id = create(lab_world, EffectImmediately="false", AutoConfigRoute="true")
     lab_world.add_peer("cpe", connection_id)
     assert lab_world.reconciler.wait_for_pass()
-    lab.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)  # the trigger
+    netns.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)  # the trigger
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     pid = int(lab_world.network.gateway(gateway_id).pid_path.read_text())
     before = spis(lab_world, gateway_id, connection_id)
@@ -298,5 +298,5 @@ def test_a_connection_modified_while_vpngw_was_down_is_renegotiated_on_adoption(
     assert successor.wait_for_pass()
     assert int(lab_world.network.gateway(gateway_id).pid_path.read_text()) == pid  # adopted, not restarted
     assert not spis(lab_world, gateway_id, connection_id) & before  # the old SAs are gone
-    lab.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)
+    netns.ping(lab_world.network.names.vpc(gateway_id), VPC_HOST, PEER_HOST)
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from vpngw.dataplane import lab
+from vpngw.dataplane import charon_daemon, lab_peer, netns
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.render import child_names, render_connection, render_shared_key
 from vpngw.dataplane.vici_client import ViciClient, ViciCommandError
@@ -37,7 +37,7 @@ def spec_for(pair: LabPair, **changes: object) -> ConnectionSpec:
 
 def load_both(pair: LabPair, spec: ConnectionSpec, *, cpe_spec: ConnectionSpec | None = None) -> None:
     """The customer side first, so that a ``start`` on gw finds a responder."""
-    peer = cpe_spec or lab.mirror_spec(spec)
+    peer = cpe_spec or lab_peer.mirror_spec(spec)
     for client, side in ((pair.cpe.vici, peer), (pair.gw.vici, spec)):
         client.load_shared(render_shared_key(side))
         client.load_conn(render_connection(side))
@@ -49,7 +49,7 @@ def installed(client: ViciClient, conn: str) -> set[str]:
 
 def pings(pair: LabPair, source: str, destination: str) -> bool:
     """Allow a short settling time: an IKEv1 responder installs after Quick Mode 3."""
-    return lab.wait_until(lambda: lab.ping(pair.gw.namespace, source, destination), timeout_s=3)
+    return netns.wait_until(lambda: netns.ping(pair.gw.namespace, source, destination), timeout_s=3)
 
 
 def test_ikev2_tunnel_is_installed_and_carries_traffic(lab_pair: LabPair) -> None:
@@ -64,7 +64,7 @@ def test_ikev2_tunnel_is_installed_and_carries_traffic(lab_pair: LabPair) -> Non
     assert (sa.state, child.state) == ("ESTABLISHED", "INSTALLED")
     assert (sa.local_host, sa.remote_host) == (lab_pair.gw.wan_addr, lab_pair.cpe.wan_addr)
     assert child.local_ts == lab_pair.gw.lan_subnets and child.remote_ts == lab_pair.cpe.lan_subnets
-    assert lab.wait_until(lambda: installed(lab_pair.cpe.vici, "vco-lab") == {"vco-lab"}, timeout_s=3)
+    assert netns.wait_until(lambda: installed(lab_pair.cpe.vici, "vco-lab") == {"vco-lab"}, timeout_s=3)
     for source in lab_pair.gw.lan_addrs:
         for destination in lab_pair.cpe.lan_addrs:
             assert pings(lab_pair, source, destination), f"{source} -> {destination}"
@@ -73,7 +73,7 @@ def test_ikev2_tunnel_is_installed_and_carries_traffic(lab_pair: LabPair) -> Non
 
     lab_pair.gw.vici.terminate("vco-lab")
     assert lab_pair.gw.vici.list_sas() == []
-    assert not lab.ping(lab_pair.gw.namespace, lab_pair.gw.lan_addrs[0], lab_pair.cpe.lan_addrs[0])
+    assert not netns.ping(lab_pair.gw.namespace, lab_pair.gw.lan_addrs[0], lab_pair.cpe.lan_addrs[0])
 
 
 def test_ikev1_start_action_brings_up_one_child_per_subnet_pair(lab_pair: LabPair) -> None:
@@ -83,7 +83,7 @@ def test_ikev1_start_action_brings_up_one_child_per_subnet_pair(lab_pair: LabPai
 
     load_both(lab_pair, spec)  # start_action=start: loading gw initiates every child
 
-    assert lab.wait_until(lambda: installed(lab_pair.gw.vici, "vco-lab") == names, timeout_s=10)
+    assert netns.wait_until(lambda: installed(lab_pair.gw.vici, "vco-lab") == names, timeout_s=10)
     for source in lab_pair.gw.lan_addrs:
         for destination in lab_pair.cpe.lan_addrs:
             assert pings(lab_pair, source, destination), f"{source} -> {destination}"
@@ -170,7 +170,7 @@ def test_rendered_lifetimes_rekey_without_losing_traffic(lab_pair: LabPair) -> N
             ike=ike(version=version, lifetime=60, local_id=f"gw{n}.example", remote_id=f"cpe{n}.example"),
             ipsec=ipsec(lifetime=60),
         )
-        peer = lab.mirror_spec(spec)
+        peer = lab_peer.mirror_spec(spec)
         peer = replace(peer, ike=replace(peer.ike, lifetime=3600), ipsec=replace(peer.ipsec, lifetime=3600))
         load_both(lab_pair, spec, cpe_spec=peer)
         specs.append(spec)
@@ -200,7 +200,7 @@ def test_rendered_lifetimes_rekey_without_losing_traffic(lab_pair: LabPair) -> N
 
 def test_a_wrong_psk_fails_initiate_with_charons_reason(lab_pair: LabPair) -> None:
     spec = spec_for(lab_pair)
-    wrong = lab.mirror_spec(spec_for(lab_pair, ike=ike(psk="not-the-same-key")))
+    wrong = lab_peer.mirror_spec(spec_for(lab_pair, ike=ike(psk="not-the-same-key")))
     load_both(lab_pair, spec, cpe_spec=wrong)
 
     with pytest.raises(ViciCommandError) as caught:
@@ -219,17 +219,17 @@ def test_charon_refuses_a_malformed_connection(lab_pair: LabPair) -> None:
 
 
 def test_teardown_leaves_no_namespace_or_process(tmp_path_factory: pytest.TempPathFactory) -> None:
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
-    namespace = f"vpngw-t-{lab.unique_suffix()}x"
-    lab.create_namespace(namespace)
+    namespace = f"vpngw-t-{netns.unique_suffix()}x"
+    netns.create_namespace(namespace)
     try:
-        charon = lab.start_charon(namespace, tmp_path_factory.mktemp("lab"))
-        lab.stop_charon(charon)
-        lab.stop_charon(charon)  # idempotent
+        charon = charon_daemon.start_charon(namespace, tmp_path_factory.mktemp("lab"))
+        charon_daemon.stop_charon(charon)
+        charon_daemon.stop_charon(charon)  # idempotent
     finally:
-        lab.delete_namespace(namespace)
+        netns.delete_namespace(namespace)
     assert charon.process.returncode is not None
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert namespace not in listed

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import build_world
-from vpngw.dataplane import lab, lab_peer
+from vpngw.dataplane import charon_daemon, lab_peer
 from vpngw.dataplane.vici_client import ViciClient, ViciCommandError
 from vpngw.rules.tunnel_config import AUTH_ALGS, DH_GROUPS, ENC_ALGS, IPSEC_PFS
 
@@ -131,7 +131,7 @@ def matrix_peer(lab_world: LabWorld) -> Iterator[tuple[str, ViciClient]]:
         yield namespace, client
     finally:
         client.close()
-        lab.stop_charon(charon)
+        charon_daemon.stop_charon(charon)
 
 
 def run_cases(world: LabWorld, peer: tuple[str, ViciClient], cases: list[Case]) -> None:

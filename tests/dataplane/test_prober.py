@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vpngw.dataplane import lab
+from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.errors import InvalidSpec, TemporaryError
 from vpngw.dataplane.prober import (
     EchoReply,
@@ -199,13 +199,13 @@ def test_a_failing_callback_does_not_stop_the_prober(caplog: pytest.LogCaptureFi
     prober = Prober(on_status)
     prober.start()
     try:
-        absent = f"vpngw-t-{lab.unique_suffix()}-absent"
+        absent = f"vpngw-t-{netns.unique_suffix()}-absent"
         first = ProbeTarget("vco-1", absent, "10.0.0.1", "10.0.0.2", 1, 1)
         prober.set_targets({"vco-1": first})
-        assert lab.wait_until(lambda: calls == [("vco-1", "failed")], timeout_s=2.0), calls
+        assert netns.wait_until(lambda: calls == [("vco-1", "failed")], timeout_s=2.0), calls
         second = ProbeTarget("vco-2", absent, "10.0.0.1", "10.0.0.3", 1, 2)
         prober.set_targets({"vco-1": first, "vco-2": second})
-        assert lab.wait_until(lambda: calls[1:] == [("vco-2", "failed")], timeout_s=3.0), calls
+        assert netns.wait_until(lambda: calls[1:] == [("vco-2", "failed")], timeout_s=3.0), calls
         assert (prober.status("vco-1"), prober.status("vco-2")) == ("failed", "failed")
     finally:
         prober.stop()
@@ -223,7 +223,7 @@ def namespace_list() -> set[str]:
 def delete_if_present(namespace: str) -> None:
     """Cleanup that also works when a test deleted the namespace itself."""
     if namespace in namespace_list():
-        lab.delete_namespace(namespace)
+        netns.delete_namespace(namespace)
 
 
 def link_exists(namespace: str, ifname: str) -> bool:
@@ -246,7 +246,7 @@ class Netlab:
     namespace's deletion is registered as soon as it exists."""
 
     def __init__(self, cleanup: contextlib.ExitStack) -> None:
-        self.suffix = lab.unique_suffix()
+        self.suffix = netns.unique_suffix()
         self.created: set[str] = set()
         self._cleanup = cleanup
         self._subnets = iter(random.sample(range(256), 256))
@@ -257,7 +257,7 @@ class Netlab:
 
     def namespace(self, tag: str) -> str:
         name = self.name(tag)
-        lab.create_namespace(name)
+        netns.create_namespace(name)
         self.created.add(name)
         self._cleanup.callback(delete_if_present, name)
         return name
@@ -269,15 +269,15 @@ class Netlab:
         x = self.subnet() if subnet is None else subnet
         self._links += 1
         a_if, b_if = f"vp{self.suffix}{self._links}a", f"vp{self.suffix}{self._links}b"
-        lab.add_veth_pair(a, a_if, b, b_if)
-        lab.add_address(a, a_if, f"198.19.{x}.1/24")
-        lab.add_address(b, b_if, f"198.19.{x}.2/24")
+        netns.add_veth_pair(a, a_if, b, b_if)
+        netns.add_address(a, a_if, f"198.19.{x}.1/24")
+        netns.add_address(b, b_if, f"198.19.{x}.2/24")
         return Link(a_if, b_if, f"198.19.{x}.1", f"198.19.{x}.2")
 
 
 @pytest.fixture
 def netlab() -> Iterator[Netlab]:
-    reason = lab.missing_prerequisites()
+    reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
     with contextlib.ExitStack() as cleanup:
@@ -387,13 +387,13 @@ def test_a_probe_follows_its_peer_down_and_up(pair: Pair, running: Running) -> N
     assert verdicts.wait("vco-1", ["success"], 2.5), verdicts.seen
 
     removed_at = time.monotonic()
-    lab.run("ip", "-n", pair.b, "addr", "del", f"{link.b_addr}/24", "dev", link.b_if)
+    netns.run("ip", "-n", pair.b, "addr", "del", f"{link.b_addr}/24", "dev", link.b_if)
     failed_at = verdicts.wait("vco-1", ["success", "failed"], 1 * 2 + 1 + 0.5)  # interval x retry + one interval
     assert failed_at, verdicts.seen
     assert failed_at - removed_at >= 1.9, "failed before two misses"  # retry=2: one miss is not enough
     assert prober.status("vco-1") == "failed"
 
-    lab.add_address(pair.b, link.b_if, f"{link.b_addr}/24")
+    netns.add_address(pair.b, link.b_if, f"{link.b_addr}/24")
     assert verdicts.wait("vco-1", ["success", "failed", "success"], 2.5), verdicts.seen
     assert prober.status("vco-1") == "success"
     time.sleep(1.5)
@@ -444,9 +444,9 @@ def test_only_the_reply_to_the_outstanding_request_counts(pair: Pair, running: R
     """B does not answer pings; the test answers in its place, wrongly then rightly."""
     prober, verdicts = running.prober, running.verdicts
     link = pair.link
-    lab.run("ip", "netns", "exec", pair.b, "sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1")
+    netns.run("ip", "netns", "exec", pair.b, "sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1")
     impostor = link.b_addr.rsplit(".", 1)[0] + ".3"
-    lab.add_address(pair.b, link.b_if, f"{impostor}/24")
+    netns.add_address(pair.b, link.b_if, f"{impostor}/24")
     with contextlib.ExitStack() as sockets:
         sniffer = sockets.enter_context(contextlib.closing(open_icmp_socket(pair.b, link.b_addr)))
         sniffer.setsockopt(255, 1, struct.pack("I", 0))  # ICMP_FILTER: receive every type
@@ -489,9 +489,9 @@ def test_a_namespace_made_again_gets_a_new_socket(pair: Pair, netlab: Netlab, ru
     prober.set_targets({"vco-4": target("vco-4", pair.a, link.a_addr, link.b_addr)})
     assert verdicts.wait("vco-4", ["success"], 2.5)
 
-    lab.delete_namespace(pair.a)
+    netns.delete_namespace(pair.a)
     # The prober's socket would keep the deleted namespace, and the veth with it, alive.
-    assert lab.wait_until(lambda: not link_exists(pair.b, link.b_if), timeout_s=2.5), "socket not closed"
+    assert netns.wait_until(lambda: not link_exists(pair.b, link.b_if), timeout_s=2.5), "socket not closed"
     assert verdicts.wait("vco-4", ["success", "failed"], 3.5)
 
     netlab.namespace("a")
@@ -516,7 +516,7 @@ def test_set_targets_keeps_unchanged_checks_restarts_changed_and_stops_removed(p
     assert verdicts.wait("vco-changed", ["success", "success"], 2.5)  # a new check: a new first verdict
 
     prober.set_targets({"vco-kept": kept})
-    lab.run("ip", "-n", pair.b, "link", "set", link.b_if, "down")
+    netns.run("ip", "-n", pair.b, "link", "set", link.b_if, "down")
     assert verdicts.wait("vco-kept", ["success", "failed"], 3.5)
     time.sleep(1.0)
     assert verdicts.of("vco-removed") == ["success"]

@@ -8,8 +8,9 @@ from vpngw.dataplane import topology
 from vpngw.dataplane.acquire import acquired_reqid
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.from_store import GatewayState, HealthCheckSpec
-from vpngw.dataplane.gateway_agent import network_plan
-from vpngw.dataplane.lab_network import Route
+from vpngw.dataplane.backend import gateway_anchor
+from vpngw.dataplane.lab_network import network_plan
+from vpngw.dataplane.netns import Route
 from vpngw.dataplane.observe import observe
 from vpngw.dataplane.vici_client import ChildSa, IkeSa
 
@@ -51,7 +52,7 @@ def test_bridge_ports_fit_an_interface_name_and_differ() -> None:
     [("10.1.1.0/24", "10.1.1.1"), ("10.0.0.0/8", "10.0.0.1"), ("10.1.1.7/32", "10.1.1.7"), ("0.0.0.0/0", None)],
 )
 def test_the_gateway_anchor_is_the_first_host(subnet: str, anchor: str | None) -> None:
-    assert topology.gateway_anchor(subnet) == anchor
+    assert gateway_anchor(subnet) == anchor
 
 
 def test_network_plan_routes_local_subnets_to_the_vpc_and_remote_ones_from_it() -> None:

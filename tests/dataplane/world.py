@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.support.api import Api
-from vpngw.dataplane import lab, lab_network, lab_peer
+from vpngw.dataplane import lab_peer, netns
 from vpngw.dataplane.lab_network import LabNetwork
 from vpngw.dataplane.lab_peer import PeerSpec
 from vpngw.store.engine import Database
@@ -40,7 +40,7 @@ class LabWorld:
         return self.api.ok("DescribeVpnConnection", VpnConnectionId=connection_id)
 
     def wait_for(self, what: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-        return lab.wait_until(what, timeout_s=timeout_s, interval_s=0.1)
+        return netns.wait_until(what, timeout_s=timeout_s, interval_s=0.1)
 
     def wait_status(self, connection_id: str, status: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """Wait until DescribeVpnConnection shows ``status``; return the last description."""
@@ -72,25 +72,25 @@ class LabWorld:
         self.peers.pop(name, None)
 
     def peer_pid(self, name: str) -> int:
-        pid = lab_network.read_pid(self.network.peer_dir(name) / "charon.pid")
+        pid = netns.read_pid(self.network.peer_dir(name) / "charon.pid")
         assert pid is not None
         return pid
 
     # -- traffic ------------------------------------------------------------------
 
     def ping_from_vpc(self, vpn_gateway_id: str, source: str, destination: str) -> bool:
-        return lab.ping(self.network.names.vpc(vpn_gateway_id), source, destination)
+        return netns.ping(self.network.names.vpc(vpn_gateway_id), source, destination)
 
     def ping_from_peer(self, name: str, source: str, destination: str) -> bool:
-        return lab.ping(self.network.names.peer(name), source, destination)
+        return netns.ping(self.network.names.peer(name), source, destination)
 
     def vpc_routes(self, vpn_gateway_id: str) -> set[str]:
         """Destinations of the unicast routes vpngw installed on the VPC side."""
-        return {r.dst for r in lab_network.owned_routes(self.network.names.vpc(vpn_gateway_id)) if r.kind == "unicast"}
+        return {r.dst for r in netns.owned_routes(self.network.names.vpc(vpn_gateway_id)) if r.kind == "unicast"}
 
 
 def lab_namespaces(prefix: str) -> set[str]:
-    return {name for name in lab_network.namespaces() if name.startswith(prefix)}
+    return {name for name in netns.namespaces() if name.startswith(prefix)}
 
 
 def short_state_dir() -> Path:
@@ -116,7 +116,7 @@ def charon_processes_under(path: Path) -> list[int]:
 def wait_gone(pids: list[int], timeout_s: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not any(lab_network.pid_alive(pid) for pid in pids):
+        if not any(netns.pid_alive(pid) for pid in pids):
             return True
         time.sleep(0.05)
     return False

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from vpngw.cli.call import CallError, call_action
-from vpngw.dataplane import lab, lab_network, lab_peer, topology
+from vpngw.dataplane import charon_daemon, lab_peer, netns, topology
 from vpngw.dataplane.lab_network import LabNetwork
 
 DEFAULT_STATE_DIR = ".vpngw/lab"
@@ -82,7 +82,7 @@ def _fail(message: str) -> int:
 
 
 def _prerequisites() -> str | None:
-    return lab.missing_prerequisites()
+    return charon_daemon.missing_prerequisites()
 
 
 def cmd_peer_create(args: argparse.Namespace) -> int:
@@ -103,7 +103,7 @@ def cmd_peer_create(args: argparse.Namespace) -> int:
         peer = lab_peer.peer_from_download(args.name, config, initiate=args.initiate)
         network = network_of(args)
         pid = lab_peer.create_peer(network, peer)
-    except (CallError, OSError, ValueError, KeyError, lab.LabError) as error:
+    except (CallError, OSError, ValueError, KeyError, netns.NetnsError) as error:
         return _fail(f"cannot create peer {args.name}: {error}")
     spec = peer.connection
     print(f"vpngw lab: peer {peer.name} is up: namespace {network.names.peer(peer.name)}, charon pid {pid}")
@@ -149,7 +149,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         namespace = names.vpc(args.vpc)
     else:
         namespace = names.gateway(args.gateway)
-    if namespace not in lab_network.namespaces():
+    if namespace not in netns.namespaces():
         return _fail(f"no namespace {namespace} in lab {args.lab} (see vpngw lab show)")
     os.execvp("ip", ["ip", "netns", "exec", namespace, *command])
     return 127  # not reached
@@ -157,7 +157,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     names = network_of(args).names
-    for namespace in sorted(lab_network.namespaces()):
+    for namespace in sorted(netns.namespaces()):
         if names.owns(namespace):
             print(namespace)
     return 0

@@ -120,7 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
     """The lab data plane, when this machine can run it (root, strongSwan, TUN)."""
-    from vpngw.dataplane.lab import missing_prerequisites
+    from vpngw.dataplane.charon_daemon import missing_prerequisites
 
     if args.no_dataplane:
         print("vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True)

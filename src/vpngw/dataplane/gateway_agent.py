@@ -14,19 +14,18 @@ up or down so that ``Status`` follows quickly.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vpngw.dataplane import lab_network, topology
+from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.acquire import AcquireEmulator
 from vpngw.dataplane.applied import AppliedRecord
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.from_store import GatewayState
-from vpngw.dataplane.lab_network import GatewayHost, LabNetwork, Route
+from vpngw.dataplane.backend import GatewayHost, NetworkBackend
 from vpngw.dataplane.observe import Observed, observe
 from vpngw.dataplane.render import (
     child_names,
@@ -74,7 +73,7 @@ class AgentObservation:
 class GatewayAgent:
     """The data plane of one VPN gateway (one namespace pair, one charon)."""
 
-    def __init__(self, network: LabNetwork, vpn_gateway_id: str, wake: Callable[[], None]) -> None:
+    def __init__(self, network: NetworkBackend, vpn_gateway_id: str, wake: Callable[[], None]) -> None:
         self.network = network
         self.host: GatewayHost = network.gateway(vpn_gateway_id)
         self.logs = ConnectionLogs()
@@ -128,35 +127,30 @@ class GatewayAgent:
     # -- network ------------------------------------------------------------------
 
     def _sync_network(self, state: GatewayState) -> None:
-        gateway_lo, gateway_routes, vpc_routes = network_plan(state)
-        fingerprint = (state.internet_ip, tuple(sorted(gateway_lo)), tuple(sorted(gateway_routes)),
-                       tuple(sorted(vpc_routes)))
+        fingerprint = network_fingerprint(state)
         now = time.monotonic()
         if fingerprint == self._network.fingerprint and now - self._network.synced_at < NETWORK_RECHECK_S:
             return
-        self.network.ensure_gateway(self.host.vpn_gateway_id, state.internet_ip)
-        lab_network.sync_lo_addresses(self.host.namespace, gateway_lo)
-        lab_network.sync_routes(self.host.namespace, gateway_routes)
-        lab_network.sync_routes(self.host.vpc_namespace, vpc_routes)
+        self.network.sync_gateway(state)
         self._network = _Network(fingerprint, now)
 
     # -- charon -------------------------------------------------------------------
 
     def _ensure_charon(self) -> None:
-        if self._pid is not None and lab_network.pid_alive(self._pid):
+        if self._pid is not None and netns.pid_alive(self._pid):
             return
         if self._pid is not None:
             log.warning("charon of %s (pid %d) is gone: restarting it", self.host.vpn_gateway_id, self._pid)
-            lab_network.kill_pid(self._pid)  # reaps it if it was our child
+            netns.kill_pid(self._pid)  # reaps it if it was our child
         self._close_client()
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
         self._applied.clear()
         self._retries.clear()
-        running = lab_network.read_pid(self.host.pid_path)
-        adopting = self._pid is None and running is not None and lab_network.pid_alive(running)
-        self._pid = lab_network.start_gateway_charon(self.host)
+        running = netns.read_pid(self.host.pid_path)
+        adopting = self._pid is None and running is not None and netns.pid_alive(running)
+        self._pid = charon_daemon.start_gateway_charon(self.host)
         self._adopted = self._record.load() if adopting else {}
         if not adopting:
             self._record.clear()
@@ -263,29 +257,15 @@ class GatewayAgent:
         self._retries[spec.name] = _Retry(now + delay, delay)
 
 
-def network_plan(state: GatewayState) -> tuple[set[str], set[Route], set[Route]]:
-    """(addresses on the gateway's ``lo``, routes in the gateway namespace, routes on the
-    VPC side) for ``state``: the whole lab layout of one gateway, pure."""
-    gateway_lo: set[str] = set()
-    gateway_routes: set[Route] = set()
-    vpc_routes: set[Route] = set()
-    for spec in state.connections:
-        for subnet in spec.local_subnets:
-            network = ipaddress.ip_network(subnet, strict=False)
-            anchor = topology.gateway_anchor(subnet)
-            if anchor is not None:
-                gateway_lo.add(anchor)
-            if network.prefixlen >= 8:
-                gateway_routes.add(Route(str(network), topology.GATEWAY_VPC_IF, topology.TRANSIT_VPC))
-                vpc_routes.add(Route(str(network), "lo", kind="local"))
-        if ipaddress.ip_address(spec.remote_addr) not in topology.WAN_NETWORK:
-            gateway_routes.add(Route(f"{spec.remote_addr}/32", topology.WAN_IF))
-    for check in state.health_checks:
-        gateway_lo.add(check.sip)
-    for subnet in state.auto_routes:
-        network = ipaddress.ip_network(subnet, strict=False)
-        vpc_routes.add(Route(str(network), topology.VPC_GATEWAY_IF, topology.TRANSIT_GATEWAY))
-    return gateway_lo, gateway_routes, vpc_routes
+def network_fingerprint(state: GatewayState) -> tuple[object, ...]:
+    """What a gateway's network depends on: while it is unchanged, the backend's sync is
+    skipped (but for a periodic re-check that heals hand-made changes)."""
+    return (
+        state.internet_ip,
+        tuple(sorted(state.auto_routes)),
+        tuple(sorted((s.remote_addr, s.local_subnets) for s in state.connections)),
+        tuple(sorted((c.sip, c.dip) for c in state.health_checks)),
+    )
 
 
 def _terminate(client: ViciClient, name: str) -> None:

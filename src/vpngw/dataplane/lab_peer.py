@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from vpngw.dataplane import lab, lab_network, topology
+from vpngw.dataplane import charon_daemon, netns, topology
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.from_store import connection_spec
-from vpngw.dataplane.lab_network import LabNetwork, Route
+from vpngw.dataplane.backend import gateway_anchor
+from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.netns import Route
 from vpngw.dataplane.render import render_connection, render_shared_key
 
 
@@ -63,8 +65,8 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
     """Build the peer's namespace, start its charon and load its connection; return the
     charon's pid. Fails if a peer of that name exists (remove it first)."""
     namespace = network.names.peer(peer.name)
-    if namespace in lab_network.namespaces():
-        raise lab.LabError(f"peer {peer.name} exists already ({namespace}); remove it first")
+    if namespace in netns.namespaces():
+        raise netns.NetnsError(f"peer {peer.name} exists already ({namespace}); remove it first")
     try:
         charon = start_peer_site(
             network, peer.name, [peer.wan_ip], peer.connection.local_subnets, far_addresses=[peer.connection.remote_addr]
@@ -89,7 +91,7 @@ def start_peer_site(
     subnets: Sequence[str],
     *,
     far_addresses: Sequence[str] = (),
-) -> lab.Charon:
+) -> charon_daemon.Charon:
     """The namespace of peer ``name`` with a charon, no connection loaded yet.
 
     It holds every address of ``wan_addresses`` on ``wan0`` (one customer gateway each),
@@ -98,17 +100,17 @@ def start_peer_site(
     in the peer's state dir, so :func:`remove_peer` and ``vpngw lab down`` find it.
     """
     namespace = network.names.peer(name)
-    lab_network.ensure_namespace(namespace)
+    netns.ensure_namespace(namespace)
     network.attach_to_wan(namespace, wan_addresses[0])
     for address in wan_addresses[1:]:
-        lab.add_address(namespace, topology.WAN_IF, f"{address}/32")
-    lab_network.sync_lo_addresses(namespace, {a for a in map(topology.gateway_anchor, subnets) if a})
+        netns.add_address(namespace, topology.WAN_IF, f"{address}/32")
+    netns.sync_lo_addresses(namespace, {a for a in map(gateway_anchor, subnets) if a})
     routes = {Route(str(ipaddress.ip_network(s, strict=False)), "lo", kind="local") for s in subnets}
     routes |= {Route(f"{a}/32", topology.WAN_IF) for a in far_addresses
                if ipaddress.ip_address(a) not in topology.WAN_NETWORK}
-    lab_network.sync_routes(namespace, routes)
+    netns.sync_routes(namespace, routes)
     state_dir = network.peer_dir(name)
-    charon = lab.start_charon(namespace, state_dir)
+    charon = charon_daemon.start_charon(namespace, state_dir)
     (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
     return charon
 
@@ -117,11 +119,11 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
     """Stop the peer's charon and delete its namespace; False if there was none."""
     namespace = network.names.peer(name)
     state_dir = network.peer_dir(name)
-    pid = lab_network.read_pid(state_dir / "charon.pid")
+    pid = netns.read_pid(state_dir / "charon.pid")
     if pid is not None:
-        lab_network.kill_pid(pid)
-    existed = namespace in lab_network.namespaces()
-    lab_network.delete_namespace(namespace)
+        netns.kill_pid(pid)
+    existed = namespace in netns.namespaces()
+    netns.delete_namespace(namespace)
     network.detach_from_wan(namespace)
     if state_dir.exists():
         for child in state_dir.iterdir():
@@ -131,5 +133,23 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
 
 
 def peer_names(network: LabNetwork) -> list[str]:
-    names = (network.names.peer_name_of(ns) for ns in lab_network.namespaces())
+    names = (network.names.peer_name_of(ns) for ns in netns.namespaces())
     return sorted(name for name in names if name)
+
+
+def mirror_spec(spec: ConnectionSpec) -> ConnectionSpec:
+    """The same connection seen from the peer: local and remote swapped.
+
+    The mirror only responds (``effect_immediately=False``), so a test decides which
+    side initiates.
+    """
+    ike = replace(spec.ike, local_id=spec.ike.remote_id, remote_id=spec.ike.local_id)
+    return replace(
+        spec,
+        local_addr=spec.remote_addr,
+        remote_addr=spec.local_addr,
+        local_subnets=spec.remote_subnets,
+        remote_subnets=spec.local_subnets,
+        ike=ike,
+        effect_immediately=False,
+    )

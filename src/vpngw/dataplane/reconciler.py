@@ -28,8 +28,8 @@ from vpngw.dataplane.diagnosis import diagnose
 from vpngw.dataplane.errors import DataplaneError
 from vpngw.dataplane.from_store import GatewayState, load_desired
 from vpngw.dataplane.gateway_agent import GatewayAgent
-from vpngw.dataplane.lab import LabError
-from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.backend import NetworkBackend
+from vpngw.dataplane.netns import NetnsError
 from vpngw.dataplane.observe import Observed, Traffic
 from vpngw.dataplane.prober import Prober, ProbeTarget
 from vpngw.dataplane.render import render_connection
@@ -65,7 +65,7 @@ class Reconciler:
         self,
         db: Database,
         sealer: Sealer,
-        network: LabNetwork,
+        network: NetworkBackend,
         *,
         period_s: float = DEFAULT_PERIOD_S,
         clock: Callable[[], float] = time.time,
@@ -93,7 +93,7 @@ class Reconciler:
     def start(self) -> None:
         """Start passes. Raises LabBusy if another process drives this lab."""
         self._lock = self.network.lock()
-        self.network.ensure_wan()
+        self.network.prepare()
         self.prober.start()
         self._thread = threading.Thread(target=self._run, name="vpngw-reconciler", daemon=True)
         self._thread.start()
@@ -176,7 +176,7 @@ class Reconciler:
             agent.sync(state)
             diagnoses = {spec.name: self._diagnosis(agent, spec) for spec in state.connections}
             seen = agent.observe(state, lambda name: diagnoses[name][0] in CHILD_FAILURES)
-        except (DataplaneError, LabError, OSError) as error:
+        except (DataplaneError, NetnsError, OSError) as error:
             log.warning("gateway %s: %s (retrying on the next pass)", state.vpn_gateway_id, error)
             self._store_logs(agent)
             # Honest meanwhile: nothing is known to be up while the gateway cannot be read.
@@ -216,7 +216,7 @@ class Reconciler:
             else:
                 self.network.remove_gateway(gateway_id)
             log.info("gateway %s removed from the lab", gateway_id)
-        except (DataplaneError, LabError, OSError) as error:
+        except (DataplaneError, NetnsError, OSError) as error:
             log.warning("removing gateway %s: %s (retrying on the next pass)", gateway_id, error)
 
     # -- writing back -------------------------------------------------------------

@@ -36,9 +36,6 @@ WAN_IF = "wan0"
 GATEWAY_VPC_IF = "vpc0"
 VPC_GATEWAY_IF = "gw0"
 
-# Routes vpngw installs carry this protocol number, so a sync never touches others'.
-ROUTE_PROTO = "199"
-
 DEFAULT_LAB = "vpngw"
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _PEER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -92,20 +89,3 @@ class LabNames:
 def bridge_port(namespace: str) -> str:
     """The bridge-side name of a namespace's WAN veth: at most 15 characters, stable."""
     return "w" + hashlib.sha256(namespace.encode()).hexdigest()[:12]
-
-
-def gateway_anchor(subnet: str) -> str | None:
-    """The address a gateway holds inside one of its local subnets, or None.
-
-    strongSwan 5.9.8 refuses to install a CHILD_SA whose local traffic selector holds
-    no address of its namespace ("error installing route"), and uses that address as
-    the route's source. The gateway takes the first host of each subnet, like the
-    address a cloud reserves in every subnet. Subnets too wide for that (shorter than
-    /8, e.g. 0.0.0.0/0) already contain the transit address.
-    """
-    network = ipaddress.ip_network(subnet, strict=False)
-    if network.version != 4 or network.prefixlen < 8:
-        return None
-    if network.prefixlen >= 31:
-        return str(network.network_address)
-    return str(network.network_address + 1)

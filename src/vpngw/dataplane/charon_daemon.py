@@ -1,4 +1,4 @@
-"""Network namespaces and per-namespace charons, for tests and experiments.
+"""charon, strongSwan's IKE daemon: one process per network namespace (impure).
 
 The layout follows what was proven on Debian 12 (strongSwan 5.9.8): one charon per
 network namespace, each with
@@ -10,25 +10,25 @@ network namespace, each with
 * kernel-libipsec: ESP runs in userspace through the TUN device ``ipsec0``, because
   the kernel here has no ESP.
 
-Everything here touches only what its caller names: namespaces are created and deleted
-by name, charon is stopped through the ``Popen`` that started it (never by a pid file
-or a process name). Callers pick unique names (see :func:`unique_suffix`) and register
-cleanup as soon as each resource exists. Needs root and ``/dev/net/tun``.
+Every network backend starts its gateways' charons here; tests and lab peers too.
+Needs root and ``/dev/net/tun``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from vpngw.dataplane.desired import ConnectionSpec
+from vpngw.dataplane.backend import GatewayHost
+from vpngw.dataplane.netns import NetnsError, pid_alive, read_pid, wait_until
 from vpngw.dataplane.vici_client import CharonUnavailable, ViciClient
+
+log = logging.getLogger(__name__)
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_CONF_GLOB = "/etc/strongswan.d/charon/*.conf"
@@ -37,10 +37,6 @@ PLUGIN_CONF_GLOB = "/etc/strongswan.d/charon/*.conf"
 # forecast joins multicast groups, tpm/pkcs11 print warnings, the rest are unused.
 _UNWANTED_PLUGINS: tuple[str, ...] = ("stroke", "ha", "farp", "dhcp", "resolve", "eap-radius", "tnc-tnccs")
 _UNWANTED_PLUGINS += ("led", "forecast", "tpm", "pkcs11")
-
-
-class LabError(Exception):
-    """A lab step failed (command error, charon did not come up)."""
 
 
 def missing_prerequisites(charon: str = CHARON) -> str | None:
@@ -55,71 +51,6 @@ def missing_prerequisites(charon: str = CHARON) -> str | None:
         return "/dev/net/tun is missing (kernel-libipsec needs a TUN device)"
     return None
 
-
-def unique_suffix() -> str:
-    """Six random hex digits, for names no one else uses (``vpngw-t-3fa9c1``)."""
-    return secrets.token_hex(3)
-
-
-def run(*argv: str) -> None:
-    """Run a command; raise LabError with its stderr if it fails."""
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip()}")
-
-
-# -- namespaces and links ---------------------------------------------------------
-
-
-def create_namespace(name: str) -> None:
-    """Create network namespace ``name`` with its loopback up. Fails if it exists."""
-    run("ip", "netns", "add", name)
-    run("ip", "-n", name, "link", "set", "lo", "up")
-
-
-def delete_namespace(name: str) -> None:
-    """Delete namespace ``name``; its interfaces (veth ends too) go with it."""
-    run("ip", "netns", "del", name)
-
-
-def add_veth_pair(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
-    """A veth pair whose ends are born inside ``ns_a`` and ``ns_b`` and set up.
-
-    Interface names are at most 15 characters.
-    """
-    run("ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b)
-    run("ip", "-n", ns_a, "link", "set", if_a, "up")
-    run("ip", "-n", ns_b, "link", "set", if_b, "up")
-
-
-def add_address(namespace: str, ifname: str, cidr: str) -> None:
-    """Add ``cidr`` (e.g. ``10.1.1.1/24``) to ``ifname`` inside ``namespace``.
-
-    Add LAN addresses before starting charon: charon's netlink socket overflows when
-    about a hundred addresses appear at once while it runs.
-    """
-    run("ip", "-n", namespace, "addr", "add", cidr, "dev", ifname)
-
-
-def ping(namespace: str, source: str, destination: str, *, timeout_s: int = 1) -> bool:
-    """One ICMP echo from ``source`` (a local address) inside ``namespace``."""
-    command = ["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-c", "1", "-W", str(timeout_s)]
-    done = subprocess.run([*command, "-I", source, destination], capture_output=True, check=False)
-    return done.returncode == 0
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.02) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout_s`` passes; return the last result."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
-
-
-# -- charon -----------------------------------------------------------------------
 
 
 @dataclass
@@ -207,7 +138,7 @@ def start_charon(namespace: str, state_dir: Path, *, charon: str = CHARON, timeo
     handle = Charon(namespace, state_dir, vici_path, log_path, process)
     try:
         if not wait_until(lambda: _answers(handle), timeout_s=timeout_s, interval_s=0.05):
-            raise LabError(f"charon in {namespace} did not come up: {_tail(state_dir / 'charon.out')}")
+            raise NetnsError(f"charon in {namespace} did not come up: {_tail(state_dir / 'charon.out')}")
     except BaseException:
         stop_charon(handle)
         raise
@@ -231,7 +162,7 @@ def stop_charon(handle: Charon, *, timeout_s: float = 5.0) -> None:
 
 def _answers(handle: Charon) -> bool:
     if handle.process.poll() is not None:
-        raise LabError(
+        raise NetnsError(
             f"charon in {handle.namespace} exited with {handle.process.returncode}: "
             f"{_tail(handle.state_dir / 'charon.out')}"
         )
@@ -252,22 +183,17 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "(no output)"
 
 
-# -- the customer's side ----------------------------------------------------------
+def start_gateway_charon(host: GatewayHost) -> int:
+    """Start charon in the gateway's namespace; return its pid (also in ``charon.pid``).
 
-
-def mirror_spec(spec: ConnectionSpec) -> ConnectionSpec:
-    """The same connection seen from the peer: local and remote swapped.
-
-    The mirror only responds (``effect_immediately=False``), so a test decides which
-    side initiates.
+    A charon that is still running there (after a restart of vpngw) is adopted instead.
     """
-    ike = replace(spec.ike, local_id=spec.ike.remote_id, remote_id=spec.ike.local_id)
-    return replace(
-        spec,
-        local_addr=spec.remote_addr,
-        remote_addr=spec.local_addr,
-        local_subnets=spec.remote_subnets,
-        remote_subnets=spec.local_subnets,
-        ike=ike,
-        effect_immediately=False,
-    )
+    pid = read_pid(host.pid_path)
+    if pid is not None and pid_alive(pid):
+        return pid
+    started = time.monotonic()
+    charon = start_charon(host.namespace, host.state_dir)
+    host.pid_path.write_text(f"{charon.pid}\n")
+    log.info("charon for %s started (pid %d) in %.0f ms", host.vpn_gateway_id, charon.pid,
+             (time.monotonic() - started) * 1000)
+    return charon.pid

@@ -1,0 +1,121 @@
+"""The network backend: where a VPN gateway's network comes from.
+
+The reconciler and the gateway agent never know whether they drive the lab's namespaces
+(:class:`~.lab_network.LabNetwork`) or a real host's interfaces
+(:class:`~.host_network.HostNetwork`): both offer this one interface. A backend owns
+everything *around* charon (namespaces, links, addresses, routes); charon itself, its
+connections and what it observes are the same everywhere (:mod:`.charon`,
+:mod:`.gateway_agent`).
+
+The pure rules that every backend shares (which addresses a gateway holds inside its
+local subnets) live here too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from vpngw.dataplane.from_store import GatewayState
+
+
+@dataclass(frozen=True)
+class GatewayHost:
+    """Where one VPN gateway runs: the namespace of its charon, and charon's state dir.
+
+    ``vpc_namespace`` is the namespace that stands for the VPC side (the lab's), or the
+    node's own namespace on a host (None: the namespace vpngw runs in).
+    """
+
+    vpn_gateway_id: str
+    namespace: str
+    vpc_namespace: str | None
+    state_dir: Path
+
+    @property
+    def vici_path(self) -> str:
+        return str(self.state_dir / "charon.vici")
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / "charon.pid"
+
+
+class NetworkBackend(Protocol):
+    """What the data plane needs from the network of the machine it runs on."""
+
+    #: ``lab`` or ``host`` (shown by ``vpngw node list``).
+    kind: str
+
+    def lock(self) -> IO[bytes]:
+        """Hold the machine-wide lock of this backend's gateways (closing releases it):
+        two data planes on one set of namespaces would remove each other's gateways."""
+        ...
+
+    def prepare(self) -> None:
+        """Check or build what every gateway shares (the lab WAN; the host's uplink)."""
+        ...
+
+    def gateway(self, vpn_gateway_id: str) -> GatewayHost:
+        """Where the gateway runs (pure: names only)."""
+        ...
+
+    def gateway_ids(self) -> set[str]:
+        """Gateways that have a namespace here (running, or left behind)."""
+        ...
+
+    def sync_gateway(self, state: GatewayState) -> None:
+        """Make the gateway's namespaces, links, addresses and routes match ``state``."""
+        ...
+
+    def remove_gateway(self, vpn_gateway_id: str) -> None:
+        """Stop every process of the gateway and delete its namespaces and state."""
+        ...
+
+    def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
+        """Keep answering for ``internet_ip`` for ``valid_s`` more seconds (a lease was
+        renewed). The kernel drops the address by itself when that time passes without
+        a renewal, so a node that dies or loses the database stops answering for it
+        before another node may take it (docs/nodes.md). A backend without other nodes
+        may keep the address for ever."""
+        ...
+
+    def fence(self, vpn_gateway_id: str) -> None:
+        """Stop answering for the gateway at once (its lease could not be renewed): drop
+        its InternetIp and stop its charon. Needs no database; the next pass removes
+        the rest."""
+        ...
+
+
+def gateway_anchor(subnet: str) -> str | None:
+    """The address a gateway holds inside one of its local subnets, or None.
+
+    strongSwan 5.9.8 refuses to install a CHILD_SA whose local traffic selector holds
+    no address of its namespace ("error installing route"), and uses that address as
+    the route's source. The gateway takes the first host of each subnet, like the
+    address a cloud reserves in every subnet. Subnets too wide for that (shorter than
+    /8, e.g. 0.0.0.0/0) already contain a transit address.
+    """
+    network = ipaddress.ip_network(subnet, strict=False)
+    if network.version != 4 or network.prefixlen < 8:
+        return None
+    if network.prefixlen >= 31:
+        return str(network.network_address)
+    return str(network.network_address + 1)
+
+
+def gateway_addresses(state: GatewayState) -> set[str]:
+    """The host addresses the gateway's namespace holds on ``lo``: the anchor of every
+    local subnet and every health check's ``sip``."""
+    found = {anchor for spec in state.connections for subnet in spec.local_subnets
+             if (anchor := gateway_anchor(subnet)) is not None}
+    return found | {check.sip for check in state.health_checks}
+
+
+def routed_local_subnets(state: GatewayState) -> set[str]:
+    """The local subnets (normalised) that the gateway routes toward the VPC side."""
+    return {str(ipaddress.ip_network(subnet, strict=False)) for spec in state.connections
+            for subnet in spec.local_subnets if ipaddress.ip_network(subnet, strict=False).prefixlen >= 8}

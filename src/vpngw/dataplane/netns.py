@@ -1,0 +1,296 @@
+"""Network namespaces, links, addresses, routes and processes inside them (impure).
+
+Thin, idempotent wrappers around iproute2 that every network backend shares (the lab's
+namespaces, a real host's interfaces). ``ensure_*`` builds what is missing and leaves
+what exists; ``sync_*`` compares what a namespace holds with what it should hold and
+changes only the difference, so a pass after a crash, a restart or a hand-deleted route
+converges without knowing what happened. Only routes with protocol :data:`ROUTE_PROTO`
+are ever touched by ``sync_routes``.
+
+``iproute2`` runs as a command rather than through pyroute2, for a measured reason
+(docs/dataplane.md). Needs root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Routes vpngw installs carry this protocol number, so a sync never touches others'.
+ROUTE_PROTO = "199"
+
+
+class NetnsError(Exception):
+    """A network step failed (a command's error, a process that would not come up)."""
+
+
+def unique_suffix() -> str:
+    """Six random hex digits, for names no one else uses (``vpngw-t-3fa9c1``)."""
+    return secrets.token_hex(3)
+
+
+def run(*argv: str) -> None:
+    """Run a command; raise NetnsError with its stderr if it fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip()}")
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.02) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passes; return the last result."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def ip_json(*argv: str) -> list[dict[str, object]]:
+    done = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise NetnsError(f"ip -j {' '.join(argv)}: {done.stderr.strip()}")
+    parsed: list[dict[str, object]] = json.loads(done.stdout or "[]")
+    return parsed
+
+
+def ip_args(namespace: str | None) -> list[str]:
+    """``ip`` options that address ``namespace`` (None: the namespace vpngw runs in)."""
+    return ["-n", namespace] if namespace else []
+
+
+# -- namespaces and links ---------------------------------------------------------
+
+
+def namespaces() -> set[str]:
+    """Every network namespace of the machine, by name."""
+    return {str(entry["name"]) for entry in ip_json("netns", "list")}
+
+
+def create_namespace(name: str) -> None:
+    """Create network namespace ``name`` with its loopback up. Fails if it exists."""
+    run("ip", "netns", "add", name)
+    run("ip", "-n", name, "link", "set", "lo", "up")
+
+
+def ensure_namespace(name: str) -> bool:
+    """Create ``name`` (loopback up, forwarding on) unless it exists; True if created."""
+    if Path("/run/netns", name).exists():
+        return False
+    create_namespace(name)
+    run("ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    return True
+
+
+def delete_namespace(name: str) -> None:
+    """Delete namespace ``name`` if it exists; its interfaces (veth ends too) go with it."""
+    if Path("/run/netns", name).exists():
+        run("ip", "netns", "del", name)
+
+
+def add_veth_pair(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+    """A veth pair whose ends are born inside ``ns_a`` and ``ns_b`` and set up.
+
+    Interface names are at most 15 characters.
+    """
+    run("ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b)
+    run("ip", "-n", ns_a, "link", "set", if_a, "up")
+    run("ip", "-n", ns_b, "link", "set", if_b, "up")
+
+
+def add_address(namespace: str, ifname: str, cidr: str) -> None:
+    """Add ``cidr`` (e.g. ``10.1.1.1/24``) to ``ifname`` inside ``namespace``.
+
+    Add LAN addresses before starting charon: charon's netlink socket overflows when
+    about a hundred addresses appear at once while it runs.
+    """
+    run("ip", "-n", namespace, "addr", "add", cidr, "dev", ifname)
+
+
+def link_exists(namespace: str | None, ifname: str) -> bool:
+    done = subprocess.run(["ip", *ip_args(namespace), "link", "show", ifname], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def ping(namespace: str, source: str, destination: str, *, timeout_s: int = 1) -> bool:
+    """One ICMP echo from ``source`` (a local address) inside ``namespace``."""
+    command = ["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-c", "1", "-W", str(timeout_s)]
+    done = subprocess.run([*command, "-I", source, destination], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+# -- addresses and routes ---------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Route:
+    """One route vpngw owns. ``kind`` is ``unicast`` or ``local`` (AnyIP: every address
+    of ``dst`` is this namespace's own, so hosts of a subnet need no addresses)."""
+
+    dst: str
+    dev: str
+    via: str | None = None
+    kind: str = "unicast"
+    # ``via`` is reached on ``dev`` whatever the addresses there (one transit address
+    # can then serve several gateways' links in one namespace).
+    onlink: bool = False
+
+    @property
+    def table(self) -> str:
+        return "local" if self.kind == "local" else "main"
+
+
+def lo_addresses(namespace: str | None, dev: str = "lo") -> set[str]:
+    """The IPv4 addresses (``a.b.c.d/32``) on ``dev`` other than loopback's own."""
+    found: set[str] = set()
+    for link in ip_json(*ip_args(namespace), "-4", "addr", "show", "dev", dev):
+        for info in link.get("addr_info", []):  # type: ignore[union-attr]
+            local = str(info["local"])  # type: ignore[index]
+            if not local.startswith("127."):
+                found.add(f"{local}/{info['prefixlen']}")  # type: ignore[index]
+    return found
+
+
+def sync_lo_addresses(namespace: str | None, wanted: Iterable[str]) -> None:
+    """Make ``lo`` hold exactly ``wanted`` host addresses (plus loopback's)."""
+    target = {f"{address}/32" for address in wanted}
+    present = lo_addresses(namespace)
+    for cidr in sorted(present - target):
+        run("ip", *ip_args(namespace), "addr", "del", cidr, "dev", "lo")
+    for cidr in sorted(target - present):
+        run("ip", *ip_args(namespace), "addr", "add", cidr, "dev", "lo")
+
+
+def owned_routes(namespace: str | None, dev: str | None = None) -> set[Route]:
+    """The routes with vpngw's protocol in ``namespace`` (only those on ``dev`` if given)."""
+    found: set[Route] = set()
+    on_dev = ["dev", dev] if dev else []
+    for entry in ip_json(*ip_args(namespace), "route", "show", "table", "all", "proto", ROUTE_PROTO, *on_dev):
+        dst = str(entry["dst"])
+        if "/" not in dst:
+            dst += "/32"
+        kind = str(entry.get("type", "unicast"))
+        via = entry.get("gateway")
+        onlink = "onlink" in (entry.get("flags") or [])  # type: ignore[operator]
+        found.add(Route(dst, str(entry.get("dev", dev or "")), str(via) if via else None, kind, onlink))
+    return found
+
+
+def sync_routes(namespace: str | None, wanted: Iterable[Route], *, dev: str | None = None) -> None:
+    """Make the routes with vpngw's protocol in ``namespace`` exactly ``wanted``; with
+    ``dev``, only those on that device are compared (a namespace shared by several
+    gateways, each owning the routes on its own link)."""
+    target = set(wanted)
+    present = owned_routes(namespace, dev)
+    for route in sorted(present - target):
+        run("ip", *ip_args(namespace), "route", "del", *_route_args(route))
+    for route in sorted(target - present):
+        run("ip", *ip_args(namespace), "route", "replace", *_route_args(route))
+
+
+def _route_args(route: Route) -> list[str]:
+    args = [route.kind, route.dst, "table", route.table, "proto", ROUTE_PROTO]
+    if route.via:
+        args += ["via", route.via]
+    return [*args, "dev", route.dev, *(["onlink"] if route.onlink else [])]
+
+
+# -- processes --------------------------------------------------------------------
+
+
+def pid_alive(pid: int, *, command: str = "charon") -> bool:
+    """Whether ``pid`` is a live (non-zombie) process running ``command``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = status.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and command.encode() in cmdline
+
+
+def kill_pid(pid: int, *, timeout_s: float = 5.0) -> None:
+    """SIGTERM ``pid`` (SIGKILL after ``timeout_s``) and wait until it is gone.
+
+    The process may not be our child (adopted after a restart of vpngw), so it is
+    watched through /proc; if it is our child, it is reaped here.
+    """
+    if not pid_alive(pid):
+        _reap(pid)
+        return
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: _reap(pid) or not pid_alive(pid), timeout_s=timeout_s, interval_s=0.02):
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _reap(pid) or not pid_alive(pid), timeout_s=timeout_s, interval_s=0.02)
+
+
+def _reap(pid: int) -> bool:
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def namespace_pids(name: str) -> set[int]:
+    """Every process whose network namespace is ``name`` (``ip netns pids``), found from
+    the namespace itself, whatever pid files say."""
+    done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return set()
+    return {int(word) for word in done.stdout.split() if word.isdigit()}
+
+
+def kill_namespace_processes(name: str, *, timeout_s: float = 5.0) -> None:
+    """SIGTERM every process inside namespace ``name`` (SIGKILL after ``timeout_s``) and
+    wait until none is left: a namespace is never deleted under a running daemon."""
+    pids = namespace_pids(name)
+    for pid in pids:
+        with _gone_already():
+            os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not _any_alive(pids), timeout_s=timeout_s, interval_s=0.02):
+        for pid in namespace_pids(name):
+            with _gone_already():
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not _any_alive(namespace_pids(name)), timeout_s=timeout_s, interval_s=0.02)
+
+
+def _any_alive(pids: set[int]) -> bool:
+    alive = False
+    for pid in pids:
+        _reap(pid)
+        alive = alive or _exists(pid)
+    return alive
+
+
+def _exists(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class _gone_already:
+    """Ignore ProcessLookupError: the process ended between listing and signalling."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is ProcessLookupError
