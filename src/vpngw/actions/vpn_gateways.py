@@ -26,7 +26,7 @@ from vpngw.actions.vpcs import get_vpc
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import parse_bandwidth
 from vpngw.rules.values import parse_int
-from vpngw.store import queries
+from vpngw.store import leases, queries
 from vpngw.store.models import VpnGateway
 
 MS_PER_MONTH = 30 * 24 * 3600 * 1000
@@ -141,9 +141,11 @@ class VpnGatewayItem(Response):
     network_type: str
     resource_group_id: str
     tags: TagList
+    # Extension: the data-plane node that runs the gateway now ('' while none does).
+    node_name: str = ""
 
 
-def gateway_view(gateway: VpnGateway) -> VpnGatewayItem:
+def gateway_view(gateway: VpnGateway, node_name: str = "") -> VpnGatewayItem:
     return VpnGatewayItem(
         vpn_gateway_id=gateway.id,
         vpc_id=gateway.vpc_id,
@@ -167,7 +169,12 @@ def gateway_view(gateway: VpnGateway) -> VpnGatewayItem:
         network_type=gateway.network_type,
         resource_group_id="",
         tags=TagList(),
+        node_name=node_name,
     )
+
+
+def node_of(ctx: Context, session: Session, vpn_gateway_id: str) -> str:
+    return leases.holders(session, [vpn_gateway_id], now_ms=ctx.now_ms).get(vpn_gateway_id, "")
 
 
 class DescribeVpnGatewayParams(RegionParams):
@@ -175,7 +182,8 @@ class DescribeVpnGatewayParams(RegionParams):
 
 
 def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayParams) -> VpnGatewayItem:
-    return gateway_view(get_gateway(ctx, session, p.region_id, p.vpn_gateway_id))
+    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id)
+    return gateway_view(gateway, node_of(ctx, session, gateway.id))
 
 
 class DescribeVpnGatewaysParams(PageParams):
@@ -195,11 +203,12 @@ class DescribeVpnGatewaysResponse(PageResponse):
 def describe_vpn_gateways(ctx: Context, session: Session, p: DescribeVpnGatewaysParams) -> DescribeVpnGatewaysResponse:
     filters = {"id": p.vpn_gateway_id, "vpc_id": p.vpc_id, "status": p.status}
     rows, total = queries.page(session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    nodes = leases.holders(session, [g.id for g in rows], now_ms=ctx.now_ms)
     return DescribeVpnGatewaysResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        vpn_gateways=VpnGatewayList(vpn_gateway=[gateway_view(g) for g in rows]),
+        vpn_gateways=VpnGatewayList(vpn_gateway=[gateway_view(g, nodes.get(g.id, "")) for g in rows]),
     )
 
 
@@ -220,7 +229,7 @@ def modify_vpn_gateway_attribute(ctx: Context, session: Session, p: ModifyVpnGat
     if p.auto_propagate is not None:
         gateway.auto_propagate = p.auto_propagate
     session.flush()
-    return gateway_view(gateway)
+    return gateway_view(gateway, node_of(ctx, session, gateway.id))
 
 
 class DeleteVpnGatewayParams(RegionParams):

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from vpngw import accounts
 from vpngw.cli import lab as lab_cli
+from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import migrate, queries
@@ -130,19 +131,19 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
         print(f"vpngw: no data plane: {reason}; the API runs alone (connections are stored, no tunnel is built)",
               flush=True)
         return None
-    from vpngw.dataplane.reconciler import Reconciler
-
     from vpngw.dataplane.lab_network import LabBusy
 
     network = lab_cli.network_of(args)
-    reconciler = Reconciler(db, sealer, network)
+    # The data plane is a node like any agent's, so that serve and agents on one
+    # database never run the same gateway twice (docs/nodes.md).
+    reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
     try:
         reconciler.start()
     except LabBusy as error:
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
-    print(f"vpngw: data plane: lab {args.lab!r} (WAN namespace {network.names.wan}, 198.18.0.0/15; state in "
-          f"{network.state_dir}); see docs/lab.md", flush=True)
+    print(f"vpngw: data plane: node {args.node}, lab {args.lab!r} (WAN namespace {network.names.wan}, "
+          f"198.18.0.0/15; state in {network.state_dir}); see docs/lab.md", flush=True)
     return reconciler
 
 
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-dataplane", action="store_true", help="serve the API only: build no tunnels")
     lab_cli.add_lab_options(serve)
+    nodes_cli.add_node_options(serve, node_required=False)
     _db_option(serve)
     serve.set_defaults(run=cmd_serve)
 
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(run=cmd_call)
 
     lab_cli.build_lab_parser(commands)
+    nodes_cli.add_agent_parser(commands)
+    nodes_cli.add_node_parser(commands)
     return parser
 
 
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (accounts.AccountError, SealingError) as error:
+    except (accounts.AccountError, SealingError, ValueError) as error:
         print(f"vpngw: {error}", file=sys.stderr)
         return 2
 

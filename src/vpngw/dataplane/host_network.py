@@ -150,7 +150,7 @@ class HostNetwork:
 
     def fence(self, vpn_gateway_id: str) -> None:
         with self._lock:
-            self._valid_until.pop(vpn_gateway_id, None)
+            self._valid_until[vpn_gateway_id] = float("-inf")
         namespace = self.gateway(vpn_gateway_id).namespace
         if namespace in netns.namespaces():
             if link_exists(namespace, WAN_IF):
@@ -209,14 +209,11 @@ class HostNetwork:
         and announce it (gratuitous ARP) when it is new here."""
         namespace = self.gateway(vpn_gateway_id).namespace
         with self._lock:
-            until = self._valid_until.get(vpn_gateway_id)
-        if until is None:
-            lifetime = ["valid_lft", "forever", "preferred_lft", "forever"]
-        else:
-            seconds = int(until - time.monotonic())
-            if seconds <= 0:
-                return  # the lease ran out: fencing drops the address
-            lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
+            until = self._valid_until.get(vpn_gateway_id, float("-inf"))
+        seconds = int(until - time.monotonic())
+        if seconds <= 0:
+            return  # no lease (yet, or any more): a host never answers for an address it does not hold
+        lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
         present = f"{internet_ip}/32" in netns.lo_addresses(namespace, WAN_IF)
         netns.run("ip", "-n", namespace, "addr", "replace", f"{internet_ip}/32", "dev", WAN_IF, *lifetime)
         if not present:

@@ -31,6 +31,7 @@ from vpngw.dataplane.gateway_agent import GatewayAgent
 from vpngw.dataplane.backend import NetworkBackend
 from vpngw.dataplane.netns import NetnsError
 from vpngw.dataplane.observe import Observed, Traffic
+from vpngw.dataplane.placement import LeaseKeeper
 from vpngw.dataplane.prober import Prober, ProbeTarget
 from vpngw.dataplane.render import render_connection
 from vpngw.sealing import Sealer
@@ -69,8 +70,12 @@ class Reconciler:
         *,
         period_s: float = DEFAULT_PERIOD_S,
         clock: Callable[[], float] = time.time,
+        leases: LeaseKeeper | None = None,
     ) -> None:
+        """``leases``: run only the gateways this node holds (several nodes, docs/nodes.md);
+        None: run every gateway of the store (one data plane per database)."""
         self.db = db
+        self.leases = leases
         self.sealer = sealer
         self.network = network
         self.period_s = period_s
@@ -93,7 +98,14 @@ class Reconciler:
     def start(self) -> None:
         """Start passes. Raises LabBusy if another process drives this lab."""
         self._lock = self.network.lock()
-        self.network.prepare()
+        try:
+            self.network.prepare()
+            if self.leases is not None:
+                self.leases.start()
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
         self.prober.start()
         self._thread = threading.Thread(target=self._run, name="vpngw-reconciler", daemon=True)
         self._thread.start()
@@ -102,6 +114,8 @@ class Reconciler:
         """Stop reconciling. charons keep running; the next start adopts them."""
         self._stopping.set()
         self._wakeup.set()
+        if self.leases is not None:
+            self.leases.stop()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.prober.stop()
@@ -114,6 +128,12 @@ class Reconciler:
 
     def wake(self) -> None:
         """Something changed in the store: run a pass soon. Carries no data."""
+        if self.leases is not None:
+            self.leases.wake()  # a new gateway needs a lease before a pass can run it
+        self._wakeup.set()
+
+    def wake_pass(self) -> None:
+        """Run a pass soon (the lease keeper's call when what this node holds changed)."""
         self._wakeup.set()
 
     def wait_for_pass(self, timeout_s: float = 10.0) -> bool:
@@ -144,6 +164,13 @@ class Reconciler:
 
     def run_once(self) -> None:
         desired = load_desired(self.db, self.sealer)
+        giving_away: frozenset[str] = frozenset()
+        if self.leases is not None:
+            # Only what this node holds; the rest is removed below, before anything else
+            # of it runs here (a node that comes back never fights the new holder).
+            giving_away = self.leases.giving_away()
+            held = self.leases.held()
+            desired = {gateway_id: state for gateway_id, state in desired.items() if gateway_id in held}
         targets: dict[str, ProbeTarget] = {}
         for gateway_id in desired:
             if gateway_id not in self._agents:
@@ -158,8 +185,13 @@ class Reconciler:
                     check.connection_id, agent.host.namespace, check.sip, check.dip, check.interval_s, check.retry
                 )
         self.prober.set_targets(targets)
-        for gateway_id in (set(self._agents) | self.network.gateway_ids()) - set(desired):
+        local = set(self._agents) | self.network.gateway_ids()
+        for gateway_id in local - set(desired):
             self._remove_gateway(gateway_id)
+        if self.leases is not None:
+            still_here = set(self._agents) | self.network.gateway_ids()
+            for gateway_id in giving_away - still_here:
+                self.leases.released(gateway_id)
         wanted = {spec.name for state in desired.values() for spec in state.connections}
         for name in set(self._written) - wanted:
             del self._written[name]

@@ -205,3 +205,40 @@ class ResourceCount(Base):
     region_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class Node(Base):
+    """A data-plane node (``vpngw agent --node NAME``, or ``vpngw serve``'s own data
+    plane): it heartbeats here while it runs (docs/nodes.md)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    addresses: Mapped[list[str]] = mapped_column(JSON)
+    capacity: Mapped[int] = mapped_column(Integer)
+    heartbeat_ms: Mapped[int] = mapped_column(BigInteger)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    # A draining node gives its gateways away and takes no new ones (vpngw node drain).
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class GatewayLease(Base):
+    """Which node runs a VPN gateway, until when (docs/nodes.md, the lease protocol).
+
+    ``holder`` is None while nobody holds it; ``epoch`` grows at every takeover (a
+    fencing token: what a node did under an older epoch is stale). ``pinned_node``
+    restricts who may take it (vpngw node move). No foreign key: a lease may outlive
+    its gateway by one pass, until its holder has torn the gateway down.
+    """
+
+    __tablename__ = "gateway_leases"
+    __table_args__ = (Index("ix_gateway_leases_holder", "holder"),)
+
+    vpn_gateway_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    epoch: Mapped[int] = mapped_column(Integer)
+    pinned_node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The node that held it before the current holder (or before it was lost).
+    previous_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -1,0 +1,267 @@
+"""``vpngw agent`` (a data-plane node without the API) and ``vpngw node`` (the fleet).
+
+* ``vpngw agent --node NAME --db URL [--backend lab|host] [--uplink IF --vpc-side IF]``:
+  registers the node, takes gateways through leases in the database, runs their
+  tunnels; SIGTERM stops it (its charons keep running until its leases run out, so a
+  quick restart keeps the tunnels).
+* ``vpngw node list``: nodes, their heartbeats and the gateways they hold;
+  ``vpngw node drain NAME`` / ``undrain NAME``; ``vpngw node move vpn-... --to NAME``
+  (pins the gateway there; ``--to any`` unpins it); ``vpngw node forget NAME``.
+
+docs/nodes.md describes the layout, the lease protocol and the failure cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vpngw.cli import lab as lab_cli
+from vpngw.config import settings_from_env
+from vpngw.sealing import load_sealer
+from vpngw.store import leases as lease_store
+from vpngw.store.engine import Database
+
+if TYPE_CHECKING:
+    from vpngw.dataplane.backend import NetworkBackend
+    from vpngw.dataplane.placement import LeaseTiming
+    from vpngw.dataplane.reconciler import Reconciler
+
+_NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
+DEFAULT_HOST_STATE = "/var/lib/vpngw"
+
+
+def check_node_name(name: str) -> str:
+    if not _NODE_NAME.match(name):
+        raise ValueError(f"node name {name!r}: 1-24 of a-z, 0-9 and '-', starting with a letter or digit")
+    return name
+
+
+def default_node_name() -> str:
+    """The machine's short host name, made a valid node name."""
+    name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().split(".")[0].lower()).strip("-")
+    return (name or "node")[:24]
+
+
+def add_node_options(parser: argparse.ArgumentParser, *, node_required: bool) -> None:
+    parser.add_argument("--node", default=os.environ.get("VPNGW_NODE") or (None if node_required else default_node_name()),
+                        required=node_required and not os.environ.get("VPNGW_NODE"),
+                        help="this data-plane node's name (default $VPNGW_NODE, else the host name)")
+    parser.add_argument("--capacity", type=int, default=int(os.environ.get("VPNGW_NODE_CAPACITY", "100")),
+                        help="how many gateways this node should run, relative to the others (default 100)")
+    parser.add_argument("--lease-s", type=float, default=float(os.environ.get("VPNGW_LEASE_S", "5")),
+                        help="lease time in seconds (default 5): a lost node's gateways move after about this long")
+    parser.add_argument("--renew-s", type=float, default=float(os.environ.get("VPNGW_RENEW_S", "1")),
+                        help="how often leases and the heartbeat are renewed (default 1)")
+
+
+def add_agent_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    agent = commands.add_parser("agent", help="run a data-plane node (no API): tunnels for the gateways it leases")
+    add_node_options(agent, node_required=True)
+    agent.add_argument("--backend", choices=("lab", "host"), default=os.environ.get("VPNGW_BACKEND", "lab"),
+                       help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side")
+    agent.add_argument("--uplink", default=os.environ.get("VPNGW_UPLINK"), metavar="IF",
+                       help="host backend: the interface that carries the gateways' InternetIps")
+    agent.add_argument("--vpc-side", default=os.environ.get("VPNGW_VPC_SIDE"), metavar="IF",
+                       help="host backend: the interface or bridge toward the VPC")
+    agent.add_argument("--uplink-gateway", default=os.environ.get("VPNGW_UPLINK_GATEWAY"), metavar="IP",
+                       help="host backend: next hop toward customer gateways off the uplink's networks")
+    agent.add_argument("--host-netns", default=os.environ.get("VPNGW_HOST_NETNS"), metavar="NS",
+                       help="host backend: a namespace that plays the host (default: vpngw's own)")
+    agent.add_argument("--state-dir", default=os.environ.get("VPNGW_STATE_DIR", DEFAULT_HOST_STATE), metavar="DIR",
+                       help=f"host backend: charon state (default {DEFAULT_HOST_STATE}/<node>)")
+    agent.add_argument("--period-s", type=float, default=1.0, help="the reconciler's period (default 1 s)")
+    lab_cli.add_lab_options(agent)
+    agent.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
+    agent.set_defaults(run=cmd_agent)
+
+
+def add_node_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    node = commands.add_parser("node", help="data-plane nodes: list, drain, move gateways")
+    sub = node.add_subparsers(dest="sub", required=True)
+    listing = sub.add_parser("list", help="nodes, heartbeats and the gateways they hold")
+    listing.add_argument("--json", action="store_true")
+    for name, helptext in (("drain", "give the node's gateways to other nodes and take no new ones"),
+                           ("undrain", "let the node take gateways again"),
+                           ("forget", "remove a node that holds nothing from the list")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("name")
+        command.set_defaults(run=cmd_node_state, action=name)
+    move = sub.add_parser("move", help="run a gateway on one node only (pins it; --to any unpins)")
+    move.add_argument("vpn_gateway_id")
+    move.add_argument("--to", required=True, metavar="NODE")
+    move.set_defaults(run=cmd_node_move)
+    listing.set_defaults(run=cmd_node_list)
+    for parser in sub.choices.values():
+        parser.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
+        parser.add_argument("--lease-s", type=float, default=float(os.environ.get("VPNGW_LEASE_S", "5")),
+                            help=argparse.SUPPRESS)
+
+
+# -- the agent -------------------------------------------------------------------
+
+
+def timing_of(args: argparse.Namespace) -> LeaseTiming:
+    from vpngw.dataplane.placement import LeaseTiming
+
+    return LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s)
+
+
+def node_reconciler(args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: object,
+                    *, period_s: float = 1.0) -> Reconciler:
+    """A reconciler that runs only what this node leases (``vpngw agent`` and ``vpngw serve``)."""
+    from vpngw.dataplane.placement import LeaseKeeper, NodeIdentity
+    from vpngw.dataplane.reconciler import Reconciler
+
+    identity = NodeIdentity(check_node_name(args.node), backend.kind, node_addresses(), args.capacity)
+    holder: list[Reconciler] = []
+    keeper = LeaseKeeper(db, identity, backend, timing=timing_of(args), on_change=lambda: holder[0].wake_pass())
+    reconciler = Reconciler(db, sealer, backend, period_s=period_s, leases=keeper)  # type: ignore[arg-type]
+    holder.append(reconciler)
+    return reconciler
+
+
+def node_addresses() -> tuple[str, ...]:
+    try:
+        return tuple(sorted({info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}))
+    except OSError:
+        return ()
+
+
+def backend_of(args: argparse.Namespace) -> NetworkBackend:
+    if args.backend == "host":
+        from vpngw.dataplane.host_network import HostConfig, HostNetwork
+
+        if not args.uplink or not args.vpc_side:
+            raise ValueError("the host backend needs --uplink IF and --vpc-side IF")
+        return HostNetwork(HostConfig(
+            node=args.node, uplink=args.uplink, vpc_side=args.vpc_side,
+            state_dir=Path(args.state_dir).absolute() / args.node,
+            host_namespace=args.host_netns, uplink_gateway=args.uplink_gateway,
+        ))
+    return lab_cli.network_of(args)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from vpngw.cli.main import prepare_database
+    from vpngw.dataplane.charon_daemon import missing_prerequisites
+    from vpngw.dataplane.netns import NetnsError
+
+    reason = missing_prerequisites()
+    if reason:
+        print(f"vpngw agent: cannot run a data plane here: {reason}", file=sys.stderr)
+        return 2
+    try:
+        check_node_name(args.node)
+        settings = settings_from_env(args.db)
+        sealer, _where = load_sealer()
+        db = prepare_database(settings)
+        backend = backend_of(args)
+        reconciler = node_reconciler(args, db, backend, sealer, period_s=args.period_s)
+        reconciler.start()
+    except (ValueError, NetnsError) as error:
+        print(f"vpngw agent: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"vpngw agent: node {args.node} ({backend.kind} backend) is up; leases of {args.lease_s:g} s", flush=True)
+    try:
+        stop.wait()
+    finally:
+        reconciler.stop()
+        db.dispose()
+        print(f"vpngw agent: node {args.node} stopped; its leases run out in {args.lease_s:g} s", flush=True)
+    return 0
+
+
+# -- the fleet -------------------------------------------------------------------
+
+
+def _db(args: argparse.Namespace) -> Database:
+    from vpngw.cli.main import prepare_database
+
+    return prepare_database(settings_from_env(args.db))
+
+
+def fleet(db: Database, *, lease_s: float) -> dict[str, object]:
+    """Nodes and leases as ``vpngw node list --json`` prints them."""
+    now_ms = int(time.time() * 1000)
+    lease_ms = int(lease_s * 1000)
+    with db.transaction(write=False) as session:
+        nodes, rows = lease_store.nodes(session), lease_store.leases(session)
+    held: dict[str, list[str]] = {}
+    for lease in rows:
+        if lease.holder and lease.expires_ms >= now_ms:
+            held.setdefault(lease.holder, []).append(lease.vpn_gateway_id)
+    return {
+        "Nodes": [
+            {"Name": n.name, "Backend": n.backend, "Capacity": n.capacity, "Live": n.heartbeat_ms >= now_ms - lease_ms,
+             "HeartbeatAgeMs": now_ms - n.heartbeat_ms, "Draining": n.draining, "Gateways": held.get(n.name, [])}
+            for n in nodes
+        ],
+        "Gateways": [
+            {"VpnGatewayId": lease.vpn_gateway_id,
+             "NodeName": lease.holder if lease.holder and lease.expires_ms >= now_ms else "",
+             "LeaseLeftMs": max(lease.expires_ms - now_ms, 0) if lease.holder else 0,
+             "PinnedNode": lease.pinned_node or "", "Epoch": lease.epoch}
+            for lease in rows if lease.internet_ip is not None
+        ],
+    }
+
+
+def cmd_node_list(args: argparse.Namespace) -> int:
+    shown = fleet(_db(args), lease_s=args.lease_s)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(f"{'NODE':<24} {'BACKEND':<7} {'LIVE':<5} {'HEARTBEAT':>10} {'DRAINING':<8} GATEWAYS")
+    for node in shown["Nodes"]:  # type: ignore[attr-defined]
+        age = f"{node['HeartbeatAgeMs'] / 1000:.1f}s ago"
+        gateways = ",".join(node["Gateways"]) or "-"
+        print(f"{node['Name']:<24} {node['Backend']:<7} {'yes' if node['Live'] else 'no':<5} {age:>10} "
+              f"{'yes' if node['Draining'] else 'no':<8} {gateways}")
+    return 0
+
+
+def cmd_node_state(args: argparse.Namespace) -> int:
+    db = _db(args)
+    with db.transaction(write=True) as session:
+        if args.action == "forget":
+            done = lease_store.forget_node(session, args.name)
+            failure = f"node {args.name} does not exist or still holds gateways (drain it first)"
+        else:
+            done = lease_store.set_draining(session, args.name, args.action == "drain")
+            failure = f"no node {args.name} (vpngw node list)"
+    if not done:
+        print(f"vpngw node: {failure}", file=sys.stderr)
+        return 2
+    what = {"drain": "draining: its gateways move to other nodes", "undrain": "takes gateways again",
+            "forget": "forgotten"}[args.action]
+    print(f"vpngw node: {args.name} {what}")
+    return 0
+
+
+def cmd_node_move(args: argparse.Namespace) -> int:
+    target = None if args.to == "any" else args.to
+    db = _db(args)
+    with db.transaction(write=True) as session:
+        known = {n.name for n in lease_store.nodes(session)}
+        if target is not None and target not in known:
+            print(f"vpngw node: no node {target} (vpngw node list)", file=sys.stderr)
+            return 2
+        if not lease_store.pin(session, args.vpn_gateway_id, target):
+            print(f"vpngw node: no gateway {args.vpn_gateway_id}", file=sys.stderr)
+            return 2
+    where = f"node {target}" if target else "any node"
+    print(f"vpngw node: {args.vpn_gateway_id} runs on {where} from the next lease renewal")
+    return 0

@@ -1,0 +1,269 @@
+"""Which node runs which VPN gateway: leases in the database, kept by every node.
+
+A node (``vpngw agent --node NAME``, or ``vpngw serve``'s own data plane) runs a
+:class:`LeaseKeeper`. Every ``renew_s`` it, in one transaction: refreshes its heartbeat,
+renews every lease it holds, gives a lease row to every new gateway, and takes the free
+gateways that the placement rule (:func:`plan`) gives it. The reconciler then realises
+exactly the gateways the keeper holds, and removes every other gateway it finds locally,
+before anything else on a (re)start: a node that comes back never fights the new holder.
+
+Fencing: a node answers for a gateway only while its lease is valid *by its own clock*:
+``valid_until`` is the start of the last successful renewal plus the lease time minus a
+margin. A watchdog thread (no database needed) fences every gateway once that passes,
+and the host backend gives the InternetIp a kernel lifetime of what is left, so even a
+node killed with ``kill -9`` stops answering before another node may take its leases
+(which needs the expiry *plus* ``skew_s`` by the taker's clock). docs/nodes.md has the
+timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from vpngw.dataplane.backend import NetworkBackend
+from vpngw.store import leases as lease_store
+from vpngw.store.engine import Database
+from vpngw.store.leases import LeaseRow, NodeRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """The lease protocol's clock (seconds)."""
+
+    lease_s: float = 5.0
+    renew_s: float = 1.0
+    # A lease is taken over only this long after it ran out by the taker's clock.
+    skew_s: float = 0.5
+    # A holder stops answering this long before its lease runs out by its own clock.
+    fence_margin_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (0 < self.renew_s and self.renew_s * 2 + self.fence_margin_s < self.lease_s):
+            raise ValueError("lease time must exceed two renewals plus the fencing margin")
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    name: str
+    backend: str
+    addresses: tuple[str, ...] = ()
+    capacity: int = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one node does with the leases after a renewal."""
+
+    take: tuple[str, ...] = ()
+    give_away: tuple[str, ...] = ()
+    # Gateways whose holder stopped heartbeating, which this node reports as lost.
+    lost: tuple[tuple[str, str], ...] = ()
+
+
+def live_nodes(nodes: Iterable[NodeRow], *, now_ms: int, lease_ms: int) -> dict[str, NodeRow]:
+    return {n.name: n for n in nodes if n.heartbeat_ms >= now_ms - lease_ms}
+
+
+def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_ms: int,
+         timing: LeaseTiming) -> Plan:
+    """Pure placement: every node computes the same assignment from the same rows.
+
+    A free gateway (no holder, or a lease that ran out more than ``skew_s`` ago) goes to
+    the live, non-draining node with the lowest load per capacity (ties: the name),
+    counting what the plan has handed out so far; a pinned gateway goes to its pinned
+    node only. Gateways that are pinned elsewhere, or held by a draining node, are given
+    away by their holder. Nothing moves otherwise: a node that joins takes new and
+    orphaned gateways, it does not steal held ones.
+    """
+    lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
+    rows = [lease for lease in leases if lease.internet_ip is not None]
+    live = live_nodes(nodes, now_ms=now_ms, lease_ms=lease_ms)
+    takers = {name: node for name, node in live.items() if not node.draining}
+    load = {name: 0 for name in takers}
+    free: list[LeaseRow] = []
+    for lease in rows:
+        if lease.holder is not None and lease.expires_ms >= now_ms - skew_ms:
+            if lease.holder in load:
+                load[lease.holder] += 1
+        else:
+            free.append(lease)
+    take: list[str] = []
+    for lease in free:
+        if lease.pinned_node is not None:
+            candidates = [lease.pinned_node] if lease.pinned_node in takers else []
+        else:
+            candidates = sorted(takers)
+        if not candidates:
+            continue
+        chosen = min(candidates, key=lambda name: (load[name] / max(takers[name].capacity, 1), name))
+        load[chosen] += 1
+        if chosen == me:
+            take.append(lease.vpn_gateway_id)
+    draining = me in live and live[me].draining
+    give_away = tuple(
+        lease.vpn_gateway_id for lease in rows
+        if lease.holder == me and (draining or lease.pinned_node not in (None, me))
+    )
+    lost = tuple(
+        (lease.vpn_gateway_id, lease.holder) for lease in free
+        if lease.holder is not None and lease.holder != me and lease.vpn_gateway_id in take
+    )
+    return Plan(tuple(take), give_away, lost)
+
+
+@dataclass
+class _Held:
+    gateways: dict[str, str] = field(default_factory=dict)  # id -> InternetIp
+    valid_until: float = float("-inf")  # monotonic
+
+
+class LeaseKeeper:
+    """Keeps this node's leases, on two threads of its own (renewal, fencing watchdog)."""
+
+    def __init__(self, db: Database, identity: NodeIdentity, backend: NetworkBackend, *,
+                 timing: LeaseTiming | None = None, on_change: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.identity = identity
+        self.backend = backend
+        self.timing = timing or LeaseTiming()
+        self._on_change = on_change
+        self._clock = clock
+        self._held = _Held()
+        self._giving_away: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.fenced = 0  # how many times this node fenced itself
+
+    # -- what the reconciler asks ---------------------------------------------------
+
+    def holds(self, vpn_gateway_id: str) -> bool:
+        """Whether this node may run the gateway now (a valid lease, not being given away)."""
+        with self._lock:
+            return (vpn_gateway_id in self._held.gateways and time.monotonic() < self._held.valid_until
+                    and vpn_gateway_id not in self._giving_away)
+
+    def held(self) -> set[str]:
+        with self._lock:
+            if time.monotonic() >= self._held.valid_until:
+                return set()
+            return set(self._held.gateways) - self._giving_away
+
+    def giving_away(self) -> frozenset[str]:
+        with self._lock:
+            return self._giving_away
+
+    def released(self, vpn_gateway_id: str) -> None:
+        """The reconciler tore a given-away gateway down: the lease may go."""
+        try:
+            with self.db.transaction(write=True) as session:
+                lease_store.release(session, vpn_gateway_id, self.identity.name)
+        except Exception as error:  # the next renewal sees it still held and asks again
+            log.warning("releasing %s: %s", vpn_gateway_id, error)
+            return
+        with self._lock:
+            self._held.gateways.pop(vpn_gateway_id, None)
+            self._giving_away = self._giving_away - {vpn_gateway_id}
+        log.info("node %s gave gateway %s away", self.identity.name, vpn_gateway_id)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The first renewal runs here, so the reconciler's first pass knows what is held."""
+        self._renew_logged(starting=True)
+        for target, name in ((self._run, "vpngw-leases"), (self._watch, "vpngw-fence")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop renewing. The leases run out by themselves (and with them, on the host
+        backend, the InternetIps): a restart within the lease time keeps the tunnels."""
+        self._stopping.set()
+        self._wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # -- the renewal --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.wait(self.timing.renew_s)
+            self._wakeup.clear()
+            if not self._stopping.is_set():
+                self._renew_logged()
+
+    def _renew_logged(self, *, starting: bool = False) -> None:
+        try:
+            self.renew_once(starting=starting)
+        except Exception as error:
+            log.warning("node %s: renewing leases failed: %s (retrying; fenced if it lasts)", self.identity.name,
+                        error)
+
+    def renew_once(self, *, starting: bool = False) -> None:
+        timing = self.timing
+        lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
+        started = time.monotonic()
+        now_ms = int(self._clock() * 1000)
+        me = self.identity.name
+        with self.db.transaction(write=True) as session:
+            lease_store.heartbeat(session, node=me, backend=self.identity.backend, addresses=self.identity.addresses,
+                                  capacity=self.identity.capacity, now_ms=now_ms, starting=starting)
+            lease_store.sync_lease_rows(session)
+            held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
+            rows = lease_store.leases(session)
+            decided = plan(me, rows, lease_store.nodes(session), now_ms=now_ms, timing=timing)
+            for gateway_id, lost_node in decided.lost:
+                lease_store.mark_gateway_lost(
+                    session, gateway_id, f"The node running this gateway ({lost_node}) stopped answering; "
+                    f"node {me} is taking it over and negotiating again.", now_ms=now_ms)
+            for gateway_id in decided.take:
+                if lease_store.acquire(session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms):
+                    held.add(gateway_id)
+                    log.info("node %s took gateway %s", me, gateway_id)
+        addresses = {row.vpn_gateway_id: row.internet_ip for row in rows if row.internet_ip is not None}
+        valid_until = started + timing.lease_s - timing.fence_margin_s
+        with self._lock:
+            before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())
+            self._held = _Held({g: addresses[g] for g in held if g in addresses}, valid_until)
+            self._giving_away = frozenset(decided.give_away) & set(self._held.gateways)
+            after = (set(self._held.gateways), self._giving_away, True)
+        for gateway_id, internet_ip in sorted(self._held.gateways.items()):
+            try:
+                self.backend.hold_internet_ip(gateway_id, internet_ip, valid_until - time.monotonic())
+            except Exception as error:
+                log.warning("refreshing the address of %s: %s", gateway_id, error)
+        if before != after:
+            self._on_change()
+
+    # -- fencing --------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.1):
+            with self._lock:
+                expired = time.monotonic() >= self._held.valid_until and bool(self._held.gateways)
+                gateways = sorted(self._held.gateways) if expired else []
+                if expired:
+                    self._held = _Held()
+                    self._giving_away = frozenset()
+            if gateways:
+                self.fenced += 1
+                log.warning("node %s could not renew its leases in time: fencing %d gateways",
+                            self.identity.name, len(gateways))
+                for gateway_id in gateways:
+                    try:
+                        self.backend.fence(gateway_id)
+                    except Exception as error:
+                        log.warning("fencing %s: %s", gateway_id, error)
+                self._on_change()

@@ -1,0 +1,186 @@
+"""Data-plane nodes and gateway leases: the only coordination between nodes.
+
+Each function takes an open session; the caller owns the transaction. Every change of
+holder is one conditional ``UPDATE`` (the row's current holder and expiry are in its
+``WHERE``), so two nodes can never both win a lease, on PostgreSQL (the second UPDATE
+waits for the first and re-checks the condition) as on SQLite (writers are serialised).
+docs/nodes.md describes the protocol and its timings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from vpngw.store.models import GatewayLease, Node, VpnConnection, VpnGateway
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    name: str
+    backend: str
+    addresses: tuple[str, ...]
+    capacity: int
+    heartbeat_ms: int
+    started_ms: int
+    draining: bool
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    vpn_gateway_id: str
+    holder: str | None
+    expires_ms: int
+    epoch: int
+    pinned_node: str | None
+    previous_holder: str | None
+    # The gateway's address; None once the gateway is deleted.
+    internet_ip: str | None
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+# -- nodes -------------------------------------------------------------------------
+
+
+def heartbeat(session: Session, *, node: str, backend: str, addresses: Iterable[str], capacity: int,
+              now_ms: int, starting: bool = False) -> None:
+    """Register ``node`` or refresh its heartbeat (``draining`` is left as it is)."""
+    values = {"backend": backend, "addresses": list(addresses), "capacity": capacity, "heartbeat_ms": now_ms}
+    on_conflict = dict(values, started_ms=now_ms) if starting else values
+    statement = _insert(session)(Node).values(name=node, started_ms=now_ms, draining=False, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=[Node.name], set_=on_conflict))
+
+
+def nodes(session: Session) -> list[NodeRow]:
+    rows = session.scalars(select(Node).order_by(Node.name)).all()
+    return [NodeRow(r.name, r.backend, tuple(r.addresses), r.capacity, r.heartbeat_ms, r.started_ms, r.draining)
+            for r in rows]
+
+
+def set_draining(session: Session, node: str, draining: bool) -> bool:
+    """False if there is no such node."""
+    result = session.execute(update(Node).where(Node.name == node).values(draining=draining))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_node(session: Session, node: str) -> bool:
+    """Remove a node that holds nothing (``vpngw node forget``); False if it holds leases."""
+    if session.scalars(select(GatewayLease.vpn_gateway_id).where(GatewayLease.holder == node).limit(1)).first():
+        return False
+    result = session.execute(delete(Node).where(Node.name == node))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- leases ------------------------------------------------------------------------
+
+
+def sync_lease_rows(session: Session) -> None:
+    """A lease row for every gateway (nobody holds a new one), none for deleted ones.
+
+    Deleting the row of a deleted gateway is safe at any time: its holder stops
+    renewing it and tears the gateway down as one it no longer holds."""
+    gateway_ids = set(session.scalars(select(VpnGateway.id)))
+    leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
+    missing = sorted(gateway_ids - leased)
+    if missing:
+        rows = [{"vpn_gateway_id": g, "holder": None, "expires_ms": 0, "epoch": 0} for g in missing]
+        session.execute(_insert(session)(GatewayLease).values(rows).on_conflict_do_nothing())
+    gone = sorted(leased - gateway_ids)
+    if gone:
+        session.execute(delete(GatewayLease).where(GatewayLease.vpn_gateway_id.in_(gone)))
+
+
+def leases(session: Session) -> list[LeaseRow]:
+    rows = session.execute(
+        select(GatewayLease, VpnGateway.internet_ip)
+        .outerjoin(VpnGateway, VpnGateway.id == GatewayLease.vpn_gateway_id)
+        .order_by(GatewayLease.vpn_gateway_id)
+    ).all()
+    return [LeaseRow(lease.vpn_gateway_id, lease.holder, lease.expires_ms, lease.epoch, lease.pinned_node,
+                     lease.previous_holder, internet_ip) for lease, internet_ip in rows]
+
+
+def renew(session: Session, node: str, *, now_ms: int, lease_ms: int) -> set[str]:
+    """Extend every lease ``node`` holds; returns the gateways it still holds."""
+    result = session.execute(
+        update(GatewayLease).where(GatewayLease.holder == node).values(expires_ms=now_ms + lease_ms)
+        .returning(GatewayLease.vpn_gateway_id)
+    )
+    return set(result.scalars())
+
+
+def acquire(session: Session, vpn_gateway_id: str, node: str, *, now_ms: int, lease_ms: int, skew_ms: int) -> bool:
+    """Take the lease if nobody holds it, or its holder let it run out more than
+    ``skew_ms`` ago (clocks of nodes may differ by that much), and no other node is
+    pinned. True if ``node`` holds it now."""
+    result = session.execute(
+        update(GatewayLease)
+        .where(
+            GatewayLease.vpn_gateway_id == vpn_gateway_id,
+            or_(GatewayLease.holder.is_(None), GatewayLease.expires_ms < now_ms - skew_ms),
+            or_(GatewayLease.pinned_node.is_(None), GatewayLease.pinned_node == node),
+        )
+        .values(holder=node, expires_ms=now_ms + lease_ms, epoch=GatewayLease.epoch + 1,
+                previous_holder=GatewayLease.holder)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session, vpn_gateway_id: str, node: str) -> bool:
+    """Give the lease up (after ``node`` tore the gateway down)."""
+    result = session.execute(
+        update(GatewayLease)
+        .where(GatewayLease.vpn_gateway_id == vpn_gateway_id, GatewayLease.holder == node)
+        .values(holder=None, expires_ms=0, previous_holder=node)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:
+    """Let only ``node`` hold the gateway (None: any node). False if there is no such
+    gateway. The holder, if another node, gives it away on its next pass."""
+    if session.get(VpnGateway, vpn_gateway_id) is None:
+        return False
+    sync_lease_rows(session)
+    session.execute(update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(pinned_node=node))
+    return True
+
+
+def holders(session: Session, gateway_ids: Iterable[str], *, now_ms: int) -> dict[str, str]:
+    """The node that runs each of ``gateway_ids`` now (held and not run out)."""
+    ids = list(gateway_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(GatewayLease.vpn_gateway_id, GatewayLease.holder).where(
+            GatewayLease.vpn_gateway_id.in_(ids), GatewayLease.holder.is_not(None), GatewayLease.expires_ms >= now_ms
+        )
+    ).all()
+    return {gateway_id: str(holder) for gateway_id, holder in rows}
+
+
+def mark_gateway_lost(session: Session, vpn_gateway_id: str, diagnosis: str, *, now_ms: int) -> int:
+    """The gateway's node is lost: nothing is known to be up until another node has it.
+    Returns how many connections changed."""
+    connections = session.scalars(
+        select(VpnConnection).where(
+            VpnConnection.vpn_gateway_id == vpn_gateway_id,
+            or_(VpnConnection.status != "ike_sa_not_established", VpnConnection.diagnosis != diagnosis),
+        ).order_by(VpnConnection.id).with_for_update()
+    ).all()
+    for connection in connections:
+        connection.status = "ike_sa_not_established"
+        connection.diagnosis = diagnosis
+        connection.traffic = None
+        connection.observed_time = now_ms
+    session.flush()
+    return len(connections)
+
