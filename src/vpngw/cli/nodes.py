@@ -214,7 +214,7 @@ def fleet(db: Database, *, lease_s: float) -> dict[str, object]:
              "NodeName": lease.holder if lease.holder and lease.expires_ms >= now_ms else "",
              "LeaseLeftMs": max(lease.expires_ms - now_ms, 0) if lease.holder else 0,
              "PinnedNode": lease.pinned_node or "", "Epoch": lease.epoch}
-            for lease in rows if lease.internet_ip is not None
+            for lease in rows if lease.exists
         ],
     }
 

@@ -82,19 +82,24 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
     orphaned gateways, it does not steal held ones.
     """
     lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
-    rows = [lease for lease in leases if lease.internet_ip is not None]
+    rows = list(leases)
     live = live_nodes(nodes, now_ms=now_ms, lease_ms=lease_ms)
     takers = {name: node for name, node in live.items() if not node.draining}
     load = {name: 0 for name in takers}
     free: list[LeaseRow] = []
+    # Addresses some node may still answer for (its lease has not run out, skew included).
+    guarded: set[str] = set()
     for lease in rows:
         if lease.holder is not None and lease.expires_ms >= now_ms - skew_ms:
+            guarded.add(lease.internet_ip)
             if lease.holder in load:
                 load[lease.holder] += 1
-        else:
+        elif lease.exists:
             free.append(lease)
     take: list[str] = []
     for lease in free:
+        if lease.internet_ip in guarded:
+            continue  # a deleted gateway with the same address is not torn down yet
         if lease.pinned_node is not None:
             candidates = [lease.pinned_node] if lease.pinned_node in takers else []
         else:
@@ -108,7 +113,7 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
     draining = me in live and live[me].draining
     give_away = tuple(
         lease.vpn_gateway_id for lease in rows
-        if lease.holder == me and (draining or lease.pinned_node not in (None, me))
+        if lease.holder == me and (draining or not lease.exists or lease.pinned_node not in (None, me))
     )
     lost = tuple(
         (lease.vpn_gateway_id, lease.holder) for lease in free
@@ -220,7 +225,7 @@ class LeaseKeeper:
         with self.db.transaction(write=True) as session:
             lease_store.heartbeat(session, node=me, backend=self.identity.backend, addresses=self.identity.addresses,
                                   capacity=self.identity.capacity, now_ms=now_ms, starting=starting)
-            lease_store.sync_lease_rows(session)
+            lease_store.sync_lease_rows(session, now_ms=now_ms)
             held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
             rows = lease_store.leases(session)
             decided = plan(me, rows, lease_store.nodes(session), now_ms=now_ms, timing=timing)
@@ -232,7 +237,7 @@ class LeaseKeeper:
                 if lease_store.acquire(session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms):
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
-        addresses = {row.vpn_gateway_id: row.internet_ip for row in rows if row.internet_ip is not None}
+        addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())

@@ -39,8 +39,9 @@ class LeaseRow:
     epoch: int
     pinned_node: str | None
     previous_holder: str | None
-    # The gateway's address; None once the gateway is deleted.
-    internet_ip: str | None
+    internet_ip: str
+    # False once the gateway is deleted (its lease stays until its holder let it go).
+    exists: bool = True
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -82,30 +83,33 @@ def forget_node(session: Session, node: str) -> bool:
 # -- leases ------------------------------------------------------------------------
 
 
-def sync_lease_rows(session: Session) -> None:
-    """A lease row for every gateway (nobody holds a new one), none for deleted ones.
-
-    Deleting the row of a deleted gateway is safe at any time: its holder stops
-    renewing it and tears the gateway down as one it no longer holds."""
-    gateway_ids = set(session.scalars(select(VpnGateway.id)))
+def sync_lease_rows(session: Session, *, now_ms: int) -> None:
+    """A lease row for every gateway (nobody holds a new one); the row of a deleted
+    gateway goes once nobody holds it (its holder released it after tearing it down,
+    or the lease ran out): until then it keeps guarding the gateway's address."""
+    gateways = dict(session.execute(select(VpnGateway.id, VpnGateway.internet_ip)).tuples().all())
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
-    missing = sorted(gateway_ids - leased)
+    missing = sorted(set(gateways) - leased)
     if missing:
-        rows = [{"vpn_gateway_id": g, "holder": None, "expires_ms": 0, "epoch": 0} for g in missing]
+        rows = [{"vpn_gateway_id": g, "internet_ip": gateways[g], "holder": None, "expires_ms": 0, "epoch": 0}
+                for g in missing]
         session.execute(_insert(session)(GatewayLease).values(rows).on_conflict_do_nothing())
-    gone = sorted(leased - gateway_ids)
+    gone = sorted(leased - set(gateways))
     if gone:
-        session.execute(delete(GatewayLease).where(GatewayLease.vpn_gateway_id.in_(gone)))
+        session.execute(delete(GatewayLease).where(
+            GatewayLease.vpn_gateway_id.in_(gone),
+            or_(GatewayLease.holder.is_(None), GatewayLease.expires_ms < now_ms),
+        ))
 
 
 def leases(session: Session) -> list[LeaseRow]:
     rows = session.execute(
-        select(GatewayLease, VpnGateway.internet_ip)
+        select(GatewayLease, VpnGateway.id)
         .outerjoin(VpnGateway, VpnGateway.id == GatewayLease.vpn_gateway_id)
         .order_by(GatewayLease.vpn_gateway_id)
     ).all()
     return [LeaseRow(lease.vpn_gateway_id, lease.holder, lease.expires_ms, lease.epoch, lease.pinned_node,
-                     lease.previous_holder, internet_ip) for lease, internet_ip in rows]
+                     lease.previous_holder, lease.internet_ip, exists is not None) for lease, exists in rows]
 
 
 def renew(session: Session, node: str, *, now_ms: int, lease_ms: int) -> set[str]:
@@ -149,7 +153,7 @@ def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:
     gateway. The holder, if another node, gives it away on its next pass."""
     if session.get(VpnGateway, vpn_gateway_id) is None:
         return False
-    sync_lease_rows(session)
+    sync_lease_rows(session, now_ms=0)
     session.execute(update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(pinned_node=node))
     return True
 

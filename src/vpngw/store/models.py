@@ -236,6 +236,9 @@ class GatewayLease(Base):
     __table_args__ = (Index("ix_gateway_leases_holder", "holder"),)
 
     vpn_gateway_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The gateway's address, kept here so that a deleted gateway's lease still guards
+    # it: a new gateway that reuses the address waits until the old one is torn down.
+    internet_ip: Mapped[str] = mapped_column(String(15))
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_ms: Mapped[int] = mapped_column(BigInteger)
     epoch: Mapped[int] = mapped_column(Integer)

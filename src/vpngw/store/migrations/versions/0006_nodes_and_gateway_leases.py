@@ -31,6 +31,7 @@ def upgrade() -> None:
     op.create_table(
         'gateway_leases',
         sa.Column('vpn_gateway_id', sa.String(length=32), nullable=False),
+        sa.Column('internet_ip', sa.String(length=15), nullable=False),
         sa.Column('holder', sa.String(length=64), nullable=True),
         sa.Column('expires_ms', sa.BigInteger(), nullable=False),
         sa.Column('epoch', sa.Integer(), nullable=False),
