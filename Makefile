@@ -4,6 +4,8 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
+# More options for `vpngw serve`, e.g. make run SERVE_ARGS="--no-dataplane --db postgresql+psycopg://..."
+SERVE_ARGS ?=
 
 .PHONY: run test system-packages bench clean
 
@@ -21,7 +23,7 @@ $(VENV)/.test: $(VENV)/bin/python pyproject.toml
 
 ## run: install vpngw in a virtualenv and serve the API on the embedded SQLite database.
 run: $(VENV)/.runtime
-	$(VENV)/bin/vpngw serve --host $(HOST) --port $(PORT) --credentials-file .vpngw/credentials.json
+	$(VENV)/bin/vpngw serve --host $(HOST) --port $(PORT) --credentials-file .vpngw/credentials.json $(SERVE_ARGS)
 
 ## test: install what the tests need (PostgreSQL included) and run the whole suite.
 test: $(VENV)/.test system-packages

@@ -56,7 +56,7 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
     infos = [info for link in addresses for info in link["addr_info"]]  # type: ignore[union-attr]
     assert [info["local"] for info in infos] == [place.internet_ip]  # type: ignore[index]
     assert 0 < int(infos[0]["valid_life_time"]) <= fleet.lease_s  # type: ignore[index]
-    routes = netns.owned_routes(site.name)
+    routes = netns.owned_routes(site.node.namespace)
     assert {r.dst for r in routes} == {"10.10.1.0/24"}
 
     # Traffic crosses the tunnel both ways: from the VPC side to the peer's host, and back.
@@ -66,7 +66,7 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
 
     # Deleting the connection takes the host's route away; deleting the gateway its namespace.
     api.ok("DeleteVpnConnection", VpnConnectionId=connection_id)
-    assert netns.wait_until(lambda: not netns.owned_routes(site.name), timeout_s=10)
+    assert netns.wait_until(lambda: not netns.owned_routes(site.node.namespace), timeout_s=10)
     assert not netns.ping(site.vpc_namespace, VPC_HOST, PEER_HOST)
     api.ok("DeleteVpnGateway", VpnGatewayId=place.vpn_gateway_id)
     assert netns.wait_until(lambda: not site.gateway_namespaces(), timeout_s=10)

@@ -6,6 +6,8 @@
 * ``vpngw lab peer delete NAME`` / ``vpngw lab peer list``;
 * ``vpngw lab exec (--peer NAME | --vpc vpn-... | --gateway vpn-...) -- COMMAND``: run a
   command (ping) from a peer-side or VPC-side address;
+* ``vpngw lab node create NAME`` / ``delete NAME`` / ``list``: namespaces that play
+  hosts for ``vpngw agent --backend host`` (several nodes on one machine, docs/nodes.md);
 * ``vpngw lab show``: the lab's namespaces; ``vpngw lab down``: remove the whole lab.
 """
 
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 
 from vpngw.cli.call import CallError, call_action
-from vpngw.dataplane import charon_daemon, lab_peer, netns, topology
+from vpngw.dataplane import charon_daemon, lab_node, lab_peer, netns, topology
 from vpngw.dataplane.lab_network import LabNetwork
 
 DEFAULT_STATE_DIR = ".vpngw/lab"
@@ -59,11 +61,29 @@ def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     add_lab_options(listing)
     listing.set_defaults(run=cmd_peer_list)
 
+    node = sub.add_parser("node", help="namespaces that play data-plane hosts (docs/nodes.md)")
+    node_sub = node.add_subparsers(dest="node_sub", required=True)
+    node_create = node_sub.add_parser("create", help="a host namespace with an uplink on the lab WAN and a VPC side")
+    node_create.add_argument("name")
+    node_create.add_argument("--vpc-subnet", action="append", metavar="CIDR",
+                             help="a VPC subnet reached through the VPC side (default 10.1.0.0/16; repeatable)")
+    add_lab_options(node_create)
+    node_create.set_defaults(run=cmd_node_create)
+    node_delete = node_sub.add_parser("delete", help="remove a lab node and what its agent left on it")
+    node_delete.add_argument("name")
+    add_lab_options(node_delete)
+    node_delete.set_defaults(run=cmd_node_delete)
+    node_list = node_sub.add_parser("list", help="the lab's nodes and the agent options that drive each")
+    add_lab_options(node_list)
+    node_list.set_defaults(run=cmd_node_list)
+
     run = sub.add_parser("exec", help="run a command inside a peer's or a gateway's namespace")
     where = run.add_mutually_exclusive_group(required=True)
     where.add_argument("--peer", metavar="NAME")
     where.add_argument("--vpc", metavar="VPN_GATEWAY_ID", help="the VPC side behind this VPN gateway")
     where.add_argument("--gateway", metavar="VPN_GATEWAY_ID", help="the gateway's own namespace (where charon runs)")
+    where.add_argument("--node", metavar="NAME", help="a lab node's host namespace")
+    where.add_argument("--node-vpc", metavar="NAME", help="the VPC network behind a lab node")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_lab_options(run)
     run.set_defaults(run=cmd_exec)
@@ -147,6 +167,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         namespace = names.peer(args.peer)
     elif args.vpc:
         namespace = names.vpc(args.vpc)
+    elif args.node or args.node_vpc:
+        namespace = lab_node.node_namespace(network_of(args), args.node or args.node_vpc) + ("-v" if args.node_vpc else "")
     else:
         namespace = names.gateway(args.gateway)
     if namespace not in netns.namespaces():
@@ -163,8 +185,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node_create(args: argparse.Namespace) -> int:
+    reason = _prerequisites()
+    if reason:
+        return _fail(reason)
+    try:
+        node = lab_node.create_node(network_of(args), args.name, vpc_subnets=args.vpc_subnet or lab_node.DEFAULT_VPC_SUBNETS)
+    except (netns.NetnsError, ValueError) as error:
+        return _fail(f"cannot create node {args.name}: {error}")
+    print(f"vpngw lab: node {node.name} is up: namespace {node.namespace}, uplink {lab_node.UPLINK} {node.uplink_ip}, "
+          f"VPC side {lab_node.VPC_SIDE} (the VPC network is {node.vpc_namespace})")
+    print(f"  run its agent: vpngw agent {' '.join(node.agent_arguments())} --db URL")
+    return 0
+
+
+def cmd_node_delete(args: argparse.Namespace) -> int:
+    if not lab_node.remove_node(network_of(args), args.name):
+        return _fail(f"no node {args.name}")
+    print(f"vpngw lab: node {args.name} removed")
+    return 0
+
+
+def cmd_node_list(args: argparse.Namespace) -> int:
+    for node in lab_node.lab_nodes(network_of(args)):
+        print(f"{node.name}\t{node.uplink_ip}\tvpngw agent {' '.join(node.agent_arguments())}")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     network = network_of(args)
+    for node in lab_node.lab_nodes(network):
+        lab_node.remove_node(network, node.name)
     network.teardown()
     print(f"vpngw lab: lab {args.lab} removed")
     return 0
