@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing:
 # the PostgreSQL server binaries (the suite starts its own server from them) and, as root,
-# strongSwan with swanctl, iproute2 and ping for the data-plane tests (real charons in
+# strongSwan with swanctl, iproute2, ping and arping (gateways moving between nodes) for the data-plane tests (real charons in
 # network namespaces that the tests create and remove).
 set -euo pipefail
 
@@ -27,10 +27,11 @@ fi
 
 if [ "$(id -u)" -eq 0 ]; then
     if [ ! -x /usr/lib/ipsec/charon ] || ! command -v swanctl >/dev/null 2>&1 \
-        || ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1; then
-        echo "installing strongSwan, iproute2 and ping from Debian's packages ..."
+        || ! command -v ip >/dev/null 2>&1 || ! command -v ping >/dev/null 2>&1 \
+        || ! command -v arping >/dev/null 2>&1; then
+        echo "installing strongSwan, iproute2, ping and arping from Debian's packages ..."
         apt_install strongswan-charon strongswan-swanctl libcharon-extra-plugins \
-            libstrongswan-standard-plugins libstrongswan-extra-plugins iproute2 iputils-ping
+            libstrongswan-standard-plugins libstrongswan-extra-plugins iproute2 iputils-ping iputils-arping
     fi
 else
     echo "not root: the data-plane tests (network namespaces, strongSwan) will be skipped"

@@ -80,6 +80,11 @@ def fleet_on(node_db_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, Api]]:
 
 
 @pytest.fixture
+def sqlite_fleet(tmp_path: Path) -> Iterator[tuple[Fleet, Api]]:
+    yield from make_fleet(f"sqlite:///{tmp_path / 'vpngw.db'}", tmp_path)
+
+
+@pytest.fixture
 def pg_fleet(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, Api]]:
     yield from make_fleet(postgres_url, tmp_path)
 

@@ -7,6 +7,10 @@ protocol promises (they are measured by bench/failover_bench.py).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,7 +23,9 @@ from vpngw.dataplane import netns
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 
-from .fleet import Fleet, NodeSite
+from tests.conftest import TEST_MASTER_KEY
+
+from .fleet import REPO, Fleet, NodeSite
 from .proxy import CuttableProxy
 from .test_host_backend import PEER_HOST, VPC_HOST, add_peer, wait_status
 
@@ -192,3 +198,44 @@ def test_a_node_cut_off_from_the_database_fences_itself_before_another_takes_ove
         assert netns.wait_until(lambda: not isolated.gateway_namespaces(), timeout_s=10)
     finally:
         proxy.close()
+
+
+def vpngw_node(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VPNGW_MASTER_KEY": TEST_MASTER_KEY}
+    return subprocess.run([sys.executable, "-m", "vpngw.cli.main", "node", *args, "--db", fleet.db_url],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_an_operator_moves_a_gateway_and_drains_a_node(sqlite_fleet: tuple[Fleet, Api]) -> None:
+    fleet, api = sqlite_fleet
+    one, two = fleet.add_node(1), fleet.add_node(2)
+    fleet.start_agent(one)
+    gateway_id, _connection_id = _tunnel(fleet, api)
+    fleet.start_agent(two)
+    assert netns.wait_until(lambda: _peer_ping(fleet), timeout_s=10)
+    assert netns.wait_until(lambda: two.name in vpngw_node(fleet, "list").stdout, timeout_s=15, interval_s=0.2)
+
+    def node_of() -> str:
+        return str(api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)["NodeName"])
+
+    assert node_of() == one.name
+    moved = vpngw_node(fleet, "move", gateway_id, "--to", two.name)
+    assert moved.returncode == 0 and f"runs on node {two.name}" in moved.stdout, moved.stderr
+    assert netns.wait_until(lambda: node_of() == two.name, timeout_s=15, interval_s=0.2)
+    assert netns.wait_until(lambda: _peer_ping(fleet), timeout_s=15, interval_s=0.1)
+    assert netns.wait_until(lambda: not one.gateway_namespaces(), timeout_s=10)
+    assert vpngw_node(fleet, "move", "vpn-nosuchgateway", "--to", two.name).returncode == 2
+    assert vpngw_node(fleet, "move", gateway_id, "--to", "nosuchnode").returncode == 2
+
+    # Unpinned, and its node drained: it goes back to the other node, and stays there.
+    assert vpngw_node(fleet, "move", gateway_id, "--to", "any").returncode == 0
+    drained = vpngw_node(fleet, "drain", two.name)
+    assert drained.returncode == 0, drained.stderr
+    assert netns.wait_until(lambda: node_of() == one.name, timeout_s=15, interval_s=0.2)
+    assert netns.wait_until(lambda: _peer_ping(fleet), timeout_s=15, interval_s=0.1)
+    listed = json.loads(vpngw_node(fleet, "list", "--json").stdout)
+    by_name = {n["Name"]: n for n in listed["Nodes"]}
+    assert by_name[two.name]["Draining"] and by_name[two.name]["Gateways"] == []
+    assert by_name[one.name]["Gateways"] == [gateway_id] and by_name[one.name]["Live"]
+    assert [g["NodeName"] for g in listed["Gateways"]] == [one.name]
+    assert vpngw_node(fleet, "forget", one.name).returncode == 2  # it still holds a gateway

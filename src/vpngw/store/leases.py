@@ -87,7 +87,7 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
     """A lease row for every gateway (nobody holds a new one); the row of a deleted
     gateway goes once nobody holds it (its holder released it after tearing it down,
     or the lease ran out): until then it keeps guarding the gateway's address."""
-    gateways = dict(session.execute(select(VpnGateway.id, VpnGateway.internet_ip)).tuples().all())
+    gateways = {gateway_id: internet_ip for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))}
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
     missing = sorted(set(gateways) - leased)
     if missing:
@@ -151,7 +151,7 @@ def release(session: Session, vpn_gateway_id: str, node: str) -> bool:
 def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:
     """Let only ``node`` hold the gateway (None: any node). False if there is no such
     gateway. The holder, if another node, gives it away on its next pass."""
-    if session.get(VpnGateway, vpn_gateway_id) is None:
+    if session.scalars(select(VpnGateway.id).where(VpnGateway.id == vpn_gateway_id)).first() is None:
         return False
     sync_lease_rows(session, now_ms=0)
     session.execute(update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(pinned_node=node))

@@ -1,0 +1,91 @@
+"""The placement rule and the lease keeper's view, pure (no database, no network)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from vpngw.dataplane.placement import LeaseTiming, plan
+from vpngw.store.leases import LeaseRow, NodeRow
+
+NOW = 1_000_000
+TIMING = LeaseTiming(lease_s=5, renew_s=1, skew_s=0.5, fence_margin_s=0.5)
+
+
+def node(name: str, *, age_ms: int = 0, capacity: int = 100, draining: bool = False) -> NodeRow:
+    return NodeRow(name, "host", (), capacity, NOW - age_ms, 0, draining)
+
+
+def lease(gateway: str, holder: str | None = None, *, expires_in_ms: int = 4000, pinned: str | None = None,
+          ip: str | None = None, exists: bool = True) -> LeaseRow:
+    return LeaseRow(gateway, holder, NOW + expires_in_ms if holder else 0, 1, pinned, None,
+                    ip or f"198.18.0.{int(gateway[1:]) + 2}", exists)
+
+
+def assignment(rows: list[LeaseRow], nodes: list[NodeRow]) -> dict[str, str]:
+    """What every node takes when each runs the rule on the same rows."""
+    taken: dict[str, str] = {}
+    for n in nodes:
+        for gateway in plan(n.name, rows, nodes, now_ms=NOW, timing=TIMING).take:
+            assert gateway not in taken, f"{gateway} planned for {taken[gateway]} and {n.name}"
+            taken[gateway] = n.name
+    return taken
+
+
+def test_free_gateways_spread_evenly_and_every_node_agrees() -> None:
+    nodes = [node("a"), node("b"), node("c")]
+    rows = [lease(f"g{i}") for i in range(9)]
+    taken = assignment(rows, nodes)
+    assert len(taken) == 9
+    assert Counter(taken.values()) == {"a": 3, "b": 3, "c": 3}
+
+
+def test_load_counts_what_is_held_and_capacity_weighs_it() -> None:
+    nodes = [node("a"), node("b", capacity=300)]
+    rows = [lease("g0", "a"), lease("g1", "a")] + [lease(f"g{i}") for i in range(2, 10)]
+    taken = assignment(rows, nodes)
+    held = Counter(taken.values()) + Counter({"a": 2})
+    assert held["b"] > held["a"] * 2  # three times the capacity takes the lion's share
+
+
+def test_held_leases_never_move_and_expired_ones_wait_for_the_skew() -> None:
+    nodes = [node("a"), node("b")]
+    rows = [lease("g0", "a"), lease("g1", "gone", expires_in_ms=-400), lease("g2", "gone", expires_in_ms=-600)]
+    taken = assignment(rows, nodes)
+    assert taken.keys() == {"g2"}  # g1 ran out only 400 ms ago (< skew): not yet
+
+
+def test_dead_and_draining_nodes_take_nothing_and_draining_ones_give_away() -> None:
+    nodes = [node("a", age_ms=6000), node("b", draining=True), node("c")]
+    rows = [lease("g0"), lease("g1", "b")]
+    assert assignment(rows, nodes) == {"g0": "c"}
+    assert plan("b", rows, nodes, now_ms=NOW, timing=TIMING).give_away == ("g1",)
+
+
+def test_a_pinned_gateway_goes_to_its_node_only_and_its_holder_gives_it_away() -> None:
+    nodes = [node("a"), node("b")]
+    rows = [lease("g0", pinned="b"), lease("g1", "a", pinned="b"), lease("g2", pinned="dead")]
+    assert assignment(rows, nodes) == {"g0": "b"}
+    assert plan("a", rows, nodes, now_ms=NOW, timing=TIMING).give_away == ("g1",)
+
+
+def test_an_address_still_held_for_a_deleted_gateway_is_not_reused_yet() -> None:
+    nodes = [node("a"), node("b")]
+    rows = [lease("g0", "a", ip="198.18.0.9", exists=False), lease("g1", ip="198.18.0.9"), lease("g2")]
+    assert assignment(rows, nodes) == {"g2": "b"}
+    assert plan("a", rows, nodes, now_ms=NOW, timing=TIMING).give_away == ("g0",)
+    released = [lease("g0", None, ip="198.18.0.9", exists=False), rows[1], rows[2]]
+    assert set(assignment(released, nodes)) == {"g1", "g2"}
+
+
+def test_the_taker_of_a_lost_node_s_gateway_reports_it() -> None:
+    nodes = [node("a", age_ms=9000), node("b")]
+    rows = [lease("g0", "a", expires_in_ms=-2000)]
+    decided = plan("b", rows, nodes, now_ms=NOW, timing=TIMING)
+    assert decided.take == ("g0",) and decided.lost == (("g0", "a"),)
+
+
+def test_timings_that_cannot_fence_in_time_are_refused() -> None:
+    with pytest.raises(ValueError):
+        LeaseTiming(lease_s=2, renew_s=1, fence_margin_s=0.5)

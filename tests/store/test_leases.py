@@ -1,0 +1,87 @@
+"""Node and lease rows on SQLite and on a real PostgreSQL: one holder, whatever races."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.conftest import prepared
+from tests.support.api import Api, build_world
+from vpngw.config import Settings
+from vpngw.store import leases
+from vpngw.store.engine import Database
+
+LEASE_MS = 5000
+
+
+def test_concurrent_takers_of_one_lease_get_exactly_one_winner(settings: Settings, api: Api) -> None:
+    gateway_id = build_world(api).vpn_gateway_id
+    db = Database(settings.db_url)
+    with db.transaction(write=True) as session:
+        leases.sync_lease_rows(session, now_ms=1000)
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+
+    def take(node: str) -> None:
+        barrier.wait()
+        with db.transaction(write=True) as session:
+            if leases.acquire(session, gateway_id, node, now_ms=1000, lease_ms=LEASE_MS, skew_ms=500):
+                winners.append(node)
+
+    threads = [threading.Thread(target=take, args=(f"n{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    with db.transaction(write=True) as session:
+        (row,) = [r for r in leases.leases(session) if r.vpn_gateway_id == gateway_id]
+        assert (row.holder, row.epoch) == (winners[0], 1)
+        # Nobody takes a lease that has not run out, nor one that ran out within the skew.
+        assert not leases.acquire(session, gateway_id, "other", now_ms=5900, lease_ms=LEASE_MS, skew_ms=500)
+        assert not leases.acquire(session, gateway_id, "other", now_ms=6400, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.acquire(session, gateway_id, "other", now_ms=6600, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.renew(session, winners[0], now_ms=6600, lease_ms=LEASE_MS) == set()
+        assert leases.renew(session, "other", now_ms=7000, lease_ms=LEASE_MS) == {gateway_id}
+        (row,) = [r for r in leases.leases(session) if r.vpn_gateway_id == gateway_id]
+        assert (row.holder, row.previous_holder, row.epoch, row.expires_ms) == ("other", winners[0], 2, 12000)
+    db.dispose()
+
+
+def test_a_deleted_gateway_s_lease_stays_until_released_and_pins_hold(settings: Settings, api: Api) -> None:
+    world = build_world(api)
+    db = Database(settings.db_url)
+    with db.transaction(write=True) as session:
+        leases.sync_lease_rows(session, now_ms=1000)
+        assert leases.acquire(session, world.vpn_gateway_id, "a", now_ms=1000, lease_ms=LEASE_MS, skew_ms=500)
+    api.ok("DeleteVpnGateway", VpnGatewayId=world.vpn_gateway_id)
+    with db.transaction(write=True) as session:
+        leases.sync_lease_rows(session, now_ms=2000)
+        (row,) = leases.leases(session)
+        assert (row.holder, row.exists, row.internet_ip) == ("a", False, world.internet_ip)
+        assert leases.release(session, world.vpn_gateway_id, "a")
+        leases.sync_lease_rows(session, now_ms=2000)
+        assert leases.leases(session) == []
+
+    other = build_world(api, customer_ip="198.19.0.11").vpn_gateway_id
+    with db.transaction(write=True) as session:
+        assert leases.pin(session, other, "b")
+        assert not leases.pin(session, "vpn-nosuchgateway", "b")
+        assert not leases.acquire(session, other, "a", now_ms=3000, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.acquire(session, other, "b", now_ms=3000, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.holders(session, [other], now_ms=3000) == {other: "b"}
+        assert leases.holders(session, [other], now_ms=9000) == {}
+    db.dispose()
+
+
+def test_heartbeats_keep_a_node_s_draining_flag(settings: Settings) -> None:
+    db, _ = prepared(settings)
+    with db.transaction(write=True) as session:
+        leases.heartbeat(session, node="a", backend="host", addresses=["192.0.2.1"], capacity=10, now_ms=1, starting=True)
+        assert leases.set_draining(session, "a", True)
+        assert not leases.set_draining(session, "nobody", True)
+        leases.heartbeat(session, node="a", backend="host", addresses=["192.0.2.1"], capacity=10, now_ms=2)
+        (node,) = leases.nodes(session)
+        assert (node.heartbeat_ms, node.started_ms, node.draining, node.capacity) == (2, 1, True, 10)
+        assert leases.forget_node(session, "a")
+        assert leases.nodes(session) == []
+    db.dispose()
