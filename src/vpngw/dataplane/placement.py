@@ -64,6 +64,9 @@ class Plan:
     give_away: tuple[str, ...] = ()
     # Gateways whose holder stopped heartbeating, which this node reports as lost.
     lost: tuple[tuple[str, str], ...] = ()
+    # When (ms) the first lease of a node that stopped heartbeating may be taken: the
+    # keeper runs its next round then rather than at its usual period.
+    next_takeover_ms: int | None = None
 
 
 def live_nodes(nodes: Iterable[NodeRow], *, now_ms: int, lease_ms: int) -> dict[str, NodeRow]:
@@ -119,7 +122,10 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
         (lease.vpn_gateway_id, lease.holder) for lease in free
         if lease.holder is not None and lease.holder != me and lease.vpn_gateway_id in take
     )
-    return Plan(tuple(take), give_away, lost)
+    silent = {n.name for n in nodes if n.heartbeat_ms < now_ms - 2 * int(timing.renew_s * 1000)}
+    pending = [lease.expires_ms + skew_ms for lease in rows
+               if lease.holder in silent and lease.holder != me and lease.expires_ms + skew_ms >= now_ms]
+    return Plan(tuple(take), give_away, lost, min(pending) + 1 if pending else None)
 
 
 @dataclass
@@ -146,6 +152,7 @@ class LeaseKeeper:
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_round_s = self.timing.renew_s
         self.fenced = 0  # how many times this node fenced itself
 
     # -- what the reconciler asks ---------------------------------------------------
@@ -204,7 +211,7 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wakeup.wait(self.timing.renew_s)
+            self._wakeup.wait(self._next_round_s)
             self._wakeup.clear()
             if not self._stopping.is_set():
                 self._renew_logged()
@@ -229,15 +236,20 @@ class LeaseKeeper:
             held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
             rows = lease_store.leases(session)
             decided = plan(me, rows, lease_store.nodes(session), now_ms=now_ms, timing=timing)
-            for gateway_id, lost_node in decided.lost:
+            for gateway_id, lost_node in () if starting else decided.lost:
                 lease_store.mark_gateway_lost(
                     session, gateway_id, f"The node running this gateway ({lost_node}) stopped answering; "
                     f"node {me} is taking it over and negotiating again.", now_ms=now_ms)
-            for gateway_id in decided.take:
+            # A node that just started takes nothing new in its first round: nodes that
+            # start together then see each other before they share the gateways out.
+            for gateway_id in () if starting else decided.take:
                 if lease_store.acquire(session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms):
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
+        self._next_round_s = self.timing.renew_s
+        if decided.next_takeover_ms is not None:
+            self._next_round_s = max(0.01, min(self.timing.renew_s, decided.next_takeover_ms / 1000 - self._clock()))
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())

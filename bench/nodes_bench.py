@@ -1,0 +1,236 @@
+"""Several-node benchmarks (root, strongSwan, PostgreSQL binaries): failover and spread.
+
+1. **Failover.** Three lab nodes (``vpngw lab node``: a namespace playing a host each),
+   three real ``vpngw agent --backend host`` processes on one PostgreSQL database (the
+   suite's own server, started here), one gateway with an always-up connection to a lab
+   peer. Each run kills the node that holds the gateway as a machine dies: ``kill -9``
+   of its agent and of every process in its gateways' namespaces, and its uplink down.
+   The clock runs from the kill to the first echo reply through the tunnel on the new
+   node (the peer pings a VPC host once per millisecond). Then the node comes back (its
+   agent restarted: it must stay out) and the next run kills the new holder. Median of
+   10 beside the lease time. Targets: under 10 s with a 5 s lease, and at most the lease
+   time + 3 x the create-to-first-echo floor (docs/benchmarks.md).
+2. **Spread.** 300 connections over 30 gateways are stored with no agent running (their
+   peers already up); then three agents start at once, and the time to all 300
+   ``Status=ipsec_sa_established`` (read from the store) is measured. Target: 5 s.
+
+    .venv/bin/python bench/nodes_bench.py [--runs 10] [--db sqlite] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pytest_postgresql.janitor import DatabaseJanitor
+from starlette.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dataplane_bench import PSK, first_reply_after, start_multi_peer  # noqa: E402
+from tests.conftest import prepared  # noqa: E402
+from tests.nodes.fleet import Fleet, NodeSite  # noqa: E402
+from tests.support.api import Api, build_world, connection_params  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+from vpngw.api.app import build_app  # noqa: E402
+from vpngw.config import Settings  # noqa: E402
+from vpngw.dataplane import charon_daemon, lab_peer, netns  # noqa: E402
+from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
+from vpngw.dataplane.lab_node import UPLINK  # noqa: E402
+from vpngw.store import leases as lease_store  # noqa: E402
+from vpngw.store.engine import Database  # noqa: E402
+from vpngw.store.models import VpnConnection  # noqa: E402
+
+PEER_HOST = "10.10.1.7"
+VPC_HOST = "10.1.1.5"
+
+
+@contextmanager
+def database(kind: str, work: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'nodes.db'}"
+        return
+    server = start_postgres()
+    try:
+        name = "b_" + uuid.uuid4().hex[:10]
+        with DatabaseJanitor(user="postgres", host="127.0.0.1", port=server.port, dbname=name, password=None):
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/{name}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def fleet_of(db_url: str, subnets: tuple[str, ...]) -> Iterator[tuple[Fleet, Api, Database]]:
+    settings = Settings(db_url=db_url)
+    db, authenticator = prepared(settings)
+    lab = f"vb-{netns.unique_suffix()}"
+    fleet = Fleet(LabNetwork(lab, Path(f"/tmp/vb{netns.unique_suffix()}") / lab), db_url, subnets)
+    try:
+        with TestClient(build_app(db, settings, authenticator), raise_server_exceptions=False) as client:
+            yield fleet, Api(client), db
+    finally:
+        fleet.teardown()
+        db.dispose()
+
+
+def node_of(api: Api, gateway_id: str) -> str:
+    return str(api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)["NodeName"])
+
+
+def die(fleet: Fleet, site: NodeSite) -> None:
+    """The node goes as a machine would: every process at once, and off the network."""
+    fleet.kill_agent(site)
+    for namespace in site.gateway_namespaces():
+        for pid in netns.namespace_pids(namespace):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    netns.run("ip", "-n", site.node.namespace, "link", "set", UPLINK, "down")
+
+
+def come_back(fleet: Fleet, site: NodeSite) -> None:
+    netns.run("ip", "-n", site.node.namespace, "link", "set", UPLINK, "up")
+    fleet.start_agent(site)
+    if not netns.wait_until(lambda: not site.gateway_namespaces(), timeout_s=20):
+        raise RuntimeError(f"node {site.name} kept a gateway it no longer holds")
+
+
+def measure_failover(db_url: str, runs: int) -> dict[str, Any]:
+    with fleet_of(db_url, ("10.1.1.0/24",)) as (fleet, api, _db):
+        sites = [fleet.add_node(i) for i in (1, 2, 3)]
+        for site in sites:
+            fleet.start_agent(site)
+        place = build_world(api)
+        connection_id = api.ok("CreateVpnConnection", **connection_params(
+            place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true",
+            IkeConfig=json.dumps({"IkeVersion": "ikev2", "IkeEncAlg": "aes", "IkeAuthAlg": "sha256", "IkePfs": "group14"}),
+        ))["VpnConnectionId"]
+        config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
+        lab_peer.create_peer(fleet.lab, lab_peer.peer_from_download("cpe", config))
+        peer_ns = fleet.lab.names.peer("cpe")
+        first_reply_after(time.perf_counter(), peer_ns, PEER_HOST, VPC_HOST, timeout_s=30)
+        samples: list[float] = []
+        moves: list[tuple[str, str]] = []
+        for _ in range(runs):
+            holder = node_of(api, place.vpn_gateway_id)
+            site = next(s for s in sites if s.name == holder)
+            time.sleep(1.0)  # a lease renewal somewhere in the last second, as in a real failure
+            t0 = time.perf_counter()
+            die(fleet, site)
+            samples.append(first_reply_after(t0, peer_ns, PEER_HOST, VPC_HOST, timeout_s=30))
+            moves.append((holder, node_of(api, place.vpn_gateway_id)))
+            print(f"failover {len(samples)}: {samples[-1]:.2f} s ({moves[-1][0]} -> {moves[-1][1]})", flush=True)
+            come_back(fleet, site)
+        return {"lease_s": fleet.lease_s, "runs": runs, "samples_s": [round(s, 3) for s in samples],
+                "median_s": round(statistics.median(samples), 3), "min_s": round(min(samples), 3),
+                "max_s": round(max(samples), 3), "moves": moves}
+
+
+def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> dict[str, Any]:
+    subnets = tuple(f"10.{g}.0.0/16" for g in range(1, gateways + 1))
+    with fleet_of(db_url, subnets) as (fleet, api, db):
+        sites = [fleet.add_node(i) for i in (1, 2, 3)]
+        peers: list[charon_daemon.Charon] = []
+        gateway_ids: list[str] = []
+        try:
+            for g in range(1, gateways + 1):
+                vpc = api.ok("CreateVpc", CidrBlock="10.0.0.0/8")["VpcId"]
+                gateway = api.ok("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"]
+                gateway_ids.append(gateway)
+                configs = []
+                for k in range(1, per_gateway + 1):
+                    customer = api.ok("CreateCustomerGateway", IpAddress=f"198.19.{g}.{k}")["CustomerGatewayId"]
+                    connection = api.ok(
+                        "CreateVpnConnection", VpnGatewayId=gateway, CustomerGatewayId=customer,
+                        LocalSubnet=f"10.{g}.{k}.0/24", RemoteSubnet=f"172.{16 + g // 16}.{(g % 16) * 16 + k}.0/24",
+                        EffectImmediately="true", IkeConfig=json.dumps({"IkeVersion": "ikev2", "Psk": PSK}),
+                    )["VpnConnectionId"]
+                    configs.append(api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection)["VpnConnectionConfig"])
+                peers.append(start_multi_peer(fleet.lab, f"s{g}", configs))
+            total = gateways * per_gateway
+            t0 = time.perf_counter()
+            for site in sites:
+                fleet.start_agent(site)
+            up_at: float | None = None
+            marks: dict[str, float] = {}
+            while time.perf_counter() - t0 < 120:
+                with db.transaction(write=False) as session:
+                    up = sum(1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established")
+                    now_ms = int(time.time() * 1000)
+                    if "all_nodes_registered_s" not in marks and len(lease_store.nodes(session)) == len(sites):
+                        marks["all_nodes_registered_s"] = round(time.perf_counter() - t0, 2)
+                    held = lease_store.holders(session, gateway_ids, now_ms=now_ms)
+                    if "all_gateways_leased_s" not in marks and len(held) == gateways:
+                        marks["all_gateways_leased_s"] = round(time.perf_counter() - t0, 2)
+                if up == total:
+                    up_at = time.perf_counter() - t0
+                    break
+                time.sleep(0.05)
+            placed = Counter(node_of(api, gateway_id) for gateway_id in gateway_ids)
+            return {"connections": total, "gateways": gateways, "nodes": len(sites),
+                    "all_established_s": round(up_at, 2) if up_at else None, **marks,
+                    "gateways_per_node": dict(placed)}
+        finally:
+            for charon in peers:
+                charon_daemon.stop_charon(charon)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--skip-spread", action="store_true")
+    parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    reason = charon_daemon.missing_prerequisites()
+    if reason:
+        print(f"nodes_bench: {reason}", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="vb", dir="/tmp"))
+    try:
+        failover = None
+        if not args.skip_failover:
+            with database(args.db, work) as url:
+                failover = measure_failover(url, args.runs)
+            print("failover:", failover, flush=True)
+        spread = None
+        if not args.skip_spread:
+            with database(args.db, work) as url:
+                spread = measure_spread(url)
+            print("spread:", spread, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "database": args.db,
+        "failover": failover,
+        "spread": spread,
+    }
+    print(json.dumps(result, indent=2))
+    target = args.json or ROOT / "bench" / "results" / f"nodes-{datetime.date.today().isoformat()}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
