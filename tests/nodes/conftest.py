@@ -23,6 +23,8 @@ from vpngw.config import Settings
 from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.lab_network import LabNetwork
 
+from tests.dataplane.world import charon_processes_under, wait_gone
+
 from .fleet import Fleet
 
 SESSION_PREFIXES: set[str] = set()
@@ -70,7 +72,10 @@ def make_fleet(db_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, Api]]:
         fleet.teardown()
         db.dispose()
         leftovers = {ns for ns in netns.namespaces() if ns.startswith((f"{lab_name}-", f"vpngw-{lab_name}-"))}
+        charons = [pid for site in fleet.nodes for pid in charon_processes_under(site.state_dir)]
+        charons += charon_processes_under(state)
         assert not leftovers, f"namespaces left behind: {leftovers}"
+        assert wait_gone(charons), f"charons left behind: {charons}"
 
 
 @pytest.fixture

@@ -85,3 +85,22 @@ def test_heartbeats_keep_a_node_s_draining_flag(settings: Settings) -> None:
         assert leases.forget_node(session, "a")
         assert leases.nodes(session) == []
     db.dispose()
+
+
+def test_a_lost_gateway_s_connections_read_not_established_with_the_node_named(settings: Settings, api: Api) -> None:
+    from tests.support.api import connection_params
+
+    world = build_world(api)
+    connection_id = api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
+    db = Database(settings.db_url)
+    with db.transaction(write=True) as session:
+        from vpngw.store import queries
+
+        queries.write_observation(session, connection_id, status="ipsec_sa_established", diagnosis="",
+                                  traffic={"BytesIn": 1, "BytesOut": 1, "PacketsIn": 1, "PacketsOut": 1}, now_ms=5)
+    with db.transaction(write=True) as session:
+        assert leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9) == 1
+        assert leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9) == 0
+    described = api.ok("DescribeVpnConnection", VpnConnectionId=connection_id)
+    assert (described["Status"], described["Diagnosis"]) == ("ike_sa_not_established", "node n1 stopped answering")
+    db.dispose()
