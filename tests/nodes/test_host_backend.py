@@ -71,3 +71,30 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
     api.ok("DeleteVpnGateway", VpnGatewayId=place.vpn_gateway_id)
     assert netns.wait_until(lambda: not site.gateway_namespaces(), timeout_s=10)
     assert site.process is not None and site.process.poll() is None, fleet.log_of(site)
+
+
+def test_an_agent_restarted_within_its_lease_keeps_its_charon_and_tunnel(sqlite_fleet: tuple[Fleet, Api]) -> None:
+    from vpngw.dataplane.vici_client import ViciClient
+
+    fleet, api = sqlite_fleet
+    site = fleet.add_node(1)
+    fleet.start_agent(site)
+    place = build_world(api)
+    connection_id = api.ok("CreateVpnConnection", **connection_params(
+        place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"))["VpnConnectionId"]
+    add_peer(fleet, api, connection_id)
+    assert wait_status(api, connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
+    state_dir = site.state_dir / site.name / f"g-{place.vpn_gateway_id}"
+
+    def charon_and_spis() -> tuple[int, set[int]]:
+        with ViciClient.connect(str(state_dir / "charon.vici"), 5) as client:
+            spis = {c.spi_in for sa in client.list_sas(connection_id) for c in sa.children if c.state == "INSTALLED"}
+        return int((state_dir / "charon.pid").read_text()), spis
+
+    before = charon_and_spis()
+    assert before[1]
+    fleet.stop_agent(site)  # SIGTERM: charons stay, the lease and the address's lifetime run on
+    fleet.start_agent(site)
+    assert netns.wait_until(lambda: netns.ping(site.vpc_namespace, VPC_HOST, PEER_HOST), timeout_s=10)
+    assert charon_and_spis() == before  # adopted: same charon, same SAs
+    assert api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["NodeName"] == site.name

@@ -39,7 +39,7 @@ class LeaseTiming:
     lease_s: float = 5.0
     renew_s: float = 1.0
     # A lease is taken over only this long after it ran out by the taker's clock.
-    skew_s: float = 0.5
+    skew_s: float = 0.25
     # A holder stops answering this long before its lease runs out by its own clock.
     fence_margin_s: float = 0.5
 
