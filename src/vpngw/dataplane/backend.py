@@ -13,6 +13,7 @@ local subnets) live here too.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,26 @@ class NetworkBackend(Protocol):
         its InternetIp and stop its charon. Needs no database; the next pass removes
         the rest."""
         ...
+
+
+LOCK_DIR = Path("/run/vpngw")
+
+
+class BackendBusy(Exception):
+    """Another vpngw process on this machine drives these gateways already."""
+
+
+def machine_lock(name: str, busy_message: str) -> IO[bytes]:
+    """Hold ``/run/vpngw/<name>.lock`` (closing the file releases it, and so does the
+    process's end); raise BackendBusy with ``busy_message`` if another process holds it."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    handle = open(LOCK_DIR / f"{name}.lock", "wb")  # noqa: SIM115 - held until released
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise BackendBusy(busy_message) from None
+    return handle
 
 
 def gateway_anchor(subnet: str) -> str | None:

@@ -32,7 +32,6 @@ from the others (docs/nodes.md)::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane import netns
-from vpngw.dataplane.backend import GatewayHost, gateway_addresses, routed_local_subnets
+from vpngw.dataplane.backend import BackendBusy, GatewayHost, gateway_addresses, machine_lock, routed_local_subnets
 from vpngw.dataplane.from_store import GatewayState
 from vpngw.dataplane.netns import NetnsError, Route, ip_args, link_exists
 
@@ -56,7 +55,6 @@ GATEWAY_VPC_IF = "vpc0"
 TRANSIT_GATEWAY = "169.254.100.1"
 TRANSIT_HOST = "169.254.100.2"
 TRANSIT_PREFIX = 30
-LOCK_DIR = Path("/run/vpngw")
 ARPING = "arping"
 
 
@@ -99,14 +97,11 @@ class HostNetwork:
     # -- NetworkBackend -------------------------------------------------------------
 
     def lock(self) -> IO[bytes]:
-        LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        handle = open(LOCK_DIR / f"host-{self.config.node}.lock", "wb")  # noqa: SIM115 - held until released
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise HostBusy(f"node {self.config.node!r} is driven by another vpngw process on this machine") from None
-        return handle
+            return machine_lock(f"host-{self.config.node}",
+                                f"node {self.config.node!r} is driven by another vpngw process on this machine")
+        except BackendBusy as busy:
+            raise HostBusy(str(busy)) from None
 
     def prepare(self) -> None:
         host = self.config.host_namespace

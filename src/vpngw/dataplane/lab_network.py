@@ -9,7 +9,6 @@ docs/lab.md draws the layout.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane import netns, topology
-from vpngw.dataplane.backend import GatewayHost, gateway_addresses, routed_local_subnets
+from vpngw.dataplane.backend import BackendBusy, GatewayHost, gateway_addresses, machine_lock, routed_local_subnets
 from vpngw.dataplane.from_store import GatewayState
 from vpngw.dataplane.netns import NetnsError, Route, link_exists, namespaces
 from vpngw.dataplane.topology import LabNames
@@ -29,7 +28,6 @@ class LabBusy(NetnsError):
     """Another process drives this lab already."""
 
 
-LOCK_DIR = Path("/run/vpngw")
 
 
 class LabNetwork:
@@ -48,15 +46,11 @@ class LabNetwork:
         Two reconcilers on one lab would each remove the other's gateways (a gateway
         that is not in *its* store is deleted), so a second one is refused.
         """
-        LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        handle = open(LOCK_DIR / f"{self.names.lab}.lock", "wb")  # noqa: SIM115 - held until released
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise LabBusy(f"lab {self.names.lab!r} is driven by another vpngw process; "
-                          "give this one another lab (--lab NAME) or --no-dataplane") from None
-        return handle
+            return machine_lock(self.names.lab, f"lab {self.names.lab!r} is driven by another vpngw process; "
+                                "give this one another lab (--lab NAME) or --no-dataplane")
+        except BackendBusy as busy:
+            raise LabBusy(str(busy)) from None
 
     def prepare(self) -> None:
         self.ensure_wan()
