@@ -56,6 +56,9 @@ TRANSIT_GATEWAY = "169.254.100.1"
 TRANSIT_HOST = "169.254.100.2"
 TRANSIT_PREFIX = 30
 ARPING = "arping"
+# A lease renewal refreshes an InternetIp's lifetime only once less than this is left
+# (one ``ip`` call per gateway every few seconds instead of every renewal).
+REFRESH_BELOW_S = 2.5
 
 
 class HostBusy(NetnsError):
@@ -93,6 +96,8 @@ class HostNetwork:
         self._lock = threading.Lock()
         # Until when (monotonic) each gateway's InternetIp may be held: its lease.
         self._valid_until: dict[str, float] = {}
+        # When (monotonic) the kernel drops each InternetIp, as this process last set it.
+        self._address_until: dict[str, float] = {}
 
     # -- NetworkBackend -------------------------------------------------------------
 
@@ -140,12 +145,15 @@ class HostNetwork:
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
         with self._lock:
             self._valid_until[vpn_gateway_id] = time.monotonic() + valid_s
-        if link_exists(self.gateway(vpn_gateway_id).namespace, WAN_IF):
+        with self._lock:
+            fresh = self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic() > REFRESH_BELOW_S
+        if not fresh and link_exists(self.gateway(vpn_gateway_id).namespace, WAN_IF):
             self._ensure_internet_ip(vpn_gateway_id, internet_ip)
 
     def fence(self, vpn_gateway_id: str) -> None:
         with self._lock:
             self._valid_until[vpn_gateway_id] = float("-inf")
+            self._address_until.pop(vpn_gateway_id, None)
         namespace = self.gateway(vpn_gateway_id).namespace
         if namespace in netns.namespaces():
             if link_exists(namespace, WAN_IF):
@@ -157,6 +165,7 @@ class HostNetwork:
         veth, and the host's routes on that veth, go with it) and its state."""
         with self._lock:
             self._valid_until.pop(vpn_gateway_id, None)
+            self._address_until.pop(vpn_gateway_id, None)
         gateway = self.gateway(vpn_gateway_id)
         netns.kill_namespace_processes(gateway.namespace)
         netns.delete_namespace(gateway.namespace)
@@ -209,8 +218,15 @@ class HostNetwork:
         if seconds <= 0:
             return  # no lease (yet, or any more): a host never answers for an address it does not hold
         lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
-        present = f"{internet_ip}/32" in netns.lo_addresses(namespace, WAN_IF)
+        with self._lock:
+            known = self._address_until.get(vpn_gateway_id, float("-inf")) > time.monotonic()
+        # Trust what this process set while it lasts (a hand-deleted address comes back
+        # when that runs out, within a lease time); else ask the kernel.
+        present = known or f"{internet_ip}/32" in netns.lo_addresses(namespace, WAN_IF)
+        set_at = time.monotonic()
         netns.run("ip", "-n", namespace, "addr", "replace", f"{internet_ip}/32", "dev", WAN_IF, *lifetime)
+        with self._lock:
+            self._address_until[vpn_gateway_id] = set_at + seconds
         if not present:
             self._announce(namespace, internet_ip)
 
