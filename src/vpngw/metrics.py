@@ -16,8 +16,8 @@ Two kinds, kept apart on purpose:
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +36,8 @@ from vpngw.store.engine import Database
 from vpngw.store.models import VpnConnection
 
 log = logging.getLogger(__name__)
+
+ActionTable = Mapping[str, Any]  # actions.registry.ACTIONS (not imported: the data plane imports this module)
 
 # The *_created series (a timestamp per counter) double the output and no dashboard reads them.
 disable_created_metrics()
@@ -69,28 +71,37 @@ CHARON_RESTARTS = Counter(
     "vpngw_charon_restarts", "charons found dead and started again by the data plane, by VPN gateway.", ["vpn_gateway_id"]
 )
 
-# Labels must stay few: the action is one of the served actions (anything else counts as
-# "unknown"), and error codes are bounded too, because one code carries a parameter name
-# the client chose (InvalidParameter.<Name> for a value with a NUL character).
-MAX_CODES = 256
-_codes_seen: set[str] = set()
-_codes_lock = threading.Lock()
+# Labels must stay few. The action label is one of the served actions ("unknown" for
+# anything else, "-" when the request named none). Error codes are fixed strings with one
+# exception: InvalidParameter.<Name> for a value with a NUL character names whatever
+# parameter the client sent, so a name that no action has becomes InvalidParameter.Other.
 
 
-def _code_label(code: str) -> str:
-    with _codes_lock:
-        if code in _codes_seen:
-            return code
-        if len(_codes_seen) < MAX_CODES:
-            _codes_seen.add(code)
-            return code
-    return "other"
+_names_of: dict[int, frozenset[str]] = {}  # id(actions) -> every parameter name (computed once)
 
 
-def observe_request(action: str, code: str, seconds: float, known_actions: Iterable[str]) -> None:
-    """Count one answered API request. ``action`` is what the client asked for."""
-    action_label = action if action in known_actions else ("-" if action == "-" else "unknown")
-    code_label = _code_label(code)
+def _parameter_names(actions: ActionTable) -> frozenset[str]:
+    names = _names_of.get(id(actions))
+    if names is None:
+        names = frozenset(
+            field.alias or name for action in actions.values() for name, field in action.params.model_fields.items()
+        )
+        _names_of[id(actions)] = names
+    return names
+
+
+def _code_label(code: str, actions: ActionTable) -> str:
+    family, _, rest = code.partition(".")
+    if family == "InvalidParameter" and rest.split(".")[0] not in _parameter_names(actions):
+        return "InvalidParameter.Other"
+    return code
+
+
+def observe_request(action: str, code: str, seconds: float, actions: ActionTable) -> None:
+    """Count one answered API request. ``action`` is what the client asked for, ``code``
+    the error code or ``-``; ``actions`` the served actions (``actions.registry.ACTIONS``)."""
+    action_label = action if action in actions or action == "-" else "unknown"
+    code_label = _code_label(code, actions)
     REQUESTS.labels(action_label, code_label).inc()
     REQUEST_SECONDS.labels(action_label, code_label).observe(seconds)
 

@@ -8,10 +8,13 @@ to build, and the small pure-Python packages have not been maintained for years.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 import uvicorn
+
+log = logging.getLogger(__name__)
 
 
 def notify(state: str, environ: dict[str, str] | None = None) -> bool:
@@ -21,9 +24,14 @@ def notify(state: str, environ: dict[str, str] | None = None) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as error:
+        # The manager is gone or the socket is wrong: the service itself must not fail for it.
+        log.warning("sd_notify %s to %s failed: %s", state, address.replace("\0", "@"), error)
+        return False
     return True
 
 
