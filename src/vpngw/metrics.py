@@ -77,15 +77,20 @@ CHARON_RESTARTS = Counter(
 # parameter the client sent, so a name that no action has becomes InvalidParameter.Other.
 
 
+# The common parameters every request may carry (signature, dialect), besides the actions' own.
+COMMON_PARAMETERS = frozenset({
+    "AccessKeyId", "Action", "Format", "RegionId", "Signature", "SignatureMethod", "SignatureNonce",
+    "SignatureVersion", "Timestamp", "Version",
+})
 _names_of: dict[int, frozenset[str]] = {}  # id(actions) -> every parameter name (computed once)
 
 
 def _parameter_names(actions: ActionTable) -> frozenset[str]:
     names = _names_of.get(id(actions))
     if names is None:
-        names = frozenset(
+        names = COMMON_PARAMETERS | {
             field.alias or name for action in actions.values() for name, field in action.params.model_fields.items()
-        )
+        }
         _names_of[id(actions)] = names
     return names
 

@@ -54,7 +54,7 @@ class CreatingClients:
             worker.join(max(0.0, deadline - time.monotonic()))
         assert not any(w.is_alive() for w in self._workers), "clients still retrying"
 
-    def wait_for_acks(self, count: int, timeout_s: float = 30.0) -> None:
+    def wait_for_acks(self, count: int, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         while len(self.acked) < count:
             assert time.monotonic() < deadline, f"only {len(self.acked)} creates acknowledged"

@@ -40,7 +40,7 @@ class HoldingRelay:
         with self._lock:
             return len(self._held)
 
-    def wait_held(self, count: int, timeout_s: float = 10.0) -> None:
+    def wait_held(self, count: int, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while self.held_connections() < count:
             assert time.monotonic() < deadline, f"only {self.held_connections()} answers held"

@@ -43,7 +43,7 @@ def test_online_backup_is_consistent_and_restore_brings_it_back(tmp_path: Path, 
         acked_before = set(clients.acked)
         assert main(["backup", str(tmp_path / "backup.db"), "--db", url]) == 0  # while the clients write
         clients.wait_for_acks(len(clients.acked) + 20)
-        clients.finish(timeout_s=30)
+        clients.finish(timeout_s=90)
         assert not clients.unexpected
         assert "master key is not in it" in capsys.readouterr().out
 

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from tests.conftest import prepared
 from tests.support.api import Api, build_world, connection_params
 from vpngw import metrics
+from vpngw.actions.registry import ACTIONS
 from vpngw.api.app import build_app
 from vpngw.config import Settings
 from vpngw.store import queries
@@ -75,6 +76,8 @@ def test_requests_are_counted_by_action_and_code_with_bounded_labels(served: Ser
     assert delta("vpngw_api_requests_total", action="unknown", code="InvalidAction.NotFound") == 1
     assert delta("vpngw_api_requests_total", action="DescribeVpcs", code="InvalidParameter.Other") == 1
     assert not any("Chosen-by-client" in str(labels) or "NoSuchThing" in str(labels) for _, labels in after)
+    assert metrics._code_label("InvalidParameter.IkeConfig.Psk", ACTIONS) == "InvalidParameter.IkeConfig.Psk"
+    assert metrics._code_label("InvalidParameter.SignatureVersion", ACTIONS) == "InvalidParameter.SignatureVersion"
     assert delta("vpngw_api_request_duration_seconds_count", action="CreateVpc", code="-") == 1
     assert delta("vpngw_api_request_duration_seconds_bucket", action="CreateVpc", code="-", le="+Inf") == 1
     assert delta("vpngw_api_request_duration_seconds_sum", action="CreateVpc", code="-") > 0

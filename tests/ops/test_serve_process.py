@@ -28,7 +28,7 @@ def test_ready_is_sent_once_the_api_listens_and_stopping_on_sigterm(tmp_path: Pa
     else:
         address = f"@vpngw-test-{uuid.uuid4().hex}"
         notify.bind("\0" + address[1:])
-    notify.settimeout(30)
+    notify.settimeout(90)
     server = ServerProcess(f"sqlite:///{tmp_path / 'vpngw.db'}", tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "vpngw.cli.main", "serve", "--no-dataplane", "--port", str(server.port),
