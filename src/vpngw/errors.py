@@ -50,8 +50,27 @@ class InternalError(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
 
+    def __init__(
+        self,
+        code: str = "ServiceUnavailable",
+        message: str = "The request has failed due to a temporary failure of the server.",
+    ) -> None:
+        super().__init__(code, message)
+
+
+class StorageFull(ServiceUnavailable):
+    """The database cannot store more: its disk (or the PostgreSQL server's) is full.
+
+    Raised by the store for any transaction, so a client sees a 503 it may retry, never a
+    500, and the message holds nothing of the statement (whose parameters can be secrets).
+    """
+
     def __init__(self) -> None:
-        super().__init__("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+        super().__init__(
+            "ServiceUnavailable.StorageFull",
+            "The request has failed because the service's storage is full; nothing was changed. "
+            "Retry later (with the same ClientToken).",
+        )
 
 
 # Shorthands for the errors that name a parameter. They keep messages uniform.

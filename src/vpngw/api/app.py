@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vpngw import ids
+from vpngw import ids, metrics
 from vpngw.actions.dispatch import dispatch, find_action
+from vpngw.actions.registry import ACTIONS
 from vpngw.api import dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
@@ -84,6 +85,8 @@ class Api:
             log.exception("request %s failed", request_id)
             response = render.failure(InternalError(), request_id, self.settings.host_id, apsara=apsara)
             code = "InternalError"
+        elapsed = time.perf_counter() - started
+        metrics.observe_request(action, code, elapsed, ACTIONS)
         access_log.info(
             "%s %s %s %s %d %s %.1fms",
             request_id,
@@ -92,7 +95,10 @@ class Api:
             action[:64],
             response.status_code,
             code,
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
+            extra={"request_id": request_id, "method": request.method, "path": request.url.path,
+                   "action": action[:64], "status": response.status_code, "code": code,
+                   "duration_ms": round(elapsed * 1000, 1)},
         )
         return response
 
@@ -117,8 +123,16 @@ def build_app(
             error = NotFound("InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}.")
         return render.failure(error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/"))
 
+    store_metrics = metrics.store_registry(db)
+
+    async def serve_metrics(_request: Request) -> Response:
+        """Prometheus text format, unsigned (served where the API is bound: docs/operations.md)."""
+        body = await run_in_threadpool(metrics.scrape, store_metrics)
+        return Response(body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
     routes = [
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
+        Route("/metrics", serve_metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})

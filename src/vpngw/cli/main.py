@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from vpngw import accounts
+from vpngw import accounts, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
-from vpngw.store import migrate, queries
+from vpngw.store import backup, migrate, queries
 from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vpngw.api.app import build_app
+    from vpngw.systemd import NotifyingServer
 
     if args.insecure_no_auth and not _is_loopback(args.host):
         print("vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr)
@@ -110,12 +111,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
     try:
         # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                                log_config=None if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG)
+        server = NotifyingServer(config)
+        server.run()
+        if not server.started:
+            return 1  # uvicorn logged why (the port is taken, ...)
     finally:
         if reconciler is not None:
             reconciler.stop()
             print(f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
                   flush=True)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    url = settings_from_env(args.db).db_url
+    backup.backup(url, Path(args.file))
+    print(f"vpngw: {make_url(url).database} backed up to {args.file}; the master key is not in it: keep it apart "
+          "(docs/operations.md)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    url = settings_from_env(args.db).db_url
+    backup.restore(Path(args.file), url)
+    migrate.upgrade(url)  # a backup from an older release gets today's schema
+    print(f"vpngw: {make_url(url).database} restored from {args.file}; on its next pass the data plane makes the "
+          "tunnels match it", flush=True)
     return 0
 
 
@@ -202,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="log lines on stderr as text or as one JSON object each (docs/operations.md)")
     serve.add_argument(
         "--credentials-file",
         metavar="FILE",
@@ -247,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(delete)
     delete.set_defaults(run=cmd_key_delete)
 
+    backup_cmd = commands.add_parser("backup", help="write a consistent copy of the SQLite database (online)")
+    backup_cmd.add_argument("file", help="the new backup file (must not exist)")
+    _db_option(backup_cmd)
+    backup_cmd.set_defaults(run=cmd_backup)
+    restore_cmd = commands.add_parser("restore", help="replace the SQLite database with a backup (server stopped)")
+    restore_cmd.add_argument("file", help="a file written by vpngw backup")
+    _db_option(restore_cmd)
+    restore_cmd.set_defaults(run=cmd_restore)
+
     reseal = commands.add_parser("reseal", help="re-encrypt every stored secret under the first master key (rotation)")
     _db_option(reseal)
     reseal.set_defaults(run=cmd_reseal)
@@ -266,13 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # a no-op upgrade at every start says nothing
     try:
         return int(args.run(args))
-    except (accounts.AccountError, SealingError, ValueError) as error:
+    except (accounts.AccountError, SealingError, backup.BackupError, ValueError) as error:
         print(f"vpngw: {error}", file=sys.stderr)
         return 2
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vpngw import systemd
 from vpngw.cli import lab as lab_cli
 from vpngw.config import settings_from_env
 from vpngw.sealing import load_sealer
@@ -80,6 +81,10 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     agent.add_argument("--state-dir", default=os.environ.get("VPNGW_STATE_DIR", DEFAULT_HOST_STATE), metavar="DIR",
                        help=f"host backend: charon state (default {DEFAULT_HOST_STATE}/<node>)")
     agent.add_argument("--period-s", type=float, default=1.0, help="the reconciler's period (default 1 s)")
+    agent.add_argument("--metrics", default=os.environ.get("VPNGW_AGENT_METRICS"), metavar="HOST:PORT",
+                       help="serve this node's own metrics (reconcile passes, charon restarts) for Prometheus there")
+    agent.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="log lines on stderr as text or as one JSON object each (docs/operations.md)")
     lab_cli.add_lab_options(agent)
     agent.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
     agent.set_defaults(run=cmd_agent)
@@ -174,10 +179,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.metrics:
+        from prometheus_client import start_http_server
+
+        host, _, port = args.metrics.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1")
     print(f"vpngw agent: node {args.node} ({backend.kind} backend) is up; leases of {args.lease_s:g} s", flush=True)
+    systemd.notify("READY=1")
     try:
         stop.wait()
     finally:
+        systemd.notify("STOPPING=1")
         reconciler.stop()
         db.dispose()
         print(f"vpngw agent: node {args.node} stopped; its leases run out in {args.lease_s:g} s", flush=True)

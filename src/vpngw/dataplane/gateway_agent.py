@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vpngw import metrics
 from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.acquire import AcquireEmulator
 from vpngw.dataplane.applied import AppliedRecord
@@ -141,6 +142,7 @@ class GatewayAgent:
             return
         if self._pid is not None:
             log.warning("charon of %s (pid %d) is gone: restarting it", self.host.vpn_gateway_id, self._pid)
+            metrics.CHARON_RESTARTS.labels(self.host.vpn_gateway_id).inc()
             netns.kill_pid(self._pid)  # reaps it if it was our child
         self._close_client()
         if self._listener is not None:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 from dataclasses import dataclass
 
+from vpngw import metrics
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.diagnosis import diagnose
 from vpngw.dataplane.errors import DataplaneError
@@ -162,6 +163,7 @@ class Reconciler:
 
     # -- one pass -----------------------------------------------------------------
 
+    @metrics.RECONCILE_PASS_SECONDS.time()
     def run_once(self) -> None:
         desired = load_desired(self.db, self.sealer)
         giving_away: frozenset[str] = frozenset()

@@ -3,10 +3,17 @@
 SQLite runs in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` so that two
 writers queue on the database lock instead of failing when a read lock is upgraded;
 read transactions use a plain deferred ``BEGIN``.
+
+A transaction that fails because the database's storage is full raises
+:class:`~vpngw.errors.StorageFull` (a 503 for the API): both databases roll the whole
+transaction back in that case, so nothing is half-written, and writes work again as soon
+as space returns, without a restart.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -15,9 +22,24 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vpngw.errors import StorageFull
+
+log = logging.getLogger(__name__)
+
 WRITE_OPTION = "vpngw_write"
+# PostgreSQL's SQLSTATE for "disk full" (class 53, insufficient resources).
+PG_DISK_FULL = "53100"
+
+
+def is_storage_full(error: DBAPIError) -> bool:
+    """SQLite's SQLITE_FULL (any extended code), or PostgreSQL's disk_full."""
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        return getattr(original, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    return getattr(original, "sqlstate", None) == PG_DISK_FULL
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -75,9 +97,17 @@ class Database:
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        with self._write_lock if (write and self._write_lock) else nullcontext():
-            with self.session(write=write) as session, session.begin():
-                yield session
+        try:
+            with self._write_lock if (write and self._write_lock) else nullcontext():
+                with self.session(write=write) as session, session.begin():
+                    yield session
+        except DBAPIError as error:
+            if not is_storage_full(error):
+                raise
+            # The error's text holds the statement and its parameters: only its kind is logged.
+            log.warning("the database's storage is full (%s): writes fail until space is freed",
+                        getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__)
+            raise StorageFull() from None
 
     def dispose(self) -> None:
         self.engine.dispose()

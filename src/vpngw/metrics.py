@@ -1,0 +1,199 @@
+"""Prometheus metrics: what ``GET /metrics`` serves (docs/operations.md lists them).
+
+Two kinds, kept apart on purpose:
+
+* **In-process** metrics, updated where things happen: API requests (by action and error
+  code), reconcile pass durations, charon restarts. They live on prometheus_client's
+  default registry, with its process and Python collectors, and count what *this*
+  process did.
+* **Store** metrics, read from the database at scrape time by :class:`StoreCollector`:
+  connections by ``Status``, tunnels up, health-check verdicts, per-connection bytes and
+  packets. The data plane writes those into ``vpn_connections``, so they are right
+  whichever process (this one, or a data-plane agent on another node) runs the tunnels,
+  and every API node of a shared database reports the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+
+from vpngw.store.engine import Database
+from vpngw.store.models import VpnConnection
+
+log = logging.getLogger(__name__)
+
+ActionTable = Mapping[str, Any]  # actions.registry.ACTIONS (not imported: the data plane imports this module)
+
+# The *_created series (a timestamp per counter) double the output and no dashboard reads them.
+disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# The four values of docs/api.md: every one is always exported, 0 included, so that a
+# dashboard's sum never loses a series.
+STATUSES = ("ike_sa_not_established", "ike_sa_established", "ipsec_sa_not_established", "ipsec_sa_established")
+VERDICTS = ("success", "failed")
+
+# API latencies run from a cached Describe (about a millisecond) to a create that waits
+# behind other writers on SQLite (tens of milliseconds) or conflicts (hundreds).
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "vpngw_api_requests", "API requests answered, by action and error code ('-' for success).", ["action", "code"]
+)
+REQUEST_SECONDS = Histogram(
+    "vpngw_api_request_duration_seconds",
+    "Time from receiving an API request to its response, by action and error code.",
+    ["action", "code"],
+    buckets=_LATENCY_BUCKETS,
+)
+RECONCILE_PASS_SECONDS = Histogram(
+    "vpngw_reconcile_pass_duration_seconds",
+    "Duration of one data-plane reconcile pass (every gateway of the store).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+CHARON_RESTARTS = Counter(
+    "vpngw_charon_restarts", "charons found dead and started again by the data plane, by VPN gateway.", ["vpn_gateway_id"]
+)
+
+# Labels must stay few. The action label is one of the served actions ("unknown" for
+# anything else, "-" when the request named none). Error codes are fixed strings with one
+# exception: InvalidParameter.<Name> for a value with a NUL character names whatever
+# parameter the client sent, so a name that no action has becomes InvalidParameter.Other.
+
+
+# The common parameters every request may carry (signature, dialect), besides the actions' own.
+COMMON_PARAMETERS = frozenset({
+    "AccessKeyId", "Action", "Format", "RegionId", "Signature", "SignatureMethod", "SignatureNonce",
+    "SignatureVersion", "Timestamp", "Version",
+})
+_names_of: dict[int, frozenset[str]] = {}  # id(actions) -> every parameter name (computed once)
+
+
+def _parameter_names(actions: ActionTable) -> frozenset[str]:
+    names = _names_of.get(id(actions))
+    if names is None:
+        names = COMMON_PARAMETERS | {
+            field.alias or name for action in actions.values() for name, field in action.params.model_fields.items()
+        }
+        _names_of[id(actions)] = names
+    return names
+
+
+def _code_label(code: str, actions: ActionTable) -> str:
+    family, _, rest = code.partition(".")
+    if family == "InvalidParameter" and rest.split(".")[0] not in _parameter_names(actions):
+        return "InvalidParameter.Other"
+    return code
+
+
+def observe_request(action: str, code: str, seconds: float, actions: ActionTable) -> None:
+    """Count one answered API request. ``action`` is what the client asked for, ``code``
+    the error code or ``-``; ``actions`` the served actions (``actions.registry.ACTIONS``)."""
+    action_label = action if action in actions or action == "-" else "unknown"
+    code_label = _code_label(code, actions)
+    REQUESTS.labels(action_label, code_label).inc()
+    REQUEST_SECONDS.labels(action_label, code_label).observe(seconds)
+
+
+class StoreCollector(Collector):
+    """Connection metrics read from ``vpn_connections`` at each scrape (one query)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        by_status = GaugeMetricFamily("vpngw_connections", "VPN connections by Status.", labels=["status"])
+        tunnels_up = GaugeMetricFamily(
+            "vpngw_tunnels_up", "VPN connections whose every CHILD_SA is installed (Status ipsec_sa_established)."
+        )
+        health = GaugeMetricFamily(
+            "vpngw_health_checks", "Enabled health checks by their latest verdict.", labels=["verdict"]
+        )
+        connection_up = GaugeMetricFamily(
+            "vpngw_connection_up", "1 when the connection's Status is ipsec_sa_established, else 0.",
+            labels=["vpn_connection_id", "vpn_gateway_id"],
+        )
+        connection_health = GaugeMetricFamily(
+            "vpngw_connection_health_check_success",
+            "1 when the connection's enabled health check reads success, 0 when failed.",
+            labels=["vpn_connection_id", "vpn_gateway_id"],
+        )
+        bytes_total = CounterMetricFamily(
+            "vpngw_connection_bytes",
+            "Bytes through the connection's current CHILD_SAs (restarts at a rekey), by direction.",
+            labels=["vpn_connection_id", "vpn_gateway_id", "direction"],
+        )
+        packets_total = CounterMetricFamily(
+            "vpngw_connection_packets",
+            "Packets through the connection's current CHILD_SAs (restarts at a rekey), by direction.",
+            labels=["vpn_connection_id", "vpn_gateway_id", "direction"],
+        )
+        store_up = GaugeMetricFamily("vpngw_store_up", "1 when this scrape could read the store, else 0.")
+        try:
+            rows = self._rows()
+        except Exception as error:  # a scrape must answer even when the database does not
+            log.warning("metrics: reading the store failed: %s", type(error).__name__)
+            store_up.add_metric([], 0.0)
+            yield store_up
+            return
+        store_up.add_metric([], 1.0)
+        statuses = dict.fromkeys(STATUSES, 0)
+        verdicts = dict.fromkeys(VERDICTS, 0)
+        for connection_id, gateway_id, status, check, verdict, traffic in rows:
+            statuses[status] = statuses.get(status, 0) + 1
+            ids = [connection_id, gateway_id]
+            connection_up.add_metric(ids, 1.0 if status == "ipsec_sa_established" else 0.0)
+            if isinstance(check, dict) and check.get("Enable"):
+                verdicts[verdict] = verdicts.get(verdict, 0) + 1
+                connection_health.add_metric(ids, 1.0 if verdict == "success" else 0.0)
+            counters = traffic or {}
+            for direction in ("in", "out"):
+                suffix = direction.capitalize()
+                bytes_total.add_metric([*ids, direction], float(counters.get(f"Bytes{suffix}", 0)))
+                packets_total.add_metric([*ids, direction], float(counters.get(f"Packets{suffix}", 0)))
+        for status, count in statuses.items():
+            by_status.add_metric([status], float(count))
+        for verdict, count in verdicts.items():
+            health.add_metric([verdict], float(count))
+        tunnels_up.add_metric([], float(statuses["ipsec_sa_established"]))
+        yield from (store_up, by_status, tunnels_up, health, connection_up, connection_health, bytes_total, packets_total)
+
+    def _rows(self) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
+        columns = (
+            VpnConnection.id,
+            VpnConnection.vpn_gateway_id,
+            VpnConnection.status,
+            VpnConnection.health_check,
+            VpnConnection.health_check_status,
+            VpnConnection.traffic,
+        )
+        with self.db.session(write=False) as session:
+            return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]  # type: ignore[misc]
+
+
+def scrape(store: CollectorRegistry) -> bytes:
+    """The text exposition: this process's metrics, then the store's."""
+    return generate_latest(REGISTRY) + generate_latest(store)
+
+
+def store_registry(db: Database) -> CollectorRegistry:
+    """A registry holding only the store collector of ``db`` (one per application)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(db))
+    return registry
