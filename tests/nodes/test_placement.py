@@ -86,6 +86,15 @@ def test_the_taker_of_a_lost_node_s_gateway_reports_it() -> None:
     assert decided.take == ("g0",) and decided.lost == (("g0", "a"),)
 
 
+def test_a_silent_holder_s_gateways_are_reported_lost_before_its_lease_runs_out_by_one_node() -> None:
+    nodes = [node("a", age_ms=2500), node("b"), node("c")]
+    rows = [lease("g0", "a", expires_in_ms=2500)]
+    assert plan("b", rows, nodes, now_ms=NOW, timing=TIMING).lost == (("g0", "a"),)
+    assert plan("c", rows, nodes, now_ms=NOW, timing=TIMING).lost == ()
+    assert plan("b", rows, nodes, now_ms=NOW, timing=TIMING).take == ()  # not before it runs out
+    assert plan("b", rows, [node("a", age_ms=1500), *nodes[1:]], now_ms=NOW, timing=TIMING).lost == ()
+
+
 def test_timings_that_cannot_fence_in_time_are_refused() -> None:
     with pytest.raises(ValueError):
         LeaseTiming(lease_s=2, renew_s=1, fence_margin_s=0.5)

@@ -118,13 +118,19 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
         lease.vpn_gateway_id for lease in rows
         if lease.holder == me and (draining or not lease.exists or lease.pinned_node not in (None, me))
     )
+    # A holder whose heartbeat is two renewals late has lost the database or died: its
+    # gateways are reported lost at once (by one node: the first other taker by name),
+    # not only when their leases run out. The holder, if it was only slow, rewrites its
+    # observations at its next successful round (LeaseKeeper.continuity).
+    heard = {n.name for n in nodes if n.heartbeat_ms >= now_ms - 2 * int(timing.renew_s * 1000)}
     lost = tuple(
-        (lease.vpn_gateway_id, lease.holder) for lease in free
-        if lease.holder is not None and lease.holder != me and lease.vpn_gateway_id in take
+        (lease.vpn_gateway_id, lease.holder) for lease in rows
+        if lease.holder is not None and lease.holder != me and lease.exists and lease.holder not in heard
+        and (lease.vpn_gateway_id in take or me == min(set(takers) - {lease.holder}, default=None))
     )
-    silent = {n.name for n in nodes if n.heartbeat_ms < now_ms - 2 * int(timing.renew_s * 1000)}
     pending = [lease.expires_ms + skew_ms for lease in rows
-               if lease.holder in silent and lease.holder != me and lease.expires_ms + skew_ms >= now_ms]
+               if lease.holder not in heard and lease.holder is not None and lease.holder != me
+               and lease.expires_ms + skew_ms >= now_ms]
     return Plan(tuple(take), give_away, lost, min(pending) + 1 if pending else None)
 
 
@@ -154,6 +160,11 @@ class LeaseKeeper:
         self._threads: list[threading.Thread] = []
         self._next_round_s = self.timing.renew_s
         self.fenced = 0  # how many times this node fenced itself
+        # Grows at the first successful round after a failed one: what this node wrote
+        # before may have been overwritten meanwhile (its gateways reported lost), so the
+        # reconciler writes its observations afresh.
+        self.continuity = 0
+        self._failed = False
 
     # -- what the reconciler asks ---------------------------------------------------
 
@@ -219,7 +230,12 @@ class LeaseKeeper:
     def _renew_logged(self, *, starting: bool = False) -> None:
         try:
             self.renew_once(starting=starting)
+            if self._failed:
+                self._failed = False
+                self.continuity += 1
+                self._on_change()
         except Exception as error:
+            self._failed = True
             log.warning("node %s: renewing leases failed: %s (retrying; fenced if it lasts)", self.identity.name,
                         error)
 
@@ -239,7 +255,8 @@ class LeaseKeeper:
             for gateway_id, lost_node in () if starting else decided.lost:
                 lease_store.mark_gateway_lost(
                     session, gateway_id, f"The node running this gateway ({lost_node}) stopped answering; "
-                    f"node {me} is taking it over and negotiating again.", now_ms=now_ms)
+                    "another node takes the gateway over when its lease runs out, and negotiates again.",
+                    now_ms=now_ms)
             # A node that just started takes nothing new in its first round: nodes that
             # start together then see each other before they share the gateways out.
             for gateway_id in () if starting else decided.take:

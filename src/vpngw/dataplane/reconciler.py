@@ -83,6 +83,7 @@ class Reconciler:
         self._clock = clock
         self._agents: dict[str, GatewayAgent] = {}
         self._written: dict[str, _Written] = {}
+        self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -171,6 +172,9 @@ class Reconciler:
             # Only what this node holds; the rest is removed below, before anything else
             # of it runs here (a node that comes back never fights the new holder).
             giving_away = self.leases.giving_away()
+            if self.leases.continuity != self._continuity:
+                self._continuity = self.leases.continuity
+                self._written.clear()  # another node may have reported our gateways lost meanwhile
             held = self.leases.held()
             desired = {gateway_id: state for gateway_id, state in desired.items() if gateway_id in held}
         targets: dict[str, ProbeTarget] = {}
