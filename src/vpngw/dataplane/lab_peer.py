@@ -17,6 +17,7 @@ machine; anything else that speaks IKE can take its place (docs/lab.md).
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -116,19 +117,19 @@ def start_peer_site(
 
 
 def remove_peer(network: LabNetwork, name: str) -> bool:
-    """Stop the peer's charon and delete its namespace; False if there was none."""
+    """Stop every process in the peer's namespace (found from the namespace itself, so
+    a charon whose pid file was deleted goes too), then delete the namespace and its
+    state; False if there was none."""
     namespace = network.names.peer(name)
     state_dir = network.peer_dir(name)
     pid = netns.read_pid(state_dir / "charon.pid")
-    if pid is not None:
+    if pid is not None and netns.pid_alive(pid):
         netns.kill_pid(pid)
     existed = namespace in netns.namespaces()
+    netns.kill_namespace_processes(namespace)
     netns.delete_namespace(namespace)
     network.detach_from_wan(namespace)
-    if state_dir.exists():
-        for child in state_dir.iterdir():
-            child.unlink(missing_ok=True)
-        state_dir.rmdir()
+    shutil.rmtree(state_dir, ignore_errors=True)
     return existed
 
 
