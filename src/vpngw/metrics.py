@@ -64,7 +64,7 @@ REQUEST_SECONDS = Histogram(
 )
 RECONCILE_PASS_SECONDS = Histogram(
     "vpngw_reconcile_pass_duration_seconds",
-    "Duration of one data-plane reconcile pass (every gateway of the store).",
+    "Duration of one data-plane reconcile pass (every gateway this node holds).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 CHARON_RESTARTS = Counter(

@@ -2,7 +2,7 @@
 
 Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync: every pass
 reads the whole desired state from the store (:func:`~.from_store.load_desired`), makes
-every gateway match it (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no
+every gateway this node holds (:mod:`.placement`; all of them without leases) match it (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no
 longer exist, and writes what charon holds back to the store (``Status``, diagnosis,
 traffic, log lines). It never needs to know what changed, so nothing is lost when a
 wake-up is missed, charon is killed, or vpngw restarts: the next pass heals it.
