@@ -7,7 +7,7 @@ PORT   ?= 8080
 # More options for `vpngw serve`, e.g. make run SERVE_ARGS="--no-dataplane --db postgresql+psycopg://..."
 SERVE_ARGS ?=
 
-.PHONY: run test system-packages bench clean
+.PHONY: run test check system-packages bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: $(VENV)/.runtime
 ## test: install what the tests need (PostgreSQL included) and run the whole suite.
 test: $(VENV)/.test system-packages
 	$(PY) -m pytest
+
+## check: lint (ruff), format check (ruff format) and types (mypy, strict) on what ships and its tests.
+check: $(VENV)/.test
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
 
 system-packages:
 	bash scripts/install-system-packages.sh

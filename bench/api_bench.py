@@ -83,7 +83,9 @@ def use_source(workdir: Path | None) -> None:
     in every server this process starts (PYTHONPATH comes before the editable install)."""
     if workdir is not None:
         snapshot = workdir / "src"
-        shutil.copytree(REPO / "src" / "vpngw", snapshot / "vpngw", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "src" / "vpngw", snapshot / "vpngw", ignore=shutil.ignore_patterns("__pycache__")
+        )
         SOURCE.update(src=str(snapshot), kind="snapshot of the working tree taken at start")
         digest = hashlib.sha256()
         for path in sorted((snapshot / "vpngw").rglob("*.py")):
@@ -120,7 +122,9 @@ def vpngw_executable() -> str:
 
 
 def serve_supports(flag: str) -> bool:
-    out = subprocess.run([vpngw_executable(), "serve", "--help"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [vpngw_executable(), "serve", "--help"], capture_output=True, text=True, check=False
+    ).stdout
     return flag in out
 
 
@@ -146,7 +150,17 @@ class Server:
         self.flags = ["--log-level", "warning"]
         if serve_supports("--no-access-log"):
             self.flags.append("--no-access-log")
-        cmd = [vpngw_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db", self.db_url, *self.flags]
+        cmd = [
+            vpngw_executable(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            self.db_url,
+            *self.flags,
+        ]
         env = {
             **os.environ,
             "VPNGW_MASTER_KEY": MASTER_KEY,
@@ -203,7 +217,9 @@ class Server:
         durations = [float(m) / 1000 for m in re.findall(rf" {re.escape(action)} 200 - ([0-9.]+)ms", text)]
         if not durations:
             return {}
-        return {f"server_{k}": v for k, v in summarize(durations).items()} | {"server_samples": len(durations)}
+        return {f"server_{k}": v for k, v in summarize(durations).items()} | {
+            "server_samples": len(durations)
+        }
 
     def log_counts(self) -> dict[str, int]:
         text = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -287,7 +303,12 @@ def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.3) -> dict[str,
 def signed(action: str, params: dict[str, str]) -> dict[str, str]:
     query = {"Action": action, "Version": VERSION, "Format": "JSON", **params}
     return _sign_rpc_v1(
-        "POST", query, KEY_ID, KEY_SECRET, nonce=uuid.uuid4().hex, timestamp=datetime.datetime.now(datetime.UTC)
+        "POST",
+        query,
+        KEY_ID,
+        KEY_SECRET,
+        nonce=uuid.uuid4().hex,
+        timestamp=datetime.datetime.now(datetime.UTC),
     )
 
 
@@ -462,11 +483,14 @@ def bulk_load(db_url: str, world: World, target_rows: int) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         with db.session(write=False) as session:
-            existing = session.scalar(
-                select(func.count()).select_from(VpnConnection).where(
-                    VpnConnection.account_id == account_id, VpnConnection.region_id == REGION
+            existing = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(VpnConnection)
+                    .where(VpnConnection.account_id == account_id, VpnConnection.region_id == REGION)
                 )
-            ) or 0
+                or 0
+            )
         to_add = max(0, target_rows - existing)
         health = dict(merge_health_check(DEFAULT_HEALTH_CHECK, {}))
         ipsec = dict(merge_ipsec(DEFAULT_IPSEC, {}))
@@ -532,11 +556,14 @@ def bulk_load(db_url: str, world: World, target_rows: int) -> dict[str, Any]:
                 {"a": account_id, "r": REGION},
             )
         with db.session(write=False) as session:
-            total = session.scalar(
-                select(func.count()).select_from(VpnConnection).where(
-                    VpnConnection.account_id == account_id, VpnConnection.region_id == REGION
+            total = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(VpnConnection)
+                    .where(VpnConnection.account_id == account_id, VpnConnection.region_id == REGION)
                 )
-            ) or 0
+                or 0
+            )
     finally:
         db.dispose()
     return {
@@ -566,7 +593,9 @@ def describe_latency(base_url: str, params: dict[str, str], calls: int, warmup: 
             response = client.post("/", params=query)
             dt = time.perf_counter() - t0
             if response.status_code != 200:
-                raise RuntimeError(f"DescribeVpnConnections {params} answered {response.status_code}: {response.text[:300]}")
+                raise RuntimeError(
+                    f"DescribeVpnConnections {params} answered {response.status_code}: {response.text[:300]}"
+                )
             if n >= warmup:
                 latencies.append(dt)
             body = response.json()
@@ -602,7 +631,9 @@ def machine() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+            ).stdout.strip()
         except OSError:
             return ""
 
@@ -626,13 +657,28 @@ def fmt(x: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (smoke test): fewer requests and 10,000 rows")
-    parser.add_argument("--db", metavar="URL", default=None, help="an EMPTY database to use instead of a fresh SQLite file")
-    parser.add_argument("--rows", type=int, default=None, help="connections stored for the Describe test (default 100000)")
-    parser.add_argument("--wait-idle", type=float, default=None, metavar="S",
-                        help="wait up to S seconds for other processes to go quiet first (default 180 full, 0 quick)")
-    parser.add_argument("--no-snapshot", action="store_true", help="run the live working tree instead of a snapshot of src/")
-    parser.add_argument("--out", metavar="FILE", default=None, help="JSON output (default bench/results/<date>.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run (smoke test): fewer requests and 10,000 rows"
+    )
+    parser.add_argument(
+        "--db", metavar="URL", default=None, help="an EMPTY database to use instead of a fresh SQLite file"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=None, help="connections stored for the Describe test (default 100000)"
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wait up to S seconds for other processes to go quiet first (default 180 full, 0 quick)",
+    )
+    parser.add_argument(
+        "--no-snapshot", action="store_true", help="run the live working tree instead of a snapshot of src/"
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", default=None, help="JSON output (default bench/results/<date>.json)"
+    )
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -664,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
         use_source(workdir)
     results["source"] = dict(SOURCE)
     db_url = args.db or f"sqlite:///{workdir / 'vpngw.db'}"
-    results["database"] = "postgresql" if db_url.startswith("postgresql") else "sqlite (fresh file in a temp dir, WAL)"
+    results["database"] = (
+        "postgresql" if db_url.startswith("postgresql") else "sqlite (fresh file in a temp dir, WAL)"
+    )
     server = Server(db_url=db_url, workdir=workdir)
     t_all = time.perf_counter()
     try:
@@ -708,17 +756,43 @@ def main(argv: list[str] | None = None) -> int:
                 return {}
 
             # Warm-up (not recorded): imports, caches, SQLite pages.
-            load(server.base_url, "DescribeRegions", regions_params, total=warmup_requests, concurrency=4, time_limit_s=time_limit_s)
-            load(server.base_url, "CreateVpnConnection", create_params, total=warmup_requests, concurrency=4, time_limit_s=time_limit_s)
+            load(
+                server.base_url,
+                "DescribeRegions",
+                regions_params,
+                total=warmup_requests,
+                concurrency=4,
+                time_limit_s=time_limit_s,
+            )
+            load(
+                server.base_url,
+                "CreateVpnConnection",
+                create_params,
+                total=warmup_requests,
+                concurrency=4,
+                time_limit_s=time_limit_s,
+            )
 
             runs = []
             for c in concurrencies:
-                for action, make in (("DescribeRegions", regions_params), ("CreateVpnConnection", create_params)):
+                for action, make in (
+                    ("DescribeRegions", regions_params),
+                    ("CreateVpnConnection", create_params),
+                ):
                     since = server.log_size()
                     meter = CpuMeter(server.proc.pid if server.proc else None)
-                    run = load(server.base_url, action, make, total=requests_per_run, concurrency=c, time_limit_s=time_limit_s)
+                    run = load(
+                        server.base_url,
+                        action,
+                        make,
+                        total=requests_per_run,
+                        concurrency=c,
+                        time_limit_s=time_limit_s,
+                    )
                     run.update(meter.stop())
-                    run["server_cpu_ms_per_request"] = round(run["cpu_server_cores"] * 1000 / run["rps"], 2) if run["rps"] else None
+                    run["server_cpu_ms_per_request"] = (
+                        round(run["cpu_server_cores"] * 1000 / run["rps"], 2) if run["rps"] else None
+                    )
                     run.update(server.server_side(since, action))
                     runs.append(run)
                     print(
@@ -758,11 +832,16 @@ def main(argv: list[str] | None = None) -> int:
                     (f"middle page ({last // 2})", {"PageNumber": str(max(1, last // 2))}),
                     (f"last page ({last})", {"PageNumber": str(last)}),
                     ("VpnGatewayId filter, page 1", {"VpnGatewayId": gw_id, "PageNumber": "1"}),
-                    (f"VpnGatewayId filter, last page ({gw_last})", {"VpnGatewayId": gw_id, "PageNumber": str(gw_last)}),
+                    (
+                        f"VpnGatewayId filter, last page ({gw_last})",
+                        {"VpnGatewayId": gw_id, "PageNumber": str(gw_last)},
+                    ),
                 ):
                     since = server.log_size()
                     meter = CpuMeter(server.proc.pid if server.proc else None)
-                    case = describe_latency(server.base_url, {**params, "PageSize": str(page_size)}, describe_calls)
+                    case = describe_latency(
+                        server.base_url, {**params, "PageSize": str(page_size)}, describe_calls
+                    )
                     case.update(meter.stop())
                     server_side = server.server_side(since, "DescribeVpnConnections")
                     case.update(server_side)
@@ -818,7 +897,11 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = targets
 
     # ---- output
-    out = Path(args.out) if args.out else BENCH_DIR / "results" / f"{started_utc:%Y-%m-%d}{'-quick' if quick else ''}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else BENCH_DIR / "results" / f"{started_utc:%Y-%m-%d}{'-quick' if quick else ''}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
@@ -866,7 +949,10 @@ def main(argv: list[str] | None = None) -> int:
             "processes other than this benchmark and its server during the run (disturbance)."
         ),
     ]
-    lines += ["", f"raw numbers: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}; wall time {results['wall_seconds']} s"]
+    lines += [
+        "",
+        f"raw numbers: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}; wall time {results['wall_seconds']} s",
+    ]
     print("\n".join(lines))
     return 0
 

@@ -48,9 +48,10 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import prepared  # noqa: E402
 from tests.support.api import signed_query  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
+
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
-from vpngw.dataplane import charon_daemon, lab_peer, netns# noqa: E402
+from vpngw.dataplane import charon_daemon, lab_peer, netns  # noqa: E402
 from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
 from vpngw.dataplane.prober import ProbeSocketError, echo_request, open_icmp_socket, parse_echo_reply  # noqa: E402
 from vpngw.dataplane.reconciler import Reconciler  # noqa: E402
@@ -66,7 +67,9 @@ SWANCTL = "/usr/sbin/swanctl"
 # -- measuring ----------------------------------------------------------------------
 
 
-def first_reply_after(t0: float, namespace: str, source: str, destination: str, timeout_s: float = 10.0) -> float:
+def first_reply_after(
+    t0: float, namespace: str, source: str, destination: str, timeout_s: float = 10.0
+) -> float:
     """Seconds from ``t0`` (perf_counter) to the first echo reply; one request per ms.
 
     The VPC side gets its hosts when the reconciler has run, so the socket is retried too.
@@ -161,8 +164,12 @@ def measure_floor(runs: int, work: Path) -> list[float]:
         charon_a = charon_daemon.start_charon(a, work / "fa")
         charon_b = charon_daemon.start_charon(b, work / "fb")
         charons += [charon_a, charon_b]
-        (work / "b.conf").write_text(swanctl_conf("t", "198.19.250.2", "198.19.250.1", "10.10.1.0/24", "10.1.1.0/24", False))
-        (work / "a.conf").write_text(swanctl_conf("t", "198.19.250.1", "198.19.250.2", "10.1.1.0/24", "10.10.1.0/24", True))
+        (work / "b.conf").write_text(
+            swanctl_conf("t", "198.19.250.2", "198.19.250.1", "10.10.1.0/24", "10.1.1.0/24", False)
+        )
+        (work / "a.conf").write_text(
+            swanctl_conf("t", "198.19.250.1", "198.19.250.2", "10.1.1.0/24", "10.10.1.0/24", True)
+        )
         (work / "empty.conf").write_text("connections {}\nsecrets {}\n")
         swanctl(charon_b, "--load-all", "--file", str(work / "b.conf"))
         swanctl(charon_a, "--load-creds", "--file", str(work / "a.conf"))
@@ -193,7 +200,12 @@ class Client:
         self.http = httpx.Client(base_url=base, timeout=30)
 
     def call(self, action: str, **params: Any) -> dict[str, Any]:
-        query = {"Action": action, "Version": "2016-04-28", "RegionId": REGION, **{k: str(v) for k, v in params.items()}}
+        query = {
+            "Action": action,
+            "Version": "2016-04-28",
+            "RegionId": REGION,
+            **{k: str(v) for k, v in params.items()},
+        }
         response = self.http.post("/", params=signed_query("POST", query))
         body: dict[str, Any] = response.json()
         if response.status_code != 200:
@@ -202,7 +214,9 @@ class Client:
 
 
 @contextmanager
-def vpngw(work: Path, *, dataplane: bool, lab_name: str, db_file: Path | None = None) -> Iterator[tuple[Client, Database, Reconciler | None, LabNetwork]]:
+def vpngw(
+    work: Path, *, dataplane: bool, lab_name: str, db_file: Path | None = None
+) -> Iterator[tuple[Client, Database, Reconciler | None, LabNetwork]]:
     settings = Settings(db_url=f"sqlite:///{db_file or work / 'vpngw.db'}")
     db, authenticator = prepared(settings)
     network = LabNetwork(lab_name, work / lab_name)
@@ -211,7 +225,9 @@ def vpngw(work: Path, *, dataplane: bool, lab_name: str, db_file: Path | None = 
         reconciler.start()
     app = build_app(db, settings, authenticator, on_change=reconciler.wake if reconciler else None)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -241,9 +257,15 @@ def measure_vpngw(runs: int, work: Path) -> list[float]:
             gateway = client.call("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"]
             customer = client.call("CreateCustomerGateway", IpAddress="198.19.0.10")["CustomerGatewayId"]
             params = {
-                "VpnGatewayId": gateway, "CustomerGatewayId": customer, "LocalSubnet": "10.1.1.0/24",
-                "RemoteSubnet": "10.10.1.0/24", "EffectImmediately": "true", "AutoConfigRoute": "true",
-                "IkeConfig": json.dumps({"IkeVersion": "ikev2", "IkeAuthAlg": "sha256", "IkePfs": "group14", "Psk": PSK}),
+                "VpnGatewayId": gateway,
+                "CustomerGatewayId": customer,
+                "LocalSubnet": "10.1.1.0/24",
+                "RemoteSubnet": "10.10.1.0/24",
+                "EffectImmediately": "true",
+                "AutoConfigRoute": "true",
+                "IkeConfig": json.dumps(
+                    {"IkeVersion": "ikev2", "IkeAuthAlg": "sha256", "IkePfs": "group14", "Psk": PSK}
+                ),
                 "IpsecConfig": json.dumps({"IpsecAuthAlg": "sha256", "IpsecPfs": "group14"}),
             }
             # The peer, configured once from a first connection's config; then that one goes.
@@ -280,20 +302,35 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
     network = LabNetwork(lab_name, work / lab_name)
     peers: list[charon_daemon.Charon] = []
     try:
-        with vpngw(work, dataplane=False, lab_name=lab_name, db_file=db_file) as (client, _db, _none, _network):
+        with vpngw(work, dataplane=False, lab_name=lab_name, db_file=db_file) as (
+            client,
+            _db,
+            _none,
+            _network,
+        ):
             configs: dict[int, list[dict[str, Any]]] = {}
             for g in range(1, gateways + 1):
                 vpc = client.call("CreateVpc", CidrBlock="10.0.0.0/8")["VpcId"]
                 gateway = client.call("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"]
                 configs[g] = []
                 for k in range(1, per_gateway + 1):
-                    customer = client.call("CreateCustomerGateway", IpAddress=f"198.19.{g}.{k}")["CustomerGatewayId"]
+                    customer = client.call("CreateCustomerGateway", IpAddress=f"198.19.{g}.{k}")[
+                        "CustomerGatewayId"
+                    ]
                     connection = client.call(
-                        "CreateVpnConnection", VpnGatewayId=gateway, CustomerGatewayId=customer,
-                        LocalSubnet=f"10.{g}.{k}.0/24", RemoteSubnet=f"172.{15 + g}.{k}.0/24",
-                        EffectImmediately="true", IkeConfig=json.dumps({"IkeVersion": "ikev2", "Psk": PSK}),
+                        "CreateVpnConnection",
+                        VpnGatewayId=gateway,
+                        CustomerGatewayId=customer,
+                        LocalSubnet=f"10.{g}.{k}.0/24",
+                        RemoteSubnet=f"172.{15 + g}.{k}.0/24",
+                        EffectImmediately="true",
+                        IkeConfig=json.dumps({"IkeVersion": "ikev2", "Psk": PSK}),
                     )["VpnConnectionId"]
-                    configs[g].append(client.call("DownloadVpnConnectionConfig", VpnConnectionId=connection)["VpnConnectionConfig"])
+                    configs[g].append(
+                        client.call("DownloadVpnConnectionConfig", VpnConnectionId=connection)[
+                            "VpnConnectionConfig"
+                        ]
+                    )
         network.ensure_wan()
         for g, group in configs.items():
             peers.append(start_multi_peer(network, f"cold{g}", group))
@@ -307,7 +344,9 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
         try:
             while time.perf_counter() - t0 < 60:
                 with db.transaction(write=False) as session:
-                    up = sum(1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established")
+                    up = sum(
+                        1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established"
+                    )
                 if up == total:
                     up_at = time.perf_counter() - t0
                     break
@@ -315,7 +354,11 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
         finally:
             reconciler.stop()
             db.dispose()
-        return {"connections": total, "gateways": gateways, "all_established_s": round(up_at, 2) if up_at else None}
+        return {
+            "connections": total,
+            "gateways": gateways,
+            "all_established_s": round(up_at, 2) if up_at else None,
+        }
     finally:
         for charon in peers:
             charon_daemon.stop_charon(charon)
@@ -324,7 +367,9 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
 
 def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any]]) -> charon_daemon.Charon:
     """One peer namespace answering for several customer gateways (one address each)."""
-    specs = [lab_peer.peer_from_download(f"{name}-{n}", config).connection for n, config in enumerate(configs)]
+    specs = [
+        lab_peer.peer_from_download(f"{name}-{n}", config).connection for n, config in enumerate(configs)
+    ]
     charon = lab_peer.start_peer_site(
         network, name, [spec.local_addr for spec in specs], [s for spec in specs for s in spec.local_subnets]
     )
@@ -339,7 +384,9 @@ def start_multi_peer(network: LabNetwork, name: str, configs: list[dict[str, Any
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -360,7 +407,11 @@ def main() -> int:
     ratio = round(ours["median_ms"] / floor["median_ms"], 2)
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "create_to_first_echo": ours,
         "swanctl_floor": floor,
         "ratio": ratio,

@@ -28,7 +28,9 @@ import api_bench as ab
 ACCOUNT = "1000000000000000"
 
 
-def timed(con: sqlite3.Connection, sql: str, args: tuple[object, ...], n: int = 30) -> tuple[float, float, str]:
+def timed(
+    con: sqlite3.Connection, sql: str, args: tuple[object, ...], n: int = 30
+) -> tuple[float, float, str]:
     plan = " / ".join(row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql, args))
     for _ in range(3):
         con.execute(sql, args).fetchall()
@@ -46,7 +48,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    out = Path(args.out) if args.out else ab.BENCH_DIR / "results" / f"describe-sql-{datetime.date.today()}.txt"
+    out = (
+        Path(args.out) if args.out else ab.BENCH_DIR / "results" / f"describe-sql-{datetime.date.today()}.txt"
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="vpngw-sql-"))
     ab.use_source(workdir)
@@ -62,17 +66,36 @@ def main() -> int:
         gw_last = (per_gw - 1) // 10 * 10
         owner = "account_id=? AND region_id=?"
         statements = [
-            ("COUNT (TotalCount)", f"SELECT count(*) FROM vpn_connections WHERE {owner}", (ACCOUNT, ab.REGION)),
-            ("page 1", f"SELECT * FROM vpn_connections WHERE {owner} ORDER BY seq LIMIT 10 OFFSET 0", (ACCOUNT, ab.REGION)),
-            ("last page", f"SELECT * FROM vpn_connections WHERE {owner} ORDER BY seq LIMIT 10 OFFSET {last}", (ACCOUNT, ab.REGION)),
-            ("COUNT, VpnGatewayId filter", f"SELECT count(*) FROM vpn_connections WHERE {owner} AND vpn_gateway_id=?",
-             (ACCOUNT, ab.REGION, gw)),
-            ("page 1, VpnGatewayId filter",
-             f"SELECT * FROM vpn_connections WHERE {owner} AND vpn_gateway_id=? ORDER BY seq LIMIT 10 OFFSET 0",
-             (ACCOUNT, ab.REGION, gw)),
-            ("last page, VpnGatewayId filter",
-             f"SELECT * FROM vpn_connections WHERE {owner} AND vpn_gateway_id=? ORDER BY seq LIMIT 10 OFFSET {gw_last}",
-             (ACCOUNT, ab.REGION, gw)),
+            (
+                "COUNT (TotalCount)",
+                f"SELECT count(*) FROM vpn_connections WHERE {owner}",
+                (ACCOUNT, ab.REGION),
+            ),
+            (
+                "page 1",
+                f"SELECT * FROM vpn_connections WHERE {owner} ORDER BY seq LIMIT 10 OFFSET 0",
+                (ACCOUNT, ab.REGION),
+            ),
+            (
+                "last page",
+                f"SELECT * FROM vpn_connections WHERE {owner} ORDER BY seq LIMIT 10 OFFSET {last}",
+                (ACCOUNT, ab.REGION),
+            ),
+            (
+                "COUNT, VpnGatewayId filter",
+                f"SELECT count(*) FROM vpn_connections WHERE {owner} AND vpn_gateway_id=?",
+                (ACCOUNT, ab.REGION, gw),
+            ),
+            (
+                "page 1, VpnGatewayId filter",
+                f"SELECT * FROM vpn_connections WHERE {owner} AND vpn_gateway_id=? ORDER BY seq LIMIT 10 OFFSET 0",
+                (ACCOUNT, ab.REGION, gw),
+            ),
+            (
+                "last page, VpnGatewayId filter",
+                f"SELECT * FROM vpn_connections WHERE {owner} AND vpn_gateway_id=? ORDER BY seq LIMIT 10 OFFSET {gw_last}",
+                (ACCOUNT, ab.REGION, gw),
+            ),
         ]
         lines = [
             (
@@ -85,8 +108,12 @@ def main() -> int:
             ("as vpngw creates the schema (no ANALYZE, default 2 MB page cache)", []),
             ("with PRAGMA cache_size=-65536 (64 MB page cache)", ["PRAGMA cache_size=-65536"]),
             ("after ANALYZE", ["ANALYZE"]),
-            ("with an index (account_id, region_id, vpn_gateway_id, seq)",
-             ["CREATE INDEX ix_bench_owner_gateway ON vpn_connections (account_id, region_id, vpn_gateway_id, seq)"]),
+            (
+                "with an index (account_id, region_id, vpn_gateway_id, seq)",
+                [
+                    "CREATE INDEX ix_bench_owner_gateway ON vpn_connections (account_id, region_id, vpn_gateway_id, seq)"
+                ],
+            ),
         ]
         copy = workdir / "copy.db"
         for title, setup in variants:

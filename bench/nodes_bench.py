@@ -50,6 +50,7 @@ from tests.conftest import prepared  # noqa: E402
 from tests.nodes.fleet import Fleet, NodeSite  # noqa: E402
 from tests.support.api import Api, build_world, connection_params  # noqa: E402
 from tests.support.postgres import start_postgres  # noqa: E402
+
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
 from vpngw.dataplane import charon_daemon, lab_peer, netns  # noqa: E402
@@ -120,10 +121,18 @@ def measure_failover(db_url: str, runs: int) -> dict[str, Any]:
         for site in sites:
             fleet.start_agent(site)
         place = build_world(api)
-        connection_id = api.ok("CreateVpnConnection", **connection_params(
-            place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true",
-            IkeConfig=json.dumps({"IkeVersion": "ikev2", "IkeEncAlg": "aes", "IkeAuthAlg": "sha256", "IkePfs": "group14"}),
-        ))["VpnConnectionId"]
+        connection_id = api.ok(
+            "CreateVpnConnection",
+            **connection_params(
+                place,
+                LocalSubnet="10.1.1.0/24",
+                EffectImmediately="true",
+                AutoConfigRoute="true",
+                IkeConfig=json.dumps(
+                    {"IkeVersion": "ikev2", "IkeEncAlg": "aes", "IkeAuthAlg": "sha256", "IkePfs": "group14"}
+                ),
+            ),
+        )["VpnConnectionId"]
         config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
         lab_peer.create_peer(fleet.lab, lab_peer.peer_from_download("cpe", config))
         peer_ns = fleet.lab.names.peer("cpe")
@@ -140,11 +149,19 @@ def measure_failover(db_url: str, runs: int) -> dict[str, Any]:
             die(fleet, site)
             samples.append(first_reply_after(t0, peer_ns, PEER_HOST, VPC_HOST, timeout_s=30))
             moves.append((holder, node_of(api, place.vpn_gateway_id)))
-            print(f"failover {len(samples)}: {samples[-1]:.2f} s ({moves[-1][0]} -> {moves[-1][1]})", flush=True)
+            print(
+                f"failover {len(samples)}: {samples[-1]:.2f} s ({moves[-1][0]} -> {moves[-1][1]})", flush=True
+            )
             come_back(fleet, site)
-        return {"lease_s": fleet.lease_s, "runs": runs, "samples_s": [round(s, 3) for s in samples],
-                "median_s": round(statistics.median(samples), 3), "min_s": round(min(samples), 3),
-                "max_s": round(max(samples), 3), "moves": moves}
+        return {
+            "lease_s": fleet.lease_s,
+            "runs": runs,
+            "samples_s": [round(s, 3) for s in samples],
+            "median_s": round(statistics.median(samples), 3),
+            "min_s": round(min(samples), 3),
+            "max_s": round(max(samples), 3),
+            "moves": moves,
+        }
 
 
 def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> dict[str, Any]:
@@ -160,13 +177,23 @@ def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> di
                 gateway_ids.append(gateway)
                 configs = []
                 for k in range(1, per_gateway + 1):
-                    customer = api.ok("CreateCustomerGateway", IpAddress=f"198.19.{g}.{k}")["CustomerGatewayId"]
+                    customer = api.ok("CreateCustomerGateway", IpAddress=f"198.19.{g}.{k}")[
+                        "CustomerGatewayId"
+                    ]
                     connection = api.ok(
-                        "CreateVpnConnection", VpnGatewayId=gateway, CustomerGatewayId=customer,
-                        LocalSubnet=f"10.{g}.{k}.0/24", RemoteSubnet=f"172.{16 + g // 16}.{(g % 16) * 16 + k}.0/24",
-                        EffectImmediately="true", IkeConfig=json.dumps({"IkeVersion": "ikev2", "Psk": PSK}),
+                        "CreateVpnConnection",
+                        VpnGatewayId=gateway,
+                        CustomerGatewayId=customer,
+                        LocalSubnet=f"10.{g}.{k}.0/24",
+                        RemoteSubnet=f"172.{16 + g // 16}.{(g % 16) * 16 + k}.0/24",
+                        EffectImmediately="true",
+                        IkeConfig=json.dumps({"IkeVersion": "ikev2", "Psk": PSK}),
                     )["VpnConnectionId"]
-                    configs.append(api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection)["VpnConnectionConfig"])
+                    configs.append(
+                        api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection)[
+                            "VpnConnectionConfig"
+                        ]
+                    )
                 peers.append(start_multi_peer(fleet.lab, f"s{g}", configs))
             total = gateways * per_gateway
             t0 = time.perf_counter()
@@ -176,9 +203,13 @@ def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> di
             marks: dict[str, float] = {}
             while time.perf_counter() - t0 < 120:
                 with db.transaction(write=False) as session:
-                    up = sum(1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established")
+                    up = sum(
+                        1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established"
+                    )
                     now_ms = int(time.time() * 1000)
-                    if "all_nodes_registered_s" not in marks and len(lease_store.nodes(session)) == len(sites):
+                    if "all_nodes_registered_s" not in marks and len(lease_store.nodes(session)) == len(
+                        sites
+                    ):
                         marks["all_nodes_registered_s"] = round(time.perf_counter() - t0, 2)
                     held = lease_store.holders(session, gateway_ids, now_ms=now_ms)
                     if "all_gateways_leased_s" not in marks and len(held) == gateways:
@@ -188,16 +219,23 @@ def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> di
                     break
                 time.sleep(0.05)
             placed = Counter(node_of(api, gateway_id) for gateway_id in gateway_ids)
-            return {"connections": total, "gateways": gateways, "nodes": len(sites),
-                    "all_established_s": round(up_at, 2) if up_at else None, **marks,
-                    "gateways_per_node": dict(placed)}
+            return {
+                "connections": total,
+                "gateways": gateways,
+                "nodes": len(sites),
+                "all_established_s": round(up_at, 2) if up_at else None,
+                **marks,
+                "gateways_per_node": dict(placed),
+            }
         finally:
             for charon in peers:
                 charon_daemon.stop_charon(charon)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--skip-spread", action="store_true")
@@ -224,7 +262,11 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "database": args.db,
         "failover": failover,
         "spread": spread,

@@ -56,7 +56,10 @@ MARKERS = [
     ("dialects.rpc_request (parse query/body)", "rpc_request (vpngw/api/dialects.py"),
     ("logging (access log)", "(logging/__init__.py"),
     ("anyio worker-thread handoff", "run_sync_in_worker_thread (anyio/_backends/_asyncio.py"),
-    ("Database.transaction (incl. waiting for the in-process SQLite write lock)", "transaction (vpngw/store/engine.py"),
+    (
+        "Database.transaction (incl. waiting for the in-process SQLite write lock)",
+        "transaction (vpngw/store/engine.py",
+    ),
     ("sqlite connect + PRAGMAs (pool churn)", "on_connect (vpngw/store/engine.py"),
     ("session close / rollback", "close (sqlalchemy/orm/session.py"),
     ("uvicorn h11 protocol", "h11_impl.py"),
@@ -86,8 +89,11 @@ def summarize(folded: Path) -> str:
                 inclusive[label] += count
         self_time[frames[-1]] += count
     busy = max(1, total - idle)
-    out = [f"samples: {total} (idle {idle}: threads waiting for work or in select)", "",
-           "inclusive share of the busy samples (all threads):"]
+    out = [
+        f"samples: {total} (idle {idle}: threads waiting for work or in select)",
+        "",
+        "inclusive share of the busy samples (all threads):",
+    ]
     for label, _needle in MARKERS:
         if inclusive[label]:
             out.append(f"  {inclusive[label] / busy * 100:5.1f}%  {label}")
@@ -108,15 +114,23 @@ def main() -> int:
     parser.add_argument("--page", default="1")
     parser.add_argument("--rate", type=int, default=250)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--keep-folded", action="store_true", help="keep the collapsed stacks next to the summary")
-    parser.add_argument("--cpu-only", action="store_true", help="sample only threads that run (no --idle): a CPU profile")
+    parser.add_argument(
+        "--keep-folded", action="store_true", help="keep the collapsed stacks next to the summary"
+    )
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="sample only threads that run (no --idle): a CPU profile"
+    )
     args = parser.parse_args()
 
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         raise SystemExit("install py-spy into the venv first: .venv/bin/pip install py-spy")
     suffix = "-cpu" if args.cpu_only else ""
-    out = Path(args.out) if args.out else ab.BENCH_DIR / "results" / f"profile-{args.action}-c{args.clients}{suffix}.txt"
+    out = (
+        Path(args.out)
+        if args.out
+        else ab.BENCH_DIR / "results" / f"profile-{args.action}-c{args.clients}{suffix}.txt"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     folded = out.with_suffix(".folded")
     if not args.keep_folded:
@@ -130,7 +144,9 @@ def main() -> int:
     spy: subprocess.Popen[bytes] | None = None
     try:
         server.start("setup")
-        world = ab.build_world(server.base_url, max(1, n_creates // ab.PER_GATEWAY + 1), 100 if args.rows else 0, 16)
+        world = ab.build_world(
+            server.base_url, max(1, n_creates // ab.PER_GATEWAY + 1), 100 if args.rows else 0, 16
+        )
         if args.rows:
             server.stop()
             print(ab.bulk_load(db_url, world, args.rows))
@@ -157,12 +173,32 @@ def main() -> int:
         ab.load(server.base_url, args.action, params, total=100, concurrency=4, time_limit_s=30)  # warm-up
         assert server.proc is not None
         spy = subprocess.Popen(
-            [str(py_spy), "record", "--pid", str(server.proc.pid), "--rate", str(args.rate), "--format", "raw",
-             "--threads", *([] if args.cpu_only else ["--idle"]), "-o", str(folded)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--rate",
+                str(args.rate),
+                "--format",
+                "raw",
+                "--threads",
+                *([] if args.cpu_only else ["--idle"]),
+                "-o",
+                str(folded),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         time.sleep(1.0)
-        run = ab.load(server.base_url, args.action, params, total=args.requests, concurrency=args.clients, time_limit_s=120)
+        run = ab.load(
+            server.base_url,
+            args.action,
+            params,
+            total=args.requests,
+            concurrency=args.clients,
+            time_limit_s=120,
+        )
         spy.send_signal(signal.SIGINT)
         _out, err = spy.communicate(timeout=60)
         spy = None

@@ -32,7 +32,11 @@ class KeyPair:
 
     def as_json(self) -> str:
         return json.dumps(
-            {"AccountId": self.account_id, "AccessKeyId": self.access_key_id, "AccessKeySecret": self.access_key_secret}
+            {
+                "AccountId": self.account_id,
+                "AccessKeyId": self.access_key_id,
+                "AccessKeySecret": self.access_key_secret,
+            }
         )
 
     def __repr__(self) -> str:
@@ -112,7 +116,9 @@ def list_accounts(db: Database) -> list[dict[str, object]]:
     with db.session(write=False) as session:
         rows: list[dict[str, object]] = []
         for account in queries.list_accounts(session):
-            keys = [{"AccessKeyId": k.id, "Status": k.status} for k in queries.access_keys_of(session, account.id)]
+            keys = [
+                {"AccessKeyId": k.id, "Status": k.status} for k in queries.access_keys_of(session, account.id)
+            ]
             rows.append({"AccountId": account.id, "Name": account.name, "AccessKeys": keys})
         return rows
 

@@ -40,13 +40,18 @@ log = logging.getLogger(__name__)
 ActionTable = Mapping[str, Any]  # actions.registry.ACTIONS (not imported: the data plane imports this module)
 
 # The *_created series (a timestamp per counter) double the output and no dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # The four values of docs/api.md: every one is always exported, 0 included, so that a
 # dashboard's sum never loses a series.
-STATUSES = ("ike_sa_not_established", "ike_sa_established", "ipsec_sa_not_established", "ipsec_sa_established")
+STATUSES = (
+    "ike_sa_not_established",
+    "ike_sa_established",
+    "ipsec_sa_not_established",
+    "ipsec_sa_established",
+)
 VERDICTS = ("success", "failed")
 
 # API latencies run from a cached Describe (about a millisecond) to a create that waits
@@ -54,7 +59,9 @@ VERDICTS = ("success", "failed")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 REQUESTS = Counter(
-    "vpngw_api_requests", "API requests answered, by action and error code ('-' for success).", ["action", "code"]
+    "vpngw_api_requests",
+    "API requests answered, by action and error code ('-' for success).",
+    ["action", "code"],
 )
 REQUEST_SECONDS = Histogram(
     "vpngw_api_request_duration_seconds",
@@ -68,7 +75,9 @@ RECONCILE_PASS_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 CHARON_RESTARTS = Counter(
-    "vpngw_charon_restarts", "charons found dead and started again by the data plane, by VPN gateway.", ["vpn_gateway_id"]
+    "vpngw_charon_restarts",
+    "charons found dead and started again by the data plane, by VPN gateway.",
+    ["vpn_gateway_id"],
 )
 
 # Labels must stay few. The action label is one of the served actions ("unknown" for
@@ -78,10 +87,20 @@ CHARON_RESTARTS = Counter(
 
 
 # The common parameters every request may carry (signature, dialect), besides the actions' own.
-COMMON_PARAMETERS = frozenset({
-    "AccessKeyId", "Action", "Format", "RegionId", "Signature", "SignatureMethod", "SignatureNonce",
-    "SignatureVersion", "Timestamp", "Version",
-})
+COMMON_PARAMETERS = frozenset(
+    {
+        "AccessKeyId",
+        "Action",
+        "Format",
+        "RegionId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureNonce",
+        "SignatureVersion",
+        "Timestamp",
+        "Version",
+    }
+)
 _names_of: dict[int, frozenset[str]] = {}  # id(actions) -> every parameter name (computed once)
 
 
@@ -89,7 +108,9 @@ def _parameter_names(actions: ActionTable) -> frozenset[str]:
     names = _names_of.get(id(actions))
     if names is None:
         names = COMMON_PARAMETERS | {
-            field.alias or name for action in actions.values() for name, field in action.params.model_fields.items()
+            field.alias or name
+            for action in actions.values()
+            for name, field in action.params.model_fields.items()
         }
         _names_of[id(actions)] = names
     return names
@@ -120,13 +141,15 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         by_status = GaugeMetricFamily("vpngw_connections", "VPN connections by Status.", labels=["status"])
         tunnels_up = GaugeMetricFamily(
-            "vpngw_tunnels_up", "VPN connections whose every CHILD_SA is installed (Status ipsec_sa_established)."
+            "vpngw_tunnels_up",
+            "VPN connections whose every CHILD_SA is installed (Status ipsec_sa_established).",
         )
         health = GaugeMetricFamily(
             "vpngw_health_checks", "Enabled health checks by their latest verdict.", labels=["verdict"]
         )
         connection_up = GaugeMetricFamily(
-            "vpngw_connection_up", "1 when the connection's Status is ipsec_sa_established, else 0.",
+            "vpngw_connection_up",
+            "1 when the connection's Status is ipsec_sa_established, else 0.",
             labels=["vpn_connection_id", "vpn_gateway_id"],
         )
         connection_health = GaugeMetricFamily(
@@ -172,7 +195,16 @@ class StoreCollector(Collector):
         for verdict, count in verdicts.items():
             health.add_metric([verdict], float(count))
         tunnels_up.add_metric([], float(statuses["ipsec_sa_established"]))
-        yield from (store_up, by_status, tunnels_up, health, connection_up, connection_health, bytes_total, packets_total)
+        yield from (
+            store_up,
+            by_status,
+            tunnels_up,
+            health,
+            connection_up,
+            connection_health,
+            bytes_total,
+            packets_total,
+        )
 
     def _rows(self) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
         columns = (
@@ -184,7 +216,7 @@ class StoreCollector(Collector):
             VpnConnection.traffic,
         )
         with self.db.session(write=False) as session:
-            return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]  # type: ignore[misc]
+            return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]
 
 
 def scrape(store: CollectorRegistry) -> bytes:

@@ -76,7 +76,7 @@ class Sealer:
     def open(self, sealed: str, purpose: str) -> str:
         if not sealed.startswith(PREFIX):
             raise SealingError("not a sealed value")
-        key_id, _, encoded = sealed[len(PREFIX):].partition(":")
+        key_id, _, encoded = sealed[len(PREFIX) :].partition(":")
         aead = self._by_id.get(key_id)
         if aead is None:
             raise SealingError(f"the master key {key_id!r} is not in the keyring")
@@ -87,7 +87,7 @@ class Sealer:
             raise SealingError("a sealed value does not open with its master key") from None
 
     def key_id_of(self, sealed: str) -> str:
-        return sealed[len(PREFIX):].partition(":")[0]
+        return sealed[len(PREFIX) :].partition(":")[0]
 
 
 def load_sealer(environ: dict[str, str] | None = None) -> tuple[Sealer, str]:

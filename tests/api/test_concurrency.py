@@ -36,7 +36,9 @@ def test_concurrent_retries_with_one_client_token_create_one_connection(server_u
 def test_concurrent_creates_respect_the_gateway_quota(server_url: str) -> None:
     with httpx.Client(base_url=server_url) as client:
         world = build_world(Api(client))
-    calls = [("CreateVpnConnection", connection_params(world, LocalSubnet=f"10.1.{n}.0/24")) for n in range(12)]
+    calls = [
+        ("CreateVpnConnection", connection_params(world, LocalSubnet=f"10.1.{n}.0/24")) for n in range(12)
+    ]
     responses = _together(server_url, calls)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 10 + [400] * 2, [r.text for r in responses]
@@ -47,7 +49,12 @@ def test_concurrent_creates_respect_the_gateway_quota(server_url: str) -> None:
 def test_concurrent_conflicting_creates_let_one_through(server_url: str) -> None:
     with httpx.Client(base_url=server_url) as client:
         world = build_world(Api(client))
-    calls = [("CreateVpnConnection", connection_params(world, LocalSubnet="10.7.0.0/16", RemoteSubnet="10.77.0.0/16"))] * 6
+    calls = [
+        (
+            "CreateVpnConnection",
+            connection_params(world, LocalSubnet="10.7.0.0/16", RemoteSubnet="10.77.0.0/16"),
+        )
+    ] * 6
     responses = _together(server_url, calls)
     assert sorted(r.status_code for r in responses) == [200] + [400] * 5, [r.text for r in responses]
 
@@ -57,7 +64,9 @@ def test_concurrent_gateways_get_distinct_addresses(server_url: str) -> None:
     responses = _together(server_url, [("CreateVpnGateway", {"VpcId": vpc, "Bandwidth": 5})] * 8)
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
     addresses = {
-        _post(server_url, "DescribeVpnGateway", {"VpnGatewayId": r.json()["VpnGatewayId"]}).json()["InternetIp"]
+        _post(server_url, "DescribeVpnGateway", {"VpnGatewayId": r.json()["VpnGatewayId"]}).json()[
+            "InternetIp"
+        ]
         for r in responses
     }
     assert len(addresses) == 8

@@ -32,7 +32,9 @@ def test_apsara_route_with_json_body_and_lowercase_region(api: Api) -> None:
     assert response.status_code == 200, response.text
     created = response.json()
     assert created["RequestID"] == created["RequestId"] and created["VpnConnectionId"].startswith("vco-")
-    got = api.apsara("DescribeVpnConnection", form={"RegionId": REGION, "VpnConnectionId": created["VpnConnectionId"]}).json()
+    got = api.apsara(
+        "DescribeVpnConnection", form={"RegionId": REGION, "VpnConnectionId": created["VpnConnectionId"]}
+    ).json()
     assert got["EffectImmediately"] is True
     assert (got["IkeConfig"]["IkeVersion"], got["IkeConfig"]["IkeLifetime"]) == ("ikev2", 3600)
     assert got["VcoHealthCheck"]["Enable"] == "true"
@@ -70,37 +72,71 @@ def test_region_spellings(api: Api) -> None:
 def test_versions(api: Api) -> None:
     bad = api.apsara("DescribeVpnConnections", json={"RegionId": REGION, "version": "2099-01-01"})
     assert (bad.status_code, bad.json()["Code"]) == (400, "InvalidVersion")
-    rpc_bad = api.client.get("/", params=signed_query("GET", {"Action": "DescribeRegions", "Version": "2016-01-01"}))
+    rpc_bad = api.client.get(
+        "/", params=signed_query("GET", {"Action": "DescribeRegions", "Version": "2016-01-01"})
+    )
     assert (rpc_bad.status_code, rpc_bad.json()["Code"]) == (400, "InvalidVersion")
 
 
 def test_rpc_merges_query_and_form_and_reads_action_header(api: Api) -> None:
     body = _connection_body(api)
     query = {"Action": "CreateVpnConnection", "Version": "2016-04-28", "RegionId": REGION}
-    response = api.client.post("/", params={**query, **signature_params("POST", {**query, **body})}, data=body)
+    response = api.client.post(
+        "/", params={**query, **signature_params("POST", {**query, **body})}, data=body
+    )
     assert response.status_code == 200, response.text
     by_header = api.client.post(
-        "/", params=signed_query("POST", {"RegionId": REGION}), headers={"x-acs-action": "DescribeVpnConnections", "x-acs-version": "2016-04-28"}
+        "/",
+        params=signed_query("POST", {"RegionId": REGION}),
+        headers={"x-acs-action": "DescribeVpnConnections", "x-acs-version": "2016-04-28"},
     )
     assert by_header.status_code == 200 and by_header.json()["TotalCount"] == 1
-    get = api.client.get("/", params=signed_query("GET", {"Action": "DescribeVpnConnections", "RegionId": REGION}))
+    get = api.client.get(
+        "/", params=signed_query("GET", {"Action": "DescribeVpnConnections", "RegionId": REGION})
+    )
     assert get.status_code == 200
 
 
 def test_unknown_things_are_json_errors(api: Api) -> None:
     cases = [
-        (api.client.post("/", params=signed_query("POST", {"Action": "CreateNothing"})), 404, "InvalidAction.NotFound"),
+        (
+            api.client.post("/", params=signed_query("POST", {"Action": "CreateNothing"})),
+            404,
+            "InvalidAction.NotFound",
+        ),
         (api.client.post("/"), 400, "MissingParameter.Action"),
-        (api.client.post("/apsara/route/Vpc/CreateNothing", params=signed_query("POST", {})), 404, "InvalidAction.NotFound"),
+        (
+            api.client.post("/apsara/route/Vpc/CreateNothing", params=signed_query("POST", {})),
+            404,
+            "InvalidAction.NotFound",
+        ),
         (api.client.post("/", params={"Action": "DescribeRegions"}), 400, "MissingParameter.AccessKeyId"),
         (api.client.post("/apsara/route/Ecs/DescribeRegions"), 404, "InvalidProduct.NotFound"),
         (api.client.get("/elsewhere"), 404, "InvalidAction.NotFound"),
         (api.client.get("/apsara/route/Vpc/DescribeRegions"), 405, "UnsupportedHTTPMethod"),
-        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"{nope", headers={"content-type": "application/json"}),
-         400, "InvalidBody"),
-        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"[1]", headers={"content-type": "application/json"}),
-         400, "InvalidBody"),
-        (api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"x" * (1024 * 1024 + 1)), 413, "InvalidBody.TooLarge"),
+        (
+            api.client.post(
+                "/apsara/route/Vpc/DescribeRegions",
+                content=b"{nope",
+                headers={"content-type": "application/json"},
+            ),
+            400,
+            "InvalidBody",
+        ),
+        (
+            api.client.post(
+                "/apsara/route/Vpc/DescribeRegions",
+                content=b"[1]",
+                headers={"content-type": "application/json"},
+            ),
+            400,
+            "InvalidBody",
+        ),
+        (
+            api.client.post("/apsara/route/Vpc/DescribeRegions", content=b"x" * (1024 * 1024 + 1)),
+            413,
+            "InvalidBody.TooLarge",
+        ),
     ]
     for response, status, code in cases:
         body = response.json()
@@ -111,5 +147,7 @@ def test_unknown_things_are_json_errors(api: Api) -> None:
 
 def test_empty_values_count_as_not_given(api: Api) -> None:
     # The legacy SDK signs and sends empty parameters (SignatureType=).
-    response = api.rpc("DescribeVpnConnections", RegionId=REGION, SignatureType="", PageSize="", VpnGatewayId="")
+    response = api.rpc(
+        "DescribeVpnConnections", RegionId=REGION, SignatureType="", PageSize="", VpnGatewayId=""
+    )
     assert response.status_code == 200 and response.json()["PageSize"] == 10

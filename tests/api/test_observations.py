@@ -22,7 +22,14 @@ from vpngw.config import Settings
 from vpngw.store import queries
 from vpngw.store.engine import Database
 
-SIGNATURE_KEYS = {"AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"}
+SIGNATURE_KEYS = {
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+}
 
 
 @dataclass
@@ -60,21 +67,32 @@ def test_observations_appear_in_describe_and_only_differences_are_written(stack:
     assert not stack.observe("vco-neverexisted", status="ipsec_sa_established", diagnosis="", traffic=None)
     described = stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)
     assert (described["Status"], described["TrafficStatistics"]) == ("ipsec_sa_established", traffic)
-    listed = stack.api.ok("DescribeVpnConnections", VpnGatewayId=world.vpn_gateway_id)["VpnConnections"]["VpnConnection"]
+    listed = stack.api.ok("DescribeVpnConnections", VpnGatewayId=world.vpn_gateway_id)["VpnConnections"][
+        "VpnConnection"
+    ]
     assert listed[0]["TrafficStatistics"] == traffic
 
     stack.observe(vco, status="ike_sa_not_established", diagnosis="Authentication failed: ...", traffic=None)
-    assert stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Diagnosis"] == "Authentication failed: ..."
+    assert (
+        stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Diagnosis"]
+        == "Authentication failed: ..."
+    )
     stack.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=vco, Name="renamed")
-    assert stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Diagnosis"] != ""  # a name changes no tunnel
-    stack.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=vco, IkeConfig=json.dumps({"Psk": "new-key-123"}))
+    assert (
+        stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Diagnosis"] != ""
+    )  # a name changes no tunnel
+    stack.api.ok(
+        "ModifyVpnConnectionAttribute", VpnConnectionId=vco, IkeConfig=json.dumps({"Psk": "new-key-123"})
+    )
     assert stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Diagnosis"] == ""
 
 
 def test_health_status_is_written_only_when_it_changes(stack: Stack) -> None:
     world = build_world(stack.api)
     check = {"enable": "true", "sip": "10.1.1.20", "dip": "10.10.1.7", "interval": "2", "retry": "3"}
-    vco = stack.api.ok("CreateVpnConnection", **connection_params(world, HealthCheckConfig=json.dumps(check)))["VpnConnectionId"]
+    vco = stack.api.ok(
+        "CreateVpnConnection", **connection_params(world, HealthCheckConfig=json.dumps(check))
+    )["VpnConnectionId"]
     assert stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["VcoHealthCheck"]["Status"] == "failed"
     with stack.db.transaction(write=True) as session:
         assert queries.write_health_status(session, vco, "success")
@@ -142,7 +160,9 @@ def test_bad_log_windows_get_specific_errors(stack: Stack, params: dict[str, obj
     vco = stack.api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
     stack.api.fails("DescribeVpnConnectionLogs", 400, code, VpnConnectionId=vco, **params)
     stack.api.fails("DescribeVpnConnectionLogs", 400, "MissingParameter.VpnConnectionId")
-    stack.api.fails("DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId="vco-x")
+    stack.api.fails(
+        "DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId="vco-x"
+    )
 
 
 def test_route_entries_follow_auto_config_route(stack: Stack) -> None:
@@ -153,15 +173,26 @@ def test_route_entries_follow_auto_config_route(stack: Stack) -> None:
         body = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway, **params)
         return [(e["RouteDest"], e["NextHop"]) for e in body["VpnRouteEntries"]["VpnRouteEntry"]]
 
-    auto = stack.api.ok("CreateVpnConnection", **connection_params(
-        world, AutoConfigRoute="true", RemoteSubnet="10.10.1.0/24,10.10.2.0/24"))["VpnConnectionId"]
-    manual = stack.api.ok("CreateVpnConnection", **connection_params(
-        world, AutoConfigRoute="false", LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"))["VpnConnectionId"]
+    auto = stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, AutoConfigRoute="true", RemoteSubnet="10.10.1.0/24,10.10.2.0/24"),
+    )["VpnConnectionId"]
+    manual = stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            world, AutoConfigRoute="false", LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"
+        ),
+    )["VpnConnectionId"]
     assert entries() == [("10.10.1.0/24", auto), ("10.10.2.0/24", auto)]
     body = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway, PageSize=1, PageNumber=2)
     assert (body["TotalCount"], body["PageNumber"], body["PageSize"]) == (2, 2, 1)
     entry = body["VpnRouteEntries"]["VpnRouteEntry"][0]
-    assert (entry["VpnInstanceId"], entry["Weight"], entry["State"], entry["RouteEntryType"]) == (gateway, 100, "published", "custom")
+    assert (entry["VpnInstanceId"], entry["Weight"], entry["State"], entry["RouteEntryType"]) == (
+        gateway,
+        100,
+        "published",
+        "custom",
+    )
     assert entries(RouteEntryType="bgp") == []
 
     stack.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=manual, AutoConfigRoute="true")
@@ -169,8 +200,16 @@ def test_route_entries_follow_auto_config_route(stack: Stack) -> None:
     assert entries() == [("10.20.0.0/24", manual)]
     stack.api.ok("DeleteVpnConnection", VpnConnectionId=manual)
     assert entries() == []
-    stack.api.fails("DescribeVpnRouteEntries", 400, "InvalidParameter.RouteEntryType", VpnGatewayId=gateway, RouteEntryType="x")
-    stack.api.fails("DescribeVpnRouteEntries", 404, "InvalidVpnGatewayInstanceId.NotFound", VpnGatewayId="vpn-x")
+    stack.api.fails(
+        "DescribeVpnRouteEntries",
+        400,
+        "InvalidParameter.RouteEntryType",
+        VpnGatewayId=gateway,
+        RouteEntryType="x",
+    )
+    stack.api.fails(
+        "DescribeVpnRouteEntries", 404, "InvalidVpnGatewayInstanceId.NotFound", VpnGatewayId="vpn-x"
+    )
     stack.api.fails("DescribeVpnRouteEntries", 400, "MissingParameter.VpnGatewayId")
 
 
@@ -178,8 +217,14 @@ def test_log_windows_are_inclusive_at_second_precision(stack: Stack) -> None:
     world = build_world(stack.api)
     vco = stack.api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
     t = 1_700_000_000  # seconds
-    stack.log(vco, (t * 1000 - 1, "before"), (t * 1000, "first"), (t * 1000 + 999, "first-late"),
-              ((t + 60) * 1000 + 999, "last"), ((t + 61) * 1000, "after"))
+    stack.log(
+        vco,
+        (t * 1000 - 1, "before"),
+        (t * 1000, "first"),
+        (t * 1000 + 999, "first-late"),
+        ((t + 60) * 1000 + 999, "last"),
+        ((t + 61) * 1000, "after"),
+    )
 
     def messages(**params: object) -> list[str]:
         body = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, PageSize=50, **params)
@@ -196,7 +241,9 @@ def test_log_windows_are_inclusive_at_second_precision(stack: Stack) -> None:
     assert messages(From=t + 61, MinutePeriod=1) == ["after"]
     assert messages(To=30, MinutePeriod=1) == []  # a window reaching before 1970 is fine
     # Second precision, truncated, in UTC.
-    line = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, From=t, To=t, PageSize=1)["Data"]["Logs"][0]
+    line = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, From=t, To=t, PageSize=1)["Data"][
+        "Logs"
+    ][0]
     assert line == "2023-11-14 22:13:20 first"
 
 
@@ -207,9 +254,16 @@ def test_log_paging_counts_everything_and_completes_on_the_last_page(stack: Stac
     stack.log(vco, *[((base + n) * 1000, f"line {n:02d}") for n in range(20)])
 
     def page(**params: object) -> tuple[int, int, int, bool, list[str]]:
-        body = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, From=base, MinutePeriod=1, **params)
-        return (body["Count"], body["PageNumber"], body["PageSize"], body["IsCompleted"],
-                [line[-7:] for line in body["Data"]["Logs"]])
+        body = stack.api.ok(
+            "DescribeVpnConnectionLogs", VpnConnectionId=vco, From=base, MinutePeriod=1, **params
+        )
+        return (
+            body["Count"],
+            body["PageNumber"],
+            body["PageSize"],
+            body["IsCompleted"],
+            [line[-7:] for line in body["Data"]["Logs"]],
+        )
 
     assert page() == (20, 1, 10, False, [f"line {n:02d}" for n in range(10)])  # defaults: page 1 of 10
     assert page(PageNumber=2) == (20, 2, 10, True, [f"line {n:02d}" for n in range(10, 20)])  # ends exactly
@@ -225,8 +279,12 @@ def test_the_default_window_is_the_last_minute_period(stack: Stack) -> None:
     world = build_world(stack.api)
     vco = stack.api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
     now_ms = int(time.time() * 1000)
-    stack.log(vco, (now_ms - 90_000, "[IKE] 90 s ago"), (now_ms - 30_000, "[IKE] 30 s ago"),
-              (now_ms - 599_000, "[IKE] almost 10 min ago"))
+    stack.log(
+        vco,
+        (now_ms - 90_000, "[IKE] 90 s ago"),
+        (now_ms - 30_000, "[IKE] 30 s ago"),
+        (now_ms - 599_000, "[IKE] almost 10 min ago"),
+    )
 
     def messages(**params: object) -> list[str]:
         logs = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, **params)["Data"]["Logs"]
@@ -240,8 +298,10 @@ def test_the_default_window_is_the_last_minute_period(stack: Stack) -> None:
 def test_logs_belong_to_their_connection_only(stack: Stack) -> None:
     world = build_world(stack.api)
     mine = stack.api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
-    other = stack.api.ok("CreateVpnConnection", **connection_params(
-        world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"))["VpnConnectionId"]
+    other = stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"),
+    )["VpnConnectionId"]
     t = 1_700_000_000
     stack.log(mine, (t * 1000, "mine"))
     stack.log(other, (t * 1000, "other"))
@@ -253,7 +313,9 @@ def test_logs_belong_to_their_connection_only(stack: Stack) -> None:
     assert (messages(mine), messages(other)) == (["mine"], ["other"])
     stack.api.ok("DeleteVpnConnection", VpnConnectionId=mine)
     assert messages(other) == ["other"]  # the other connection's lines stay
-    stack.api.fails("DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=mine)
+    stack.api.fails(
+        "DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=mine
+    )
     assert stack.log(mine, (t * 1000, "too late")) == 0  # the data plane's late lines are dropped
 
 
@@ -280,12 +342,21 @@ def test_more_bad_log_requests(stack: Stack, params: dict[str, object], code: st
 
 def test_another_account_sees_neither_logs_nor_routes(stack: Stack, settings: Settings) -> None:
     world = build_world(stack.api)
-    vco = stack.api.ok("CreateVpnConnection", **connection_params(world, AutoConfigRoute="true"))["VpnConnectionId"]
+    vco = stack.api.ok("CreateVpnConnection", **connection_params(world, AutoConfigRoute="true"))[
+        "VpnConnectionId"
+    ]
     stack.log(vco, (int(time.time() * 1000), "[IKE] secret"))
     other = accounts.create_account(stack.db, make_sealer(), "tenant-b")
     theirs = Api(_KeyedClient(stack.api.client, other.access_key_id, other.access_key_secret))
-    theirs.fails("DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=vco)
-    theirs.fails("DescribeVpnRouteEntries", 404, "InvalidVpnGatewayInstanceId.NotFound", VpnGatewayId=world.vpn_gateway_id)
+    theirs.fails(
+        "DescribeVpnConnectionLogs", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=vco
+    )
+    theirs.fails(
+        "DescribeVpnRouteEntries",
+        404,
+        "InvalidVpnGatewayInstanceId.NotFound",
+        VpnGatewayId=world.vpn_gateway_id,
+    )
     assert stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco)["Count"] == 1
 
 
@@ -299,57 +370,95 @@ class _KeyedClient:
 
     def post(self, path: str, *, params: dict[str, str]) -> Any:
         unsigned = {k: v for k, v in params.items() if k not in SIGNATURE_KEYS}
-        return self.client.post(path, params=signed_query("POST", unsigned, key_id=self.key_id, secret=self.secret))
+        return self.client.post(
+            path, params=signed_query("POST", unsigned, key_id=self.key_id, secret=self.secret)
+        )
 
 
 def test_both_actions_on_the_apsara_route(stack: Stack) -> None:
     world = build_world(stack.api)
-    vco = stack.api.ok("CreateVpnConnection", **connection_params(world, AutoConfigRoute="true"))["VpnConnectionId"]
+    vco = stack.api.ok("CreateVpnConnection", **connection_params(world, AutoConfigRoute="true"))[
+        "VpnConnectionId"
+    ]
     t = 1_700_000_000
     stack.log(vco, (t * 1000, "[IKE] hello"))
-    logs = stack.api.apsara("DescribeVpnConnectionLogs", json={
-        "RegionId": REGION, "VpnConnectionId": vco, "From": t, "MinutePeriod": 1, "PageSize": 5})
+    logs = stack.api.apsara(
+        "DescribeVpnConnectionLogs",
+        json={"RegionId": REGION, "VpnConnectionId": vco, "From": t, "MinutePeriod": 1, "PageSize": 5},
+    )
     assert logs.status_code == 200, logs.text
     assert logs.json()["Data"] == {"Logs": ["2023-11-14 22:13:20 [IKE] hello"]}
-    routes = stack.api.apsara("DescribeVpnRouteEntries", form={"RegionId": REGION, "VpnGatewayId": world.vpn_gateway_id})
+    routes = stack.api.apsara(
+        "DescribeVpnRouteEntries", form={"RegionId": REGION, "VpnGatewayId": world.vpn_gateway_id}
+    )
     assert routes.status_code == 200, routes.text
     assert routes.json()["TotalCount"] == 1
-    bad = stack.api.apsara("DescribeVpnConnectionLogs", json={"RegionId": REGION, "VpnConnectionId": vco, "To": t})
+    bad = stack.api.apsara(
+        "DescribeVpnConnectionLogs", json={"RegionId": REGION, "VpnConnectionId": vco, "To": t}
+    )
     assert (bad.status_code, bad.json()["Code"]) == (400, "MissingParameter.FromOrMinutePeriod")
 
 
 def test_route_entries_carry_every_field_and_follow_changes(stack: Stack) -> None:
     world = build_world(stack.api)
     gateway = world.vpn_gateway_id
-    vco = stack.api.ok("CreateVpnConnection", **connection_params(
-        world, AutoConfigRoute="true", RemoteSubnet="10.10.2.0/24,10.10.1.0/24"))["VpnConnectionId"]
+    vco = stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, AutoConfigRoute="true", RemoteSubnet="10.10.2.0/24,10.10.1.0/24"),
+    )["VpnConnectionId"]
     created = stack.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["CreateTime"]
     # Another gateway's connections are not this gateway's routes.
     other_gateway = stack.api.ok("CreateVpnGateway", VpcId=world.vpc_id, Bandwidth=10)["VpnGatewayId"]
-    stack.api.ok("CreateVpnConnection", **connection_params(world, VpnGatewayId=other_gateway, AutoConfigRoute="true",
-                                                            RemoteSubnet="10.99.0.0/24"))
+    stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            world, VpnGatewayId=other_gateway, AutoConfigRoute="true", RemoteSubnet="10.99.0.0/24"
+        ),
+    )
     body = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway, RouteEntryType="custom")
     assert (body["TotalCount"], body["PageNumber"], body["PageSize"]) == (2, 1, 10)
     assert body["VpnRouteEntries"]["VpnRouteEntry"][0] == {
-        "VpnInstanceId": gateway, "RouteDest": "10.10.2.0/24", "NextHop": vco, "Weight": 100, "State": "published",
-        "CreateTime": created, "Source": "", "AsPath": "", "Community": "", "RouteEntryType": "custom",
-        "NextHopTunnelId": "", "Description": f"auto-configured by {vco}",
+        "VpnInstanceId": gateway,
+        "RouteDest": "10.10.2.0/24",
+        "NextHop": vco,
+        "Weight": 100,
+        "State": "published",
+        "CreateTime": created,
+        "Source": "",
+        "AsPath": "",
+        "Community": "",
+        "RouteEntryType": "custom",
+        "NextHopTunnelId": "",
+        "Description": f"auto-configured by {vco}",
     }
     # In the order of the connection's RemoteSubnet.
-    assert [e["RouteDest"] for e in body["VpnRouteEntries"]["VpnRouteEntry"]] == ["10.10.2.0/24", "10.10.1.0/24"]
+    assert [e["RouteDest"] for e in body["VpnRouteEntries"]["VpnRouteEntry"]] == [
+        "10.10.2.0/24",
+        "10.10.1.0/24",
+    ]
 
     stack.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=vco, RemoteSubnet="10.30.0.0/24")
-    entries = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway)["VpnRouteEntries"]["VpnRouteEntry"]
+    entries = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway)["VpnRouteEntries"][
+        "VpnRouteEntry"
+    ]
     assert [(e["RouteDest"], e["NextHop"]) for e in entries] == [("10.30.0.0/24", vco)]
     past = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway, PageNumber=2)
     assert (past["TotalCount"], past["VpnRouteEntries"]) == (1, {"VpnRouteEntry": []})
-    later = stack.api.ok("CreateVpnConnection", **connection_params(
-        world, AutoConfigRoute="true", LocalSubnet="10.3.0.0/24", RemoteSubnet="10.40.0.0/24"))["VpnConnectionId"]
-    entries = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway)["VpnRouteEntries"]["VpnRouteEntry"]
+    later = stack.api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            world, AutoConfigRoute="true", LocalSubnet="10.3.0.0/24", RemoteSubnet="10.40.0.0/24"
+        ),
+    )["VpnConnectionId"]
+    entries = stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway)["VpnRouteEntries"][
+        "VpnRouteEntry"
+    ]
     assert [e["NextHop"] for e in entries] == [vco, later]  # connections in creation order
     bad: list[tuple[dict[str, object], str]] = [
-        ({"PageSize": 51}, "InvalidParameter.PageSize"), ({"PageSize": 0}, "InvalidParameter.PageSize"),
-        ({"PageNumber": 0}, "InvalidParameter.PageNumber"), ({"RouteEntryType": "CUSTOMISED"}, "InvalidParameter.RouteEntryType"),
+        ({"PageSize": 51}, "InvalidParameter.PageSize"),
+        ({"PageSize": 0}, "InvalidParameter.PageSize"),
+        ({"PageNumber": 0}, "InvalidParameter.PageNumber"),
+        ({"RouteEntryType": "CUSTOMISED"}, "InvalidParameter.RouteEntryType"),
     ]
     for params, code in bad:
         stack.api.fails("DescribeVpnRouteEntries", 400, code, VpnGatewayId=gateway, **params)
@@ -357,7 +466,9 @@ def test_route_entries_carry_every_field_and_follow_changes(stack: Stack) -> Non
     stack.api.ok("DeleteVpnConnection", VpnConnectionId=later)
     assert stack.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway)["TotalCount"] == 0
     stack.api.ok("DeleteVpnGateway", VpnGatewayId=gateway)
-    stack.api.fails("DescribeVpnRouteEntries", 404, "InvalidVpnGatewayInstanceId.NotFound", VpnGatewayId=gateway)
+    stack.api.fails(
+        "DescribeVpnRouteEntries", 404, "InvalidVpnGatewayInstanceId.NotFound", VpnGatewayId=gateway
+    )
 
 
 def test_diagnosis_is_cleared_only_when_the_tunnel_changes(stack: Stack) -> None:
@@ -373,12 +484,25 @@ def test_diagnosis_is_cleared_only_when_the_tunnel_changes(stack: Stack) -> None
         return str(answer)
 
     # What Terraform sends on every update: the same subnets and the same blocks again.
-    assert diagnosed_after(Name="renamed", LocalSubnet=stored["LocalSubnet"], RemoteSubnet=stored["RemoteSubnet"],
-                           IkeConfig=json.dumps(stored["IkeConfig"]), IpsecConfig=json.dumps(stored["IpsecConfig"]),
-                           EnableDpd="true", EnableNatTraversal="true") == failing
+    assert (
+        diagnosed_after(
+            Name="renamed",
+            LocalSubnet=stored["LocalSubnet"],
+            RemoteSubnet=stored["RemoteSubnet"],
+            IkeConfig=json.dumps(stored["IkeConfig"]),
+            IpsecConfig=json.dumps(stored["IpsecConfig"]),
+            EnableDpd="true",
+            EnableNatTraversal="true",
+        )
+        == failing
+    )
     assert diagnosed_after(AutoConfigRoute="true") == failing
-    assert diagnosed_after(HealthCheckConfig=json.dumps(
-        {"enable": "true", "sip": "10.1.1.20", "dip": "10.10.1.7"})) == failing
+    assert (
+        diagnosed_after(
+            HealthCheckConfig=json.dumps({"enable": "true", "sip": "10.1.1.20", "dip": "10.10.1.7"})
+        )
+        == failing
+    )
     assert diagnosed_after(EnableDpd="false") == ""
     assert diagnosed_after(EnableNatTraversal="false") == ""
     assert diagnosed_after(RemoteSubnet="10.10.0.0/16") == ""

@@ -20,7 +20,9 @@ def _count(api: Api) -> int:
 
 def test_create_fills_every_default(api: Api) -> None:
     world = build_world(api)
-    created = api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.1.1.0/24, 10.1.2.0/24"))
+    created = api.ok(
+        "CreateVpnConnection", **connection_params(world, LocalSubnet="10.1.1.0/24, 10.1.2.0/24")
+    )
     vco = created["VpnConnectionId"]
     assert vco.startswith("vco-") and len(vco) == 25 and vco[4:].isalnum() and vco[4:].islower()
     assert created["Name"] == vco
@@ -30,7 +32,10 @@ def test_create_fills_every_default(api: Api) -> None:
     got = api.ok("DescribeVpnConnection", VpnConnectionId=vco)
     assert got["LocalSubnet"] == "10.1.1.0/24,10.1.2.0/24"
     assert got["RemoteSubnet"] == "10.10.1.0/24"
-    assert (got["VpnGatewayId"], got["CustomerGatewayId"]) == (world.vpn_gateway_id, world.customer_gateway_id)
+    assert (got["VpnGatewayId"], got["CustomerGatewayId"]) == (
+        world.vpn_gateway_id,
+        world.customer_gateway_id,
+    )
     assert got["Status"] == "ike_sa_not_established" and got["State"] == "active"
     assert got["EffectImmediately"] is False and got["AutoConfigRoute"] is False
     assert got["EnableDpd"] is True and got["EnableNatTraversal"] is True
@@ -47,24 +52,46 @@ def test_create_fills_every_default(api: Api) -> None:
         "LocalId": world.internet_ip,
         "RemoteId": world.customer_ip,
     }
-    assert got["IpsecConfig"] == {"IpsecEncAlg": "aes", "IpsecAuthAlg": "md5", "IpsecPfs": "group2", "IpsecLifetime": 86400}
+    assert got["IpsecConfig"] == {
+        "IpsecEncAlg": "aes",
+        "IpsecAuthAlg": "md5",
+        "IpsecPfs": "group2",
+        "IpsecLifetime": 86400,
+    }
     assert got["VcoHealthCheck"] == {
-        "Enable": "false", "Sip": "", "Dip": "", "Interval": 3, "Retry": 3, "Status": "success", "Policy": "revoke_route"
+        "Enable": "false",
+        "Sip": "",
+        "Dip": "",
+        "Interval": 3,
+        "Retry": 3,
+        "Status": "success",
+        "Policy": "revoke_route",
     }
 
 
 def test_generated_psks_differ(api: Api) -> None:
     world = build_world(api)
     first = api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
-    second = api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.2.0.0/24"))["VpnConnectionId"]
+    second = api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.2.0.0/24"))[
+        "VpnConnectionId"
+    ]
     psks = {api.ok("DescribeVpnConnection", VpnConnectionId=v)["IkeConfig"]["Psk"] for v in (first, second)}
     assert len(psks) == 2
 
 
 def test_every_parameter_is_honoured(api: Api) -> None:
     world = build_world(api)
-    ike = {"psk": "s3cr#t!", "ikeversion": "ikev2", "IkeMode": "aggressive", "IkeEncAlg": "AES256", "IkeAuthAlg": "sha256",
-           "IkePfs": "group14", "IkeLifetime": "3600", "LocalId": "gw.example", "RemoteId": ""}
+    ike = {
+        "psk": "s3cr#t!",
+        "ikeversion": "ikev2",
+        "IkeMode": "aggressive",
+        "IkeEncAlg": "AES256",
+        "IkeAuthAlg": "sha256",
+        "IkePfs": "group14",
+        "IkeLifetime": "3600",
+        "LocalId": "gw.example",
+        "RemoteId": "",
+    }
     ipsec = {"IpsecEncAlg": "3des", "IpsecAuthAlg": "sha512", "IpsecPfs": "disabled", "IpsecLifetime": 0}
     check = {"enable": True, "sip": "10.1.1.5", "dip": "10.10.1.5", "interval": "10", "retry": 5}
     vco = api.ok(
@@ -83,14 +110,34 @@ def test_every_parameter_is_honoured(api: Api) -> None:
     )["VpnConnectionId"]
     got = api.ok("DescribeVpnConnection", VpnConnectionId=vco)
     assert got["Name"] == "my-conn.1_中文"
-    assert (got["EffectImmediately"], got["AutoConfigRoute"], got["EnableDpd"], got["EnableNatTraversal"]) == (
-        True, True, False, False,
+    assert (
+        got["EffectImmediately"],
+        got["AutoConfigRoute"],
+        got["EnableDpd"],
+        got["EnableNatTraversal"],
+    ) == (
+        True,
+        True,
+        False,
+        False,
     )
     assert got["IkeConfig"] == {
-        "Psk": "s3cr#t!", "IkeVersion": "ikev2", "IkeMode": "aggressive", "IkeEncAlg": "aes256", "IkeAuthAlg": "sha256",
-        "IkePfs": "group14", "IkeLifetime": 3600, "LocalId": "gw.example", "RemoteId": world.customer_ip,
+        "Psk": "s3cr#t!",
+        "IkeVersion": "ikev2",
+        "IkeMode": "aggressive",
+        "IkeEncAlg": "aes256",
+        "IkeAuthAlg": "sha256",
+        "IkePfs": "group14",
+        "IkeLifetime": 3600,
+        "LocalId": "gw.example",
+        "RemoteId": world.customer_ip,
     }
-    assert got["IpsecConfig"] == {"IpsecEncAlg": "3des", "IpsecAuthAlg": "sha512", "IpsecPfs": "disabled", "IpsecLifetime": 0}
+    assert got["IpsecConfig"] == {
+        "IpsecEncAlg": "3des",
+        "IpsecAuthAlg": "sha512",
+        "IpsecPfs": "disabled",
+        "IpsecLifetime": 0,
+    }
     assert got["VcoHealthCheck"]["Enable"] == "true"
     assert (got["VcoHealthCheck"]["Sip"], got["VcoHealthCheck"]["Dip"]) == ("10.1.1.5", "10.10.1.5")
     assert (got["VcoHealthCheck"]["Interval"], got["VcoHealthCheck"]["Retry"]) == (10, 5)
@@ -111,7 +158,11 @@ def test_bad_inputs_get_specific_errors_and_change_nothing(api: Api) -> None:
         ({"LocalSubnet": "10.0.0.1/24"}, 400, "IllegalParam.LocalSubnet"),
         ({"RemoteSubnet": "10.20.0.0/24,10.20.0.0/24"}, 400, "IllegalParam.RemoteSubnet"),
         ({"LocalSubnet": "10.0.0.0/8", "RemoteSubnet": "10.20.0.0/16"}, 400, "IllegalParam.RemoteSubnet"),
-        ({"LocalSubnet": "0.0.0.0/0", "RemoteSubnet": "0.0.0.0/0"}, 400, "OperationUnsupported.DestinationRouting"),
+        (
+            {"LocalSubnet": "0.0.0.0/0", "RemoteSubnet": "0.0.0.0/0"},
+            400,
+            "OperationUnsupported.DestinationRouting",
+        ),
         ({"LocalSubnet": "10.1.1.0/24", "RemoteSubnet": "10.10.0.0/16"}, 400, "VpnConnection.SubnetConflict"),
         ({"Name": "1abc"}, 400, "InvalidName"),
         ({"Name": "http://x"}, 400, "InvalidName"),
@@ -124,11 +175,21 @@ def test_bad_inputs_get_specific_errors_and_change_nothing(api: Api) -> None:
         ({"IkeConfig": '{"Psk":"has space"}'}, 400, "InvalidParameter.IkeConfig.Psk"),
         ({"IkeConfig": '{"Bogus":"x"}'}, 400, "InvalidParameter.IkeConfig"),
         ({"IpsecConfig": '{"IpsecAuthAlg":"sha386"}'}, 400, "InvalidParameter.IpsecConfig.IpsecAuthAlg"),
-        ({"HealthCheckConfig": '{"enable":"true","sip":"10.9.9.9","dip":"10.10.1.2"}'}, 400,
-         "InvalidParameter.HealthCheckConfig.Sip"),
-        ({"HealthCheckConfig": '{"enable":true,"sip":"10.1.1.2"}'}, 400, "InvalidParameter.HealthCheckConfig.Dip"),
-        ({"HealthCheckConfig": '{"enable":true,"sip":"10.1.1.2","dip":"10.10.1.2","interval":61}'}, 400,
-         "InvalidParameter.HealthCheckConfig.Interval"),
+        (
+            {"HealthCheckConfig": '{"enable":"true","sip":"10.9.9.9","dip":"10.10.1.2"}'},
+            400,
+            "InvalidParameter.HealthCheckConfig.Sip",
+        ),
+        (
+            {"HealthCheckConfig": '{"enable":true,"sip":"10.1.1.2"}'},
+            400,
+            "InvalidParameter.HealthCheckConfig.Dip",
+        ),
+        (
+            {"HealthCheckConfig": '{"enable":true,"sip":"10.1.1.2","dip":"10.10.1.2","interval":61}'},
+            400,
+            "InvalidParameter.HealthCheckConfig.Interval",
+        ),
         ({"BgpConfig": '{"EnableBgp":"true"}'}, 400, "OperationUnsupported.Bgp"),
         ({"ClientToken": "x" * 65}, 400, "InvalidParameter.ClientToken"),
         ({"VpnGatewayId": "vpn-doesnotexist"}, 404, "InvalidVpnGatewayInstanceId.NotFound"),
@@ -158,7 +219,9 @@ def test_client_token_replays_the_first_result(api: Api) -> None:
     # Booleans spelled differently are the same parameters.
     api.ok("CreateVpnConnection", **params, EffectImmediately="false")
     assert _count(api) == 1
-    api.fails("CreateVpnConnection", 400, "IdempotentParameterMismatch", **{**params, "LocalSubnet": "10.5.0.0/24"})
+    api.fails(
+        "CreateVpnConnection", 400, "IdempotentParameterMismatch", **{**params, "LocalSubnet": "10.5.0.0/24"}
+    )
     assert _count(api) == 1
 
 
@@ -174,27 +237,47 @@ def test_quota_per_gateway(api: Api) -> None:
     world = build_world(api)
     for n in range(10):
         api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet=f"10.1.{n}.0/24"))
-    api.fails("CreateVpnConnection", 400, "Resource.QuotaFull", **connection_params(world, LocalSubnet="10.1.99.0/24"))
+    api.fails(
+        "CreateVpnConnection",
+        400,
+        "Resource.QuotaFull",
+        **connection_params(world, LocalSubnet="10.1.99.0/24"),
+    )
     assert _count(api) == 10
 
 
 def test_subnet_conflict_needs_both_sides(api: Api) -> None:
     world = build_world(api)
-    api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.1.0.0/16", RemoteSubnet="10.10.0.0/16"))
+    api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, LocalSubnet="10.1.0.0/16", RemoteSubnet="10.10.0.0/16"),
+    )
     # Same local, other remote: different packets, allowed.
-    api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.1.0.0/16", RemoteSubnet="10.11.0.0/16"))
+    api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, LocalSubnet="10.1.0.0/16", RemoteSubnet="10.11.0.0/16"),
+    )
     api.fails(
-        "CreateVpnConnection", 400, "VpnConnection.SubnetConflict",
+        "CreateVpnConnection",
+        400,
+        "VpnConnection.SubnetConflict",
         **connection_params(world, LocalSubnet="10.1.5.0/24", RemoteSubnet="10.10.5.0/24"),
     )
     # Another gateway has its own selectors.
     other = api.ok("CreateVpnGateway", VpcId=world.vpc_id, Bandwidth=5)["VpnGatewayId"]
-    api.ok("CreateVpnConnection", **connection_params(world, VpnGatewayId=other, LocalSubnet="10.1.5.0/24", RemoteSubnet="10.10.5.0/24"))
+    api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            world, VpnGatewayId=other, LocalSubnet="10.1.5.0/24", RemoteSubnet="10.10.5.0/24"
+        ),
+    )
 
 
 def test_modify_merges_and_validates_the_whole(api: Api) -> None:
     world = build_world(api)
-    vco = api.ok("CreateVpnConnection", **connection_params(world, IkeConfig='{"Psk":"first-key"}'))["VpnConnectionId"]
+    vco = api.ok("CreateVpnConnection", **connection_params(world, IkeConfig='{"Psk":"first-key"}'))[
+        "VpnConnectionId"
+    ]
     # Terraform's pattern: LocalSubnet and RemoteSubnet are re-sent with every change.
     changed = api.ok(
         "ModifyVpnConnectionAttribute",
@@ -212,12 +295,21 @@ def test_modify_merges_and_validates_the_whole(api: Api) -> None:
     assert got["IkeConfig"]["IkeEncAlg"] == "des" and got["IkeConfig"]["IkeVersion"] == "ikev2"
     assert got["IkeConfig"]["Psk"] == "first-key" and got["IkeConfig"]["LocalId"] == world.internet_ip
     assert got["IkeConfig"]["IkeAuthAlg"] == "md5"
-    assert got["IpsecConfig"] == {"IpsecEncAlg": "aes", "IpsecAuthAlg": "md5", "IpsecPfs": "group5", "IpsecLifetime": 8640}
+    assert got["IpsecConfig"] == {
+        "IpsecEncAlg": "aes",
+        "IpsecAuthAlg": "md5",
+        "IpsecPfs": "group5",
+        "IpsecLifetime": 8640,
+    }
     assert got["VcoHealthCheck"]["Enable"] == "true"
     # A subnet change that strands the health check's dip is refused as a whole.
     api.fails(
-        "ModifyVpnConnectionAttribute", 400, "InvalidParameter.HealthCheckConfig.Dip",
-        VpnConnectionId=vco, LocalSubnet="10.1.1.0/24", RemoteSubnet="10.10.1.0/24",
+        "ModifyVpnConnectionAttribute",
+        400,
+        "InvalidParameter.HealthCheckConfig.Dip",
+        VpnConnectionId=vco,
+        LocalSubnet="10.1.1.0/24",
+        RemoteSubnet="10.10.1.0/24",
     )
     assert api.ok("DescribeVpnConnection", VpnConnectionId=vco)["RemoteSubnet"] == "10.10.1.0/24,10.10.2.0/24"
     # EffectImmediately given alone changes only that.
@@ -227,13 +319,24 @@ def test_modify_merges_and_validates_the_whole(api: Api) -> None:
 
 def test_modify_checks_conflicts_with_other_connections(api: Api) -> None:
     world = build_world(api)
-    api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.1.0.0/24", RemoteSubnet="10.10.0.0/24"))
-    second = api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.10.0.0/24"))
+    api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, LocalSubnet="10.1.0.0/24", RemoteSubnet="10.10.0.0/24"),
+    )
+    second = api.ok(
+        "CreateVpnConnection",
+        **connection_params(world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.10.0.0/24"),
+    )
     # Modifying a connection to its own subnets is no conflict with itself.
-    api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=second["VpnConnectionId"], LocalSubnet="10.2.0.0/24")
+    api.ok(
+        "ModifyVpnConnectionAttribute", VpnConnectionId=second["VpnConnectionId"], LocalSubnet="10.2.0.0/24"
+    )
     api.fails(
-        "ModifyVpnConnectionAttribute", 400, "VpnConnection.SubnetConflict",
-        VpnConnectionId=second["VpnConnectionId"], LocalSubnet="10.1.0.0/25",
+        "ModifyVpnConnectionAttribute",
+        400,
+        "VpnConnection.SubnetConflict",
+        VpnConnectionId=second["VpnConnectionId"],
+        LocalSubnet="10.1.0.0/25",
     )
 
 
@@ -241,7 +344,12 @@ def test_delete_then_not_found_everywhere(api: Api) -> None:
     world = build_world(api)
     vco = api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
     api.ok("DeleteVpnConnection", VpnConnectionId=vco)
-    for action in ("DescribeVpnConnection", "DeleteVpnConnection", "ModifyVpnConnectionAttribute", "DownloadVpnConnectionConfig"):
+    for action in (
+        "DescribeVpnConnection",
+        "DeleteVpnConnection",
+        "ModifyVpnConnectionAttribute",
+        "DownloadVpnConnectionConfig",
+    ):
         api.fails(action, 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=vco)
     assert _count(api) == 0
 
@@ -250,7 +358,12 @@ def test_gateways_in_use_cannot_be_deleted(api: Api) -> None:
     world = build_world(api)
     vco = api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
     api.fails("DeleteVpnGateway", 400, "DependencyViolation.VpnConnection", VpnGatewayId=world.vpn_gateway_id)
-    api.fails("DeleteCustomerGateway", 400, "DependencyViolation.VpnConnection", CustomerGatewayId=world.customer_gateway_id)
+    api.fails(
+        "DeleteCustomerGateway",
+        400,
+        "DependencyViolation.VpnConnection",
+        CustomerGatewayId=world.customer_gateway_id,
+    )
     api.fails("DeleteVpc", 400, "DependencyViolation.VpnGateway", VpcId=world.vpc_id)
     api.ok("DeleteVpnConnection", VpnConnectionId=vco)
     api.ok("DeleteVpnGateway", VpnGatewayId=world.vpn_gateway_id)
@@ -260,12 +373,19 @@ def test_gateways_in_use_cannot_be_deleted(api: Api) -> None:
 
 def test_download_config_is_from_the_customer_side(api: Api) -> None:
     world = build_world(api)
-    vco = api.ok("CreateVpnConnection", **connection_params(world, IkeConfig='{"Psk":"k-1","RemoteId":"idc.example"}'))
-    config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=vco["VpnConnectionId"])["VpnConnectionConfig"]
+    vco = api.ok(
+        "CreateVpnConnection", **connection_params(world, IkeConfig='{"Psk":"k-1","RemoteId":"idc.example"}')
+    )
+    config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=vco["VpnConnectionId"])[
+        "VpnConnectionConfig"
+    ]
     assert (config["Local"], config["Remote"]) == (world.customer_ip, world.internet_ip)
     assert (config["LocalSubnet"], config["RemoteSubnet"]) == ("10.10.1.0/24", "10.1.1.0/24,10.1.2.0/24")
     assert config["IkeConfig"]["Psk"] == "k-1"
-    assert (config["IkeConfig"]["LocalId"], config["IkeConfig"]["RemoteId"]) == ("idc.example", world.internet_ip)
+    assert (config["IkeConfig"]["LocalId"], config["IkeConfig"]["RemoteId"]) == (
+        "idc.example",
+        world.internet_ip,
+    )
     assert config["IpsecConfig"]["IpsecPfs"] == "group2"
 
 
@@ -273,8 +393,14 @@ def test_listing_pages_and_filters(api: Api) -> None:
     world = build_world(api)
     other_cgw = api.ok("CreateCustomerGateway", IpAddress="198.19.0.11")["CustomerGatewayId"]
     ids = [
-        api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet=f"10.1.{n}.0/24",
-               CustomerGatewayId=other_cgw if n % 2 else world.customer_gateway_id))["VpnConnectionId"]
+        api.ok(
+            "CreateVpnConnection",
+            **connection_params(
+                world,
+                LocalSubnet=f"10.1.{n}.0/24",
+                CustomerGatewayId=other_cgw if n % 2 else world.customer_gateway_id,
+            ),
+        )["VpnConnectionId"]
         for n in range(7)
     ]
     page1 = api.ok("DescribeVpnConnections", PageSize=3)

@@ -18,7 +18,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import make_sealer, prepared
-from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET, Api, build_world, connection_params, signed_query
+from tests.support.api import (
+    REGION,
+    TEST_KEY_ID,
+    TEST_KEY_SECRET,
+    Api,
+    build_world,
+    connection_params,
+    signed_query,
+)
 from vpngw import accounts
 from vpngw.api.app import build_app
 from vpngw.auth.authenticator import Authenticator
@@ -41,10 +49,22 @@ def _code(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.json()["Code"]
 
 
-def _v1(params: dict[str, str], *, key_id: str = TEST_KEY_ID, secret: str = TEST_KEY_SECRET,
-        when: datetime.datetime | None = None, nonce: str | None = None) -> dict[str, str]:
-    return sign_rpc_v1("POST", params, key_id, secret, nonce=nonce or uuid.uuid4().hex,
-                       timestamp=when or datetime.datetime.now(datetime.UTC))
+def _v1(
+    params: dict[str, str],
+    *,
+    key_id: str = TEST_KEY_ID,
+    secret: str = TEST_KEY_SECRET,
+    when: datetime.datetime | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    return sign_rpc_v1(
+        "POST",
+        params,
+        key_id,
+        secret,
+        nonce=nonce or uuid.uuid4().hex,
+        timestamp=when or datetime.datetime.now(datetime.UTC),
+    )
 
 
 DESCRIBE = {"Action": "DescribeVpnConnections", "RegionId": REGION}
@@ -83,7 +103,9 @@ def test_a_forged_request_does_not_burn_its_nonce(stack: tuple[Database, Authent
     assert client.post("/", params=_v1(DESCRIBE, nonce=nonce)).status_code == 200
 
 
-def test_json_body_parameters_are_covered_by_the_signature(stack: tuple[Database, Authenticator, TestClient]) -> None:
+def test_json_body_parameters_are_covered_by_the_signature(
+    stack: tuple[Database, Authenticator, TestClient],
+) -> None:
     _db, _auth, client = stack
     api = Api(client)
     world = build_world(api)
@@ -91,14 +113,23 @@ def test_json_body_parameters_are_covered_by_the_signature(stack: tuple[Database
     good = api.apsara("CreateVpnConnection", json=body)
     assert good.status_code == 200, good.text
     # Sign one body, send another: refused.
-    signature = {k: v for k, v in _v1({"RegionId": REGION, **connection_params(world, LocalSubnet="10.50.0.0/24")}).items()
-                 if k in ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp")}
-    forged = client.post("/apsara/route/Vpc/CreateVpnConnection", params=signature,
-                         json={"RegionId": REGION, **connection_params(world, LocalSubnet="10.60.0.0/24")})
+    signature = {
+        k: v
+        for k, v in _v1({"RegionId": REGION, **connection_params(world, LocalSubnet="10.50.0.0/24")}).items()
+        if k
+        in ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp")
+    }
+    forged = client.post(
+        "/apsara/route/Vpc/CreateVpnConnection",
+        params=signature,
+        json={"RegionId": REGION, **connection_params(world, LocalSubnet="10.60.0.0/24")},
+    )
     assert _code(forged) == (400, "SignatureDoesNotMatch")
 
 
-def _acs3(client: TestClient, query: dict[str, str], body: bytes, *, send_body: bytes | None = None) -> httpx.Response:
+def _acs3(
+    client: TestClient, query: dict[str, str], body: bytes, *, send_body: bytes | None = None
+) -> httpx.Response:
     """An ACS3-HMAC-SHA256 request built by hand, as the current SDK builds it."""
     headers = {
         "host": "testserver",
@@ -110,10 +141,21 @@ def _acs3(client: TestClient, query: dict[str, str], body: bytes, *, send_body: 
         "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
     }
     signed_names = ";".join(sorted(headers))
-    unsigned = IncomingRequest("POST", "/", tuple(query.items()), (), {
-        **headers, "authorization": f"ACS3-HMAC-SHA256 Credential={TEST_KEY_ID},SignedHeaders={signed_names},Signature=x"}, body)
+    unsigned = IncomingRequest(
+        "POST",
+        "/",
+        tuple(query.items()),
+        (),
+        {
+            **headers,
+            "authorization": f"ACS3-HMAC-SHA256 Credential={TEST_KEY_ID},SignedHeaders={signed_names},Signature=x",
+        },
+        body,
+    )
     digest = hmac.new(TEST_KEY_SECRET.encode(), string_to_sign(unsigned).encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = f"ACS3-HMAC-SHA256 Credential={TEST_KEY_ID},SignedHeaders={signed_names},Signature={digest}"
+    headers["authorization"] = (
+        f"ACS3-HMAC-SHA256 Credential={TEST_KEY_ID},SignedHeaders={signed_names},Signature={digest}"
+    )
     return client.post("/", params=query, headers=headers, content=body if send_body is None else send_body)
 
 
@@ -132,7 +174,10 @@ def test_nonces_are_shared_by_server_processes_of_one_database(settings: Setting
     second_db = Database(settings.db_url)
     second_auth = Authenticator(second_db, make_sealer())
     once = _v1(DESCRIBE)
-    with TestClient(build_app(first_db, settings, first_auth)) as one, TestClient(build_app(second_db, settings, second_auth)) as two:
+    with (
+        TestClient(build_app(first_db, settings, first_auth)) as one,
+        TestClient(build_app(second_db, settings, second_auth)) as two,
+    ):
         assert one.post("/", params=once).status_code == 200
         assert _code(two.post("/", params=once)) == (400, "SignatureNonceUsed")
     first_db.dispose()
@@ -144,38 +189,79 @@ def test_one_tenant_never_sees_another(stack: tuple[Database, Authenticator, Tes
     other = accounts.create_account(db, authenticator.sealer, "tenant-b")
     mine = Api(client)
     world = build_world(mine)
-    vco = mine.ok("CreateVpnConnection", **connection_params(world, ClientToken="shared-token"))["VpnConnectionId"]
+    vco = mine.ok("CreateVpnConnection", **connection_params(world, ClientToken="shared-token"))[
+        "VpnConnectionId"
+    ]
 
     def theirs(action: str, **params: Any) -> httpx.Response:
         query = {"Action": action, "RegionId": REGION, **{k: str(v) for k, v in params.items()}}
-        return client.post("/", params=signed_query("POST", query, key_id=other.access_key_id, secret=other.access_key_secret))
+        return client.post(
+            "/",
+            params=signed_query("POST", query, key_id=other.access_key_id, secret=other.access_key_secret),
+        )
 
     not_found = {
         "DescribeVpnConnection": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
-        "ModifyVpnConnectionAttribute": ({"VpnConnectionId": vco, "Name": "stolen"}, "InvalidVpnConnectionInstanceId.NotFound"),
+        "ModifyVpnConnectionAttribute": (
+            {"VpnConnectionId": vco, "Name": "stolen"},
+            "InvalidVpnConnectionInstanceId.NotFound",
+        ),
         "DeleteVpnConnection": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
         "DownloadVpnConnectionConfig": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
         "DescribeVpnConnectionLogs": ({"VpnConnectionId": vco}, "InvalidVpnConnectionInstanceId.NotFound"),
-        "DescribeVpnRouteEntries": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),
-        "DescribeVpnGateway": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),
-        "ModifyVpnGatewayAttribute": ({"VpnGatewayId": world.vpn_gateway_id, "Name": "x1"}, "InvalidVpnGatewayInstanceId.NotFound"),
+        "DescribeVpnRouteEntries": (
+            {"VpnGatewayId": world.vpn_gateway_id},
+            "InvalidVpnGatewayInstanceId.NotFound",
+        ),
+        "DescribeVpnGateway": (
+            {"VpnGatewayId": world.vpn_gateway_id},
+            "InvalidVpnGatewayInstanceId.NotFound",
+        ),
+        "ModifyVpnGatewayAttribute": (
+            {"VpnGatewayId": world.vpn_gateway_id, "Name": "x1"},
+            "InvalidVpnGatewayInstanceId.NotFound",
+        ),
         "DeleteVpnGateway": ({"VpnGatewayId": world.vpn_gateway_id}, "InvalidVpnGatewayInstanceId.NotFound"),
-        "DescribeCustomerGateway": ({"CustomerGatewayId": world.customer_gateway_id}, "InvalidCustomerGatewayInstanceId.NotFound"),
-        "ModifyCustomerGatewayAttribute": ({"CustomerGatewayId": world.customer_gateway_id, "Name": "x1"},
-                                           "InvalidCustomerGatewayInstanceId.NotFound"),
-        "DeleteCustomerGateway": ({"CustomerGatewayId": world.customer_gateway_id}, "InvalidCustomerGatewayInstanceId.NotFound"),
+        "DescribeCustomerGateway": (
+            {"CustomerGatewayId": world.customer_gateway_id},
+            "InvalidCustomerGatewayInstanceId.NotFound",
+        ),
+        "ModifyCustomerGatewayAttribute": (
+            {"CustomerGatewayId": world.customer_gateway_id, "Name": "x1"},
+            "InvalidCustomerGatewayInstanceId.NotFound",
+        ),
+        "DeleteCustomerGateway": (
+            {"CustomerGatewayId": world.customer_gateway_id},
+            "InvalidCustomerGatewayInstanceId.NotFound",
+        ),
         "DeleteVpc": ({"VpcId": world.vpc_id}, "InvalidVpcId.NotFound"),
         "CreateVpnGateway": ({"VpcId": world.vpc_id, "Bandwidth": 5}, "InvalidVpcId.NotFound"),
-        "CreateVpnConnection": (connection_params(world, LocalSubnet="10.70.0.0/24"), "InvalidVpnGatewayInstanceId.NotFound"),
+        "CreateVpnConnection": (
+            connection_params(world, LocalSubnet="10.70.0.0/24"),
+            "InvalidVpnGatewayInstanceId.NotFound",
+        ),
     }
     for action, (params, code) in not_found.items():
         foreign = theirs(action, **params)
-        never = theirs(action, **{k: (v[:4] + "neverexisted" if k.endswith("Id") and v == params.get(k) and k != "RegionId"
-                                      else v) for k, v in params.items()})
+        never = theirs(
+            action,
+            **{
+                k: (
+                    v[:4] + "neverexisted"
+                    if k.endswith("Id") and v == params.get(k) and k != "RegionId"
+                    else v
+                )
+                for k, v in params.items()
+            },
+        )
         assert _code(foreign) == (404, code), (action, foreign.text)
         assert _code(never) == (404, code), (action, never.text)
-    for listing, key in (("DescribeVpnConnections", "VpnConnections"), ("DescribeVpnGateways", "VpnGateways"),
-                         ("DescribeCustomerGateways", "CustomerGateways"), ("DescribeVpcs", "Vpcs")):
+    for listing, key in (
+        ("DescribeVpnConnections", "VpnConnections"),
+        ("DescribeVpnGateways", "VpnGateways"),
+        ("DescribeCustomerGateways", "CustomerGateways"),
+        ("DescribeVpcs", "Vpcs"),
+    ):
         body = theirs(listing).json()
         assert body["TotalCount"] == 0 and not next(iter(body[key].values())), (listing, body)
     # ClientTokens are per account: the same token is a fresh request for them.
@@ -193,17 +279,37 @@ def test_no_secret_in_logs_error_bodies_or_the_database(
     world = build_world(api)
     psk = "Sup3r-Secret-PSK-value"
     bodies = []
-    created = api.rpc("CreateVpnConnection", RegionId=REGION, **connection_params(world, IkeConfig=json.dumps({"Psk": psk})))
+    created = api.rpc(
+        "CreateVpnConnection", RegionId=REGION, **connection_params(world, IkeConfig=json.dumps({"Psk": psk}))
+    )
     bodies.append(created.text)
     vco = created.json()["VpnConnectionId"]
-    bodies.append(api.rpc("ModifyVpnConnectionAttribute", RegionId=REGION, VpnConnectionId=vco, ClientToken="m1",
-                          IkeConfig=json.dumps({"Psk": psk + "2"})).text)
+    bodies.append(
+        api.rpc(
+            "ModifyVpnConnectionAttribute",
+            RegionId=REGION,
+            VpnConnectionId=vco,
+            ClientToken="m1",
+            IkeConfig=json.dumps({"Psk": psk + "2"}),
+        ).text
+    )
     # Errors that involve the secrets: a bad Psk, a wrong signature over a Psk, a wrong AccessKey secret.
-    bad = api.rpc("CreateVpnConnection", RegionId=REGION, **connection_params(world, IkeConfig=json.dumps({"Psk": psk + " x"})))
+    bad = api.rpc(
+        "CreateVpnConnection",
+        RegionId=REGION,
+        **connection_params(world, IkeConfig=json.dumps({"Psk": psk + " x"})),
+    )
     assert bad.status_code == 400
     bodies.append(bad.text)
-    forged = _v1({"Action": "ModifyVpnConnectionAttribute", "RegionId": REGION, "VpnConnectionId": vco,
-                  "IkeConfig": json.dumps({"Psk": psk})}, secret="wrong-secret")
+    forged = _v1(
+        {
+            "Action": "ModifyVpnConnectionAttribute",
+            "RegionId": REGION,
+            "VpnConnectionId": vco,
+            "IkeConfig": json.dumps({"Psk": psk}),
+        },
+        secret="wrong-secret",
+    )
     response = client.post("/", params=forged)
     assert _code(response) == (400, "SignatureDoesNotMatch")
     bodies.append(response.text)
@@ -214,9 +320,13 @@ def test_no_secret_in_logs_error_bodies_or_the_database(
     for secret in (psk, TEST_KEY_SECRET, "wrong-secret"):
         assert secret not in errors_text
         assert secret not in logs
-    assert any("CreateVpnConnection" in record.getMessage() for record in server_records)  # the access log ran
+    assert any(
+        "CreateVpnConnection" in record.getMessage() for record in server_records
+    )  # the access log ran
     if db_url.startswith("sqlite:///"):
-        raw = b"".join(p.read_bytes() for p in Path(db_url.removeprefix("sqlite:///")).parent.glob("vpngw.db*"))
+        raw = b"".join(
+            p.read_bytes() for p in Path(db_url.removeprefix("sqlite:///")).parent.glob("vpngw.db*")
+        )
         assert raw, "the database file was read"
         for secret in (psk, psk + "2", TEST_KEY_SECRET):
             assert secret.encode() not in raw

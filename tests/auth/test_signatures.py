@@ -40,7 +40,9 @@ NAME = "my conn/中文 *star*"
 IKE_CONFIG = json.dumps({"Psk": PSK, "IkeVersion": "ikev2", "IkeMode": "main"})
 LOCAL_SUBNET = "10.0.0.0/24,10.0.1.0/24"
 CANNED = {"RequestId": "x", "VpnConnectionId": "vco-x", "Name": "n", "CreateTime": 1}
-SIGNATURE_MISMATCH_PREFIX = "Specified signature is not matched with our calculation. server string to sign is:"
+SIGNATURE_MISMATCH_PREFIX = (
+    "Specified signature is not matched with our calculation. server string to sign is:"
+)
 
 
 # --------------------------------------------------------------------------- capture server
@@ -278,7 +280,9 @@ PUBLISHED_SIGNATURE = "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
 
 def published_request(signature: str = PUBLISHED_SIGNATURE) -> IncomingRequest:
-    return IncomingRequest("GET", "/", PUBLISHED_QUERY + (("Signature", signature),), (), {"host": "ecs"}, b"")
+    return IncomingRequest(
+        "GET", "/", PUBLISHED_QUERY + (("Signature", signature),), (), {"host": "ecs"}, b""
+    )
 
 
 def test_published_example_string_to_sign() -> None:
@@ -316,7 +320,9 @@ def test_sign_rpc_v1_reproduces_published_example() -> None:
 # --------------------------------------------------------------------------- real SDK requests, rpc-v1
 
 
-def test_v1_capture_looks_as_documented(core_request: IncomingRequest, tea_v2_request: IncomingRequest) -> None:
+def test_v1_capture_looks_as_documented(
+    core_request: IncomingRequest, tea_v2_request: IncomingRequest
+) -> None:
     core_query = dict(core_request.query)
     assert core_query["SignatureType"] == ""  # the signed empty value
     assert core_query["Name"] == NAME and core_query["IkeConfig"] == IKE_CONFIG
@@ -399,7 +405,9 @@ def test_acs3_wrong_secret(tea_acs3_request: IncomingRequest) -> None:
 def test_acs3_any_changed_query_value_is_rejected(tea_acs3_request: IncomingRequest) -> None:
     assert tea_acs3_request.query
     for index, (name, value) in enumerate(tea_acs3_request.query):
-        changed = dataclasses.replace(tea_acs3_request, query=with_pair(tea_acs3_request.query, index, tampered(value)))
+        changed = dataclasses.replace(
+            tea_acs3_request, query=with_pair(tea_acs3_request.query, index, tampered(value))
+        )
         assert reject(changed).code == "SignatureDoesNotMatch", name
 
 
@@ -711,7 +719,9 @@ def test_json_body_as_params() -> None:
 
 def test_json_body_parameters_are_covered_by_v1_signature() -> None:
     body = {"VpnGatewayId": "vpn-1", "EnableDpd": True, "IkeConfig": {"Psk": PSK}}
-    params = sign_rpc_v1("POST", dict(API, **dict(json_body_as_params(body))), AK, SECRET, nonce="n", timestamp=NOW)
+    params = sign_rpc_v1(
+        "POST", dict(API, **dict(json_body_as_params(body))), AK, SECRET, nonce="n", timestamp=NOW
+    )
     auth = {k: v for k, v in params.items() if k not in dict(json_body_as_params(body))}
     raw = json.dumps(body).encode()
 

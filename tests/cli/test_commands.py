@@ -48,7 +48,10 @@ def test_accounts_and_keys(db_url: str, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_insecure_mode_is_refused_off_loopback(tmp_path: Path) -> None:
-    assert main(["serve", "--insecure-no-auth", "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    assert (
+        main(["serve", "--insecure-no-auth", "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+        == 2
+    )
 
 
 def test_call_signs_and_reports_errors(
@@ -60,16 +63,32 @@ def test_call_signs_and_reports_errors(
         code, out = _run(capsys, "account", "create", "caller", "--db", settings.db_url)
         credentials = tmp_path / "credentials.json"
         credentials.write_text(out)
-        code, out = _run(capsys, "call", "CreateVpc", "RegionId=cn-hangzhou", "VpcName=from-cli",
-                         "--endpoint", url, "--credentials", str(credentials))
+        code, out = _run(
+            capsys,
+            "call",
+            "CreateVpc",
+            "RegionId=cn-hangzhou",
+            "VpcName=from-cli",
+            "--endpoint",
+            url,
+            "--credentials",
+            str(credentials),
+        )
         assert code == 0 and json.loads(out)["VpcId"].startswith("vpc-")
         pair = json.loads(credentials.read_text())
         monkeypatch.setenv("VPNGW_ACCESS_KEY_ID", pair["AccessKeyId"])
         monkeypatch.setenv("VPNGW_ACCESS_KEY_SECRET", pair["AccessKeySecret"])
         code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", url)
         assert code == 0 and json.loads(out)["Vpcs"]["Vpc"][0]["VpcName"] == "from-cli"
-        code, out = _run(capsys, "call", "DescribeVpnConnection", "RegionId=cn-hangzhou", "VpnConnectionId=vco-x",
-                         "--endpoint", url)
+        code, out = _run(
+            capsys,
+            "call",
+            "DescribeVpnConnection",
+            "RegionId=cn-hangzhou",
+            "VpnConnectionId=vco-x",
+            "--endpoint",
+            url,
+        )
         assert code == 1 and json.loads(out)["Code"] == "InvalidVpnConnectionInstanceId.NotFound"
         monkeypatch.setenv("VPNGW_ACCESS_KEY_SECRET", "wrong")
         code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", url)
@@ -86,8 +105,9 @@ def test_master_key_file_is_created_private(tmp_path: Path) -> None:
     assert again.open(sealer.seal("y", "p"), "p") == "y"
 
 
-def test_rotation_reseals_every_secret(settings: Settings, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_reseals_every_secret(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _run(capsys, "account", "create", "rotating", "--db", settings.db_url)
     new_line = new_master_key_line("k2")
     monkeypatch.setenv("VPNGW_MASTER_KEY", f"{new_line},{TEST_MASTER_KEY}")
@@ -104,7 +124,9 @@ def test_rotation_reseals_every_secret(settings: Settings, capsys: pytest.Captur
     assert _run(capsys, "reseal", "--db", settings.db_url)[0] == 0
 
 
-def test_first_start_bootstrap(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_first_start_bootstrap(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vpngw.cli.main import build_parser, configure_authentication
 
     db = prepare_database(settings)

@@ -154,14 +154,17 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
 def no_lab_outlives_the_tests() -> Iterator[None]:
     """After all tests, no namespace the tests made remains (each test cleans up after
     itself; this catches a leak between them, e.g. a reconciler left running)."""
-    from vpngw.dataplane import lab_network
 
     if charon_daemon.missing_prerequisites():
         yield
         return
     yield
     time.sleep(1.0)  # a leaked reconciler would have recreated something by now
-    leaked = {ns for ns in netns.namespaces() if ns.startswith(tuple(SESSION_PREFIXES))} if SESSION_PREFIXES else set()
+    leaked = (
+        {ns for ns in netns.namespaces() if ns.startswith(tuple(SESSION_PREFIXES))}
+        if SESSION_PREFIXES
+        else set()
+    )
     for namespace in leaked:
         netns.delete_namespace(namespace)
     assert not leaked, f"the tests left namespaces behind: {sorted(leaked)}"

@@ -103,12 +103,18 @@ EXPECTED = {
     **{f"no_peer_{m}_initiator": NOT_RESPONDING for m in MODES},
     **{f"dropped_{m}_initiator": NOT_RESPONDING for m in MODES},
     **{f"replies_dropped_{m}_responder": NOT_RESPONDING for m in MODES},
-    **{f"{case}_via_initiate": kind for case, kind in [
-        ("psk_v2_initiator", AUTHENTICATION), ("psk_v1_initiator", AUTHENTICATION),
-        ("ike_proposal_v2_initiator", NO_PROPOSAL), ("esp_proposal_v1_initiator", NO_PROPOSAL),
-        ("ts_v2_initiator", TRAFFIC_SELECTORS), ("no_peer_v1_aggressive_initiator", NOT_RESPONDING),
-        ("remote_id_v1_initiator", AUTHENTICATION),
-    ]},
+    **{
+        f"{case}_via_initiate": kind
+        for case, kind in [
+            ("psk_v2_initiator", AUTHENTICATION),
+            ("psk_v1_initiator", AUTHENTICATION),
+            ("ike_proposal_v2_initiator", NO_PROPOSAL),
+            ("esp_proposal_v1_initiator", NO_PROPOSAL),
+            ("ts_v2_initiator", TRAFFIC_SELECTORS),
+            ("no_peer_v1_aggressive_initiator", NOT_RESPONDING),
+            ("remote_id_v1_initiator", AUTHENTICATION),
+        ]
+    },
     "psk_v1_initiator_gave_up": AUTHENTICATION,  # ends "peer not responding", but the key is why
     "no_peer_v1": NOT_RESPONDING,
     "no_peer_v2": NOT_RESPONDING,
@@ -116,7 +122,9 @@ EXPECTED = {
 
 
 def test_every_fixture_is_listed_and_every_kind_is_seen() -> None:
-    assert {p.stem for p in LOGS.glob("*.log")} == set(EXPECTED) | {f"ok_{m}_{r}" for m in MODES for r in ROLES}
+    assert {p.stem for p in LOGS.glob("*.log")} == set(EXPECTED) | {
+        f"ok_{m}_{r}" for m in MODES for r in ROLES
+    }
     assert set(EXPECTED.values()) == set(KINDS)
 
 
@@ -176,8 +184,10 @@ def test_without_our_proposals_the_refusal_still_reads() -> None:
 # -- IKE version --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "theirs", "ours"), [("v2", "IKEv1", "IKEv2"), ("v1", "IKEv2", "IKEv1"),
-                                                      ("v1_aggressive", "IKEv2", "IKEv1")])
+@pytest.mark.parametrize(
+    ("mode", "theirs", "ours"),
+    [("v2", "IKEv1", "IKEv2"), ("v1", "IKEv2", "IKEv1"), ("v1_aggressive", "IKEv2", "IKEv1")],
+)
 def test_as_responder_a_version_mismatch_names_both_versions(mode: str, theirs: str, ours: str) -> None:
     message = diagnosis_of(f"version_{mode}_responder").message
     assert f"the peer negotiates with {theirs}, but this connection uses {ours}" in message
@@ -189,13 +199,17 @@ def test_as_responder_a_version_mismatch_names_both_versions(mode: str, theirs: 
 @pytest.mark.parametrize("case", sorted(c for c, kind in EXPECTED.items() if kind == AUTHENTICATION))
 def test_every_authentication_failure_says_key_or_identity(case: str) -> None:
     message = diagnosis_of(case).message
-    assert message.startswith("Authentication failed: the pre-shared key (Psk) or an identity (LocalId/RemoteId)")
+    assert message.startswith(
+        "Authentication failed: the pre-shared key (Psk) or an identity (LocalId/RemoteId)"
+    )
 
 
 @pytest.mark.parametrize("case", ["remote_id_v1_initiator", "remote_id_v1_aggressive_initiator"])
 def test_ikev1_initiator_names_the_expected_and_the_received_identity(case: str) -> None:
-    assert ("The peer identified itself as 'someone-else.example.com', but this connection expects "
-            "'cpe.example.com' (RemoteId).") in diagnosis_of(case).message
+    assert (
+        "The peer identified itself as 'someone-else.example.com', but this connection expects "
+        "'cpe.example.com' (RemoteId)."
+    ) in diagnosis_of(case).message
 
 
 @pytest.mark.parametrize("case", [f"remote_id_{m}_responder" for m in MODES])
@@ -262,7 +276,9 @@ def test_the_newest_attempt_decides() -> None:
 
 
 def test_a_phase_2_refusal_does_not_explain_a_later_time_out() -> None:
-    give_up = [line for line in lines("no_peer_v2_initiator") if "giving up" in line or "not responding" in line]
+    give_up = [
+        line for line in lines("no_peer_v2_initiator") if "giving up" in line or "not responding" in line
+    ]
     assert diagnose(lines("esp_proposal_v2_initiator") + give_up).kind == NOT_RESPONDING  # type: ignore[union-attr]
 
 
@@ -300,9 +316,13 @@ def test_a_later_success_clears_the_diagnosis_and_a_new_failure_counts_again(fai
 
 
 def test_success_lines() -> None:
-    assert is_success("[IKE] CHILD_SA vco-CONN{2} established with SPIs a1d2aa3f_i 417a6175_o and TS "
-                      "10.1.1.0/24 === 10.10.1.0/24")
-    assert is_success("IKE_SA vco-CONN[1] established between 198.18.0.2[198.18.0.2]...198.19.0.10[198.19.0.10]")
+    assert is_success(
+        "[IKE] CHILD_SA vco-CONN{2} established with SPIs a1d2aa3f_i 417a6175_o and TS "
+        "10.1.1.0/24 === 10.10.1.0/24"
+    )
+    assert is_success(
+        "IKE_SA vco-CONN[1] established between 198.18.0.2[198.18.0.2]...198.19.0.10[198.19.0.10]"
+    )
     assert is_success("CHILD_SA vco-CONN-1{2} established with SPIs 27d15324_i 7aa57ca2_o and TS a === b")
     assert not is_success("[IKE] establishing CHILD_SA vco-CONN{1}")
     assert not is_success("[IKE] establishing IKE_SA failed, peer not responding")
@@ -327,8 +347,13 @@ def test_no_key_ever_appears() -> None:
     for path in LOGS.glob("*.log"):
         text = path.read_text()
         assert not any(key in text for key in KEYS), path.name
-        found = diagnose(text.splitlines(), ike_proposals=OURS_IKE, esp_proposals=OURS_ESP,
-                         local_id="gw.example.com", remote_id="cpe.example.com")
+        found = diagnose(
+            text.splitlines(),
+            ike_proposals=OURS_IKE,
+            esp_proposals=OURS_ESP,
+            local_id="gw.example.com",
+            remote_id="cpe.example.com",
+        )
         assert found is None or not any(key in found.message for key in KEYS)
 
 
@@ -372,9 +397,14 @@ def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -
     gw, cpe = lab_pair.gw, lab_pair.cpe
     name, good_key, bad_key = "vco-diag", "live-key-0001", "live-wrong-0001"
     spec = connection(
-        name=name, local_addr=gw.wan_addr, remote_addr=cpe.wan_addr,
-        local_subnets=gw.lan_subnets[:1], remote_subnets=cpe.lan_subnets[:1],
-        ike=ike(auth_alg="md5", psk=good_key), ipsec=ipsec(auth_alg="md5"), effect_immediately=False,
+        name=name,
+        local_addr=gw.wan_addr,
+        remote_addr=cpe.wan_addr,
+        local_subnets=gw.lan_subnets[:1],
+        remote_subnets=cpe.lan_subnets[:1],
+        ike=ike(auth_alg="md5", psk=good_key),
+        ipsec=ipsec(auth_alg="md5"),
+        effect_immediately=False,
     )
     conn = render_connection(spec)[name]
     ours = {"ike_proposals": conn["proposals"], "esp_proposals": conn["children"][name]["esp_proposals"]}
@@ -423,9 +453,12 @@ def test_live_wrong_psk_and_proposal_mismatch_are_diagnosed(lab_pair: LabPair) -
             gw.vici.initiate(name, name, timeout_ms=5000)
         refusal = "refused this gateway's IKE proposal (aes128-md5-prfmd5-modp1024)"
         from_command = diagnose(caught.value.log, **ours)
-        assert from_command is not None and from_command.kind == NO_PROPOSAL and refusal in from_command.message
-        assert netns.wait_until(lambda: refusal in getattr(diagnose(captured.lines(), **ours), "message", ""),
-                              timeout_s=5), captured.lines()
+        assert (
+            from_command is not None and from_command.kind == NO_PROPOSAL and refusal in from_command.message
+        )
+        assert netns.wait_until(
+            lambda: refusal in getattr(diagnose(captured.lines(), **ours), "message", ""), timeout_s=5
+        ), captured.lines()
 
     everything = captured.lines()
     assert not any(key in line for line in everything for key in (good_key, bad_key))

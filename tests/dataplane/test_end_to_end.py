@@ -37,7 +37,9 @@ def create(world: LabWorld, **extra: object) -> tuple[str, str]:
 def spis(world: LabWorld, gateway_id: str, connection_id: str) -> set[int]:
     agent_host = world.network.gateway(gateway_id)
     with ViciClient.connect(agent_host.vici_path, 5) as client:
-        return {c.spi_in for sa in client.list_sas(connection_id) for c in sa.children if c.state == "INSTALLED"}
+        return {
+            c.spi_in for sa in client.list_sas(connection_id) for c in sa.children if c.state == "INSTALLED"
+        }
 
 
 def test_ping_fails_before_the_connection_passes_with_it_and_fails_after_delete(lab_world: LabWorld) -> None:
@@ -54,14 +56,20 @@ def test_ping_fails_before_the_connection_passes_with_it_and_fails_after_delete(
     described = lab_world.wait_status(connection_id, "ipsec_sa_established")
     assert described["Status"] == "ipsec_sa_established", described
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
-    assert lab_world.ping_from_peer("cpe", PEER_HOST, "10.1.2.9")  # the other local subnet, back the other way
+    assert lab_world.ping_from_peer(
+        "cpe", PEER_HOST, "10.1.2.9"
+    )  # the other local subnet, back the other way
 
     with ViciClient.connect(lab_world.network.gateway(gateway_id).vici_path, 5) as client:
         assert client.shared_key_ids() == {f"psk-{connection_id}"}
-    routes = lab_world.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway_id)["VpnRouteEntries"]["VpnRouteEntry"]
+    routes = lab_world.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway_id)["VpnRouteEntries"][
+        "VpnRouteEntry"
+    ]
     assert [(r["RouteDest"], r["NextHop"]) for r in routes] == [("10.10.1.0/24", connection_id)]
     assert lab_world.vpc_routes(gateway_id) == {"10.10.1.0/24"}
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["TrafficStatistics"]["PacketsIn"] > 0, 8)
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["TrafficStatistics"]["PacketsIn"] > 0, 8
+    )
 
     logs = lab_world.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=connection_id, PageSize=50)
     assert logs["Count"] > 0
@@ -98,8 +106,11 @@ def test_modify_renegotiates_with_new_spis_when_effect_immediately(lab_world: La
     before = spis(lab_world, gateway_id, connection_id)
     assert before
 
-    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
-                     IpsecConfig=json.dumps({"IpsecLifetime": 3600}))
+    lab_world.api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=connection_id,
+        IpsecConfig=json.dumps({"IpsecLifetime": 3600}),
+    )
     assert lab_world.wait_for(lambda: spis(lab_world, gateway_id, connection_id) not in (set(), before), 10)
     assert not spis(lab_world, gateway_id, connection_id) & before
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
@@ -110,7 +121,9 @@ def test_auto_config_route_false_installs_no_vpc_route_and_modify_adds_it(lab_wo
     lab_world.add_peer("cpe", connection_id)
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     assert lab_world.vpc_routes(gateway_id) == set()
-    assert not lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST)  # the tunnel is up, the VPC has no route
+    assert not lab_world.ping_from_vpc(
+        gateway_id, VPC_HOST, PEER_HOST
+    )  # the tunnel is up, the VPC has no route
     assert lab_world.api.ok("DescribeVpnRouteEntries", VpnGatewayId=gateway_id)["TotalCount"] == 0
 
     lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id, AutoConfigRoute="true")
@@ -118,10 +131,14 @@ def test_auto_config_route_false_installs_no_vpc_route_and_modify_adds_it(lab_wo
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
 
 
-def test_wrong_psk_is_diagnosed_as_an_authentication_failure_and_passes_no_traffic(lab_world: LabWorld) -> None:
+def test_wrong_psk_is_diagnosed_as_an_authentication_failure_and_passes_no_traffic(
+    lab_world: LabWorld,
+) -> None:
     gateway_id, connection_id = create(lab_world, EffectImmediately="true", AutoConfigRoute="true")
     lab_world.add_peer("cpe", connection_id, ike={"Psk": "not-the-right-key"})
-    assert lab_world.wait_for(lambda: "authentication" in lab_world.connection(connection_id)["Diagnosis"].lower(), 10)
+    assert lab_world.wait_for(
+        lambda: "authentication" in lab_world.connection(connection_id)["Diagnosis"].lower(), 10
+    )
     described = lab_world.connection(connection_id)
     assert described["Status"] == "ike_sa_not_established"
     assert "not-the-right-key" not in json.dumps(described)
@@ -129,23 +146,34 @@ def test_wrong_psk_is_diagnosed_as_an_authentication_failure_and_passes_no_traff
 
     # Another wrong key: the Modify clears the diagnosis, and the same failure is
     # diagnosed again (nothing the data plane remembers hides it).
-    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
-                     IkeConfig=json.dumps({"Psk": "wrong-again-1"}))
+    lab_world.api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=connection_id,
+        IkeConfig=json.dumps({"Psk": "wrong-again-1"}),
+    )
     assert lab_world.connection(connection_id)["Diagnosis"] == ""
-    assert lab_world.wait_for(lambda: "authentication" in lab_world.connection(connection_id)["Diagnosis"].lower(), 10)
+    assert lab_world.wait_for(
+        lambda: "authentication" in lab_world.connection(connection_id)["Diagnosis"].lower(), 10
+    )
     # The operator sets the peer's key: the tunnel comes up and the diagnosis goes.
-    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
-                     IkeConfig=json.dumps({"Psk": "not-the-right-key"}))
+    lab_world.api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=connection_id,
+        IkeConfig=json.dumps({"Psk": "not-the-right-key"}),
+    )
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Diagnosis"] == ""
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
 
 
 def test_mismatched_proposals_are_diagnosed_naming_both_sides(lab_world: LabWorld) -> None:
-    _gateway_id, connection_id = create(lab_world, EffectImmediately="false",
-                                        IkeConfig=json.dumps({"IkeEncAlg": "aes", "IkeAuthAlg": "sha1"}))
+    _gateway_id, connection_id = create(
+        lab_world, EffectImmediately="false", IkeConfig=json.dumps({"IkeEncAlg": "aes", "IkeAuthAlg": "sha1"})
+    )
     # The peer initiates with proposals we do not accept: our charon, as responder, logs both.
     assert lab_world.reconciler.wait_for_pass()
-    lab_world.add_peer("cpe", connection_id, initiate=True, ike={"IkeEncAlg": "aes256", "IkeAuthAlg": "sha256"})
+    lab_world.add_peer(
+        "cpe", connection_id, initiate=True, ike={"IkeEncAlg": "aes256", "IkeAuthAlg": "sha256"}
+    )
     assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["Diagnosis"] != "", 10)
     diagnosis = lab_world.connection(connection_id)["Diagnosis"]
     assert "proposal" in diagnosis.lower()
@@ -155,22 +183,31 @@ def test_mismatched_proposals_are_diagnosed_naming_both_sides(lab_world: LabWorl
 
 def test_health_check_detects_a_dead_peer_and_recovers(lab_world: LabWorld) -> None:
     check = {"enable": "true", "sip": "10.1.1.20", "dip": PEER_HOST, "interval": "1", "retry": "2"}
-    gateway_id, connection_id = create(lab_world, EffectImmediately="true", AutoConfigRoute="false",
-                                       HealthCheckConfig=json.dumps(check))
+    gateway_id, connection_id = create(
+        lab_world, EffectImmediately="true", AutoConfigRoute="false", HealthCheckConfig=json.dumps(check)
+    )
     lab_world.add_peer("cpe", connection_id)
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 10)
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 10
+    )
 
     os.kill(lab_world.peer_pid("cpe"), signal.SIGKILL)
     killed = time.monotonic()
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "failed", 8)
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "failed", 8
+    )
     # interval x retry + one interval, plus the API's own poll and pass period.
     assert time.monotonic() - killed <= 1 * 2 + 1 + 1.5
 
     lab_world.remove_peer("cpe")
     # The new peer initiates: its INITIAL_CONTACT replaces our stale SAs at once.
     lab_world.add_peer("cpe", connection_id, initiate=True)
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 15)
-    assert lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST) is False  # AutoConfigRoute off: no VPC route
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 15
+    )
+    assert (
+        lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST) is False
+    )  # AutoConfigRoute off: no VPC route
 
 
 def test_killed_charon_is_restarted_and_tunnels_return_within_ten_seconds(lab_world: LabWorld) -> None:
@@ -235,9 +272,9 @@ def test_several_subnets_per_side_all_carry_traffic(lab_world: LabWorld, version
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     for source in ("10.1.1.5", "10.1.2.5"):
         for destination in ("10.10.1.7", "10.10.2.7"):
-            assert lab_world.wait_for(lambda s=source, d=destination: lab_world.ping_from_vpc(gateway_id, s, d), 5), (
-                f"{source} -> {destination}"
-            )
+            assert lab_world.wait_for(
+                lambda s=source, d=destination: lab_world.ping_from_vpc(gateway_id, s, d), 5
+            ), f"{source} -> {destination}"
 
 
 def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> None:
@@ -289,8 +326,11 @@ def test_a_connection_modified_while_vpngw_was_down_is_renegotiated_on_adoption(
     assert before
 
     lab_world.reconciler.stop()
-    lab_world.api.ok("ModifyVpnConnectionAttribute", VpnConnectionId=connection_id,
-                     IpsecConfig=json.dumps({"IpsecLifetime": 7200}))
+    lab_world.api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=connection_id,
+        IpsecConfig=json.dumps({"IpsecLifetime": 7200}),
+    )
     assert spis(lab_world, gateway_id, connection_id) == before  # nobody acted on it yet
     successor = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network, period_s=0.5)
     lab_world.reconciler = successor

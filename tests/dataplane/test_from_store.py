@@ -19,11 +19,21 @@ def test_desired_state_follows_the_api(settings: Settings) -> None:
     with TestClient(build_app(db, settings, authenticator)) as client:
         api = Api(client)
         world = build_world(api)
-        ike = {"Psk": "from-the-api", "IkeVersion": "ikev2", "IkeEncAlg": "aes256", "IkeAuthAlg": "sha256", "IkePfs": "group14"}
+        ike = {
+            "Psk": "from-the-api",
+            "IkeVersion": "ikev2",
+            "IkeEncAlg": "aes256",
+            "IkeAuthAlg": "sha256",
+            "IkePfs": "group14",
+        }
         vco = api.ok(
             "CreateVpnConnection",
-            **connection_params(world, EffectImmediately="true", IkeConfig=json.dumps(ike),
-                                IpsecConfig='{"IpsecPfs":"disabled","IpsecLifetime":3600}'),
+            **connection_params(
+                world,
+                EffectImmediately="true",
+                IkeConfig=json.dumps(ike),
+                IpsecConfig='{"IpsecPfs":"disabled","IpsecLifetime":3600}',
+            ),
         )["VpnConnectionId"]
         empty_gateway = api.ok("CreateVpnGateway", VpcId=world.vpc_id, Bandwidth=5)["VpnGatewayId"]
 
@@ -34,7 +44,9 @@ def test_desired_state_follows_the_api(settings: Settings) -> None:
         assert state.internet_ip == world.internet_ip
         (spec,) = state.connections
         assert (spec.name, spec.local_addr, spec.remote_addr) == (vco, world.internet_ip, world.customer_ip)
-        assert spec.local_subnets == ("10.1.1.0/24", "10.1.2.0/24") and spec.remote_subnets == ("10.10.1.0/24",)
+        assert spec.local_subnets == ("10.1.1.0/24", "10.1.2.0/24") and spec.remote_subnets == (
+            "10.10.1.0/24",
+        )
         assert spec.ike.psk == "from-the-api" and "from-the-api" not in repr(spec)
         assert (spec.ike.version, spec.ike.enc_alg, spec.ike.pfs) == ("ikev2", "aes256", "group14")
         assert (spec.ike.local_id, spec.ike.remote_id) == (world.internet_ip, world.customer_ip)

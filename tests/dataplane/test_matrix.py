@@ -37,8 +37,13 @@ pytestmark = pytest.mark.dataplane
 # The peer's own names for the API's values (strongSwan's proposal keywords).
 PEER_ENC = {"aes": "aes128", "aes192": "aes192", "aes256": "aes256", "des": "des", "3des": "3des"}
 PEER_INTEG = {"md5": "md5", "sha1": "sha", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
-PEER_DH = {"group1": "modp768", "group2": "modp1024", "group5": "modp1536", "group14": "modp2048",
-           "group24": "modp2048s256"}
+PEER_DH = {
+    "group1": "modp768",
+    "group2": "modp1024",
+    "group5": "modp1536",
+    "group14": "modp2048",
+    "group24": "modp2048s256",
+}
 MODES = (("ikev1", "main"), ("ikev1", "aggressive"), ("ikev2", "main"))
 BATCH = 10
 PSK = "matrix-test-key-1"
@@ -65,17 +70,31 @@ def covering_cases() -> list[Case]:
     for index in range(len(IPSEC_PFS)):
         for offset, (version, mode) in enumerate(MODES):
             i = index + offset
-            cases.append(Case(version, mode, ENC_ALGS[i % 5], AUTH_ALGS[(i + 1) % 5], DH_GROUPS[(i + 2) % 5],
-                              ENC_ALGS[(i + 3) % 5], AUTH_ALGS[(i + 4) % 5], IPSEC_PFS[index]))
+            cases.append(
+                Case(
+                    version,
+                    mode,
+                    ENC_ALGS[i % 5],
+                    AUTH_ALGS[(i + 1) % 5],
+                    DH_GROUPS[(i + 2) % 5],
+                    ENC_ALGS[(i + 3) % 5],
+                    AUTH_ALGS[(i + 4) % 5],
+                    IPSEC_PFS[index],
+                )
+            )
     return cases
 
 
 def full_cases() -> list[Case]:
     """Every IKE combination under every version and mode, then every IPsec combination."""
-    ike = [Case(v, m, e, a, d, "aes", "sha1", "group2")
-           for (v, m), e, a, d in itertools.product(MODES, ENC_ALGS, AUTH_ALGS, DH_GROUPS)]
-    esp = [Case(v, m, "aes", "sha1", "group2", e, a, p)
-           for (v, m), e, a, p in itertools.product(MODES[::2], ENC_ALGS, AUTH_ALGS, IPSEC_PFS)]
+    ike = [
+        Case(v, m, e, a, d, "aes", "sha1", "group2")
+        for (v, m), e, a, d in itertools.product(MODES, ENC_ALGS, AUTH_ALGS, DH_GROUPS)
+    ]
+    esp = [
+        Case(v, m, "aes", "sha1", "group2", e, a, p)
+        for (v, m), e, a, p in itertools.product(MODES[::2], ENC_ALGS, AUTH_ALGS, IPSEC_PFS)
+    ]
     return ike + esp
 
 
@@ -94,8 +113,12 @@ def peer_conn(case: Case, slot: int, gateway_ip: str) -> dict[str, Any]:
             "local": {"auth": "psk", "id": peer_ip(slot)},
             "remote": {"auth": "psk", "id": gateway_ip},
             "children": {
-                f"slot{slot}": {"local_ts": [peer_subnet(slot)], "remote_ts": [vpc_subnet(slot)],
-                                "esp_proposals": [esp], "start_action": "none"},
+                f"slot{slot}": {
+                    "local_ts": [peer_subnet(slot)],
+                    "remote_ts": [vpc_subnet(slot)],
+                    "esp_proposals": [esp],
+                    "start_action": "none",
+                },
             },
         }
     }
@@ -122,7 +145,10 @@ def matrix_peer(lab_world: LabWorld) -> Iterator[tuple[str, ViciClient]]:
     """One peer namespace with BATCH WAN addresses and subnets, and its charon."""
     network = lab_world.network
     charon = lab_peer.start_peer_site(
-        network, "matrix", [peer_ip(slot) for slot in range(1, BATCH + 1)], [peer_subnet(s) for s in range(1, BATCH + 1)]
+        network,
+        "matrix",
+        [peer_ip(slot) for slot in range(1, BATCH + 1)],
+        [peer_subnet(s) for s in range(1, BATCH + 1)],
     )
     namespace = network.names.peer("matrix")
     client = charon.client()
@@ -143,29 +169,43 @@ def run_cases(world: LabWorld, peer: tuple[str, ViciClient], cases: list[Case]) 
     ]
     failures: list[str] = []
     for start in range(0, len(cases), BATCH):
-        batch = cases[start:start + BATCH]
+        batch = cases[start : start + BATCH]
         for slot, case in enumerate(batch, start=1):
             client.load_conn(peer_conn(case, slot, place.internet_ip))
         ids = []
         for slot, case in enumerate(batch, start=1):
-            ids.append(world.api.ok(
-                "CreateVpnConnection",
-                VpnGatewayId=place.vpn_gateway_id,
-                CustomerGatewayId=customers[slot - 1],
-                LocalSubnet=vpc_subnet(slot),
-                RemoteSubnet=peer_subnet(slot),
-                EffectImmediately="true",
-                AutoConfigRoute="true",
-                IkeConfig=json.dumps({"IkeVersion": case.version, "IkeMode": case.mode, "IkeEncAlg": case.ike_enc,
-                                      "IkeAuthAlg": case.ike_auth, "IkePfs": case.ike_dh, "Psk": PSK}),
-                IpsecConfig=json.dumps({"IpsecEncAlg": case.esp_enc, "IpsecAuthAlg": case.esp_auth,
-                                        "IpsecPfs": case.esp_pfs}),
-            )["VpnConnectionId"])
+            ids.append(
+                world.api.ok(
+                    "CreateVpnConnection",
+                    VpnGatewayId=place.vpn_gateway_id,
+                    CustomerGatewayId=customers[slot - 1],
+                    LocalSubnet=vpc_subnet(slot),
+                    RemoteSubnet=peer_subnet(slot),
+                    EffectImmediately="true",
+                    AutoConfigRoute="true",
+                    IkeConfig=json.dumps(
+                        {
+                            "IkeVersion": case.version,
+                            "IkeMode": case.mode,
+                            "IkeEncAlg": case.ike_enc,
+                            "IkeAuthAlg": case.ike_auth,
+                            "IkePfs": case.ike_dh,
+                            "Psk": PSK,
+                        }
+                    ),
+                    IpsecConfig=json.dumps(
+                        {"IpsecEncAlg": case.esp_enc, "IpsecAuthAlg": case.esp_auth, "IpsecPfs": case.esp_pfs}
+                    ),
+                )["VpnConnectionId"]
+            )
         for slot, (case, connection_id) in enumerate(zip(batch, ids, strict=True), start=1):
             up = world.wait_status(connection_id, "ipsec_sa_established", timeout_s=15)["Status"]
             passes = up == "ipsec_sa_established" and world.wait_for(
-                lambda s=slot: world.ping_from_vpc(place.vpn_gateway_id, host(vpc_subnet(s), 9),
-                                                   host(peer_subnet(s), 9)), 5)
+                lambda s=slot: world.ping_from_vpc(
+                    place.vpn_gateway_id, host(vpc_subnet(s), 9), host(peer_subnet(s), 9)
+                ),
+                5,
+            )
             if not passes:
                 failures.append(f"{case}: {up} {world.connection(connection_id)['Diagnosis']}")
         for connection_id in ids:
@@ -176,7 +216,9 @@ def run_cases(world: LabWorld, peer: tuple[str, ViciClient], cases: list[Case]) 
     assert not failures, "\n".join(failures)
 
 
-def test_every_value_of_every_enumeration_negotiates(lab_world: LabWorld, matrix_peer: tuple[str, ViciClient]) -> None:
+def test_every_value_of_every_enumeration_negotiates(
+    lab_world: LabWorld, matrix_peer: tuple[str, ViciClient]
+) -> None:
     cases = covering_cases()
     for name, values in (("enc", ENC_ALGS), ("auth", AUTH_ALGS), ("dh", DH_GROUPS)):
         assert {getattr(c, f"ike_{name}") for c in cases} == set(values)
@@ -185,6 +227,8 @@ def test_every_value_of_every_enumeration_negotiates(lab_world: LabWorld, matrix
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("'slow' not in config.getoption('markexpr')", reason="about a minute; select it with -m slow")
+@pytest.mark.skipif(
+    "'slow' not in config.getoption('markexpr')", reason="about a minute; select it with -m slow"
+)
 def test_full_matrix_negotiates(lab_world: LabWorld, matrix_peer: tuple[str, ViciClient]) -> None:
     run_cases(lab_world, matrix_peer, full_cases())

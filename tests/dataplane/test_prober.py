@@ -72,7 +72,9 @@ def test_a_health_state_rejects_nonsense(arguments: dict[str, object]) -> None:
     st.integers(1, 5),
     st.sampled_from(["success", "failed"]),
 )
-def test_the_verdict_depends_only_on_the_trailing_misses(replies: list[bool], retry: int, initial: str) -> None:
+def test_the_verdict_depends_only_on_the_trailing_misses(
+    replies: list[bool], retry: int, initial: str
+) -> None:
     state = HealthState(retry, status=initial)
     for reply in replies:
         state = state.record(reply)
@@ -116,11 +118,15 @@ def test_an_echo_request_is_framed_as_ping_frames_it() -> None:
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=64))
-def test_requests_carry_a_valid_checksum_and_their_replies_parse(identifier: int, sequence: int, payload: bytes) -> None:
+def test_requests_carry_a_valid_checksum_and_their_replies_parse(
+    identifier: int, sequence: int, payload: bytes
+) -> None:
     request = echo_request(identifier, sequence, payload)
     assert checksum(request) == 0
     reply = as_reply(request)
-    assert parse_echo_reply(ipv4_header("10.10.1.7", "10.1.1.20") + reply) == EchoReply("10.10.1.7", identifier, sequence)
+    assert parse_echo_reply(ipv4_header("10.10.1.7", "10.1.1.20") + reply) == EchoReply(
+        "10.10.1.7", identifier, sequence
+    )
     with_options = ipv4_header("10.10.1.7", "10.1.1.20", options=b"\x01\x01\x01\x00")  # NOPs, EOL
     assert parse_echo_reply(with_options + reply) == EchoReply("10.10.1.7", identifier, sequence)
 
@@ -162,8 +168,14 @@ def test_anything_but_an_echo_reply_is_ignored() -> None:
     ],
 )
 def test_a_target_rejects_nonsense(fields: dict[str, object]) -> None:
-    good: dict[str, object] = {"connection_id": "vco-1", "namespace": "ns", "sip": "10.0.0.1",
-                               "dip": "10.0.0.2", "interval_s": 3, "retry": 3}
+    good: dict[str, object] = {
+        "connection_id": "vco-1",
+        "namespace": "ns",
+        "sip": "10.0.0.1",
+        "dip": "10.0.0.2",
+        "interval_s": 3,
+        "retry": 3,
+    }
     ProbeTarget(**good)  # type: ignore[arg-type]
     with pytest.raises(InvalidSpec):
         ProbeTarget(**{**good, **fields})  # type: ignore[arg-type]
@@ -227,7 +239,9 @@ def delete_if_present(namespace: str) -> None:
 
 
 def link_exists(namespace: str, ifname: str) -> bool:
-    done = subprocess.run(["ip", "-n", namespace, "link", "show", "dev", ifname], capture_output=True, check=False)
+    done = subprocess.run(
+        ["ip", "-n", namespace, "link", "show", "dev", ifname], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -344,7 +358,9 @@ def running(netlab: Netlab) -> Iterator[Running]:
         assert not any(t.name == "vpngw-prober" and t.is_alive() for t in threading.enumerate())
 
 
-def target(connection_id: str, namespace: str, sip: str, dip: str, *, interval_s: int = 1, retry: int = 2) -> ProbeTarget:
+def target(
+    connection_id: str, namespace: str, sip: str, dip: str, *, interval_s: int = 1, retry: int = 2
+) -> ProbeTarget:
     return ProbeTarget(connection_id, namespace, sip, dip, interval_s, retry)
 
 
@@ -388,7 +404,9 @@ def test_a_probe_follows_its_peer_down_and_up(pair: Pair, running: Running) -> N
 
     removed_at = time.monotonic()
     netns.run("ip", "-n", pair.b, "addr", "del", f"{link.b_addr}/24", "dev", link.b_if)
-    failed_at = verdicts.wait("vco-1", ["success", "failed"], 1 * 2 + 1 + 0.5)  # interval x retry + one interval
+    failed_at = verdicts.wait(
+        "vco-1", ["success", "failed"], 1 * 2 + 1 + 0.5
+    )  # interval x retry + one interval
     assert failed_at, verdicts.seen
     assert failed_at - removed_at >= 1.9, "failed before two misses"  # retry=2: one miss is not enough
     assert prober.status("vco-1") == "failed"
@@ -420,7 +438,7 @@ def test_probes_sharing_a_socket_get_only_their_own_replies(pair: Pair, running:
 
 def echo_request_in(packet: bytes) -> tuple[int, int] | None:
     """(identifier, sequence) of the echo request in an IPv4 datagram, else None."""
-    icmp = packet[(packet[0] & 0x0F) * 4:]
+    icmp = packet[(packet[0] & 0x0F) * 4 :]
     kind, _code, _sum, identifier, sequence = struct.unpack("!BBHHH", icmp[:8])
     return (identifier, sequence) if kind == 8 else None
 
@@ -451,7 +469,9 @@ def test_only_the_reply_to_the_outstanding_request_counts(pair: Pair, running: R
         sniffer = sockets.enter_context(contextlib.closing(open_icmp_socket(pair.b, link.b_addr)))
         sniffer.setsockopt(255, 1, struct.pack("I", 0))  # ICMP_FILTER: receive every type
         elsewhere = sockets.enter_context(contextlib.closing(open_icmp_socket(pair.b, impostor)))
-        prober.set_targets({"vco-5": target("vco-5", pair.a, link.a_addr, link.b_addr, interval_s=2, retry=1)})
+        prober.set_targets(
+            {"vco-5": target("vco-5", pair.a, link.a_addr, link.b_addr, interval_s=2, retry=1)}
+        )
         for _ in range(2):
             identifier, sequence = next_request(sniffer, 3.0)
             elsewhere.sendto(forged_reply(identifier, sequence), (link.a_addr, 0))  # wrong source
@@ -500,7 +520,9 @@ def test_a_namespace_made_again_gets_a_new_socket(pair: Pair, netlab: Netlab, ru
 
 
 @pytest.mark.dataplane
-def test_set_targets_keeps_unchanged_checks_restarts_changed_and_stops_removed(pair: Pair, running: Running) -> None:
+def test_set_targets_keeps_unchanged_checks_restarts_changed_and_stops_removed(
+    pair: Pair, running: Running
+) -> None:
     prober, verdicts = running.prober, running.verdicts
     link = pair.link
     kept = target("vco-kept", pair.a, link.a_addr, link.b_addr)
@@ -510,7 +532,9 @@ def test_set_targets_keeps_unchanged_checks_restarts_changed_and_stops_removed(p
     for connection_id in ("vco-kept", "vco-changed", "vco-removed"):
         assert verdicts.wait(connection_id, ["success"], 2.5)
 
-    prober.set_targets({"vco-kept": kept, "vco-changed": target("vco-changed", pair.a, link.a_addr, link.b_addr, retry=3)})
+    prober.set_targets(
+        {"vco-kept": kept, "vco-changed": target("vco-changed", pair.a, link.a_addr, link.b_addr, retry=3)}
+    )
     assert prober.status("vco-removed") is None
     assert prober.status("vco-kept") == "success"  # kept its state
     assert verdicts.wait("vco-changed", ["success", "success"], 2.5)  # a new check: a new first verdict

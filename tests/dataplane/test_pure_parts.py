@@ -6,9 +6,9 @@ import pytest
 
 from vpngw.dataplane import topology
 from vpngw.dataplane.acquire import acquired_reqid
+from vpngw.dataplane.backend import gateway_anchor
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.from_store import GatewayState, HealthCheckSpec
-from vpngw.dataplane.backend import gateway_anchor
 from vpngw.dataplane.lab_network import network_plan
 from vpngw.dataplane.netns import Route
 from vpngw.dataplane.observe import observe
@@ -49,21 +49,38 @@ def test_bridge_ports_fit_an_interface_name_and_differ() -> None:
 
 @pytest.mark.parametrize(
     ("subnet", "anchor"),
-    [("10.1.1.0/24", "10.1.1.1"), ("10.0.0.0/8", "10.0.0.1"), ("10.1.1.7/32", "10.1.1.7"), ("0.0.0.0/0", None)],
+    [
+        ("10.1.1.0/24", "10.1.1.1"),
+        ("10.0.0.0/8", "10.0.0.1"),
+        ("10.1.1.7/32", "10.1.1.7"),
+        ("0.0.0.0/0", None),
+    ],
 )
 def test_the_gateway_anchor_is_the_first_host(subnet: str, anchor: str | None) -> None:
     assert gateway_anchor(subnet) == anchor
 
 
 def test_network_plan_routes_local_subnets_to_the_vpc_and_remote_ones_from_it() -> None:
-    spec = connection(local_addr="198.18.0.2", remote_addr="47.1.2.3", local_subnets=("10.1.1.0/24",),
-                      remote_subnets=("10.10.1.0/24",))
-    state = GatewayState("vpn-1", "198.18.0.2", (spec,), ("10.10.1.0/24",),
-                         (HealthCheckSpec(spec.name, "10.1.1.20", "10.10.1.7", 3, 3),))
+    spec = connection(
+        local_addr="198.18.0.2",
+        remote_addr="47.1.2.3",
+        local_subnets=("10.1.1.0/24",),
+        remote_subnets=("10.10.1.0/24",),
+    )
+    state = GatewayState(
+        "vpn-1",
+        "198.18.0.2",
+        (spec,),
+        ("10.10.1.0/24",),
+        (HealthCheckSpec(spec.name, "10.1.1.20", "10.10.1.7", 3, 3),),
+    )
     gateway_lo, gateway_routes, vpc_routes = network_plan(state)
     assert gateway_lo == {"10.1.1.1", "10.1.1.20"}
     assert gateway_routes == {Route("10.1.1.0/24", "vpc0", "169.254.100.2"), Route("47.1.2.3/32", "wan0")}
-    assert vpc_routes == {Route("10.1.1.0/24", "lo", kind="local"), Route("10.10.1.0/24", "gw0", "169.254.100.1")}
+    assert vpc_routes == {
+        Route("10.1.1.0/24", "lo", kind="local"),
+        Route("10.10.1.0/24", "gw0", "169.254.100.1"),
+    }
 
 
 def test_without_auto_config_route_the_vpc_side_gets_no_route_to_the_peer() -> None:
@@ -85,7 +102,9 @@ def test_status_follows_the_sas() -> None:
     half = ike_sa("vco-1", "ESTABLISHED", child("vco-1-1"))
     assert observe([half], "vco-1", names, child_failed=False).status == "ike_sa_established"
     full = ike_sa("vco-1", "ESTABLISHED", child("vco-1-1", packets=2), child("vco-1-2", "REKEYED", packets=3))
-    seen = observe([full, ike_sa("vco-2", "ESTABLISHED", child("vco-2", packets=50))], "vco-1", names, child_failed=False)
+    seen = observe(
+        [full, ike_sa("vco-2", "ESTABLISHED", child("vco-2", packets=50))], "vco-1", names, child_failed=False
+    )
     assert seen.status == "ipsec_sa_established"
     assert seen.traffic.as_api() == {"BytesIn": 420, "BytesOut": 420, "PacketsIn": 5, "PacketsOut": 5}
 
@@ -96,13 +115,25 @@ def test_status_follows_the_sas() -> None:
 def test_log_lines_go_to_their_connection_by_name_uniqueid_or_peer_address() -> None:
     logs = ConnectionLogs()
     logs.set_connections({"vco-a": "198.19.0.2", "vco-b": "198.19.0.3"})
-    assert logs.add({"group": "NET", "ikesa-uniqueid": "7", "ikesa-name": "",
-                     "msg": "received packet: from 198.19.0.3[500] to 198.18.0.2[500] (464 bytes)"}) == ("vco-b",)
-    assert logs.add({"group": "CFG", "ikesa-uniqueid": "7", "msg": "received proposals: IKE:AES_CBC_256"}) == ("vco-b",)
-    assert logs.add({"group": "IKE", "ikesa-uniqueid": "8", "ikesa-name": "vco-a", "msg": "IKE_SA vco-a[8] established"}) == ("vco-a",)
+    assert logs.add(
+        {
+            "group": "NET",
+            "ikesa-uniqueid": "7",
+            "ikesa-name": "",
+            "msg": "received packet: from 198.19.0.3[500] to 198.18.0.2[500] (464 bytes)",
+        }
+    ) == ("vco-b",)
+    assert logs.add(
+        {"group": "CFG", "ikesa-uniqueid": "7", "msg": "received proposals: IKE:AES_CBC_256"}
+    ) == ("vco-b",)
+    assert logs.add(
+        {"group": "IKE", "ikesa-uniqueid": "8", "ikesa-name": "vco-a", "msg": "IKE_SA vco-a[8] established"}
+    ) == ("vco-a",)
     assert logs.add({"group": "ESP", "msg": "could not find an outbound IPsec SA for reqid {5}"}) == ()
-    assert logs.recent("vco-b") == ["[NET] received packet: from 198.19.0.3[500] to 198.18.0.2[500] (464 bytes)",
-                                    "[CFG] received proposals: IKE:AES_CBC_256"]
+    assert logs.recent("vco-b") == [
+        "[NET] received packet: from 198.19.0.3[500] to 198.18.0.2[500] (464 bytes)",
+        "[CFG] received proposals: IKE:AES_CBC_256",
+    ]
     assert [line.connection for line in logs.drain()] == ["vco-b", "vco-b", "vco-a"]
     assert logs.drain() == []
     logs.set_connections({"vco-a": "198.19.0.2"})

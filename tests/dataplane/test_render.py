@@ -149,7 +149,9 @@ def test_ikev1_has_one_child_per_subnet_pair_in_sorted_order() -> None:
 
 def test_input_order_and_duplicates_do_not_change_the_output() -> None:
     a = connection(local_subnets=("10.1.0.0/16", "10.0.0.0/16"), remote_subnets=("192.168.1.0/24",))
-    b = connection(local_subnets=("10.0.0.0/16", "10.1.0.0/16", "10.0.0.0/16"), remote_subnets=("192.168.1.0/24",))
+    b = connection(
+        local_subnets=("10.0.0.0/16", "10.1.0.0/16", "10.0.0.0/16"), remote_subnets=("192.168.1.0/24",)
+    )
     assert _dumps(render_connection(a)) == _dumps(render_connection(b))
 
 
@@ -168,7 +170,11 @@ def test_input_order_and_duplicates_do_not_change_the_output() -> None:
 def test_lifetimes(lifetime: int, rekey: int, margin: int) -> None:
     spec = connection(ike=ike(lifetime=lifetime), ipsec=ipsec(lifetime=lifetime))
     conn = render_connection(spec)[spec.name]
-    assert (conn["rekey_time"], conn["over_time"], conn["rand_time"]) == (f"{rekey}s", f"{margin}s", f"{margin}s")
+    assert (conn["rekey_time"], conn["over_time"], conn["rand_time"]) == (
+        f"{rekey}s",
+        f"{margin}s",
+        f"{margin}s",
+    )
     child = conn["children"][spec.name]
     assert (child["rekey_time"], child["life_time"], child["rand_time"]) == (
         f"{rekey}s",
@@ -179,7 +185,12 @@ def test_lifetimes(lifetime: int, rekey: int, margin: int) -> None:
 
 @pytest.mark.parametrize(
     ("version", "mode", "aggressive"),
-    [("ikev1", "main", "no"), ("ikev1", "aggressive", "yes"), ("ikev2", "main", "no"), ("ikev2", "aggressive", "no")],
+    [
+        ("ikev1", "main", "no"),
+        ("ikev1", "aggressive", "yes"),
+        ("ikev2", "main", "no"),
+        ("ikev2", "aggressive", "no"),
+    ],
 )
 def test_aggressive_only_applies_to_ikev1(version: str, mode: str, aggressive: str) -> None:
     spec = connection(ike=ike(version=version, mode=mode))
@@ -188,7 +199,9 @@ def test_aggressive_only_applies_to_ikev1(version: str, mode: str, aggressive: s
     assert conn["version"] == version[-1]
 
 
-@pytest.mark.parametrize(("version", "keys"), [("ikev1", {"dpd_delay", "dpd_timeout"}), ("ikev2", {"dpd_delay"})])
+@pytest.mark.parametrize(
+    ("version", "keys"), [("ikev1", {"dpd_delay", "dpd_timeout"}), ("ikev2", {"dpd_delay"})]
+)
 def test_dpd_keys(version: str, keys: set[str]) -> None:
     on = render_connection(connection(ike=ike(version=version), enable_dpd=True))
     off = render_connection(connection(ike=ike(version=version), enable_dpd=False))
@@ -232,10 +245,17 @@ def test_bad_subnets_are_invalid_specs(subnet: str) -> None:
 
 
 def test_static_reqids_number_the_children_from_the_spec_reqid() -> None:
-    spec = connection(ike=ike(version="ikev1"), reqid=256, local_subnets=("10.1.0.0/24", "10.3.0.0/24"),
-                      remote_subnets=("10.2.0.0/24",))
+    spec = connection(
+        ike=ike(version="ikev1"),
+        reqid=256,
+        local_subnets=("10.1.0.0/24", "10.3.0.0/24"),
+        remote_subnets=("10.2.0.0/24",),
+    )
     children = render_connection(spec)[spec.name]["children"]
-    assert {name: child["reqid"] for name, child in children.items()} == {f"{spec.name}-1": "256", f"{spec.name}-2": "257"}
+    assert {name: child["reqid"] for name, child in children.items()} == {
+        f"{spec.name}-1": "256",
+        f"{spec.name}-2": "257",
+    }
     assert child_reqids(spec) == {256: f"{spec.name}-1", 257: f"{spec.name}-2"}
 
 

@@ -131,7 +131,9 @@ def test_list_sas_garbage_numbers_are_reported_not_leaked(pair: tuple[ViciClient
 
 def test_list_conns_returns_the_names(pair: tuple[ViciClient, FakeCharon]) -> None:
     client, fake = pair
-    fake.script("list-conns", Script(events=[{"vco-a": {"version": "IKEv2"}}, {"vco-b": {"version": "IKEv1"}}]))
+    fake.script(
+        "list-conns", Script(events=[{"vco-a": {"version": "IKEv2"}}, {"vco-b": {"version": "IKEv1"}}])
+    )
     assert client.list_conns() == frozenset({"vco-a", "vco-b"})
 
 
@@ -181,7 +183,8 @@ def test_shared_keys_and_unloading(pair: tuple[ViciClient, FakeCharon]) -> None:
 def test_initiate_streams_the_log_and_returns(pair: tuple[ViciClient, FakeCharon]) -> None:
     client, fake = pair
     fake.script(
-        "initiate", Script(events=[{"group": "IKE", "level": "1", "msg": "establishing"}], response={"success": "yes"})
+        "initiate",
+        Script(events=[{"group": "IKE", "level": "1", "msg": "establishing"}], response={"success": "yes"}),
     )
     client.initiate("vco-abc", "vco-abc", timeout_ms=3000)
     assert fake.requests == [
@@ -194,7 +197,8 @@ def test_a_failed_initiate_carries_charons_log(pair: tuple[ViciClient, FakeCharo
     client, fake = pair
     log = [{"msg": "received AUTHENTICATION_FAILED notify error"}, {"msg": "establishing CHILD_SA failed"}]
     fake.script(
-        "initiate", Script(events=log, response={"success": "no", "errmsg": "establishing CHILD_SA 'c' failed"})
+        "initiate",
+        Script(events=log, response={"success": "no", "errmsg": "establishing CHILD_SA 'c' failed"}),
     )
     with pytest.raises(ViciCommandError) as caught:
         client.initiate("c", "vco-abc")
@@ -218,7 +222,10 @@ def test_terminate(pair: tuple[ViciClient, FakeCharon]) -> None:
     client.terminate("vco-abc", force=True)
     with pytest.raises(ViciCommandError, match="no matching SAs"):
         client.terminate("vco-abc")
-    assert fake.requests[0] == ("terminate", {"ike": b"vco-abc", "timeout": b"5000", "loglevel": b"1", "force": b"yes"})
+    assert fake.requests[0] == (
+        "terminate",
+        {"ike": b"vco-abc", "timeout": b"5000", "loglevel": b"1", "force": b"yes"},
+    )
     assert "force" not in fake.requests[1][1]
 
 
@@ -228,7 +235,9 @@ def test_version(pair: tuple[ViciClient, FakeCharon]) -> None:
     assert client.version() == "5.9.8"
 
 
-def test_a_daemon_that_hangs_is_unavailable_and_the_client_closes(pair: tuple[ViciClient, FakeCharon]) -> None:
+def test_a_daemon_that_hangs_is_unavailable_and_the_client_closes(
+    pair: tuple[ViciClient, FakeCharon],
+) -> None:
     client, fake = pair
     client._sock.settimeout(0.2)
     fake.script("list-conns", Script(hang=True))

@@ -55,11 +55,20 @@ class LabWorld:
 
     # -- peers --------------------------------------------------------------------
 
-    def add_peer(self, name: str, connection_id: str, *, initiate: bool = False,
-                 ike: dict[str, Any] | None = None, ipsec: dict[str, Any] | None = None) -> PeerSpec:
+    def add_peer(
+        self,
+        name: str,
+        connection_id: str,
+        *,
+        initiate: bool = False,
+        ike: dict[str, Any] | None = None,
+        ipsec: dict[str, Any] | None = None,
+    ) -> PeerSpec:
         """A lab peer for the connection, from its DownloadVpnConnectionConfig, with
         ``ike``/``ipsec`` keys overriding that config (to build mismatches)."""
-        config = self.api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
+        config = self.api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)[
+            "VpnConnectionConfig"
+        ]
         config["IkeConfig"].update(ike or {})
         config["IpsecConfig"].update(ipsec or {})
         peer = lab_peer.peer_from_download(name, config, initiate=initiate)
@@ -86,7 +95,9 @@ class LabWorld:
 
     def vpc_routes(self, vpn_gateway_id: str) -> set[str]:
         """Destinations of the unicast routes vpngw installed on the VPC side."""
-        return {r.dst for r in netns.owned_routes(self.network.names.vpc(vpn_gateway_id)) if r.kind == "unicast"}
+        return {
+            r.dst for r in netns.owned_routes(self.network.names.vpc(vpn_gateway_id)) if r.kind == "unicast"
+        }
 
 
 def lab_namespaces(prefix: str) -> set[str]:
@@ -123,5 +134,6 @@ def wait_gone(pids: list[int], timeout_s: float = 5.0) -> bool:
 
 
 def routes_with_proto(namespace: str) -> str:
-    return subprocess.run(["ip", "-n", namespace, "route", "show", "proto", "199"], capture_output=True,
-                          text=True, check=False).stdout
+    return subprocess.run(
+        ["ip", "-n", namespace, "route", "show", "proto", "199"], capture_output=True, text=True, check=False
+    ).stdout

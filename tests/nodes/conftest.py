@@ -16,14 +16,13 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from starlette.testclient import TestClient
 
 from tests.conftest import prepared
+from tests.dataplane.world import charon_processes_under, wait_gone
 from tests.support.api import Api
 from tests.support.postgres import PostgresServer
 from vpngw.api.app import build_app
 from vpngw.config import Settings
 from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.lab_network import LabNetwork
-
-from tests.dataplane.world import charon_processes_under, wait_gone
 
 from .fleet import Fleet
 

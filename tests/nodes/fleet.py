@@ -62,26 +62,47 @@ class Fleet:
     lease_s: float = 5.0
 
     def add_node(self, index: int) -> NodeSite:
-        node = lab_node.create_node(self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets)
+        node = lab_node.create_node(
+            self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets
+        )
         site = NodeSite(node, Path(tempfile.mkdtemp(prefix="vn", dir="/tmp")))
         self.nodes.append(site)
         return site
 
     # -- agents -----------------------------------------------------------------------
 
-    def start_agent(self, site: NodeSite, *, db_url: str | None = None, extra: Sequence[str] = (),
-                    env: dict[str, str] | None = None) -> None:
+    def start_agent(
+        self,
+        site: NodeSite,
+        *,
+        db_url: str | None = None,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         assert site.process is None or site.process.poll() is not None
         site.log_path = site.state_dir / "agent.log"
         environ = {**os.environ, "VPNGW_MASTER_KEY": TEST_MASTER_KEY, "PYTHONUNBUFFERED": "1", **(env or {})}
         command = [
-            sys.executable, "-m", "vpngw.cli.main", "agent", *site.node.agent_arguments(),
-            "--db", db_url or self.db_url, "--state-dir", str(site.state_dir),
-            "--lease-s", str(self.lease_s), "--period-s", "0.5", *extra,
+            sys.executable,
+            "-m",
+            "vpngw.cli.main",
+            "agent",
+            *site.node.agent_arguments(),
+            "--db",
+            db_url or self.db_url,
+            "--state-dir",
+            str(site.state_dir),
+            "--lease-s",
+            str(self.lease_s),
+            "--period-s",
+            "0.5",
+            *extra,
         ]
         with open(site.log_path, "ab") as log:
-            site.process = subprocess.Popen(command, cwd=REPO, env=environ, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            site.process = subprocess.Popen(
+                command, cwd=REPO, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
     def kill_agent(self, site: NodeSite) -> None:
         """kill -9: the agent gets no chance to clean anything up."""
         if site.process is not None and site.process.poll() is None:

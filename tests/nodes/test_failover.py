@@ -17,13 +17,12 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import TEST_MASTER_KEY
 from tests.support.api import Api, build_world, connection_params
 from tests.support.postgres import PostgresServer
 from vpngw.dataplane import netns
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
-
-from tests.conftest import TEST_MASTER_KEY
 
 from .fleet import REPO, Fleet, NodeSite
 from .proxy import CuttableProxy
@@ -52,13 +51,18 @@ def holders(db_url: str) -> dict[str, str]:
     try:
         with db.transaction(write=False) as session:
             now_ms = int(time.time() * 1000)
-            return {lease.vpn_gateway_id: lease.holder for lease in lease_store.leases(session)
-                    if lease.holder and lease.expires_ms >= now_ms and lease.internet_ip}
+            return {
+                lease.vpn_gateway_id: lease.holder
+                for lease in lease_store.leases(session)
+                if lease.holder and lease.expires_ms >= now_ms and lease.internet_ip
+            }
     finally:
         db.dispose()
 
 
-def test_gateways_spread_over_three_nodes_and_each_answers_on_one_node_only(fleet_on: tuple[Fleet, Api]) -> None:
+def test_gateways_spread_over_three_nodes_and_each_answers_on_one_node_only(
+    fleet_on: tuple[Fleet, Api],
+) -> None:
     fleet, api = fleet_on
     sites = [fleet.add_node(i) for i in (1, 2, 3)]
     for site in sites:
@@ -81,8 +85,12 @@ def test_gateways_spread_over_three_nodes_and_each_answers_on_one_node_only(flee
         # Churn while the sampler watches: delete some, create more.
         for gateway_id in created[:3]:
             api.ok("DeleteVpnGateway", VpnGatewayId=gateway_id)
-        created = created[3:] + [api.ok("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"] for _ in range(5)]
-        assert netns.wait_until(lambda: set(holders(fleet.db_url)) == set(created), timeout_s=20, interval_s=0.2)
+        created = created[3:] + [
+            api.ok("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"] for _ in range(5)
+        ]
+        assert netns.wait_until(
+            lambda: set(holders(fleet.db_url)) == set(created), timeout_s=20, interval_s=0.2
+        )
         ips = {api.ok("DescribeVpnGateway", VpnGatewayId=g)["InternetIp"] for g in created}
         assert netns.wait_until(lambda: set(answering(sites)) == ips, timeout_s=20, interval_s=0.2)
     finally:
@@ -101,8 +109,12 @@ def test_gateways_spread_over_three_nodes_and_each_answers_on_one_node_only(flee
 
 def _tunnel(fleet: Fleet, api: Api) -> tuple[str, str]:
     place = build_world(api)
-    connection_id = api.ok("CreateVpnConnection", **connection_params(
-        place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"))["VpnConnectionId"]
+    connection_id = api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"
+        ),
+    )["VpnConnectionId"]
     add_peer(fleet, api, connection_id)
     assert wait_status(api, connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     return place.vpn_gateway_id, connection_id
@@ -112,7 +124,9 @@ def _peer_ping(fleet: Fleet) -> bool:
     return netns.ping(fleet.lab.names.peer("cpe"), PEER_HOST, VPC_HOST)
 
 
-def test_a_killed_node_s_gateway_moves_and_the_node_does_not_take_it_back(pg_fleet: tuple[Fleet, Api]) -> None:
+def test_a_killed_node_s_gateway_moves_and_the_node_does_not_take_it_back(
+    pg_fleet: tuple[Fleet, Api],
+) -> None:
     fleet, api = pg_fleet
     sites = [fleet.add_node(i) for i in (1, 2, 3)]
     for site in sites:
@@ -152,7 +166,9 @@ def test_a_killed_node_s_gateway_moves_and_the_node_does_not_take_it_back(pg_fle
 
     # The killed node comes back: it must not take the gateway back nor keep its charon.
     fleet.start_agent(victim)
-    assert netns.wait_until(lambda: not victim.gateway_namespaces(), timeout_s=15), victim.gateway_namespaces()
+    assert netns.wait_until(lambda: not victim.gateway_namespaces(), timeout_s=15), (
+        victim.gateway_namespaces()
+    )
     time.sleep(2 * 1.0 + 0.5)  # two renewals of the returned node
     assert api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)["NodeName"] == second
     assert not victim.gateway_namespaces()
@@ -168,7 +184,9 @@ def test_a_node_cut_off_from_the_database_fences_itself_before_another_takes_ove
     proxy = CuttableProxy(postgres_server.port)
     try:
         isolated, survivor = fleet.add_node(1), fleet.add_node(2)
-        fleet.start_agent(isolated, db_url=fleet.db_url.replace(f":{postgres_server.port}/", f":{proxy.port}/"))
+        fleet.start_agent(
+            isolated, db_url=fleet.db_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+        )
         gateway_id, connection_id = _tunnel(fleet, api)
         assert api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)["NodeName"] == isolated.name
         fleet.start_agent(survivor)
@@ -207,8 +225,15 @@ def test_a_node_cut_off_from_the_database_fences_itself_before_another_takes_ove
 
 def vpngw_node(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VPNGW_MASTER_KEY": TEST_MASTER_KEY}
-    return subprocess.run([sys.executable, "-m", "vpngw.cli.main", "node", *args, "--db", fleet.db_url],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "vpngw.cli.main", "node", *args, "--db", fleet.db_url],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_an_operator_moves_a_gateway_and_drains_a_node(sqlite_fleet: tuple[Fleet, Api]) -> None:
@@ -218,7 +243,9 @@ def test_an_operator_moves_a_gateway_and_drains_a_node(sqlite_fleet: tuple[Fleet
     gateway_id, _connection_id = _tunnel(fleet, api)
     fleet.start_agent(two)
     assert netns.wait_until(lambda: _peer_ping(fleet), timeout_s=10)
-    assert netns.wait_until(lambda: two.name in vpngw_node(fleet, "list").stdout, timeout_s=15, interval_s=0.2)
+    assert netns.wait_until(
+        lambda: two.name in vpngw_node(fleet, "list").stdout, timeout_s=15, interval_s=0.2
+    )
 
     def node_of() -> str:
         return str(api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)["NodeName"])

@@ -37,8 +37,12 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
     fleet, api = fleet_on
     site = fleet.add_node(1)
     place = build_world(api)
-    connection_id = api.ok("CreateVpnConnection", **connection_params(
-        place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"))["VpnConnectionId"]
+    connection_id = api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"
+        ),
+    )["VpnConnectionId"]
     # Before the agent runs, nothing answers for the gateway.
     assert not netns.ping(fleet.lab.names.wan, "198.18.0.1", place.internet_ip)
     fleet.start_agent(site)
@@ -73,22 +77,33 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
     assert site.process is not None and site.process.poll() is None, fleet.log_of(site)
 
 
-def test_an_agent_restarted_within_its_lease_keeps_its_charon_and_tunnel(sqlite_fleet: tuple[Fleet, Api]) -> None:
+def test_an_agent_restarted_within_its_lease_keeps_its_charon_and_tunnel(
+    sqlite_fleet: tuple[Fleet, Api],
+) -> None:
     from vpngw.dataplane.vici_client import ViciClient
 
     fleet, api = sqlite_fleet
     site = fleet.add_node(1)
     fleet.start_agent(site)
     place = build_world(api)
-    connection_id = api.ok("CreateVpnConnection", **connection_params(
-        place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"))["VpnConnectionId"]
+    connection_id = api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            place, LocalSubnet="10.1.1.0/24", EffectImmediately="true", AutoConfigRoute="true"
+        ),
+    )["VpnConnectionId"]
     add_peer(fleet, api, connection_id)
     assert wait_status(api, connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     state_dir = site.state_dir / site.name / f"g-{place.vpn_gateway_id}"
 
     def charon_and_spis() -> tuple[int, set[int]]:
         with ViciClient.connect(str(state_dir / "charon.vici"), 5) as client:
-            spis = {c.spi_in for sa in client.list_sas(connection_id) for c in sa.children if c.state == "INSTALLED"}
+            spis = {
+                c.spi_in
+                for sa in client.list_sas(connection_id)
+                for c in sa.children
+                if c.state == "INSTALLED"
+            }
         return int((state_dir / "charon.pid").read_text()), spis
 
     before = charon_and_spis()

@@ -17,10 +17,25 @@ def node(name: str, *, age_ms: int = 0, capacity: int = 100, draining: bool = Fa
     return NodeRow(name, "host", (), capacity, NOW - age_ms, 0, draining)
 
 
-def lease(gateway: str, holder: str | None = None, *, expires_in_ms: int = 4000, pinned: str | None = None,
-          ip: str | None = None, exists: bool = True) -> LeaseRow:
-    return LeaseRow(gateway, holder, NOW + expires_in_ms if holder else 0, 1, pinned, None,
-                    ip or f"198.18.0.{int(gateway[1:]) + 2}", exists)
+def lease(
+    gateway: str,
+    holder: str | None = None,
+    *,
+    expires_in_ms: int = 4000,
+    pinned: str | None = None,
+    ip: str | None = None,
+    exists: bool = True,
+) -> LeaseRow:
+    return LeaseRow(
+        gateway,
+        holder,
+        NOW + expires_in_ms if holder else 0,
+        1,
+        pinned,
+        None,
+        ip or f"198.18.0.{int(gateway[1:]) + 2}",
+        exists,
+    )
 
 
 def assignment(rows: list[LeaseRow], nodes: list[NodeRow]) -> dict[str, str]:
@@ -51,7 +66,11 @@ def test_load_counts_what_is_held_and_capacity_weighs_it() -> None:
 
 def test_held_leases_never_move_and_expired_ones_wait_for_the_skew() -> None:
     nodes = [node("a"), node("b")]
-    rows = [lease("g0", "a"), lease("g1", "gone", expires_in_ms=-400), lease("g2", "gone", expires_in_ms=-600)]
+    rows = [
+        lease("g0", "a"),
+        lease("g1", "gone", expires_in_ms=-400),
+        lease("g2", "gone", expires_in_ms=-600),
+    ]
     taken = assignment(rows, nodes)
     assert taken.keys() == {"g2"}  # g1 ran out only 400 ms ago (< skew): not yet
 

@@ -37,13 +37,18 @@ def test_serve_s_lab_data_plane_leases_what_it_runs(tmp_path: Path) -> None:
     reconciler = nodes_cli.node_reconciler(args, db, network, authenticator.sealer, period_s=0.5)
     try:
         reconciler.start()
-        with TestClient(build_app(db, settings, authenticator, on_change=reconciler.wake),
-                        raise_server_exceptions=False) as client:
+        with TestClient(
+            build_app(db, settings, authenticator, on_change=reconciler.wake), raise_server_exceptions=False
+        ) as client:
             api = Api(client)
             place = build_world(api)
-            connection_id = api.ok("CreateVpnConnection", **connection_params(
-                place, LocalSubnet="10.1.1.0/24", EffectImmediately="true"))["VpnConnectionId"]
-            config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
+            connection_id = api.ok(
+                "CreateVpnConnection",
+                **connection_params(place, LocalSubnet="10.1.1.0/24", EffectImmediately="true"),
+            )["VpnConnectionId"]
+            config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)[
+                "VpnConnectionConfig"
+            ]
             lab_peer.create_peer(network, lab_peer.peer_from_download("cpe", config))
             assert wait_status(api, connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
             assert api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["NodeName"] == args.node
@@ -55,7 +60,9 @@ def test_serve_s_lab_data_plane_leases_what_it_runs(tmp_path: Path) -> None:
                 assert leases.pin(session, place.vpn_gateway_id, "elsewhere")
             assert netns.wait_until(lambda: not network.gateway_ids(), timeout_s=10)
             assert netns.wait_until(  # released once torn down
-                lambda: api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["NodeName"] == "", timeout_s=5)
+                lambda: api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["NodeName"] == "",
+                timeout_s=5,
+            )
     finally:
         reconciler.stop()
         network.teardown()

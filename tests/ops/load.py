@@ -21,8 +21,13 @@ IN_FLIGHT_LOSSES = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError
 def create_params(world: World, index: int) -> dict[str, str]:
     """Connection ``index``: its own remote /32 (no subnet conflict), name and token."""
     remote = f"172.16.{index // 256}.{index % 256}/32"
-    params = connection_params(world, LocalSubnet="10.1.0.0/24", RemoteSubnet=remote, Name=f"c{index}",
-                               ClientToken=f"crash-token-{index}")
+    params = connection_params(
+        world,
+        LocalSubnet="10.1.0.0/24",
+        RemoteSubnet=remote,
+        Name=f"c{index}",
+        ClientToken=f"crash-token-{index}",
+    )
     return {"Action": "CreateVpnConnection", "RegionId": REGION, **{k: str(v) for k, v in params.items()}}
 
 

@@ -76,9 +76,26 @@ class ServerProcess:
         try:
             with open(self.log_path, "wb") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "vpngw.cli.main", "serve", "--no-dataplane", "--host", "127.0.0.1",
-                     "--port", str(self.port), "--db", self.db_url, "--log-level", "warning", *extra_args],
-                    cwd=self.workdir, env=self.environment(notify.address), stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "vpngw.cli.main",
+                        "serve",
+                        "--no-dataplane",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                        "--db",
+                        self.db_url,
+                        "--log-level",
+                        "warning",
+                        *extra_args,
+                    ],
+                    cwd=self.workdir,
+                    env=self.environment(notify.address),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             try:
                 message = notify.receive(READY_TIMEOUT_S)

@@ -5,7 +5,6 @@ on it. PostgreSQL is refused with a pointer to pg_dump."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 import httpx
@@ -23,13 +22,15 @@ def snapshot(path: Path) -> tuple[set[str], int]:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         names = {row[0] for row in connection.execute("SELECT name FROM vpn_connections")}
         counted = connection.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM resource_counts WHERE kind = 'vpn_connections'").fetchone()[0]
+            "SELECT COALESCE(SUM(count), 0) FROM resource_counts WHERE kind = 'vpn_connections'"
+        ).fetchone()[0]
     connection.close()
     return names, counted
 
 
-def test_online_backup_is_consistent_and_restore_brings_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_online_backup_is_consistent_and_restore_brings_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     db_file = tmp_path / "vpngw.db"
     url = f"sqlite:///{db_file}"
     server = ServerProcess(url, tmp_path, extra_env={"VPNGW_MAX_CONNECTIONS_PER_GATEWAY": "100000"})
@@ -61,14 +62,20 @@ def test_online_backup_is_consistent_and_restore_brings_it_back(tmp_path: Path, 
         assert snapshot(db_file)[0] == backed_up
         server.start()
         with httpx.Client(base_url=server.url, timeout=15) as client:
-            listed = client.post("/", params=signed_query("POST", {
-                "Action": "DescribeVpnConnections", "RegionId": REGION, "PageSize": "1"}))
+            listed = client.post(
+                "/",
+                params=signed_query(
+                    "POST", {"Action": "DescribeVpnConnections", "RegionId": REGION, "PageSize": "1"}
+                ),
+            )
             assert listed.status_code == 200 and listed.json()["TotalCount"] == len(backed_up)
     finally:
         server.stop()
 
 
-def test_backup_refuses_postgresql_and_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backup_refuses_postgresql_and_a_missing_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["backup", str(tmp_path / "x.db"), "--db", "postgresql+psycopg://u@127.0.0.1/db"]) == 2
     assert "pg_dump" in capsys.readouterr().err
     assert main(["backup", str(tmp_path / "x.db"), "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 2

@@ -64,7 +64,9 @@ def check_store(db_url: str, clients: CreatingClients) -> None:
     duplicates = {name: ids for name, ids in by_name.items() if len(ids) > 1}
     assert not duplicates, f"created twice: {duplicates}"
     for index, connection_id in dict(clients.acked).items():
-        assert by_name.get(f"c{index}") == [connection_id], f"acknowledged c{index} ({connection_id}) is not stored"
+        assert by_name.get(f"c{index}") == [connection_id], (
+            f"acknowledged c{index} ({connection_id}) is not stored"
+        )
     assert counted == sum(len(ids) for ids in by_name.values())
 
 

@@ -22,8 +22,13 @@ UNITS = {"vpngw.service": "vpngw.env.example", "vpngw-agent.service": "agent.env
 
 def environment(example: Path) -> dict[str, str]:
     """The file as a shell sources it (``set -a; . FILE``), which must agree with systemd."""
-    result = subprocess.run(["bash", "-c", f"set -a; . {shlex.quote(str(example))}; set +a; env -0"],
-                            capture_output=True, check=True, env={}, timeout=10)
+    result = subprocess.run(
+        ["bash", "-c", f"set -a; . {shlex.quote(str(example))}; set +a; env -0"],
+        capture_output=True,
+        check=True,
+        env={},
+        timeout=10,
+    )
     assert not result.stderr, result.stderr  # an unquoted value with spaces runs a command
     pairs = (item.split("=", 1) for item in result.stdout.decode().split("\0") if "=" in item)
     return {key: value for key, value in pairs if key.startswith(("VPNGW_", "PGPASSFILE"))}
@@ -55,8 +60,9 @@ def test_systemd_accepts_the_unit(unit: str, tmp_path: Path) -> None:
     text = text.replace("EnvironmentFile=/etc/vpngw/", f"EnvironmentFile={tmp_path}/")
     (tmp_path / unit).write_text(text)
     shutil.copy(DEPLOY / UNITS[unit], tmp_path / ("vpngw.env" if unit == "vpngw.service" else "agent.env"))
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=60
+    )
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if unit in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 
@@ -72,8 +78,14 @@ def test_the_serve_unit_runs_a_command_vpngw_takes() -> None:
 
 def test_the_agent_unit_runs_a_command_vpngw_takes() -> None:
     argv = exec_start(DEPLOY / "vpngw-agent.service", environment(DEPLOY / "agent.env.example"))
-    assert argv[:6] == ["/opt/vpngw/bin/vpngw", "agent", "--node", "node-1", "--db",
-                        "postgresql+psycopg://vpngw@db.example/vpngw"]
+    assert argv[:6] == [
+        "/opt/vpngw/bin/vpngw",
+        "agent",
+        "--node",
+        "node-1",
+        "--db",
+        "postgresql+psycopg://vpngw@db.example/vpngw",
+    ]
     assert argv[6:] == ["--backend", "host", "--uplink", "eth0", "--vpc-side", "eth1"]
     if "agent" not in subcommands():
         pytest.skip("vpngw agent is being built: its command line is checked once the parser has it")

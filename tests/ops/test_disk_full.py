@@ -124,7 +124,9 @@ def run_out_of_space(db_url: str, disk: Path, workdir: Path, stored_names: Calla
                 again = create(client, world, index)  # and its token now replays
                 assert again.json()["VpnConnectionId"] == acked[index]
             assert sorted(stored_names()) == sorted(f"c{index}" for index in acked)
-            listed = client.post("/", params=signed_query("POST", {"Action": "DescribeVpnConnections", "RegionId": REGION}))
+            listed = client.post(
+                "/", params=signed_query("POST", {"Action": "DescribeVpnConnections", "RegionId": REGION})
+            )
             assert listed.json()["TotalCount"] == len(acked)
         server.stop()
         log = server.log_text()
@@ -134,7 +136,9 @@ def run_out_of_space(db_url: str, disk: Path, workdir: Path, stored_names: Calla
         server.stop()
 
 
-def test_full_disk_under_sqlite_answers_503_changes_nothing_and_recovers(small_disk: Path, tmp_path: Path) -> None:
+def test_full_disk_under_sqlite_answers_503_changes_nothing_and_recovers(
+    small_disk: Path, tmp_path: Path
+) -> None:
     db_file = small_disk / "vpngw.db"
     run_out_of_space(f"sqlite:///{db_file}", small_disk, tmp_path, sqlite_names(db_file))
 

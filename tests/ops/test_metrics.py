@@ -62,22 +62,35 @@ def served(settings: Settings) -> Iterator[Served]:
 def test_requests_are_counted_by_action_and_code_with_bounded_labels(served: Served) -> None:
     before = scrape(served.client)
     served.api.ok("CreateVpc", CidrBlock="10.0.0.0/8")
-    served.api.fails("DescribeVpnConnection", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId="vco-x")
+    served.api.fails(
+        "DescribeVpnConnection", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId="vco-x"
+    )
     served.api.fails("NoSuchThing", 404, "InvalidAction.NotFound")
-    served.api.fails("DescribeVpcs", 400, "InvalidParameter.Chosen-by-client", **{"Chosen-by-client": "a\x00b"})
+    served.api.fails(
+        "DescribeVpcs", 400, "InvalidParameter.Chosen-by-client", **{"Chosen-by-client": "a\x00b"}
+    )
     after = scrape(served.client)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert delta("vpngw_api_requests_total", action="CreateVpc", code="-") == 1
-    assert delta("vpngw_api_requests_total", action="DescribeVpnConnection",
-                 code="InvalidVpnConnectionInstanceId.NotFound") == 1
+    assert (
+        delta(
+            "vpngw_api_requests_total",
+            action="DescribeVpnConnection",
+            code="InvalidVpnConnectionInstanceId.NotFound",
+        )
+        == 1
+    )
     assert delta("vpngw_api_requests_total", action="unknown", code="InvalidAction.NotFound") == 1
     assert delta("vpngw_api_requests_total", action="DescribeVpcs", code="InvalidParameter.Other") == 1
     assert not any("Chosen-by-client" in str(labels) or "NoSuchThing" in str(labels) for _, labels in after)
     assert metrics._code_label("InvalidParameter.IkeConfig.Psk", ACTIONS) == "InvalidParameter.IkeConfig.Psk"
-    assert metrics._code_label("InvalidParameter.SignatureVersion", ACTIONS) == "InvalidParameter.SignatureVersion"
+    assert (
+        metrics._code_label("InvalidParameter.SignatureVersion", ACTIONS)
+        == "InvalidParameter.SignatureVersion"
+    )
     assert delta("vpngw_api_request_duration_seconds_count", action="CreateVpc", code="-") == 1
     assert delta("vpngw_api_request_duration_seconds_bucket", action="CreateVpc", code="-", le="+Inf") == 1
     assert delta("vpngw_api_request_duration_seconds_sum", action="CreateVpc", code="-") > 0
@@ -99,11 +112,13 @@ def test_connection_metrics_are_read_from_the_store_at_scrape_time(served: Serve
 
     traffic = {"BytesIn": 8400, "BytesOut": 8316, "PacketsIn": 100, "PacketsOut": 99}
     with served.db.transaction(write=True) as session:  # what a data plane, anywhere, writes
-        queries.write_observation(session, up_id, status="ipsec_sa_established", diagnosis="", traffic=traffic,
-                                  now_ms=1)
+        queries.write_observation(
+            session, up_id, status="ipsec_sa_established", diagnosis="", traffic=traffic, now_ms=1
+        )
         queries.write_health_status(session, up_id, "success")
-        queries.write_observation(session, down_id, status="ipsec_sa_not_established", diagnosis="x", traffic=None,
-                                  now_ms=1)
+        queries.write_observation(
+            session, down_id, status="ipsec_sa_not_established", diagnosis="x", traffic=None, now_ms=1
+        )
     samples = scrape(served.client)
     ids = {"vpn_connection_id": up_id, "vpn_gateway_id": world.vpn_gateway_id}
     assert value(samples, "vpngw_connections", status="ipsec_sa_established") == 1
@@ -111,7 +126,10 @@ def test_connection_metrics_are_read_from_the_store_at_scrape_time(served: Serve
     assert value(samples, "vpngw_connections", status="ike_sa_not_established") == 0
     assert value(samples, "vpngw_tunnels_up") == 1
     assert value(samples, "vpngw_connection_up", **ids) == 1
-    assert value(samples, "vpngw_connection_up", vpn_connection_id=down_id, vpn_gateway_id=world.vpn_gateway_id) == 0
+    assert (
+        value(samples, "vpngw_connection_up", vpn_connection_id=down_id, vpn_gateway_id=world.vpn_gateway_id)
+        == 0
+    )
     assert value(samples, "vpngw_health_checks", verdict="success") == 1
     assert value(samples, "vpngw_health_checks", verdict="failed") == 0
     assert value(samples, "vpngw_connection_health_check_success", **ids) == 1

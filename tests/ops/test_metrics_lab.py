@@ -24,13 +24,21 @@ def test_scrape_during_a_real_tunnel(lab_world: LabWorld) -> None:
     place = build_world(lab_world.api)
     gateway_id = place.vpn_gateway_id
     check = {"enable": "true", "sip": "10.1.1.20", "dip": PEER_HOST, "interval": "1", "retry": "2"}
-    connection_id = lab_world.api.ok("CreateVpnConnection", **connection_params(
-        place, EffectImmediately="true", AutoConfigRoute="true", HealthCheckConfig=json.dumps(check)))["VpnConnectionId"]
+    connection_id = lab_world.api.ok(
+        "CreateVpnConnection",
+        **connection_params(
+            place, EffectImmediately="true", AutoConfigRoute="true", HealthCheckConfig=json.dumps(check)
+        ),
+    )["VpnConnectionId"]
     lab_world.add_peer("cpe", connection_id)
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     assert lab_world.wait_for(lambda: lab_world.ping_from_vpc(gateway_id, VPC_HOST, PEER_HOST), 5)
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 10)
-    assert lab_world.wait_for(lambda: lab_world.connection(connection_id)["TrafficStatistics"]["PacketsIn"] > 0, 8)
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["VcoHealthCheck"]["Status"] == "success", 10
+    )
+    assert lab_world.wait_for(
+        lambda: lab_world.connection(connection_id)["TrafficStatistics"]["PacketsIn"] > 0, 8
+    )
 
     client = lab_world.api.client
     ids = {"vpn_connection_id": connection_id, "vpn_gateway_id": gateway_id}
@@ -50,7 +58,11 @@ def test_scrape_during_a_real_tunnel(lab_world: LabWorld) -> None:
     host = lab_world.network.gateway(gateway_id)
     pid = int(host.pid_path.read_text())
     os.kill(pid, signal.SIGKILL)
-    assert lab_world.wait_for(lambda: value(scrape(client), "vpngw_charon_restarts_total",
-                                            vpn_gateway_id=gateway_id) == restarts + 1, 10)
+    assert lab_world.wait_for(
+        lambda: (
+            value(scrape(client), "vpngw_charon_restarts_total", vpn_gateway_id=gateway_id) == restarts + 1
+        ),
+        10,
+    )
     assert lab_world.wait_status(connection_id, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     assert value(scrape(client), "vpngw_tunnels_up") == 1

@@ -28,13 +28,17 @@ def test_restore_tears_down_what_the_backup_does_not_hold(lab_world: LabWorld, t
 
     url = lab_world.db.url
     place = build_world(lab_world.api)
-    kept = lab_world.api.ok("CreateVpnConnection", **connection_params(place, EffectImmediately="true"))["VpnConnectionId"]
+    kept = lab_world.api.ok("CreateVpnConnection", **connection_params(place, EffectImmediately="true"))[
+        "VpnConnectionId"
+    ]
     lab_world.add_peer("cpe", kept)
     assert lab_world.wait_status(kept, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
     assert main(["backup", str(tmp_path / "backup.db"), "--db", url]) == 0
 
-    later = lab_world.api.ok("CreateVpnConnection", **connection_params(
-        place, LocalSubnet="10.2.1.0/24", RemoteSubnet="10.20.1.0/24"))["VpnConnectionId"]
+    later = lab_world.api.ok(
+        "CreateVpnConnection",
+        **connection_params(place, LocalSubnet="10.2.1.0/24", RemoteSubnet="10.20.1.0/24"),
+    )["VpnConnectionId"]
     other = build_world(lab_world.api, customer_ip="198.19.0.11")
     assert lab_world.reconciler.wait_for_pass()
     other_host = lab_world.network.gateway(other.vpn_gateway_id)
@@ -52,9 +56,13 @@ def test_restore_tears_down_what_the_backup_does_not_hold(lab_world: LabWorld, t
     successor.start()
     assert successor.wait_for_pass()
 
-    assert kept in conns(lab_world, place.vpn_gateway_id) and later not in conns(lab_world, place.vpn_gateway_id)
+    assert kept in conns(lab_world, place.vpn_gateway_id) and later not in conns(
+        lab_world, place.vpn_gateway_id
+    )
     assert other.vpn_gateway_id not in lab_world.network.gateway_ids()
     assert other_host.namespace not in lab_network.namespaces()
     assert int(lab_world.network.gateway(place.vpn_gateway_id).pid_path.read_text()) == pid
     assert lab_world.wait_status(kept, "ipsec_sa_established")["Status"] == "ipsec_sa_established"
-    lab_world.api.fails("DescribeVpnConnection", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=later)
+    lab_world.api.fails(
+        "DescribeVpnConnection", 404, "InvalidVpnConnectionInstanceId.NotFound", VpnConnectionId=later
+    )

@@ -31,9 +31,21 @@ def test_ready_is_sent_once_the_api_listens_and_stopping_on_sigterm(tmp_path: Pa
     notify.settimeout(90)
     server = ServerProcess(f"sqlite:///{tmp_path / 'vpngw.db'}", tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vpngw.cli.main", "serve", "--no-dataplane", "--port", str(server.port),
-         "--db", server.db_url],
-        cwd=tmp_path, env=server.environment(address), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "vpngw.cli.main",
+            "serve",
+            "--no-dataplane",
+            "--port",
+            str(server.port),
+            "--db",
+            server.db_url,
+        ],
+        cwd=tmp_path,
+        env=server.environment(address),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         assert notify.recv(4096) == b"READY=1"
@@ -59,9 +71,21 @@ def test_no_ready_when_the_port_is_taken(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         server = ServerProcess(f"sqlite:///{tmp_path / 'vpngw.db'}", tmp_path, port=port)
         result = subprocess.run(
-            [sys.executable, "-m", "vpngw.cli.main", "serve", "--no-dataplane", "--port", str(port),
-             "--db", server.db_url],
-            cwd=tmp_path, env=server.environment(address), capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "vpngw.cli.main",
+                "serve",
+                "--no-dataplane",
+                "--port",
+                str(port),
+                "--db",
+                server.db_url,
+            ],
+            cwd=tmp_path,
+            env=server.environment(address),
+            capture_output=True,
+            timeout=60,
         )
     assert result.returncode != 0
     with pytest.raises(TimeoutError):
@@ -77,10 +101,21 @@ def test_json_log_lines_carry_the_documented_fields(tmp_path: Path) -> None:
             ok = client.post("/", params=signed_query("POST", {"Action": "DescribeRegions"}))
             assert ok.status_code == 200
             psk = "json-log-psk-91c3"
-            bad = client.post("/", params=signed_query("POST", {
-                "Action": "CreateVpnConnection", "RegionId": REGION, "VpnGatewayId": "vpn-none",
-                "CustomerGatewayId": "cgw-none", "LocalSubnet": "10.0.0.0/24", "RemoteSubnet": "10.9.0.0/24",
-                "IkeConfig": json.dumps({"Psk": psk})}))
+            bad = client.post(
+                "/",
+                params=signed_query(
+                    "POST",
+                    {
+                        "Action": "CreateVpnConnection",
+                        "RegionId": REGION,
+                        "VpnGatewayId": "vpn-none",
+                        "CustomerGatewayId": "cgw-none",
+                        "LocalSubnet": "10.0.0.0/24",
+                        "RemoteSubnet": "10.9.0.0/24",
+                        "IkeConfig": json.dumps({"Psk": psk}),
+                    },
+                ),
+            )
             assert bad.status_code == 404
     finally:
         server.stop()
@@ -89,7 +124,9 @@ def test_json_log_lines_carry_the_documented_fields(tmp_path: Path) -> None:
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     access = [line for line in lines if line["logger"] == "vpngw.access"]
     assert [(a["action"], a["status"], a["code"]) for a in access] == [
-        ("DescribeRegions", 200, "-"), ("CreateVpnConnection", 404, "InvalidVpnGatewayInstanceId.NotFound")]
+        ("DescribeRegions", 200, "-"),
+        ("CreateVpnConnection", 404, "InvalidVpnGatewayInstanceId.NotFound"),
+    ]
     assert all(set(ACCESS_FIELDS) <= set(a) and a["path"] == "/" and a["method"] == "POST" for a in access)
     assert isinstance(access[0]["duration_ms"], float) and access[0]["time"].endswith("+00:00")
     text = server.log_text()

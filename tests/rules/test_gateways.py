@@ -56,7 +56,9 @@ def test_customer_gateway_ip_refuses_reserved_ranges(value: str) -> None:
     assert "reserved range" in error.message
 
 
-@pytest.mark.parametrize("value", ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "::1", "example.com", "1.2.3.4/32", "01.2.3.4"])
+@pytest.mark.parametrize(
+    "value", ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "::1", "example.com", "1.2.3.4/32", "01.2.3.4"]
+)
 def test_customer_gateway_ip_refuses_non_ipv4(value: str) -> None:
     error = error_of(check_customer_gateway_ip, value)
     assert error.code == "InvalidIpAddress.WrongFormat"
@@ -119,7 +121,6 @@ def test_asn_with_superscript_digit_is_an_api_error(value: str) -> None:
 
 
 # check_auth_key
-
 
 
 @pytest.mark.parametrize("value", ["k", "x" * 64, "!#$%&'()*+,-./:;<=>@[\\]^_`{|}~", "AbC123"])

@@ -55,14 +55,26 @@ def test_name_with_trailing_newline_refused() -> None:
     assert error_of(check_name, "ab\n").code == "InvalidName"
 
 
-@pytest.mark.parametrize("value", ["ab", "d" * 256, "A connection to the IDC.", "中文描述", "1 starts with a digit", "http:/x"])
+@pytest.mark.parametrize(
+    "value", ["ab", "d" * 256, "A connection to the IDC.", "中文描述", "1 starts with a digit", "http:/x"]
+)
 def test_description_accepted(value: str) -> None:
     assert check_description(value) == value
 
 
 @pytest.mark.parametrize(
     "value",
-    ["", "a", "d" * 257, "http://example.com", "https://example.com", "HTTPS://x", "line\nbreak", "tab\there", "ab\x00"],
+    [
+        "",
+        "a",
+        "d" * 257,
+        "http://example.com",
+        "https://example.com",
+        "HTTPS://x",
+        "line\nbreak",
+        "tab\there",
+        "ab\x00",
+    ],
 )
 def test_description_refused(value: str) -> None:
     assert error_of(check_description, value).code == "InvalidDescription"

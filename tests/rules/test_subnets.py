@@ -116,7 +116,9 @@ def test_parse_subnets_refuses_bad_octets_without_hint(value: str) -> None:
     assert "did you mean" not in error.message
 
 
-@pytest.mark.parametrize("value", ["10.0.0.0/24,10.0.0.0/24", "10.0.0.0/24, 10.0.0.0/24", "10.0.0.0/8,10.1.0.0/16,10.0.0.0/8"])
+@pytest.mark.parametrize(
+    "value", ["10.0.0.0/24,10.0.0.0/24", "10.0.0.0/24, 10.0.0.0/24", "10.0.0.0/8,10.1.0.0/16,10.0.0.0/8"]
+)
 def test_parse_subnets_refuses_duplicates(value: str) -> None:
     error = error_of(parse_subnets, "LocalSubnet", value, MAX)
     assert error.code == "IllegalParam.LocalSubnet"
@@ -194,7 +196,11 @@ def test_no_conflict_unless_both_sides_overlap(local: str, remote: str) -> None:
 
 @pytest.mark.parametrize(
     ("local", "remote"),
-    [("10.0.0.0/24", "192.168.1.0/24"), ("10.0.0.0/8", "192.0.0.0/2"), ("172.16.0.0/12,10.0.5.0/24", "192.168.7.7/32")],
+    [
+        ("10.0.0.0/24", "192.168.1.0/24"),
+        ("10.0.0.0/8", "192.0.0.0/2"),
+        ("172.16.0.0/12,10.0.5.0/24", "192.168.7.7/32"),
+    ],
 )
 def test_conflict_when_both_sides_overlap(local: str, remote: str) -> None:
     others = [Selectors("vco-unrelated", nets("172.31.0.0/16"), nets("8.8.8.0/24")), OTHER]

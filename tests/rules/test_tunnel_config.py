@@ -77,7 +77,12 @@ def test_default_ike() -> None:
 
 
 def test_default_ipsec() -> None:
-    assert DEFAULT_IPSEC == {"IpsecEncAlg": "aes", "IpsecAuthAlg": "md5", "IpsecPfs": "group2", "IpsecLifetime": 86400}
+    assert DEFAULT_IPSEC == {
+        "IpsecEncAlg": "aes",
+        "IpsecAuthAlg": "md5",
+        "IpsecPfs": "group2",
+        "IpsecLifetime": 86400,
+    }
 
 
 def test_default_health_check() -> None:
@@ -186,7 +191,11 @@ def test_unknown_key_refused_even_when_empty() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"IkeMode": "main", "ikemode": "aggressive"}', '{"LocalId": "a", "LocalIdIPsec": "b"}', '{"Psk": "a", "PSK": "b"}'],
+    [
+        '{"IkeMode": "main", "ikemode": "aggressive"}',
+        '{"LocalId": "a", "LocalIdIPsec": "b"}',
+        '{"Psk": "a", "PSK": "b"}',
+    ],
 )
 def test_key_given_twice_refused(text: str) -> None:
     error = error_of(parse_config, "IkeConfig", text, IKE_KEYS)
@@ -195,7 +204,9 @@ def test_key_given_twice_refused(text: str) -> None:
 
 
 def test_key_given_twice_ok_when_one_is_empty() -> None:
-    assert parse_config("IkeConfig", '{"IkeMode": "", "ikemode": "aggressive"}', IKE_KEYS) == {"IkeMode": "aggressive"}
+    assert parse_config("IkeConfig", '{"IkeMode": "", "ikemode": "aggressive"}', IKE_KEYS) == {
+        "IkeMode": "aggressive"
+    }
 
 
 # choices
@@ -232,7 +243,9 @@ def test_every_choice_accepted(param: str, name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(("param", "name", "choices"), CHOICE_KEYS)
-def test_choices_are_case_insensitive_and_normalised_lowercase(param: str, name: str, choices: tuple[str, ...]) -> None:
+def test_choices_are_case_insensitive_and_normalised_lowercase(
+    param: str, name: str, choices: tuple[str, ...]
+) -> None:
     for value in choices:
         for spelled in (value.upper(), value.title()):
             assert parse_config(param, json.dumps({name: spelled}), KEYS_OF[param]) == {name: value}
@@ -281,7 +294,9 @@ def test_pfs_disabled_accepted_for_ipsec_only() -> None:
 def test_int_keys_bounds(param: str, name: str, low: int, high: int) -> None:
     keys = KEYS_OF[param]
     for value in (low, high, str(low), str(high), f" {high} ", float(high)):
-        assert parse_config(param, json.dumps({name: value}), keys) == {name: int(str(value).strip().split(".")[0])}
+        assert parse_config(param, json.dumps({name: value}), keys) == {
+            name: int(str(value).strip().split(".")[0])
+        }
     for value in (low - 1, high + 1, str(low - 1), str(high + 1)):
         error = error_of(parse_config, param, json.dumps({name: value}), keys)
         assert error.code == f"InvalidParameter.{param}.{name}"
@@ -292,9 +307,13 @@ def test_int_keys_bounds(param: str, name: str, low: int, high: int) -> None:
         assert "whole number" in error.message
 
 
-@pytest.mark.parametrize("text", ['{"IkeLifetime": NaN}', '{"IkeLifetime": Infinity}', '{"IkeLifetime": 1e400}'])
+@pytest.mark.parametrize(
+    "text", ['{"IkeLifetime": NaN}', '{"IkeLifetime": Infinity}', '{"IkeLifetime": 1e400}']
+)
 def test_lifetime_non_finite_refused(text: str) -> None:
-    assert error_of(parse_config, "IkeConfig", text, IKE_KEYS).code == "InvalidParameter.IkeConfig.IkeLifetime"
+    assert (
+        error_of(parse_config, "IkeConfig", text, IKE_KEYS).code == "InvalidParameter.IkeConfig.IkeLifetime"
+    )
 
 
 # Psk (a secret)
@@ -359,7 +378,15 @@ def test_identity_must_be_a_string() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("true", True), ("True", True), ("TRUE", True), ("false", False), ("FALSE", False), (True, True), (False, False)],
+    [
+        ("true", True),
+        ("True", True),
+        ("TRUE", True),
+        ("false", False),
+        ("FALSE", False),
+        (True, True),
+        (False, False),
+    ],
 )
 def test_health_enable_strings_and_booleans(value: object, expected: bool) -> None:
     assert health({"Enable": value}) == {"Enable": expected}
@@ -408,7 +435,9 @@ def test_merge_over_stored_config_keeps_stored_values() -> None:
 
 
 def test_merge_health_check_overrides_only_given_keys() -> None:
-    merged = merge_health_check(DEFAULT_HEALTH_CHECK, health({"enable": "true", "sip": "10.0.0.1", "dip": "192.168.0.1"}))
+    merged = merge_health_check(
+        DEFAULT_HEALTH_CHECK, health({"enable": "true", "sip": "10.0.0.1", "dip": "192.168.0.1"})
+    )
     assert merged == {
         "Enable": True,
         "Sip": "10.0.0.1",
@@ -449,11 +478,27 @@ def test_disabled_health_check_needs_neither_address(health_check: HealthCheck) 
         ({"Dip": "192.168.0.1"}, "InvalidParameter.HealthCheckConfig.Sip", "is required"),
         ({"Sip": "10.0.0.1"}, "InvalidParameter.HealthCheckConfig.Dip", "is required"),
         ({}, "InvalidParameter.HealthCheckConfig.Sip", "is required"),
-        ({"Sip": "10.0.2.1", "Dip": "192.168.0.1"}, "InvalidParameter.HealthCheckConfig.Sip", "not inside LocalSubnet"),
-        ({"Sip": "10.0.0.1", "Dip": "172.16.0.1"}, "InvalidParameter.HealthCheckConfig.Dip", "not inside RemoteSubnet"),
+        (
+            {"Sip": "10.0.2.1", "Dip": "192.168.0.1"},
+            "InvalidParameter.HealthCheckConfig.Sip",
+            "not inside LocalSubnet",
+        ),
+        (
+            {"Sip": "10.0.0.1", "Dip": "172.16.0.1"},
+            "InvalidParameter.HealthCheckConfig.Dip",
+            "not inside RemoteSubnet",
+        ),
         # swapped: sip on the remote side, dip on the local side
-        ({"Sip": "192.168.0.1", "Dip": "10.0.0.1"}, "InvalidParameter.HealthCheckConfig.Sip", "not inside LocalSubnet"),
-        ({"Sip": "10.0.0.1", "Dip": "10.0.0.2"}, "InvalidParameter.HealthCheckConfig.Dip", "not inside RemoteSubnet"),
+        (
+            {"Sip": "192.168.0.1", "Dip": "10.0.0.1"},
+            "InvalidParameter.HealthCheckConfig.Sip",
+            "not inside LocalSubnet",
+        ),
+        (
+            {"Sip": "10.0.0.1", "Dip": "10.0.0.2"},
+            "InvalidParameter.HealthCheckConfig.Dip",
+            "not inside RemoteSubnet",
+        ),
     ],
 )
 def test_enabled_health_check_refused(given: dict[str, str], code: str, reason: str) -> None:
@@ -474,7 +519,10 @@ ALL_NAMES = [key.name for keys in KEYS_OF.values() for key in keys] + ["LocalIdI
 
 
 def _cased(name: str, flips: list[bool]) -> str:
-    return "".join(ch.upper() if flip else ch.lower() for ch, flip in zip(name, flips + [False] * len(name)))
+    return "".join(
+        ch.upper() if flip else ch.lower()
+        for ch, flip in zip(name, flips + [False] * len(name), strict=False)
+    )
 
 
 key_names = st.one_of(
@@ -487,9 +535,15 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(),
     st.text(max_size=20),
-    st.sampled_from([*ENC_ALGS, *AUTH_ALGS, *DH_GROUPS, "disabled", "TRUE", "false", "10.0.0.1", "86400", "0", "-1", ""]),
+    st.sampled_from(
+        [*ENC_ALGS, *AUTH_ALGS, *DH_GROUPS, "disabled", "TRUE", "false", "10.0.0.1", "86400", "0", "-1", ""]
+    ),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 documents = st.dictionaries(key_names, json_values, max_size=6)
 texts = st.one_of(
     documents.map(json.dumps),
@@ -506,7 +560,9 @@ def test_parse_config_never_raises_anything_but_api_error(text: str, param: str)
     try:
         given = parse_config(param, text, keys)
     except ApiError as error:
-        assert error.code == f"InvalidParameter.{param}" or error.code.startswith(f"InvalidParameter.{param}.")
+        assert error.code == f"InvalidParameter.{param}" or error.code.startswith(
+            f"InvalidParameter.{param}."
+        )
         return
     by_name = {key.name: key for key in keys}
     for name, value in given.items():

@@ -57,7 +57,23 @@ def test_parse_int_refuses_out_of_range(value: object) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [True, False, 3.5, float("nan"), float("inf"), "3.0", "1e3", "0x10", "", "abc", "1 2", "123456789012345678901", None, [1], {"a": 1}],
+    [
+        True,
+        False,
+        3.5,
+        float("nan"),
+        float("inf"),
+        "3.0",
+        "1e3",
+        "0x10",
+        "",
+        "abc",
+        "1 2",
+        "123456789012345678901",
+        None,
+        [1],
+        {"a": 1},
+    ],
 )
 def test_parse_int_refuses_non_whole_numbers(value: object) -> None:
     error = error_of(parse_int, "X", value, 0, 86400)

@@ -76,7 +76,9 @@ def test_a_deleted_gateway_s_lease_stays_until_released_and_pins_hold(settings: 
 def test_heartbeats_keep_a_node_s_draining_flag(settings: Settings) -> None:
     db, _ = prepared(settings)
     with db.transaction(write=True) as session:
-        leases.heartbeat(session, node="a", backend="host", addresses=["192.0.2.1"], capacity=10, now_ms=1, starting=True)
+        leases.heartbeat(
+            session, node="a", backend="host", addresses=["192.0.2.1"], capacity=10, now_ms=1, starting=True
+        )
         assert leases.set_draining(session, "a", True)
         assert not leases.set_draining(session, "nobody", True)
         leases.heartbeat(session, node="a", backend="host", addresses=["192.0.2.1"], capacity=10, now_ms=2)
@@ -87,7 +89,9 @@ def test_heartbeats_keep_a_node_s_draining_flag(settings: Settings) -> None:
     db.dispose()
 
 
-def test_a_lost_gateway_s_connections_read_not_established_with_the_node_named(settings: Settings, api: Api) -> None:
+def test_a_lost_gateway_s_connections_read_not_established_with_the_node_named(
+    settings: Settings, api: Api
+) -> None:
     from tests.support.api import connection_params
 
     world = build_world(api)
@@ -96,11 +100,26 @@ def test_a_lost_gateway_s_connections_read_not_established_with_the_node_named(s
     with db.transaction(write=True) as session:
         from vpngw.store import queries
 
-        queries.write_observation(session, connection_id, status="ipsec_sa_established", diagnosis="",
-                                  traffic={"BytesIn": 1, "BytesOut": 1, "PacketsIn": 1, "PacketsOut": 1}, now_ms=5)
+        queries.write_observation(
+            session,
+            connection_id,
+            status="ipsec_sa_established",
+            diagnosis="",
+            traffic={"BytesIn": 1, "BytesOut": 1, "PacketsIn": 1, "PacketsOut": 1},
+            now_ms=5,
+        )
     with db.transaction(write=True) as session:
-        assert leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9) == 1
-        assert leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9) == 0
+        assert (
+            leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9)
+            == 1
+        )
+        assert (
+            leases.mark_gateway_lost(session, world.vpn_gateway_id, "node n1 stopped answering", now_ms=9)
+            == 0
+        )
     described = api.ok("DescribeVpnConnection", VpnConnectionId=connection_id)
-    assert (described["Status"], described["Diagnosis"]) == ("ike_sa_not_established", "node n1 stopped answering")
+    assert (described["Status"], described["Diagnosis"]) == (
+        "ike_sa_not_established",
+        "node n1 stopped answering",
+    )
     db.dispose()

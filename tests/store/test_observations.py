@@ -37,18 +37,29 @@ class Store:
 
     def row(self, connection_id: str) -> tuple[Any, ...]:
         with self.db.engine.connect() as connection:
-            return tuple(connection.execute(text(
-                "SELECT status, diagnosis, traffic IS NULL, observed_time, health_check_status "
-                "FROM vpn_connections WHERE id = :id"), {"id": connection_id}).one())
+            return tuple(
+                connection.execute(
+                    text(
+                        "SELECT status, diagnosis, traffic IS NULL, observed_time, health_check_status "
+                        "FROM vpn_connections WHERE id = :id"
+                    ),
+                    {"id": connection_id},
+                ).one()
+            )
 
     def traffic(self, connection_id: str) -> dict[str, int] | None:
         with self.db.transaction(write=False) as session:
-            return session.scalars(select(VpnConnection.traffic).where(VpnConnection.id == connection_id)).one()
+            return session.scalars(
+                select(VpnConnection.traffic).where(VpnConnection.id == connection_id)
+            ).one()
 
     def lines(self, connection_id: str) -> list[tuple[int, str]]:
         with self.db.transaction(write=False) as session:
-            rows = session.scalars(select(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id)
-                                   .order_by(VpnConnectionLog.time_ms, VpnConnectionLog.seq)).all()
+            rows = session.scalars(
+                select(VpnConnectionLog)
+                .where(VpnConnectionLog.vpn_connection_id == connection_id)
+                .order_by(VpnConnectionLog.time_ms, VpnConnectionLog.seq)
+            ).all()
             return [(row.time_ms, row.message) for row in rows]
 
     def delete_connection(self, session: Any, connection_id: str) -> None:
@@ -65,8 +76,10 @@ def store(settings: Settings) -> Iterator[Store]:
         api = Api(client)
         world = build_world(api)
         first = api.ok("CreateVpnConnection", **connection_params(world))["VpnConnectionId"]
-        second = api.ok("CreateVpnConnection", **connection_params(
-            world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"))["VpnConnectionId"]
+        second = api.ok(
+            "CreateVpnConnection",
+            **connection_params(world, LocalSubnet="10.2.0.0/24", RemoteSubnet="10.20.0.0/24"),
+        )["VpnConnectionId"]
         yield Store(db, first, second)
     db.dispose()
 
@@ -75,24 +88,49 @@ def test_write_observation_writes_only_a_difference(store: Store) -> None:
     vco = store.first
     assert store.row(vco) == ("ike_sa_not_established", "", True, None, "success")
     # What is stored already (never observed = no traffic): nothing to write, no observed_time.
-    assert not store.write(queries.write_observation, vco, status="ike_sa_not_established", diagnosis="",
-                           traffic=None, now_ms=1000)
+    assert not store.write(
+        queries.write_observation,
+        vco,
+        status="ike_sa_not_established",
+        diagnosis="",
+        traffic=None,
+        now_ms=1000,
+    )
     assert store.row(vco)[3] is None
 
-    assert store.write(queries.write_observation, vco, status="ipsec_sa_established", diagnosis="",
-                       traffic=TRAFFIC, now_ms=2000)
+    assert store.write(
+        queries.write_observation,
+        vco,
+        status="ipsec_sa_established",
+        diagnosis="",
+        traffic=TRAFFIC,
+        now_ms=2000,
+    )
     assert store.row(vco) == ("ipsec_sa_established", "", False, 2000, "success")
     assert store.traffic(vco) == TRAFFIC
-    assert not store.write(queries.write_observation, vco, status="ipsec_sa_established", diagnosis="",
-                           traffic=dict(TRAFFIC), now_ms=3000)
+    assert not store.write(
+        queries.write_observation,
+        vco,
+        status="ipsec_sa_established",
+        diagnosis="",
+        traffic=dict(TRAFFIC),
+        now_ms=3000,
+    )
     assert store.row(vco)[3] == 2000  # unchanged: observed_time keeps the last write
 
     more = {**TRAFFIC, "BytesIn": 841}
-    assert store.write(queries.write_observation, vco, status="ipsec_sa_established", diagnosis="",
-                       traffic=more, now_ms=4000)
+    assert store.write(
+        queries.write_observation, vco, status="ipsec_sa_established", diagnosis="", traffic=more, now_ms=4000
+    )
     assert (store.traffic(vco), store.row(vco)[3]) == (more, 4000)
-    assert store.write(queries.write_observation, vco, status="ike_sa_not_established",
-                       diagnosis="The peer does not answer.", traffic=None, now_ms=5000)
+    assert store.write(
+        queries.write_observation,
+        vco,
+        status="ike_sa_not_established",
+        diagnosis="The peer does not answer.",
+        traffic=None,
+        now_ms=5000,
+    )
     # None goes back to SQL NULL, as before the first observation.
     assert store.row(vco) == ("ike_sa_not_established", "The peer does not answer.", True, 5000, "success")
     assert store.row(store.second) == ("ike_sa_not_established", "", True, None, "success")  # untouched
@@ -100,8 +138,14 @@ def test_write_observation_writes_only_a_difference(store: Store) -> None:
 
 def test_writes_for_a_connection_that_is_gone_are_refused_quietly(store: Store) -> None:
     for vco in ("vco-neverexisted", ""):
-        assert not store.write(queries.write_observation, vco, status="ipsec_sa_established", diagnosis="",
-                               traffic=TRAFFIC, now_ms=1)
+        assert not store.write(
+            queries.write_observation,
+            vco,
+            status="ipsec_sa_established",
+            diagnosis="",
+            traffic=TRAFFIC,
+            now_ms=1,
+        )
         assert not store.write(queries.write_health_status, vco, "failed")
     assert store.write(queries.add_connection_logs, [("vco-neverexisted", 1, "[IKE] x")]) == 0
     with store.db.transaction(write=False) as session:
@@ -118,8 +162,13 @@ def test_write_health_status_writes_only_a_difference(store: Store) -> None:
 
 
 def test_add_connection_logs_keeps_order_and_drops_unknown_connections(store: Store) -> None:
-    rows = [(store.first, 10, "[IKE] one"), ("vco-gone", 10, "[IKE] lost"), (store.second, 5, "[CFG] other"),
-            (store.first, 10, "[IKE] two"), (store.first, 7, "[NET] earlier")]
+    rows = [
+        (store.first, 10, "[IKE] one"),
+        ("vco-gone", 10, "[IKE] lost"),
+        (store.second, 5, "[CFG] other"),
+        (store.first, 10, "[IKE] two"),
+        (store.first, 7, "[NET] earlier"),
+    ]
     assert store.write(queries.add_connection_logs, rows) == 4
     assert store.write(queries.add_connection_logs, []) == 0
     # Oldest first; lines of the same millisecond in the order they were given.
@@ -130,8 +179,12 @@ def test_add_connection_logs_keeps_order_and_drops_unknown_connections(store: St
 
 def test_prune_by_age_and_by_count_per_connection(store: Store) -> None:
     a, b = store.first, store.second
-    store.write(queries.add_connection_logs, [(a, t, f"a{t}") for t in range(100, 110)]
-                + [(b, t, f"b{t}") for t in range(100, 104)] + [(a, 109, "a109-bis")])
+    store.write(
+        queries.add_connection_logs,
+        [(a, t, f"a{t}") for t in range(100, 110)]
+        + [(b, t, f"b{t}") for t in range(100, 104)]
+        + [(a, 109, "a109-bis")],
+    )
     assert store.write(queries.prune_connection_logs, older_than_ms=0) == 0
     assert store.write(queries.prune_connection_logs, older_than_ms=102) == 4  # a100 a101 b100 b101
     assert [m for _, m in store.lines(b)] == ["b102", "b103"]
@@ -163,7 +216,8 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any
 
 RACING_WRITES: dict[str, Callable[[Any, str], Any]] = {
     "observation": lambda session, vco: queries.write_observation(
-        session, vco, status="ipsec_sa_established", diagnosis="", traffic=TRAFFIC, now_ms=1),
+        session, vco, status="ipsec_sa_established", diagnosis="", traffic=TRAFFIC, now_ms=1
+    ),
     "health": lambda session, vco: queries.write_health_status(session, vco, "failed"),
     "logs": lambda session, vco: queries.add_connection_logs(session, [(vco, 1, "[IKE] late")]),
 }

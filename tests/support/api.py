@@ -21,7 +21,9 @@ def signature_params(
     method: str, params: dict[str, str], key_id: str = TEST_KEY_ID, secret: str = TEST_KEY_SECRET
 ) -> dict[str, str]:
     """The parameters that sign ``params`` with the RPC v1 scheme (to add to the query)."""
-    signed = sign_rpc_v1(method, params, key_id, secret, nonce=uuid.uuid4().hex, timestamp=datetime.datetime.now(datetime.UTC))
+    signed = sign_rpc_v1(
+        method, params, key_id, secret, nonce=uuid.uuid4().hex, timestamp=datetime.datetime.now(datetime.UTC)
+    )
     return {k: v for k, v in signed.items() if k not in params}
 
 
@@ -38,7 +40,9 @@ class Api:
         query = {"Action": action, "Version": "2016-04-28", **{k: str(v) for k, v in params.items()}}
         return self.client.post("/", params=signed_query("POST", query))
 
-    def apsara(self, action: str, *, json: dict[str, Any] | None = None, form: dict[str, str] | None = None) -> httpx.Response:
+    def apsara(
+        self, action: str, *, json: dict[str, Any] | None = None, form: dict[str, str] | None = None
+    ) -> httpx.Response:
         """A signed call on the spec's route; the signature covers the body's parameters."""
         path = f"/apsara/route/Vpc/{action}"
         if json is not None:

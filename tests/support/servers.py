@@ -21,7 +21,13 @@ from vpngw.store.engine import Database
 def live_server(db: Database, settings: Settings, authenticator: Authenticator) -> Iterator[str]:
     """Yields the base URL (``http://127.0.0.1:PORT``) of a running server."""
     port = free_port()
-    config = uvicorn.Config(build_app(db, settings, authenticator), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        build_app(db, settings, authenticator),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -37,7 +37,9 @@ def customer_gateway_not_found(customer_gateway_id: str) -> NotFound:
 def get_customer_gateway(
     ctx: Context, session: Session, region_id: str, customer_gateway_id: str, *, lock: bool = False
 ) -> CustomerGateway:
-    gateway = queries.get_owned(session, CustomerGateway, ctx.account_id, region_id, customer_gateway_id, lock=lock)
+    gateway = queries.get_owned(
+        session, CustomerGateway, ctx.account_id, region_id, customer_gateway_id, lock=lock
+    )
     if gateway is None:
         raise customer_gateway_not_found(customer_gateway_id)
     return gateway
@@ -78,7 +80,9 @@ def customer_gateway_view(ctx: Context, gateway: CustomerGateway) -> CustomerGat
     )
 
 
-def create_customer_gateway(ctx: Context, session: Session, p: CreateCustomerGatewayParams) -> CustomerGatewayItem:
+def create_customer_gateway(
+    ctx: Context, session: Session, p: CreateCustomerGatewayParams
+) -> CustomerGatewayItem:
     existing = queries.customer_gateway_with_ip(session, ctx.account_id, p.region_id, p.ip_address)
     if existing:
         raise BadRequest(
@@ -105,7 +109,9 @@ class DescribeCustomerGatewayParams(RegionParams):
     customer_gateway_id: str
 
 
-def describe_customer_gateway(ctx: Context, session: Session, p: DescribeCustomerGatewayParams) -> CustomerGatewayItem:
+def describe_customer_gateway(
+    ctx: Context, session: Session, p: DescribeCustomerGatewayParams
+) -> CustomerGatewayItem:
     return customer_gateway_view(ctx, get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id))
 
 
@@ -125,7 +131,13 @@ def describe_customer_gateways(
     ctx: Context, session: Session, p: DescribeCustomerGatewaysParams
 ) -> DescribeCustomerGatewaysResponse:
     rows, total = queries.page(
-        session, CustomerGateway, ctx.account_id, p.region_id, {"id": p.customer_gateway_id}, p.page_number, p.page_size
+        session,
+        CustomerGateway,
+        ctx.account_id,
+        p.region_id,
+        {"id": p.customer_gateway_id},
+        p.page_number,
+        p.page_size,
     )
     return DescribeCustomerGatewaysResponse(
         total_count=total,

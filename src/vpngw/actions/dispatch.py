@@ -44,7 +44,10 @@ RESPONSE_PURPOSE = "idempotency_records.response"
 def find_action(name: str) -> Action[Any]:
     action = ACTIONS.get(name)
     if action is None:
-        raise NotFound("InvalidAction.NotFound", f"Specified api {name!r} is not found, please check your url and method.")
+        raise NotFound(
+            "InvalidAction.NotFound",
+            f"Specified api {name!r} is not found, please check your url and method.",
+        )
     return action
 
 
@@ -125,8 +128,14 @@ def dispatch(
     region_id = getattr(params, "region_id", None)
     if region_id is not None and region_id not in settings.region_ids:
         raise NotFound("InvalidRegionId.NotFound", f"The specified RegionId {region_id!r} does not exist.")
-    ctx = Context(account_id=account_id, request_id=request_id, settings=settings, now_ms=int(time.time() * 1000), host=host,
-                  sealer=sealer)
+    ctx = Context(
+        account_id=account_id,
+        request_id=request_id,
+        settings=settings,
+        now_ms=int(time.time() * 1000),
+        host=host,
+        sealer=sealer,
+    )
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.transaction(write=action.writes) as session:
@@ -135,6 +144,8 @@ def dispatch(
             # A concurrent transaction took the same unique value (an InternetIp, a
             # ClientToken) or the database was busy: the whole action runs again and
             # sees the other transaction's result.
-            log.info("retrying %s after a conflict (attempt %d): %s", action.name, attempt, type(error).__name__)
+            log.info(
+                "retrying %s after a conflict (attempt %d): %s", action.name, attempt, type(error).__name__
+            )
             time.sleep(random.uniform(0, 0.01 * attempt))
     raise ServiceUnavailable()

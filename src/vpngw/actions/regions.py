@@ -25,7 +25,9 @@ class DescribeRegionsResponse(Response):
     regions: RegionList
 
 
-def describe_regions(ctx: Context, _session: Session, _params: DescribeRegionsParams) -> DescribeRegionsResponse:
+def describe_regions(
+    ctx: Context, _session: Session, _params: DescribeRegionsParams
+) -> DescribeRegionsResponse:
     # The endpoint of every region is this service, as the caller reached it.
     items = [
         RegionItem(region_id=r.region_id, local_name=r.local_name, region_endpoint=ctx.host)

@@ -20,21 +20,44 @@ _ALL: tuple[Action[Any], ...] = (
     Action("CreateVpnGateway", vpn.CreateVpnGatewayParams, vpn.create_vpn_gateway, writes=True),
     Action("DescribeVpnGateway", vpn.DescribeVpnGatewayParams, vpn.describe_vpn_gateway, writes=False),
     Action("DescribeVpnGateways", vpn.DescribeVpnGatewaysParams, vpn.describe_vpn_gateways, writes=False),
-    Action("ModifyVpnGatewayAttribute", vpn.ModifyVpnGatewayAttributeParams, vpn.modify_vpn_gateway_attribute, writes=True),
+    Action(
+        "ModifyVpnGatewayAttribute",
+        vpn.ModifyVpnGatewayAttributeParams,
+        vpn.modify_vpn_gateway_attribute,
+        writes=True,
+    ),
     Action("DeleteVpnGateway", vpn.DeleteVpnGatewayParams, vpn.delete_vpn_gateway, writes=True),
-    Action("CreateCustomerGateway", cgw.CreateCustomerGatewayParams, cgw.create_customer_gateway, writes=True),
-    Action("DescribeCustomerGateway", cgw.DescribeCustomerGatewayParams, cgw.describe_customer_gateway, writes=False),
-    Action("DescribeCustomerGateways", cgw.DescribeCustomerGatewaysParams, cgw.describe_customer_gateways, writes=False),
+    Action(
+        "CreateCustomerGateway", cgw.CreateCustomerGatewayParams, cgw.create_customer_gateway, writes=True
+    ),
+    Action(
+        "DescribeCustomerGateway",
+        cgw.DescribeCustomerGatewayParams,
+        cgw.describe_customer_gateway,
+        writes=False,
+    ),
+    Action(
+        "DescribeCustomerGateways",
+        cgw.DescribeCustomerGatewaysParams,
+        cgw.describe_customer_gateways,
+        writes=False,
+    ),
     Action(
         "ModifyCustomerGatewayAttribute",
         cgw.ModifyCustomerGatewayAttributeParams,
         cgw.modify_customer_gateway_attribute,
         writes=True,
     ),
-    Action("DeleteCustomerGateway", cgw.DeleteCustomerGatewayParams, cgw.delete_customer_gateway, writes=True),
+    Action(
+        "DeleteCustomerGateway", cgw.DeleteCustomerGatewayParams, cgw.delete_customer_gateway, writes=True
+    ),
     Action("CreateVpnConnection", vco.CreateVpnConnectionParams, vco.create_vpn_connection, writes=True),
-    Action("DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False),
-    Action("DescribeVpnConnections", vco.DescribeVpnConnectionsParams, vco.describe_vpn_connections, writes=False),
+    Action(
+        "DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False
+    ),
+    Action(
+        "DescribeVpnConnections", vco.DescribeVpnConnectionsParams, vco.describe_vpn_connections, writes=False
+    ),
     Action(
         "ModifyVpnConnectionAttribute",
         vco.ModifyVpnConnectionAttributeParams,

@@ -67,7 +67,9 @@ def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcR
         ),
     )
     suffix = vpc_id.removeprefix("vpc-")
-    return CreateVpcResponse(vpc_id=vpc_id, v_router_id=f"vrt-{suffix}", route_table_id=f"vtb-{suffix}", resource_group_id="")
+    return CreateVpcResponse(
+        vpc_id=vpc_id, v_router_id=f"vrt-{suffix}", route_table_id=f"vtb-{suffix}", resource_group_id=""
+    )
 
 
 class DescribeVpcsParams(PageParams):
@@ -116,7 +118,9 @@ def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> Desc
         )
         for v in rows
     ]
-    return DescribeVpcsResponse(total_count=total, page_number=p.page_number, page_size=p.page_size, vpcs=VpcList(vpc=items))
+    return DescribeVpcsResponse(
+        total_count=total, page_number=p.page_number, page_size=p.page_size, vpcs=VpcList(vpc=items)
+    )
 
 
 class DeleteVpcParams(RegionParams):

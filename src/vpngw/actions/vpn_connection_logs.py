@@ -62,13 +62,15 @@ def time_window(p: DescribeVpnConnectionLogsParams, now_s: int) -> tuple[int, in
         first, last = p.from_, p.to
     elif p.from_ is not None:
         if p.minute_period is None:
-            raise BadRequest("MissingParameter.ToOrMinutePeriod",
-                             'With "From", give "To" or "MinutePeriod" as well.')
+            raise BadRequest(
+                "MissingParameter.ToOrMinutePeriod", 'With "From", give "To" or "MinutePeriod" as well.'
+            )
         first, last = p.from_, p.from_ + p.minute_period * 60
     elif p.to is not None:
         if p.minute_period is None:
-            raise BadRequest("MissingParameter.FromOrMinutePeriod",
-                             'With "To", give "From" or "MinutePeriod" as well.')
+            raise BadRequest(
+                "MissingParameter.FromOrMinutePeriod", 'With "To", give "From" or "MinutePeriod" as well.'
+            )
         first, last = p.to - p.minute_period * 60, p.to
     else:
         first, last = now_s - (p.minute_period or DEFAULT_MINUTES) * 60, now_s
@@ -84,7 +86,12 @@ def describe_vpn_connection_logs(
     first, last = time_window(p, ctx.now_ms // 1000)
     offset = (p.page_number - 1) * p.page_size
     total, lines = queries.connection_log_page(
-        session, p.vpn_connection_id, from_ms=first * 1000, to_ms=(last + 1) * 1000, offset=offset, limit=p.page_size
+        session,
+        p.vpn_connection_id,
+        from_ms=first * 1000,
+        to_ms=(last + 1) * 1000,
+        offset=offset,
+        limit=p.page_size,
     )
     return DescribeVpnConnectionLogsResponse(
         count=total,

@@ -84,7 +84,9 @@ def _check_bgp_config(value: Any) -> str:
         raise invalid_parameter("BgpConfig", "must be a JSON object")
     enabled = next((v for k, v in document.items() if k.lower() == "enablebgp"), False)
     if enabled not in (None, "") and parse_bool("BgpConfig.EnableBgp", enabled):
-        raise BadRequest("OperationUnsupported.Bgp", "BGP over IPsec (BgpConfig.EnableBgp=true) is not supported.")
+        raise BadRequest(
+            "OperationUnsupported.Bgp", "BGP over IPsec (BgpConfig.EnableBgp=true) is not supported."
+        )
     return text
 
 
@@ -152,11 +154,18 @@ def _check_gateway_room(
     subnets.check_no_conflict(
         local,
         remote,
-        (subnets.Selectors(c.id, subnets.parse_stored(c.local_subnet), subnets.parse_stored(c.remote_subnet)) for c in others),
+        (
+            subnets.Selectors(
+                c.id, subnets.parse_stored(c.local_subnet), subnets.parse_stored(c.remote_subnet)
+            )
+            for c in others
+        ),
     )
 
 
-def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnectionParams) -> CreateVpnConnectionResponse:
+def create_vpn_connection(
+    ctx: Context, session: Session, p: CreateVpnConnectionParams
+) -> CreateVpnConnectionResponse:
     local, remote = _selectors(ctx, p.local_subnet, p.remote_subnet)
     health_check = merge_health_check(DEFAULT_HEALTH_CHECK, p.health_check_config or {})
     check_health_check(health_check, local, remote)
@@ -164,7 +173,9 @@ def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnection
     customer_gateway = get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id)
     _check_gateway_room(ctx, session, gateway, local, remote)
     connection_id = ids.new_resource_id("vco")
-    ike = merge_ike(default_ike(ids.new_psk(), gateway.internet_ip, customer_gateway.ip_address), p.ike_config or {})
+    ike = merge_ike(
+        default_ike(ids.new_psk(), gateway.internet_ip, customer_gateway.ip_address), p.ike_config or {}
+    )
     connection = VpnConnection(
         id=connection_id,
         account_id=ctx.account_id,
@@ -187,7 +198,9 @@ def create_vpn_connection(ctx: Context, session: Session, p: CreateVpnConnection
         create_time=ctx.now_ms,
     )
     queries.add_owned(session, connection)
-    return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=connection.name, create_time=ctx.now_ms)
+    return CreateVpnConnectionResponse(
+        vpn_connection_id=connection_id, name=connection.name, create_time=ctx.now_ms
+    )
 
 
 def _initial_health_status(check: HealthCheck) -> str:
@@ -305,8 +318,12 @@ def connection_view(ctx: Context, c: VpnConnection) -> VpnConnectionDetail:
     return VpnConnectionDetail(**_fields(ctx, c), tags=TagList())
 
 
-def get_connection(ctx: Context, session: Session, region_id: str, vpn_connection_id: str, *, lock: bool = False) -> VpnConnection:
-    connection = queries.get_owned(session, VpnConnection, ctx.account_id, region_id, vpn_connection_id, lock=lock)
+def get_connection(
+    ctx: Context, session: Session, region_id: str, vpn_connection_id: str, *, lock: bool = False
+) -> VpnConnection:
+    connection = queries.get_owned(
+        session, VpnConnection, ctx.account_id, region_id, vpn_connection_id, lock=lock
+    )
     if connection is None:
         raise connection_not_found(vpn_connection_id)
     return connection
@@ -316,7 +333,9 @@ class DescribeVpnConnectionParams(RegionParams):
     vpn_connection_id: str
 
 
-def describe_vpn_connection(ctx: Context, session: Session, p: DescribeVpnConnectionParams) -> VpnConnectionDetail:
+def describe_vpn_connection(
+    ctx: Context, session: Session, p: DescribeVpnConnectionParams
+) -> VpnConnectionDetail:
     return connection_view(ctx, get_connection(ctx, session, p.region_id, p.vpn_connection_id))
 
 
@@ -334,14 +353,24 @@ class DescribeVpnConnectionsResponse(PageResponse):
     vpn_connections: VpnConnectionList
 
 
-def describe_vpn_connections(ctx: Context, session: Session, p: DescribeVpnConnectionsParams) -> DescribeVpnConnectionsResponse:
-    filters = {"id": p.vpn_connection_id, "vpn_gateway_id": p.vpn_gateway_id, "customer_gateway_id": p.customer_gateway_id}
-    rows, total = queries.page(session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+def describe_vpn_connections(
+    ctx: Context, session: Session, p: DescribeVpnConnectionsParams
+) -> DescribeVpnConnectionsResponse:
+    filters = {
+        "id": p.vpn_connection_id,
+        "vpn_gateway_id": p.vpn_gateway_id,
+        "customer_gateway_id": p.customer_gateway_id,
+    }
+    rows, total = queries.page(
+        session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size
+    )
     return DescribeVpnConnectionsResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        vpn_connections=VpnConnectionList(vpn_connection=[VpnConnectionListItem(**_fields(ctx, c), tag=TagList()) for c in rows]),
+        vpn_connections=VpnConnectionList(
+            vpn_connection=[VpnConnectionListItem(**_fields(ctx, c), tag=TagList()) for c in rows]
+        ),
     )
 
 
@@ -364,8 +393,14 @@ class ModifyVpnConnectionAttributeParams(RegionParams):
 def _tunnel_settings(sealer: Sealer, c: VpnConnection) -> tuple[Any, ...]:
     """What the tunnel is negotiated from: a change of any of these renegotiates it (and
     so clears an old diagnosis); a new Name, AutoConfigRoute or health check does not."""
-    return (c.local_subnet, c.remote_subnet, opened_ike(sealer, c.ike_config), dict(c.ipsec_config), c.enable_dpd,
-            c.enable_nat_traversal)
+    return (
+        c.local_subnet,
+        c.remote_subnet,
+        opened_ike(sealer, c.ike_config),
+        dict(c.ipsec_config),
+        c.enable_dpd,
+        c.enable_nat_traversal,
+    )
 
 
 def modify_vpn_connection_attribute(
@@ -391,7 +426,9 @@ def modify_vpn_connection_attribute(
         given = getattr(p, field)
         if given is not None:
             setattr(connection, field, given)
-    connection.ike_config = sealed_ike(ctx.sealer, merge_ike(opened_ike(ctx.sealer, connection.ike_config), p.ike_config or {}))
+    connection.ike_config = sealed_ike(
+        ctx.sealer, merge_ike(opened_ike(ctx.sealer, connection.ike_config), p.ike_config or {})
+    )
     connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
     if p.health_check_config:
         connection.health_check = dict(health_check)

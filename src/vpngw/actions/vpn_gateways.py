@@ -34,11 +34,14 @@ MS_PER_MONTH = 30 * 24 * 3600 * 1000
 
 def gateway_not_found(vpn_gateway_id: str) -> NotFound:
     return NotFound(
-        "InvalidVpnGatewayInstanceId.NotFound", f"The specified vpn gateway instance id {vpn_gateway_id} does not exist."
+        "InvalidVpnGatewayInstanceId.NotFound",
+        f"The specified vpn gateway instance id {vpn_gateway_id} does not exist.",
     )
 
 
-def get_gateway(ctx: Context, session: Session, region_id: str, vpn_gateway_id: str, *, lock: bool = False) -> VpnGateway:
+def get_gateway(
+    ctx: Context, session: Session, region_id: str, vpn_gateway_id: str, *, lock: bool = False
+) -> VpnGateway:
     gateway = queries.get_owned(session, VpnGateway, ctx.account_id, region_id, vpn_gateway_id, lock=lock)
     if gateway is None:
         raise gateway_not_found(vpn_gateway_id)
@@ -56,7 +59,9 @@ def allocate_internet_ip(session: Session, pool: str) -> str:
     for host in hosts:
         if str(host) not in in_use:
             return str(host)
-    raise BadRequest("Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool.")
+    raise BadRequest(
+        "Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool."
+    )
 
 
 class CreateVpnGatewayParams(RegionParams):
@@ -85,7 +90,9 @@ class CreateVpnGatewayResponse(Response):
 def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams) -> CreateVpnGatewayResponse:
     vpc = get_vpc(ctx, session, p.region_id, p.vpc_id)
     if p.vpn_type == "NationalStandard":
-        raise BadRequest("OperationUnsupported.VpnType", "NationalStandard (SM) VPN gateways are not supported.")
+        raise BadRequest(
+            "OperationUnsupported.VpnType", "NationalStandard (SM) VPN gateways are not supported."
+        )
     gateway_id = ids.new_resource_id("vpn")
     prepaid = p.instance_charge_type == "PREPAY"
     gateway = VpnGateway(
@@ -200,9 +207,13 @@ class DescribeVpnGatewaysResponse(PageResponse):
     vpn_gateways: VpnGatewayList
 
 
-def describe_vpn_gateways(ctx: Context, session: Session, p: DescribeVpnGatewaysParams) -> DescribeVpnGatewaysResponse:
+def describe_vpn_gateways(
+    ctx: Context, session: Session, p: DescribeVpnGatewaysParams
+) -> DescribeVpnGatewaysResponse:
     filters = {"id": p.vpn_gateway_id, "vpc_id": p.vpc_id, "status": p.status}
-    rows, total = queries.page(session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    rows, total = queries.page(
+        session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size
+    )
     nodes = leases.holders(session, [g.id for g in rows], now_ms=ctx.now_ms)
     return DescribeVpnGatewaysResponse(
         total_count=total,
@@ -220,7 +231,9 @@ class ModifyVpnGatewayAttributeParams(RegionParams):
     client_token: ClientToken | None = None
 
 
-def modify_vpn_gateway_attribute(ctx: Context, session: Session, p: ModifyVpnGatewayAttributeParams) -> VpnGatewayItem:
+def modify_vpn_gateway_attribute(
+    ctx: Context, session: Session, p: ModifyVpnGatewayAttributeParams
+) -> VpnGatewayItem:
     gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id, lock=True)
     if p.name is not None:
         gateway.name = p.name

@@ -78,5 +78,5 @@ def describe_vpn_route_entries(
         total_count=len(entries),
         page_number=p.page_number,
         page_size=p.page_size,
-        vpn_route_entries=VpnRouteEntryList(vpn_route_entry=entries[start:start + p.page_size]),
+        vpn_route_entries=VpnRouteEntryList(vpn_route_entry=entries[start : start + p.page_size]),
     )

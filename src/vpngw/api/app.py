@@ -38,7 +38,11 @@ class Api:
     """Binds the HTTP routes to one database, its authenticator and the settings."""
 
     def __init__(
-        self, db: Database, settings: Settings, authenticator: Authenticator, on_change: Callable[[], None] | None
+        self,
+        db: Database,
+        settings: Settings,
+        authenticator: Authenticator,
+        on_change: Callable[[], None] | None,
     ) -> None:
         self.db = db
         self.on_change = on_change
@@ -96,9 +100,15 @@ class Api:
             response.status_code,
             code,
             elapsed * 1000,
-            extra={"request_id": request_id, "method": request.method, "path": request.url.path,
-                   "action": action[:64], "status": response.status_code, "code": code,
-                   "duration_ms": round(elapsed * 1000, 1)},
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.url.path,
+                "action": action[:64],
+                "status": response.status_code,
+                "code": code,
+                "duration_ms": round(elapsed * 1000, 1),
+            },
         )
         return response
 
@@ -118,10 +128,16 @@ def build_app(
         """Unknown paths and methods get the same JSON error body as everything else."""
         error: ApiError
         if getattr(exc, "status_code", 404) == 405:
-            error = MethodNotAllowed("UnsupportedHTTPMethod", f"{request.method} is not allowed on {request.url.path}.")
+            error = MethodNotAllowed(
+                "UnsupportedHTTPMethod", f"{request.method} is not allowed on {request.url.path}."
+            )
         else:
-            error = NotFound("InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}.")
-        return render.failure(error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/"))
+            error = NotFound(
+                "InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}."
+            )
+        return render.failure(
+            error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/")
+        )
 
     store_metrics = metrics.store_registry(db)
 

@@ -33,7 +33,9 @@ class ParsedRequest:
     signed: IncomingRequest
 
 
-def _incoming(request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes) -> IncomingRequest:
+def _incoming(
+    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes
+) -> IncomingRequest:
     return IncomingRequest(
         method=request.method,
         path=request.url.path,
@@ -47,10 +49,14 @@ def _incoming(request: Request, query: list[tuple[str, str]], form: list[tuple[s
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        raise PayloadTooLarge(
+            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
+        )
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        raise PayloadTooLarge(
+            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
+        )
     return body
 
 
@@ -105,7 +111,10 @@ def unify_region(params: dict[str, str]) -> None:
 
 def _check_version(version: str, allowed: tuple[str, ...]) -> None:
     if version and version not in allowed:
-        raise BadRequest("InvalidVersion", f"Specified parameter Version {version!r} is not valid; use {' or '.join(allowed)}.")
+        raise BadRequest(
+            "InvalidVersion",
+            f"Specified parameter Version {version!r} is not valid; use {' or '.join(allowed)}.",
+        )
 
 
 def query_pairs(request: Request) -> list[tuple[str, str]]:
@@ -118,7 +127,10 @@ async def rpc_request(request: Request) -> ParsedRequest:
     params = merge(query + form)
     action = params.get("Action") or request.headers.get("x-acs-action", "")
     if not action:
-        raise BadRequest("MissingParameter.Action", 'The input parameter "Action" that is mandatory for processing this request is not supplied.')
+        raise BadRequest(
+            "MissingParameter.Action",
+            'The input parameter "Action" that is mandatory for processing this request is not supplied.',
+        )
     _check_version(params.get("Version") or request.headers.get("x-acs-version", ""), RPC_VERSIONS)
     unify_region(params)
     return ParsedRequest(action, params, _incoming(request, query, form, body))
@@ -127,7 +139,10 @@ async def rpc_request(request: Request) -> ParsedRequest:
 async def apsara_request(request: Request, path_params: Mapping[str, str]) -> ParsedRequest:
     product = path_params["product"]
     if product.lower() != "vpc":
-        raise NotFound("InvalidProduct.NotFound", f"The product {product!r} is not served here; use /apsara/route/Vpc/<Action>.")
+        raise NotFound(
+            "InvalidProduct.NotFound",
+            f"The product {product!r} is not served here; use /apsara/route/Vpc/<Action>.",
+        )
     body = await read_body(request)
     query, form = query_pairs(request), body_params(request, body, allow_json=True)
     params = merge(query + form)

@@ -31,5 +31,7 @@ def failure(error: ApiError, request_id: str, host_id: str, *, apsara: bool) -> 
     }
     if apsara:
         # The spec's failure fields; resultCode carries the HTTP status (never 0).
-        body.update({"RequestID": request_id, "resultCode": error.status, "resultMsg": error.message, "result": None})
+        body.update(
+            {"RequestID": request_id, "resultCode": error.status, "resultMsg": error.message, "result": None}
+        )
     return JSONResponse(body, status_code=error.status, media_type=JSON_TYPE)

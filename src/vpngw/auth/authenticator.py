@@ -69,7 +69,9 @@ class Authenticator:
                 if now_ms - self._pruned_at_ms > PRUNE_EVERY_MS:
                     queries.forget_expired_nonces(session, now_ms)
                     self._pruned_at_ms = now_ms
-                queries.record_nonce(session, creds.access_key_id, creds.nonce, now_ms + 2 * MAX_SKEW_S * 1000)
+                queries.record_nonce(
+                    session, creds.access_key_id, creds.nonce, now_ms + 2 * MAX_SKEW_S * 1000
+                )
         except IntegrityError:
             raise BadRequest("SignatureNonceUsed", "Specified signature nonce was used already.") from None
         return account_id

@@ -46,7 +46,14 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 #: The parameters that make up an rpc-v1 signature. Any of them marks a request as signed;
 #: all of them are required, and the first missing one (in this order) is reported.
-_V1_AUTH_PARAMS = ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp")
+_V1_AUTH_PARAMS = (
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+)
 
 _V1_DIGESTS = {"HMAC-SHA1": hashlib.sha1, "HMAC-SHA256": hashlib.sha256}
 
@@ -212,7 +219,9 @@ def _single(params: Sequence[tuple[str, str]], name: str) -> str | None:
     """The value of ``name``; ``None`` if absent. An authentication parameter must not repeat."""
     values = [v for k, v in params if k == name]
     if len(values) > 1:
-        raise BadRequest("IncompleteSignature", f'The parameter "{name}" appears more than once in the request.')
+        raise BadRequest(
+            "IncompleteSignature", f'The parameter "{name}" appears more than once in the request.'
+        )
     return values[0] if values else None
 
 
@@ -251,14 +260,18 @@ def _parse_authorization(req: IncomingRequest) -> _Acs3Authorization:
         if not sep:
             continue
         if name in fields:
-            raise BadRequest("IncompleteSignature", f'"{name}" appears more than once in the Authorization header.')
+            raise BadRequest(
+                "IncompleteSignature", f'"{name}" appears more than once in the Authorization header.'
+            )
         fields[name] = value.strip()
     for name in ("Credential", "SignedHeaders", "Signature"):
         if not fields.get(name):
             raise BadRequest("IncompleteSignature", f'The Authorization header has no "{name}".')
     signed_headers = fields["SignedHeaders"]
     if "" in signed_headers.split(";"):
-        raise BadRequest("IncompleteSignature", "SignedHeaders in the Authorization header has an empty name.")
+        raise BadRequest(
+            "IncompleteSignature", "SignedHeaders in the Authorization header has an empty name."
+        )
     return _Acs3Authorization(
         algorithm=algorithm,
         access_key_id=fields["Credential"],
@@ -270,7 +283,9 @@ def _parse_authorization(req: IncomingRequest) -> _Acs3Authorization:
 def _required_header(req: IncomingRequest, name: str) -> str:
     value = req.headers.get(name)
     if not value:
-        raise BadRequest("IncompleteSignature", f'The header "{name}" is required for an {ACS3_ALGORITHM} request.')
+        raise BadRequest(
+            "IncompleteSignature", f'The header "{name}" is required for an {ACS3_ALGORITHM} request.'
+        )
     return value
 
 

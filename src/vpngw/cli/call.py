@@ -56,7 +56,12 @@ def parse_pairs(items: list[str]) -> dict[str, str]:
 def run_call(args: argparse.Namespace) -> int:
     try:
         key_id, secret = load_key_pair(args.credentials)
-        params = {"Action": args.action, "Version": "2016-04-28", "Format": "JSON", **parse_pairs(args.params)}
+        params = {
+            "Action": args.action,
+            "Version": "2016-04-28",
+            "Format": "JSON",
+            **parse_pairs(args.params),
+        }
     except CallError as error:
         print(f"vpngw call: {error}", file=sys.stderr)
         return 2
@@ -100,11 +105,15 @@ def post_signed(endpoint: str, key_id: str, secret: str, params: dict[str, str])
         raise CallError(f"cannot reach {endpoint}: {error.reason}") from None
 
 
-def call_action(endpoint: str, credentials: str | None, action: str, params: dict[str, str]) -> dict[str, object]:
+def call_action(
+    endpoint: str, credentials: str | None, action: str, params: dict[str, str]
+) -> dict[str, object]:
     """Call ``action`` and return its JSON response; CallError with the API's message if
     it fails."""
     key_id, secret = load_key_pair(credentials)
-    failed, body = post_signed(endpoint, key_id, secret, {"Action": action, "Version": "2016-04-28", "Format": "JSON", **params})
+    failed, body = post_signed(
+        endpoint, key_id, secret, {"Action": action, "Version": "2016-04-28", "Format": "JSON", **params}
+    )
     try:
         document = json.loads(body)
     except ValueError:

@@ -27,10 +27,17 @@ DEFAULT_STATE_DIR = ".vpngw/lab"
 
 
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lab", default=os.environ.get("VPNGW_LAB", topology.DEFAULT_LAB),
-                        help="the lab's name: the prefix of its namespaces (default vpngw)")
-    parser.add_argument("--lab-state", default=os.environ.get("VPNGW_LAB_STATE", DEFAULT_STATE_DIR), metavar="DIR",
-                        help="where charons keep their configuration, sockets and logs (default .vpngw/lab)")
+    parser.add_argument(
+        "--lab",
+        default=os.environ.get("VPNGW_LAB", topology.DEFAULT_LAB),
+        help="the lab's name: the prefix of its namespaces (default vpngw)",
+    )
+    parser.add_argument(
+        "--lab-state",
+        default=os.environ.get("VPNGW_LAB_STATE", DEFAULT_STATE_DIR),
+        metavar="DIR",
+        help="where charons keep their configuration, sockets and logs (default .vpngw/lab)",
+    )
 
 
 def network_of(args: argparse.Namespace) -> LabNetwork:
@@ -41,13 +48,23 @@ def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     lab_cmd = commands.add_parser("lab", help="the local lab: peers, commands in namespaces, teardown")
     sub = lab_cmd.add_subparsers(dest="sub", required=True)
 
-    peer = sub.add_parser("peer", help="customer-side IPsec peers").add_subparsers(dest="peer_sub", required=True)
+    peer = sub.add_parser("peer", help="customer-side IPsec peers").add_subparsers(
+        dest="peer_sub", required=True
+    )
     create = peer.add_parser("create", help="create a peer (namespace, charon, hosts) for a connection")
     create.add_argument("name")
     source = create.add_mutually_exclusive_group(required=True)
-    source.add_argument("--connection", metavar="VCO_ID", help="configure from this connection's DownloadVpnConnectionConfig")
-    source.add_argument("--config", metavar="FILE", help="a DownloadVpnConnectionConfig JSON response (or its VpnConnectionConfig)")
-    create.add_argument("--initiate", action="store_true", help="the peer negotiates at once (default: it only responds)")
+    source.add_argument(
+        "--connection", metavar="VCO_ID", help="configure from this connection's DownloadVpnConnectionConfig"
+    )
+    source.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a DownloadVpnConnectionConfig JSON response (or its VpnConnectionConfig)",
+    )
+    create.add_argument(
+        "--initiate", action="store_true", help="the peer negotiates at once (default: it only responds)"
+    )
     create.add_argument("--endpoint", default=os.environ.get("VPNGW_ENDPOINT", "http://127.0.0.1:8080"))
     create.add_argument("--credentials", metavar="FILE", default=None)
     create.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId of the connection")
@@ -63,10 +80,16 @@ def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
 
     node = sub.add_parser("node", help="namespaces that play data-plane hosts (docs/nodes.md)")
     node_sub = node.add_subparsers(dest="node_sub", required=True)
-    node_create = node_sub.add_parser("create", help="a host namespace with an uplink on the lab WAN and a VPC side")
+    node_create = node_sub.add_parser(
+        "create", help="a host namespace with an uplink on the lab WAN and a VPC side"
+    )
     node_create.add_argument("name")
-    node_create.add_argument("--vpc-subnet", action="append", metavar="CIDR",
-                             help="a VPC subnet reached through the VPC side (default 10.1.0.0/16; repeatable)")
+    node_create.add_argument(
+        "--vpc-subnet",
+        action="append",
+        metavar="CIDR",
+        help="a VPC subnet reached through the VPC side (default 10.1.0.0/16; repeatable)",
+    )
     add_lab_options(node_create)
     node_create.set_defaults(run=cmd_node_create)
     node_delete = node_sub.add_parser("delete", help="remove a lab node and what its agent left on it")
@@ -81,7 +104,9 @@ def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     where = run.add_mutually_exclusive_group(required=True)
     where.add_argument("--peer", metavar="NAME")
     where.add_argument("--vpc", metavar="VPN_GATEWAY_ID", help="the VPC side behind this VPN gateway")
-    where.add_argument("--gateway", metavar="VPN_GATEWAY_ID", help="the gateway's own namespace (where charon runs)")
+    where.add_argument(
+        "--gateway", metavar="VPN_GATEWAY_ID", help="the gateway's own namespace (where charon runs)"
+    )
     where.add_argument("--node", metavar="NAME", help="a lab node's host namespace")
     where.add_argument("--node-vpc", metavar="NAME", help="the VPC network behind a lab node")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
@@ -127,18 +152,27 @@ def cmd_peer_create(args: argparse.Namespace) -> int:
         return _fail(f"cannot create peer {args.name}: {error}")
     spec = peer.connection
     print(f"vpngw lab: peer {peer.name} is up: namespace {network.names.peer(peer.name)}, charon pid {pid}")
-    print(f"  WAN address {spec.local_addr}, talks to {spec.remote_addr}; hosts: every address of {', '.join(spec.local_subnets)}")
-    print(f"  try: vpngw lab exec --peer {peer.name} -- ping -I <an address of {spec.local_subnets[0]}> <a VPC address>")
+    print(
+        f"  WAN address {spec.local_addr}, talks to {spec.remote_addr}; hosts: every address of {', '.join(spec.local_subnets)}"
+    )
+    print(
+        f"  try: vpngw lab exec --peer {peer.name} -- ping -I <an address of {spec.local_subnets[0]}> <a VPC address>"
+    )
     return 0
 
 
 def _region_of(args: argparse.Namespace) -> str:
     """The connection's region: the first region whose DescribeVpnConnection knows it."""
     regions = call_action(args.endpoint, args.credentials, "DescribeRegions", {})
-    for region in regions.get("Regions", {}).get("Region", []):  # type: ignore[union-attr]
+    listed = regions.get("Regions")
+    for region in listed.get("Region", []) if isinstance(listed, dict) else []:
         try:
-            call_action(args.endpoint, args.credentials, "DescribeVpnConnection",
-                        {"RegionId": region["RegionId"], "VpnConnectionId": args.connection})
+            call_action(
+                args.endpoint,
+                args.credentials,
+                "DescribeVpnConnection",
+                {"RegionId": region["RegionId"], "VpnConnectionId": args.connection},
+            )
         except CallError:
             continue
         return str(region["RegionId"])
@@ -168,7 +202,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     elif args.vpc:
         namespace = names.vpc(args.vpc)
     elif args.node or args.node_vpc:
-        namespace = lab_node.node_namespace(network_of(args), args.node or args.node_vpc) + ("-v" if args.node_vpc else "")
+        namespace = lab_node.node_namespace(network_of(args), args.node or args.node_vpc) + (
+            "-v" if args.node_vpc else ""
+        )
     else:
         namespace = names.gateway(args.gateway)
     if namespace not in netns.namespaces():
@@ -190,11 +226,15 @@ def cmd_node_create(args: argparse.Namespace) -> int:
     if reason:
         return _fail(reason)
     try:
-        node = lab_node.create_node(network_of(args), args.name, vpc_subnets=args.vpc_subnet or lab_node.DEFAULT_VPC_SUBNETS)
+        node = lab_node.create_node(
+            network_of(args), args.name, vpc_subnets=args.vpc_subnet or lab_node.DEFAULT_VPC_SUBNETS
+        )
     except (netns.NetnsError, ValueError) as error:
         return _fail(f"cannot create node {args.name}: {error}")
-    print(f"vpngw lab: node {node.name} is up: namespace {node.namespace}, uplink {lab_node.UPLINK} {node.uplink_ip}, "
-          f"VPC side {lab_node.VPC_SIDE} (the VPC network is {node.vpc_namespace})")
+    print(
+        f"vpngw lab: node {node.name} is up: namespace {node.namespace}, uplink {lab_node.UPLINK} {node.uplink_ip}, "
+        f"VPC side {lab_node.VPC_SIDE} (the VPC network is {node.vpc_namespace})"
+    )
     print(f"  run its agent: vpngw agent {' '.join(node.agent_arguments())} --db URL")
     return 0
 

@@ -77,16 +77,24 @@ def configure_authentication(
     from vpngw.auth.authenticator import Authenticator
 
     if args.insecure_no_auth:
-        print("vpngw: WARNING: --insecure-no-auth: requests are NOT authenticated; every caller is the default account", flush=True)
+        print(
+            "vpngw: WARNING: --insecure-no-auth: requests are NOT authenticated; every caller is the default account",
+            flush=True,
+        )
         return Authenticator(db, sealer, insecure_account_id=settings.default_account_id)
     key_id, secret = environ.get("VPNGW_ACCESS_KEY_ID"), environ.get("VPNGW_ACCESS_KEY_SECRET")
     if key_id and secret:
         accounts.ensure_key(db, sealer, settings.default_account_id, key_id, secret)
         print(f"vpngw: AccessKey {key_id} from the environment belongs to the default account", flush=True)
     elif args.credentials_file:
-        pair = accounts.bootstrap_credentials_file(db, sealer, settings.default_account_id, Path(args.credentials_file))
+        pair = accounts.bootstrap_credentials_file(
+            db, sealer, settings.default_account_id, Path(args.credentials_file)
+        )
         if pair:
-            print(f"vpngw: first start: a key pair for the default account is in {args.credentials_file} (mode 0600)", flush=True)
+            print(
+                f"vpngw: first start: a key pair for the default account is in {args.credentials_file} (mode 0600)",
+                flush=True,
+            )
     return Authenticator(db, sealer)
 
 
@@ -97,7 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from vpngw.systemd import NotifyingServer
 
     if args.insecure_no_auth and not _is_loopback(args.host):
-        print("vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr)
+        print(
+            "vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr
+        )
         return 2
     settings = settings_from_env(args.db)
     sealer, key_source = load_sealer()
@@ -111,8 +121,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
     try:
         # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                                log_config=None if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG)
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            log_config=None if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        )
         server = NotifyingServer(config)
         server.run()
         if not server.started:
@@ -120,16 +136,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if reconciler is not None:
             reconciler.stop()
-            print(f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
-                  flush=True)
+            print(
+                f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
+                flush=True,
+            )
     return 0
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     url = settings_from_env(args.db).db_url
     backup.backup(url, Path(args.file))
-    print(f"vpngw: {make_url(url).database} backed up to {args.file}; the master key is not in it: keep it apart "
-          "(docs/operations.md)")
+    print(
+        f"vpngw: {make_url(url).database} backed up to {args.file}; the master key is not in it: keep it apart "
+        "(docs/operations.md)"
+    )
     return 0
 
 
@@ -137,8 +157,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     url = settings_from_env(args.db).db_url
     backup.restore(Path(args.file), url)
     migrate.upgrade(url)  # a backup from an older release gets today's schema
-    print(f"vpngw: {make_url(url).database} restored from {args.file}; on its next pass the data plane makes the "
-          "tunnels match it", flush=True)
+    print(
+        f"vpngw: {make_url(url).database} restored from {args.file}; on its next pass the data plane makes the "
+        "tunnels match it",
+        flush=True,
+    )
     return 0
 
 
@@ -147,12 +170,16 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     from vpngw.dataplane.charon_daemon import missing_prerequisites
 
     if args.no_dataplane:
-        print("vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True)
+        print(
+            "vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True
+        )
         return None
     reason = missing_prerequisites()
     if reason:
-        print(f"vpngw: no data plane: {reason}; the API runs alone (connections are stored, no tunnel is built)",
-              flush=True)
+        print(
+            f"vpngw: no data plane: {reason}; the API runs alone (connections are stored, no tunnel is built)",
+            flush=True,
+        )
         return None
     from vpngw.dataplane.lab_network import LabBusy
 
@@ -165,8 +192,11 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     except LabBusy as error:
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
-    print(f"vpngw: data plane: node {args.node}, lab {args.lab!r} (WAN namespace {network.names.wan}, "
-          f"198.18.0.0/15; state in {network.state_dir}); see docs/lab.md", flush=True)
+    print(
+        f"vpngw: data plane: node {args.node}, lab {args.lab!r} (WAN namespace {network.names.wan}, "
+        f"198.18.0.0/15; state in {network.state_dir}); see docs/lab.md",
+        flush=True,
+    )
     return reconciler
 
 
@@ -190,7 +220,9 @@ def cmd_key_create(args: argparse.Namespace) -> int:
 
 def cmd_key_status(args: argparse.Namespace) -> int:
     _settings, db, _sealer = _open(args)
-    accounts.set_key_status(db, args.access_key_id, "enabled" if args.command_name == "enable" else "disabled")
+    accounts.set_key_status(
+        db, args.access_key_id, "enabled" if args.command_name == "enable" else "disabled"
+    )
     print(f"vpngw: AccessKey {args.access_key_id} {args.command_name}d")
     return 0
 
@@ -225,8 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info")
-    serve.add_argument("--log-format", choices=("text", "json"), default="text",
-                       help="log lines on stderr as text or as one JSON object each (docs/operations.md)")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr as text or as one JSON object each (docs/operations.md)",
+    )
     serve.add_argument(
         "--credentials-file",
         metavar="FILE",
@@ -276,21 +312,34 @@ def build_parser() -> argparse.ArgumentParser:
     backup_cmd.add_argument("file", help="the new backup file (must not exist)")
     _db_option(backup_cmd)
     backup_cmd.set_defaults(run=cmd_backup)
-    restore_cmd = commands.add_parser("restore", help="replace the SQLite database with a backup (server stopped)")
+    restore_cmd = commands.add_parser(
+        "restore", help="replace the SQLite database with a backup (server stopped)"
+    )
     restore_cmd.add_argument("file", help="a file written by vpngw backup")
     _db_option(restore_cmd)
     restore_cmd.set_defaults(run=cmd_restore)
 
-    reseal = commands.add_parser("reseal", help="re-encrypt every stored secret under the first master key (rotation)")
+    reseal = commands.add_parser(
+        "reseal", help="re-encrypt every stored secret under the first master key (rotation)"
+    )
     _db_option(reseal)
     reseal.set_defaults(run=cmd_reseal)
 
-    call = commands.add_parser("call", help="call an action with a signed request and print the JSON response")
+    call = commands.add_parser(
+        "call", help="call an action with a signed request and print the JSON response"
+    )
     call.add_argument("action")
     call.add_argument("params", nargs="*", metavar="Key=Value")
     call.add_argument("--endpoint", default=os.environ.get("VPNGW_ENDPOINT", "http://127.0.0.1:8080"))
-    call.add_argument("--credentials", metavar="FILE", default=None, help="key pair file (default .vpngw/credentials.json, then ~/.vpngw/credentials.json)")
-    call.add_argument("--region", default=os.environ.get("VPNGW_REGION"), help="RegionId when not given as a parameter")
+    call.add_argument(
+        "--credentials",
+        metavar="FILE",
+        default=None,
+        help="key pair file (default .vpngw/credentials.json, then ~/.vpngw/credentials.json)",
+    )
+    call.add_argument(
+        "--region", default=os.environ.get("VPNGW_REGION"), help="RegionId when not given as a parameter"
+    )
     call.set_defaults(run=cmd_call)
 
     lab_cli.build_lab_parser(commands)

@@ -54,37 +54,86 @@ def default_node_name() -> str:
 
 
 def add_node_options(parser: argparse.ArgumentParser, *, node_required: bool) -> None:
-    parser.add_argument("--node", default=os.environ.get("VPNGW_NODE") or (None if node_required else default_node_name()),
-                        required=node_required and not os.environ.get("VPNGW_NODE"),
-                        help="this data-plane node's name (default $VPNGW_NODE, else the host name)")
-    parser.add_argument("--capacity", type=int, default=int(os.environ.get("VPNGW_NODE_CAPACITY", "100")),
-                        help="how many gateways this node should run, relative to the others (default 100)")
-    parser.add_argument("--lease-s", type=float, default=float(os.environ.get("VPNGW_LEASE_S", "5")),
-                        help="lease time in seconds (default 5): a lost node's gateways move after about this long")
-    parser.add_argument("--renew-s", type=float, default=float(os.environ.get("VPNGW_RENEW_S", "1")),
-                        help="how often leases and the heartbeat are renewed (default 1)")
+    parser.add_argument(
+        "--node",
+        default=os.environ.get("VPNGW_NODE") or (None if node_required else default_node_name()),
+        required=node_required and not os.environ.get("VPNGW_NODE"),
+        help="this data-plane node's name (default $VPNGW_NODE, else the host name)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=int(os.environ.get("VPNGW_NODE_CAPACITY", "100")),
+        help="how many gateways this node should run, relative to the others (default 100)",
+    )
+    parser.add_argument(
+        "--lease-s",
+        type=float,
+        default=float(os.environ.get("VPNGW_LEASE_S", "5")),
+        help="lease time in seconds (default 5): a lost node's gateways move after about this long",
+    )
+    parser.add_argument(
+        "--renew-s",
+        type=float,
+        default=float(os.environ.get("VPNGW_RENEW_S", "1")),
+        help="how often leases and the heartbeat are renewed (default 1)",
+    )
 
 
 def add_agent_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    agent = commands.add_parser("agent", help="run a data-plane node (no API): tunnels for the gateways it leases")
+    agent = commands.add_parser(
+        "agent", help="run a data-plane node (no API): tunnels for the gateways it leases"
+    )
     add_node_options(agent, node_required=True)
-    agent.add_argument("--backend", choices=("lab", "host"), default=os.environ.get("VPNGW_BACKEND", "lab"),
-                       help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side")
-    agent.add_argument("--uplink", default=os.environ.get("VPNGW_UPLINK"), metavar="IF",
-                       help="host backend: the interface that carries the gateways' InternetIps")
-    agent.add_argument("--vpc-side", default=os.environ.get("VPNGW_VPC_SIDE"), metavar="IF",
-                       help="host backend: the interface or bridge toward the VPC")
-    agent.add_argument("--uplink-gateway", default=os.environ.get("VPNGW_UPLINK_GATEWAY"), metavar="IP",
-                       help="host backend: next hop toward customer gateways off the uplink's networks")
-    agent.add_argument("--host-netns", default=os.environ.get("VPNGW_HOST_NETNS"), metavar="NS",
-                       help="host backend: a namespace that plays the host (default: vpngw's own)")
-    agent.add_argument("--state-dir", default=os.environ.get("VPNGW_STATE_DIR", DEFAULT_HOST_STATE), metavar="DIR",
-                       help=f"host backend: charon state (default {DEFAULT_HOST_STATE}/<node>)")
+    agent.add_argument(
+        "--backend",
+        choices=("lab", "host"),
+        default=os.environ.get("VPNGW_BACKEND", "lab"),
+        help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side",
+    )
+    agent.add_argument(
+        "--uplink",
+        default=os.environ.get("VPNGW_UPLINK"),
+        metavar="IF",
+        help="host backend: the interface that carries the gateways' InternetIps",
+    )
+    agent.add_argument(
+        "--vpc-side",
+        default=os.environ.get("VPNGW_VPC_SIDE"),
+        metavar="IF",
+        help="host backend: the interface or bridge toward the VPC",
+    )
+    agent.add_argument(
+        "--uplink-gateway",
+        default=os.environ.get("VPNGW_UPLINK_GATEWAY"),
+        metavar="IP",
+        help="host backend: next hop toward customer gateways off the uplink's networks",
+    )
+    agent.add_argument(
+        "--host-netns",
+        default=os.environ.get("VPNGW_HOST_NETNS"),
+        metavar="NS",
+        help="host backend: a namespace that plays the host (default: vpngw's own)",
+    )
+    agent.add_argument(
+        "--state-dir",
+        default=os.environ.get("VPNGW_STATE_DIR", DEFAULT_HOST_STATE),
+        metavar="DIR",
+        help=f"host backend: charon state (default {DEFAULT_HOST_STATE}/<node>)",
+    )
     agent.add_argument("--period-s", type=float, default=1.0, help="the reconciler's period (default 1 s)")
-    agent.add_argument("--metrics", default=os.environ.get("VPNGW_AGENT_METRICS"), metavar="HOST:PORT",
-                       help="serve this node's own metrics (reconcile passes, charon restarts) for Prometheus there")
-    agent.add_argument("--log-format", choices=("text", "json"), default="text",
-                       help="log lines on stderr as text or as one JSON object each (docs/operations.md)")
+    agent.add_argument(
+        "--metrics",
+        default=os.environ.get("VPNGW_AGENT_METRICS"),
+        metavar="HOST:PORT",
+        help="serve this node's own metrics (reconcile passes, charon restarts) for Prometheus there",
+    )
+    agent.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr as text or as one JSON object each (docs/operations.md)",
+    )
     lab_cli.add_lab_options(agent)
     agent.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
     agent.set_defaults(run=cmd_agent)
@@ -95,9 +144,11 @@ def add_node_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     sub = node.add_subparsers(dest="sub", required=True)
     listing = sub.add_parser("list", help="nodes, heartbeats and the gateways they hold")
     listing.add_argument("--json", action="store_true")
-    for name, helptext in (("drain", "give the node's gateways to other nodes and take no new ones"),
-                           ("undrain", "let the node take gateways again"),
-                           ("forget", "remove a node that holds nothing from the list")):
+    for name, helptext in (
+        ("drain", "give the node's gateways to other nodes and take no new ones"),
+        ("undrain", "let the node take gateways again"),
+        ("forget", "remove a node that holds nothing from the list"),
+    ):
         command = sub.add_parser(name, help=helptext)
         command.add_argument("name")
         command.set_defaults(run=cmd_node_state, action=name)
@@ -108,8 +159,12 @@ def add_node_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     listing.set_defaults(run=cmd_node_list)
     for parser in sub.choices.values():
         parser.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
-        parser.add_argument("--lease-s", type=float, default=float(os.environ.get("VPNGW_LEASE_S", "5")),
-                            help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--lease-s",
+            type=float,
+            default=float(os.environ.get("VPNGW_LEASE_S", "5")),
+            help=argparse.SUPPRESS,
+        )
 
 
 # -- the agent -------------------------------------------------------------------
@@ -121,15 +176,18 @@ def timing_of(args: argparse.Namespace) -> LeaseTiming:
     return LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s)
 
 
-def node_reconciler(args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: object,
-                    *, period_s: float = 1.0) -> Reconciler:
+def node_reconciler(
+    args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: object, *, period_s: float = 1.0
+) -> Reconciler:
     """A reconciler that runs only what this node leases (``vpngw agent`` and ``vpngw serve``)."""
     from vpngw.dataplane.placement import LeaseKeeper, NodeIdentity
     from vpngw.dataplane.reconciler import Reconciler
 
     identity = NodeIdentity(check_node_name(args.node), backend.kind, node_addresses(), args.capacity)
     holder: list[Reconciler] = []
-    keeper = LeaseKeeper(db, identity, backend, timing=timing_of(args), on_change=lambda: holder[0].wake_pass())
+    keeper = LeaseKeeper(
+        db, identity, backend, timing=timing_of(args), on_change=lambda: holder[0].wake_pass()
+    )
     reconciler = Reconciler(db, sealer, backend, period_s=period_s, leases=keeper)  # type: ignore[arg-type]
     holder.append(reconciler)
     return reconciler
@@ -137,7 +195,11 @@ def node_reconciler(args: argparse.Namespace, db: Database, backend: NetworkBack
 
 def node_addresses() -> tuple[str, ...]:
     try:
-        return tuple(sorted({info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}))
+        return tuple(
+            sorted(
+                {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+            )
+        )
     except OSError:
         return ()
 
@@ -148,11 +210,16 @@ def backend_of(args: argparse.Namespace) -> NetworkBackend:
 
         if not args.uplink or not args.vpc_side:
             raise ValueError("the host backend needs --uplink IF and --vpc-side IF")
-        return HostNetwork(HostConfig(
-            node=args.node, uplink=args.uplink, vpc_side=args.vpc_side,
-            state_dir=Path(args.state_dir).absolute() / args.node,
-            host_namespace=args.host_netns, uplink_gateway=args.uplink_gateway,
-        ))
+        return HostNetwork(
+            HostConfig(
+                node=args.node,
+                uplink=args.uplink,
+                vpc_side=args.vpc_side,
+                state_dir=Path(args.state_dir).absolute() / args.node,
+                host_namespace=args.host_netns,
+                uplink_gateway=args.uplink_gateway,
+            )
+        )
     return lab_cli.network_of(args)
 
 
@@ -184,7 +251,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         host, _, port = args.metrics.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1")
-    print(f"vpngw agent: node {args.node} ({backend.kind} backend) is up; leases of {args.lease_s:g} s", flush=True)
+    print(
+        f"vpngw agent: node {args.node} ({backend.kind} backend) is up; leases of {args.lease_s:g} s",
+        flush=True,
+    )
     systemd.notify("READY=1")
     try:
         stop.wait()
@@ -217,16 +287,27 @@ def fleet(db: Database, *, lease_s: float) -> dict[str, object]:
             held.setdefault(lease.holder, []).append(lease.vpn_gateway_id)
     return {
         "Nodes": [
-            {"Name": n.name, "Backend": n.backend, "Capacity": n.capacity, "Live": n.heartbeat_ms >= now_ms - lease_ms,
-             "HeartbeatAgeMs": now_ms - n.heartbeat_ms, "Draining": n.draining, "Gateways": held.get(n.name, [])}
+            {
+                "Name": n.name,
+                "Backend": n.backend,
+                "Capacity": n.capacity,
+                "Live": n.heartbeat_ms >= now_ms - lease_ms,
+                "HeartbeatAgeMs": now_ms - n.heartbeat_ms,
+                "Draining": n.draining,
+                "Gateways": held.get(n.name, []),
+            }
             for n in nodes
         ],
         "Gateways": [
-            {"VpnGatewayId": lease.vpn_gateway_id,
-             "NodeName": lease.holder if lease.holder and lease.expires_ms >= now_ms else "",
-             "LeaseLeftMs": max(lease.expires_ms - now_ms, 0) if lease.holder else 0,
-             "PinnedNode": lease.pinned_node or "", "Epoch": lease.epoch}
-            for lease in rows if lease.exists
+            {
+                "VpnGatewayId": lease.vpn_gateway_id,
+                "NodeName": lease.holder if lease.holder and lease.expires_ms >= now_ms else "",
+                "LeaseLeftMs": max(lease.expires_ms - now_ms, 0) if lease.holder else 0,
+                "PinnedNode": lease.pinned_node or "",
+                "Epoch": lease.epoch,
+            }
+            for lease in rows
+            if lease.exists
         ],
     }
 
@@ -240,8 +321,10 @@ def cmd_node_list(args: argparse.Namespace) -> int:
     for node in shown["Nodes"]:  # type: ignore[attr-defined]
         age = f"{node['HeartbeatAgeMs'] / 1000:.1f}s ago"
         gateways = ",".join(node["Gateways"]) or "-"
-        print(f"{node['Name']:<24} {node['Backend']:<7} {'yes' if node['Live'] else 'no':<5} {age:>10} "
-              f"{'yes' if node['Draining'] else 'no':<8} {gateways}")
+        print(
+            f"{node['Name']:<24} {node['Backend']:<7} {'yes' if node['Live'] else 'no':<5} {age:>10} "
+            f"{'yes' if node['Draining'] else 'no':<8} {gateways}"
+        )
     return 0
 
 
@@ -257,8 +340,11 @@ def cmd_node_state(args: argparse.Namespace) -> int:
     if not done:
         print(f"vpngw node: {failure}", file=sys.stderr)
         return 2
-    what = {"drain": "draining: its gateways move to other nodes", "undrain": "takes gateways again",
-            "forget": "forgotten"}[args.action]
+    what = {
+        "drain": "draining: its gateways move to other nodes",
+        "undrain": "takes gateways again",
+        "forget": "forgotten",
+    }[args.action]
     print(f"vpngw node: {args.name} {what}")
     return 0
 

@@ -131,12 +131,20 @@ def gateway_anchor(subnet: str) -> str | None:
 def gateway_addresses(state: GatewayState) -> set[str]:
     """The host addresses the gateway's namespace holds on ``lo``: the anchor of every
     local subnet and every health check's ``sip``."""
-    found = {anchor for spec in state.connections for subnet in spec.local_subnets
-             if (anchor := gateway_anchor(subnet)) is not None}
+    found = {
+        anchor
+        for spec in state.connections
+        for subnet in spec.local_subnets
+        if (anchor := gateway_anchor(subnet)) is not None
+    }
     return found | {check.sip for check in state.health_checks}
 
 
 def routed_local_subnets(state: GatewayState) -> set[str]:
     """The local subnets (normalised) that the gateway routes toward the VPC side."""
-    return {str(ipaddress.ip_network(subnet, strict=False)) for spec in state.connections
-            for subnet in spec.local_subnets if ipaddress.ip_network(subnet, strict=False).prefixlen >= 8}
+    return {
+        str(ipaddress.ip_network(subnet, strict=False))
+        for spec in state.connections
+        for subnet in spec.local_subnets
+        if ipaddress.ip_network(subnet, strict=False).prefixlen >= 8
+    }

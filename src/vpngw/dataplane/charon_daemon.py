@@ -52,7 +52,6 @@ def missing_prerequisites(charon: str = CHARON) -> str | None:
     return None
 
 
-
 @dataclass
 class Charon:
     """A charon running in ``namespace``, started by :func:`start_charon`."""
@@ -194,6 +193,10 @@ def start_gateway_charon(host: GatewayHost) -> int:
     started = time.monotonic()
     charon = start_charon(host.namespace, host.state_dir)
     host.pid_path.write_text(f"{charon.pid}\n")
-    log.info("charon for %s started (pid %d) in %.0f ms", host.vpn_gateway_id, charon.pid,
-             (time.monotonic() - started) * 1000)
+    log.info(
+        "charon for %s started (pid %d) in %.0f ms",
+        host.vpn_gateway_id,
+        charon.pid,
+        (time.monotonic() - started) * 1000,
+    )
     return charon.pid

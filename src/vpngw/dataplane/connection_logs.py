@@ -24,7 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 RECENT_LINES = 200
-_PEER_ADDRESS = re.compile(r"(?:received packet: from|initiating \S+ .*? to|sending packet: from \S+ to) ([0-9a-fA-F.:]+)\[")
+_PEER_ADDRESS = re.compile(
+    r"(?:received packet: from|initiating \S+ .*? to|sending packet: from \S+ to) ([0-9a-fA-F.:]+)\["
+)
 
 
 @dataclass(frozen=True)
@@ -100,4 +102,3 @@ class ConnectionLogs:
                 self._by_uniqueid[uniqueid] = targets
             return targets
         return ()
-

@@ -119,9 +119,23 @@ _QUEUED_INFORMATIONAL = re.compile(r"^queueing INFORMATIONAL_V1 request as tasks
 _PHASE_2_ACTIVITY = re.compile(r"CHILD_SA|QUICK_MODE")
 # Every line _classify can call a failure starts with one of these.
 _TRIGGERS: tuple[re.Pattern[str], ...] = (
-    _TS_REFUSED_BY_PEER, _TS_REFUSED_V2, _TS_REFUSED_V1, _INVALID_ID, _NO_PROPOSAL_HERE, _NO_PROPOSAL_THERE,
-    _NO_IKE_CONFIG, _AUTH_REFUSED_BY_PEER, _MAC_MISMATCH, _UNDECRYPTABLE, _HASH_MISMATCH, _ID_MISMATCH,
-    _NO_PEER_CONFIG, _PEER_DELETED, _GAVE_UP, _HALF_OPEN, _DPD_TIMEOUT,
+    _TS_REFUSED_BY_PEER,
+    _TS_REFUSED_V2,
+    _TS_REFUSED_V1,
+    _INVALID_ID,
+    _NO_PROPOSAL_HERE,
+    _NO_PROPOSAL_THERE,
+    _NO_IKE_CONFIG,
+    _AUTH_REFUSED_BY_PEER,
+    _MAC_MISMATCH,
+    _UNDECRYPTABLE,
+    _HASH_MISMATCH,
+    _ID_MISMATCH,
+    _NO_PEER_CONFIG,
+    _PEER_DELETED,
+    _GAVE_UP,
+    _HALF_OPEN,
+    _DPD_TIMEOUT,
 )
 
 _GENERAL_AUTH = (
@@ -183,15 +197,20 @@ def diagnose(
     ours = _Ours(tuple(ike_proposals), tuple(esp_proposals), local_id, remote_id)
     start = _after_last_success(texts)
     failures = [
-        (index, found) for index in range(start, len(texts)) if (found := _classify(texts, index, ours)) is not None
+        (index, found)
+        for index in range(start, len(texts))
+        if (found := _classify(texts, index, ours)) is not None
     ]
     if not failures:
         return None
     index, newest = failures[-1]
     if newest.diagnosis.kind == NOT_RESPONDING:
         attempt_start = _attempt_start(texts, index)
-        reasons = [found for at, found in failures if at >= attempt_start and found.phase_1
-                   and found.diagnosis.kind != NOT_RESPONDING]
+        reasons = [
+            found
+            for at, found in failures
+            if at >= attempt_start and found.phase_1 and found.diagnosis.kind != NOT_RESPONDING
+        ]
         if reasons:
             return reasons[-1].diagnosis
     return newest.diagnosis
@@ -217,7 +236,7 @@ def _classify(texts: Sequence[str], index: int, ours: _Ours) -> _Found | None:
     text = texts[index]
     if not any(trigger.match(text) for trigger in _TRIGGERS):
         return None  # most lines: no need to look back
-    attempt = texts[_attempt_start(texts, index):index]
+    attempt = texts[_attempt_start(texts, index) : index]
     ike_up = any(_IKE_UP.match(line) for line in attempt)
 
     if _TS_REFUSED_BY_PEER.match(text) or (_INVALID_ID.match(text) and ike_up):
@@ -234,8 +253,10 @@ def _classify(texts: Sequence[str], index: int, ours: _Ours) -> _Found | None:
     if (auth := _authentication(text, attempt, texts, index, ours, ike_up=ike_up)) is not None:
         return _Found(auth, phase_1=True)
     if _GAVE_UP.match(text) or _HALF_OPEN.match(text) or _DPD_TIMEOUT.match(text):
-        if _GAVE_UP.match(text) and text.startswith("establishing IKE_SA failed") and any(
-            _RETRANSMITS.match(line) for line in attempt[-3:]
+        if (
+            _GAVE_UP.match(text)
+            and text.startswith("establishing IKE_SA failed")
+            and any(_RETRANSMITS.match(line) for line in attempt[-3:])
         ):
             return None  # the "giving up" line just before already said it
         return _Found(_not_responding(text, attempt), phase_1=False)
@@ -249,7 +270,11 @@ def _no_proposal(attempt: Sequence[str], ours: _Ours, *, phase_2: bool) -> Diagn
     received = _last_match(_RECEIVED, attempt)
     configured = _last_match(_CONFIGURED, attempt)
     if phase_2:
-        stage, settings, mine = "IPsec (phase 2)", "IpsecEncAlg, IpsecAuthAlg and IpsecPfs", ours.esp_proposals
+        stage, settings, mine = (
+            "IPsec (phase 2)",
+            "IpsecEncAlg, IpsecAuthAlg and IpsecPfs",
+            ours.esp_proposals,
+        )
     else:
         stage, settings, mine = "IKE (phase 1)", "IkeEncAlg, IkeAuthAlg and IkePfs", ours.ike_proposals
     if received is not None:
@@ -298,36 +323,50 @@ def _authentication(
     text: str, attempt: Sequence[str], texts: Sequence[str], index: int, ours: _Ours, *, ike_up: bool
 ) -> Diagnosis | None:
     if found := _ID_MISMATCH.match(text):
-        return _auth(f"The peer identified itself as '{found.group(1)}', but this connection expects "
-                     f"'{found.group(2)}' (RemoteId).")
+        return _auth(
+            f"The peer identified itself as '{found.group(1)}', but this connection expects "
+            f"'{found.group(2)}' (RemoteId)."
+        )
     if found := _MAC_MISMATCH.match(text):
-        return _auth(f"The identities match this connection ('{found.group(1)}' here, '{found.group(2)}' the "
-                     "peer), but the peer's proof does not verify with this gateway's key: the pre-shared key "
-                     "differs.")
+        return _auth(
+            f"The identities match this connection ('{found.group(1)}' here, '{found.group(2)}' the "
+            "peer), but the peer's proof does not verify with this gateway's key: the pre-shared key "
+            "differs."
+        )
     if _UNDECRYPTABLE.match(text):
         if any(_UNDECRYPTABLE.match(line) for line in attempt):
             return None  # once per attempt is enough
-        return _auth("IKEv1 main mode cannot decrypt the peer's messages, which is what a different "
-                     "pre-shared key looks like.")
+        return _auth(
+            "IKEv1 main mode cannot decrypt the peer's messages, which is what a different "
+            "pre-shared key looks like."
+        )
     if _HASH_MISMATCH.match(text):
-        return _auth("The peer's HASH does not verify with this gateway's key (IKEv1 aggressive mode): most "
-                     "likely the pre-shared key differs.")
+        return _auth(
+            "The peer's HASH does not verify with this gateway's key (IKEv1 aggressive mode): most "
+            "likely the pre-shared key differs."
+        )
     if _NO_PEER_CONFIG.match(text):
         return _auth(_unknown_identities(attempt, ours))
     if _AUTH_REFUSED_BY_PEER.match(text):
         me = _last_match(_MY_AUTH, attempt) or ours.local_id
         as_me = f" as '{me}'" if me else ""
-        return _auth(f"The peer refused this gateway's authentication{as_me} (AUTHENTICATION_FAILED): the keys "
-                     "differ, or the peer expects other identities.")
+        return _auth(
+            f"The peer refused this gateway's authentication{as_me} (AUTHENTICATION_FAILED): the keys "
+            "differ, or the peer expects other identities."
+        )
     if _INVALID_ID.match(text) and not ike_up:
-        return _auth("The peer refused this gateway's identity (INVALID_ID_INFORMATION) before the IKE SA was "
-                     "up: check LocalId and the peer's RemoteId.")
+        return _auth(
+            "The peer refused this gateway's identity (INVALID_ID_INFORMATION) before the IKE SA was "
+            "up: check LocalId and the peer's RemoteId."
+        )
     if found := _PEER_DELETED.match(text):
         return _deleted_at_once(found.group(1), texts, index, ours)
     if _GAVE_UP.match(text) and _aggressive_reply_refused(attempt):
-        return _auth("The peer answered this gateway's Aggressive Mode reply with a notification instead of "
-                     "completing the exchange, then went silent: that is how an IKEv1 peer rejects the "
-                     "pre-shared key or this gateway's identity (LocalId).")
+        return _auth(
+            "The peer answered this gateway's Aggressive Mode reply with a notification instead of "
+            "completing the exchange, then went silent: that is how an IKEv1 peer rejects the "
+            "pre-shared key or this gateway's identity (LocalId)."
+        )
     return None
 
 
@@ -342,12 +381,16 @@ def _unknown_identities(attempt: Sequence[str], ours: _Ours) -> str:
     clauses = []
     if theirs_seen is not None:
         differs = ours.remote_id and theirs_seen != ours.remote_id
-        clauses.append(f"the peer identified itself as '{theirs_seen}'"
-                       + (f", but this connection's RemoteId is '{ours.remote_id}'" if differs else ""))
+        clauses.append(
+            f"the peer identified itself as '{theirs_seen}'"
+            + (f", but this connection's RemoteId is '{ours.remote_id}'" if differs else "")
+        )
     if mine_seen not in (None, "%any"):
         differs = ours.local_id and mine_seen != ours.local_id
-        clauses.append(f"it expects this gateway to be '{mine_seen}'"
-                       + (f", but this connection's LocalId is '{ours.local_id}'" if differs else ""))
+        clauses.append(
+            f"it expects this gateway to be '{mine_seen}'"
+            + (f", but this connection's LocalId is '{ours.local_id}'" if differs else "")
+        )
     if not clauses:
         return "The peer's identities match no connection here."
     sentence = "; ".join(clauses)
@@ -366,13 +409,15 @@ def _deleted_at_once(sa: str, texts: Sequence[str], index: int, ours: _Ours) -> 
         if established:
             if established.group(1) != sa:
                 return None
-            if any(_PHASE_2_ACTIVITY.search(line) for line in texts[at + 1:index]):
+            if any(_PHASE_2_ACTIVITY.search(line) for line in texts[at + 1 : index]):
                 return None
             me = _identity(texts[at].split("...", 1)[0]) or ours.local_id
             named = f" ('{me}')" if me else ""
-            return _auth(f"The peer deleted the IKE SA as soon as it was established, before any IPsec SA: an "
-                         f"IKEv1 peer does that when it does not accept this gateway's identity{named}; check "
-                         "that the peer's RemoteId is this LocalId.")
+            return _auth(
+                f"The peer deleted the IKE SA as soon as it was established, before any IPsec SA: an "
+                f"IKEv1 peer does that when it does not accept this gateway's identity{named}; check "
+                "that the peer's RemoteId is this LocalId."
+            )
     return None
 
 

@@ -92,7 +92,9 @@ def health_check_spec(connection_id: str, check: Mapping[str, Any]) -> HealthChe
     """The prober's target for a stored HealthCheckConfig, None when disabled."""
     if not check.get("Enable") or not check.get("Sip") or not check.get("Dip"):
         return None
-    return HealthCheckSpec(connection_id, check["Sip"], check["Dip"], int(check["Interval"]), int(check["Retry"]))
+    return HealthCheckSpec(
+        connection_id, check["Sip"], check["Dip"], int(check["Interval"]), int(check["Retry"])
+    )
 
 
 def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:

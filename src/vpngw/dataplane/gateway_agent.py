@@ -23,10 +23,10 @@ from vpngw import metrics
 from vpngw.dataplane import charon_daemon, netns
 from vpngw.dataplane.acquire import AcquireEmulator
 from vpngw.dataplane.applied import AppliedRecord
+from vpngw.dataplane.backend import GatewayHost, NetworkBackend
 from vpngw.dataplane.connection_logs import ConnectionLogs
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.from_store import GatewayState
-from vpngw.dataplane.backend import GatewayHost, NetworkBackend
 from vpngw.dataplane.observe import Observed, observe
 from vpngw.dataplane.render import (
     child_names,
@@ -160,7 +160,9 @@ class GatewayAgent:
     def _ensure_listener(self) -> None:
         if self._listener is not None and self._listener.alive:
             return
-        self._listener = EventListener(self.host.vici_path, self._on_event, name=f"vici-{self.host.vpn_gateway_id}")
+        self._listener = EventListener(
+            self.host.vici_path, self._on_event, name=f"vici-{self.host.vpn_gateway_id}"
+        )
         self._listener.start()
 
     def _on_event(self, kind: str, event: dict[str, object]) -> None:
@@ -225,7 +227,9 @@ class GatewayAgent:
             self._retries.pop(spec.name, None)
             if spec.effect_immediately:
                 _initiate_all(client, spec)
-        log.info("%s: connection %s loaded%s", self.host.vpn_gateway_id, spec.name, " (changed)" if changed else "")
+        log.info(
+            "%s: connection %s loaded%s", self.host.vpn_gateway_id, spec.name, " (changed)" if changed else ""
+        )
 
     def _unload(self, client: ViciClient, name: str) -> None:
         _terminate(client, name)
@@ -238,7 +242,9 @@ class GatewayAgent:
         self._retries.pop(name, None)
         log.info("%s: connection %s unloaded", self.host.vpn_gateway_id, name)
 
-    def _retry_if_down(self, client: ViciClient, spec: ConnectionSpec, seen: Observed, sas: list[IkeSa]) -> None:
+    def _retry_if_down(
+        self, client: ViciClient, spec: ConnectionSpec, seen: Observed, sas: list[IkeSa]
+    ) -> None:
         """An always-up connection that is down and not negotiating is initiated again,
         with backoff (RETRY_FIRST_S doubling to RETRY_MAX_S)."""
         now = time.monotonic()
@@ -288,4 +294,3 @@ def _initiate_async(client: ViciClient, ike: str, child: str) -> None:
         client.initiate(child, ike, timeout_ms=-1)
     except ViciCommandError as error:
         log.info("initiate %s/%s: %s", ike, child, error)
-

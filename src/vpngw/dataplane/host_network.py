@@ -44,7 +44,13 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane import netns
-from vpngw.dataplane.backend import BackendBusy, GatewayHost, gateway_addresses, machine_lock, routed_local_subnets
+from vpngw.dataplane.backend import (
+    BackendBusy,
+    GatewayHost,
+    gateway_addresses,
+    machine_lock,
+    routed_local_subnets,
+)
 from vpngw.dataplane.from_store import GatewayState
 from vpngw.dataplane.netns import NetnsError, Route, ip_args, link_exists
 
@@ -103,8 +109,10 @@ class HostNetwork:
 
     def lock(self) -> IO[bytes]:
         try:
-            return machine_lock(f"host-{self.config.node}",
-                                f"node {self.config.node!r} is driven by another vpngw process on this machine")
+            return machine_lock(
+                f"host-{self.config.node}",
+                f"node {self.config.node!r} is driven by another vpngw process on this machine",
+            )
         except BackendBusy as busy:
             raise HostBusy(str(busy)) from None
 
@@ -117,16 +125,20 @@ class HostNetwork:
         if self._sysctl("net.ipv4.ip_forward") != "1":
             log.warning("net.ipv4.ip_forward is off on this host: VPC traffic cannot reach the gateways")
         if shutil.which(ARPING) is None:
-            log.warning("arping is not installed: a gateway that moves here is not announced (apt-get install iputils-arping)")
+            log.warning(
+                "arping is not installed: a gateway that moves here is not announced (apt-get install iputils-arping)"
+            )
 
     def gateway(self, vpn_gateway_id: str) -> GatewayHost:
         return GatewayHost(
-            vpn_gateway_id, f"{self.prefix}{vpn_gateway_id}", self.config.host_namespace,
+            vpn_gateway_id,
+            f"{self.prefix}{vpn_gateway_id}",
+            self.config.host_namespace,
             self.config.state_dir / f"g-{vpn_gateway_id}",
         )
 
     def gateway_ids(self) -> set[str]:
-        return {ns[len(self.prefix):] for ns in netns.namespaces() if ns.startswith(self.prefix)}
+        return {ns[len(self.prefix) :] for ns in netns.namespaces() if ns.startswith(self.prefix)}
 
     def sync_gateway(self, state: GatewayState) -> None:
         gateway = self.gateway(state.vpn_gateway_id)
@@ -137,8 +149,10 @@ class HostNetwork:
         self._ensure_internet_ip(state.vpn_gateway_id, state.internet_ip)
         netns.sync_lo_addresses(namespace, gateway_addresses(state))
         netns.sync_routes(namespace, self._gateway_routes(state))
-        host_routes = {Route(str(ipaddress.ip_network(subnet, strict=False)), transit, TRANSIT_GATEWAY, onlink=True)
-                       for subnet in state.auto_routes}
+        host_routes = {
+            Route(str(ipaddress.ip_network(subnet, strict=False)), transit, TRANSIT_GATEWAY, onlink=True)
+            for subnet in state.auto_routes
+        }
         netns.sync_routes(self.config.host_namespace, host_routes, dev=transit)
         gateway.state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -146,7 +160,9 @@ class HostNetwork:
         with self._lock:
             self._valid_until[vpn_gateway_id] = time.monotonic() + valid_s
         with self._lock:
-            fresh = self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic() > REFRESH_BELOW_S
+            fresh = (
+                self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic() > REFRESH_BELOW_S
+            )
         if not fresh and link_exists(self.gateway(vpn_gateway_id).namespace, WAN_IF):
             self._ensure_internet_ip(vpn_gateway_id, internet_ip)
 
@@ -187,8 +203,20 @@ class HostNetwork:
         temporary = _hashed("mv", namespace)
         if link_exists(self.config.host_namespace, temporary):
             netns.run("ip", *host, "link", "del", temporary)
-        netns.run("ip", *host, "link", "add", "link", self.config.uplink, "name", temporary, "type", "macvlan",
-                  "mode", "bridge")
+        netns.run(
+            "ip",
+            *host,
+            "link",
+            "add",
+            "link",
+            self.config.uplink,
+            "name",
+            temporary,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        )
         netns.run("ip", *host, "link", "set", temporary, "netns", namespace)
         netns.run("ip", "-n", namespace, "link", "set", temporary, "name", WAN_IF)
         netns.run("ip", "-n", namespace, "link", "set", WAN_IF, "up")
@@ -200,8 +228,20 @@ class HostNetwork:
         host = self.config.host_namespace
         if link_exists(host, transit):
             netns.run("ip", *ip_args(host), "link", "del", transit)
-        netns.run("ip", *ip_args(host), "link", "add", transit, "type", "veth", "peer", "name", GATEWAY_VPC_IF,
-                  "netns", gateway.namespace)
+        netns.run(
+            "ip",
+            *ip_args(host),
+            "link",
+            "add",
+            transit,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            GATEWAY_VPC_IF,
+            "netns",
+            gateway.namespace,
+        )
         netns.run("ip", *ip_args(host), "addr", "add", f"{TRANSIT_HOST}/32", "dev", transit)
         netns.run("ip", *ip_args(host), "link", "set", transit, "up")
         netns.add_address(gateway.namespace, GATEWAY_VPC_IF, f"{TRANSIT_GATEWAY}/{TRANSIT_PREFIX}")
@@ -237,12 +277,16 @@ class HostNetwork:
             return
         process = subprocess.Popen(
             ["ip", "netns", "exec", namespace, ARPING, "-q", "-U", "-c", "2", "-I", WAN_IF, internet_ip],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         threading.Thread(target=process.wait, name="vpngw-arping", daemon=True).start()
 
     def _gateway_routes(self, state: GatewayState) -> set[Route]:
-        routes = {Route(subnet, GATEWAY_VPC_IF, TRANSIT_HOST, onlink=True) for subnet in routed_local_subnets(state)}
+        routes = {
+            Route(subnet, GATEWAY_VPC_IF, TRANSIT_HOST, onlink=True) for subnet in routed_local_subnets(state)
+        }
         on_link = self._uplink_networks()
         for network in on_link:
             routes.add(Route(str(network), WAN_IF))
@@ -250,18 +294,26 @@ class HostNetwork:
             address = ipaddress.ip_address(spec.remote_addr)
             if any(address in network for network in on_link):
                 continue
-            routes.add(Route(f"{address}/32", WAN_IF, self.config.uplink_gateway,
-                             onlink=self.config.uplink_gateway is not None))
+            routes.add(
+                Route(
+                    f"{address}/32",
+                    WAN_IF,
+                    self.config.uplink_gateway,
+                    onlink=self.config.uplink_gateway is not None,
+                )
+            )
         return routes
 
     def _uplink_networks(self) -> set[ipaddress.IPv4Network]:
         """The IPv4 networks the host has on its uplink (the gateways are on them too)."""
         found: set[ipaddress.IPv4Network] = set()
-        for link in netns.ip_json(*ip_args(self.config.host_namespace), "-4", "addr", "show", "dev", self.config.uplink):
-            for info in link.get("addr_info", []):  # type: ignore[union-attr]
-                network = ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False)  # type: ignore[index]
+        for link in netns.ip_json(
+            *ip_args(self.config.host_namespace), "-4", "addr", "show", "dev", self.config.uplink
+        ):
+            for info in netns.addr_infos(link):
+                network = ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
                 if network.prefixlen < 32:
-                    found.add(network)  # type: ignore[arg-type]
+                    found.add(network)
         return found
 
     def _sysctl(self, name: str) -> str:

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane import netns, topology
-from vpngw.dataplane.backend import BackendBusy, GatewayHost, gateway_addresses, machine_lock, routed_local_subnets
+from vpngw.dataplane.backend import (
+    BackendBusy,
+    GatewayHost,
+    gateway_addresses,
+    machine_lock,
+    routed_local_subnets,
+)
 from vpngw.dataplane.from_store import GatewayState
 from vpngw.dataplane.netns import NetnsError, Route, link_exists, namespaces
 from vpngw.dataplane.topology import LabNames
@@ -26,8 +32,6 @@ log = logging.getLogger(__name__)
 
 class LabBusy(NetnsError):
     """Another process drives this lab already."""
-
-
 
 
 class LabNetwork:
@@ -47,8 +51,11 @@ class LabNetwork:
         that is not in *its* store is deleted), so a second one is refused.
         """
         try:
-            return machine_lock(self.names.lab, f"lab {self.names.lab!r} is driven by another vpngw process; "
-                                "give this one another lab (--lab NAME) or --no-dataplane")
+            return machine_lock(
+                self.names.lab,
+                f"lab {self.names.lab!r} is driven by another vpngw process; "
+                "give this one another lab (--lab NAME) or --no-dataplane",
+            )
         except BackendBusy as busy:
             raise LabBusy(str(busy)) from None
 
@@ -62,8 +69,16 @@ class LabNetwork:
         netns.ensure_namespace(wan)
         if not link_exists(wan, topology.WAN_BRIDGE):
             netns.run("ip", "-n", wan, "link", "add", topology.WAN_BRIDGE, "type", "bridge")
-            netns.run("ip", "-n", wan, "addr", "add", f"{topology.WAN_ROUTER}/{topology.WAN_NETWORK.prefixlen}",
-                    "dev", topology.WAN_BRIDGE)
+            netns.run(
+                "ip",
+                "-n",
+                wan,
+                "addr",
+                "add",
+                f"{topology.WAN_ROUTER}/{topology.WAN_NETWORK.prefixlen}",
+                "dev",
+                topology.WAN_BRIDGE,
+            )
             netns.run("ip", "-n", wan, "link", "set", topology.WAN_BRIDGE, "up")
 
     def attach_to_wan(self, namespace: str, address: str) -> None:
@@ -80,7 +95,9 @@ class LabNetwork:
             netns.add_veth_pair(namespace, topology.WAN_IF, self.names.wan, port)
             netns.run("ip", "-n", self.names.wan, "link", "set", port, "master", topology.WAN_BRIDGE)
             netns.run("ip", "-n", namespace, "addr", "add", f"{address}/32", "dev", topology.WAN_IF)
-            netns.run("ip", "-n", namespace, "route", "add", str(topology.WAN_NETWORK), "dev", topology.WAN_IF)
+            netns.run(
+                "ip", "-n", namespace, "route", "add", str(topology.WAN_NETWORK), "dev", topology.WAN_IF
+            )
 
     # -- gateways -----------------------------------------------------------------
 
@@ -100,14 +117,17 @@ class LabNetwork:
     def ensure_gateway(self, vpn_gateway_id: str, internet_ip: str) -> GatewayHost:
         """The gateway's namespace on the WAN and its VPC side, created if missing."""
         host = self.gateway(vpn_gateway_id)
+        vpc_namespace = self.names.vpc(vpn_gateway_id)  # the lab always has a VPC side
         netns.ensure_namespace(host.namespace)
         self.attach_to_wan(host.namespace, internet_ip)
-        netns.ensure_namespace(host.vpc_namespace)
+        netns.ensure_namespace(vpc_namespace)
         if not link_exists(host.namespace, topology.GATEWAY_VPC_IF):
-            netns.add_veth_pair(host.namespace, topology.GATEWAY_VPC_IF, host.vpc_namespace, topology.VPC_GATEWAY_IF)
+            netns.add_veth_pair(
+                host.namespace, topology.GATEWAY_VPC_IF, vpc_namespace, topology.VPC_GATEWAY_IF
+            )
             prefix = topology.TRANSIT_PREFIX
             netns.add_address(host.namespace, topology.GATEWAY_VPC_IF, f"{topology.TRANSIT_GATEWAY}/{prefix}")
-            netns.add_address(host.vpc_namespace, topology.VPC_GATEWAY_IF, f"{topology.TRANSIT_VPC}/{prefix}")
+            netns.add_address(vpc_namespace, topology.VPC_GATEWAY_IF, f"{topology.TRANSIT_VPC}/{prefix}")
         host.state_dir.mkdir(parents=True, exist_ok=True)
         return host
 
@@ -132,7 +152,7 @@ class LabNetwork:
         """Stop every process in the gateway's namespaces (found from the namespaces
         themselves, not only from a pid file), delete them and the state: nothing stays."""
         host = self.gateway(vpn_gateway_id)
-        for namespace in (host.namespace, host.vpc_namespace):
+        for namespace in (host.namespace, self.names.vpc(vpn_gateway_id)):
             netns.kill_namespace_processes(namespace)
             netns.delete_namespace(namespace)
         self.detach_from_wan(host.namespace)
@@ -169,12 +189,12 @@ class LabNetwork:
         return self.state_dir / f"p-{name}"
 
 
-
-
 def network_plan(state: GatewayState) -> tuple[set[str], set[Route], set[Route]]:
     """(addresses on the gateway's ``lo``, routes in the gateway namespace, routes on the
     VPC side) for ``state``: the whole lab layout of one gateway, pure."""
-    gateway_routes = {Route(subnet, topology.GATEWAY_VPC_IF, topology.TRANSIT_VPC) for subnet in routed_local_subnets(state)}
+    gateway_routes = {
+        Route(subnet, topology.GATEWAY_VPC_IF, topology.TRANSIT_VPC) for subnet in routed_local_subnets(state)
+    }
     vpc_routes = {Route(subnet, "lo", kind="local") for subnet in routed_local_subnets(state)}
     for spec in state.connections:
         if ipaddress.ip_address(spec.remote_addr) not in topology.WAN_NETWORK:

@@ -41,8 +41,18 @@ class LabNode:
 
     def agent_arguments(self) -> list[str]:
         """The ``vpngw agent`` options that drive this node."""
-        return ["--node", self.name, "--backend", "host", "--host-netns", self.namespace,
-                "--uplink", UPLINK, "--vpc-side", VPC_SIDE]
+        return [
+            "--node",
+            self.name,
+            "--backend",
+            "host",
+            "--host-netns",
+            self.namespace,
+            "--uplink",
+            UPLINK,
+            "--vpc-side",
+            VPC_SIDE,
+        ]
 
 
 def node_namespace(network: LabNetwork, name: str) -> str:
@@ -54,15 +64,22 @@ def lab_nodes(network: LabNetwork) -> list[LabNode]:
     found = []
     for namespace in sorted(netns.namespaces()):
         if namespace.startswith(prefix) and not namespace.endswith("-v"):
-            addresses = netns.lo_addresses(namespace, UPLINK) if netns.link_exists(namespace, UPLINK) else set()
+            addresses = (
+                netns.lo_addresses(namespace, UPLINK) if netns.link_exists(namespace, UPLINK) else set()
+            )
             uplink_ip = next(iter(sorted(addresses)), "").split("/")[0]
-            name = namespace[len(prefix):]
+            name = namespace[len(prefix) :]
             found.append(LabNode(name, namespace, f"{namespace}-v", uplink_ip))
     return found
 
 
-def create_node(network: LabNetwork, name: str, *, vpc_subnets: Sequence[str] = DEFAULT_VPC_SUBNETS,
-                uplink_ip: str | None = None) -> LabNode:
+def create_node(
+    network: LabNetwork,
+    name: str,
+    *,
+    vpc_subnets: Sequence[str] = DEFAULT_VPC_SUBNETS,
+    uplink_ip: str | None = None,
+) -> LabNode:
     """Build node ``name`` (it must not exist); its uplink takes the next free address
     of 198.19.250.0/24 unless ``uplink_ip`` is given."""
     namespace = node_namespace(network, name)
@@ -84,9 +101,13 @@ def create_node(network: LabNetwork, name: str, *, vpc_subnets: Sequence[str] = 
         netns.add_address(node.namespace, VPC_SIDE, f"{VPC_LINK_NODE}/30")
         netns.add_address(node.vpc_namespace, "h0", f"{VPC_LINK_VPC}/30")
         for subnet in vpc_subnets:
-            netns.run("ip", "-n", node.namespace, "route", "add", subnet, "via", VPC_LINK_VPC, "dev", VPC_SIDE)
+            netns.run(
+                "ip", "-n", node.namespace, "route", "add", subnet, "via", VPC_LINK_VPC, "dev", VPC_SIDE
+            )
             netns.run("ip", "-n", node.vpc_namespace, "route", "add", "local", subnet, "dev", "lo")
-        netns.run("ip", "-n", node.vpc_namespace, "route", "add", "default", "via", VPC_LINK_NODE, "dev", "h0")
+        netns.run(
+            "ip", "-n", node.vpc_namespace, "route", "add", "default", "via", VPC_LINK_NODE, "dev", "h0"
+        )
     except BaseException:
         remove_node(network, name)
         raise

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vpngw.dataplane import charon_daemon, netns, topology
+from vpngw.dataplane.backend import gateway_anchor
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.from_store import connection_spec
-from vpngw.dataplane.backend import gateway_anchor
 from vpngw.dataplane.lab_network import LabNetwork
 from vpngw.dataplane.netns import Route
 from vpngw.dataplane.render import render_connection, render_shared_key
@@ -70,7 +70,11 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
         raise netns.NetnsError(f"peer {peer.name} exists already ({namespace}); remove it first")
     try:
         charon = start_peer_site(
-            network, peer.name, [peer.wan_ip], peer.connection.local_subnets, far_addresses=[peer.connection.remote_addr]
+            network,
+            peer.name,
+            [peer.wan_ip],
+            peer.connection.local_subnets,
+            far_addresses=[peer.connection.remote_addr],
         )
         conn = render_connection(peer.connection)
         if peer.connection.effect_immediately:
@@ -107,8 +111,11 @@ def start_peer_site(
         netns.add_address(namespace, topology.WAN_IF, f"{address}/32")
     netns.sync_lo_addresses(namespace, {a for a in map(gateway_anchor, subnets) if a})
     routes = {Route(str(ipaddress.ip_network(s, strict=False)), "lo", kind="local") for s in subnets}
-    routes |= {Route(f"{a}/32", topology.WAN_IF) for a in far_addresses
-               if ipaddress.ip_address(a) not in topology.WAN_NETWORK}
+    routes |= {
+        Route(f"{a}/32", topology.WAN_IF)
+        for a in far_addresses
+        if ipaddress.ip_address(a) not in topology.WAN_NETWORK
+    }
     netns.sync_routes(namespace, routes)
     state_dir = network.peer_dir(name)
     charon = charon_daemon.start_charon(namespace, state_dir)

@@ -116,7 +116,9 @@ def add_address(namespace: str, ifname: str, cidr: str) -> None:
 
 
 def link_exists(namespace: str | None, ifname: str) -> bool:
-    done = subprocess.run(["ip", *ip_args(namespace), "link", "show", ifname], capture_output=True, check=False)
+    done = subprocess.run(
+        ["ip", *ip_args(namespace), "link", "show", ifname], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -152,11 +154,17 @@ def lo_addresses(namespace: str | None, dev: str = "lo") -> set[str]:
     """The IPv4 addresses (``a.b.c.d/32``) on ``dev`` other than loopback's own."""
     found: set[str] = set()
     for link in ip_json(*ip_args(namespace), "-4", "addr", "show", "dev", dev):
-        for info in link.get("addr_info", []):  # type: ignore[union-attr]
-            local = str(info["local"])  # type: ignore[index]
+        for info in addr_infos(link):
+            local = str(info["local"])
             if not local.startswith("127."):
-                found.add(f"{local}/{info['prefixlen']}")  # type: ignore[index]
+                found.add(f"{local}/{info['prefixlen']}")
     return found
+
+
+def addr_infos(link: dict[str, object]) -> list[dict[str, object]]:
+    """The ``addr_info`` entries of one link of ``ip -j addr show`` (typed: ip's JSON is untyped)."""
+    infos = link.get("addr_info", [])
+    return [info for info in infos if isinstance(info, dict)] if isinstance(infos, list) else []
 
 
 def sync_lo_addresses(namespace: str | None, wanted: Iterable[str]) -> None:

@@ -73,8 +73,9 @@ def live_nodes(nodes: Iterable[NodeRow], *, now_ms: int, lease_ms: int) -> dict[
     return {n.name: n for n in nodes if n.heartbeat_ms >= now_ms - lease_ms}
 
 
-def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_ms: int,
-         timing: LeaseTiming) -> Plan:
+def plan(
+    me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_ms: int, timing: LeaseTiming
+) -> Plan:
     """Pure placement: every node computes the same assignment from the same rows.
 
     A free gateway (no holder, or a lease that ran out more than ``skew_s`` ago) goes to
@@ -115,7 +116,8 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
             take.append(lease.vpn_gateway_id)
     draining = me in live and live[me].draining
     give_away = tuple(
-        lease.vpn_gateway_id for lease in rows
+        lease.vpn_gateway_id
+        for lease in rows
         if lease.holder == me and (draining or not lease.exists or lease.pinned_node not in (None, me))
     )
     # A holder whose heartbeat is two renewals late has lost the database or died: its
@@ -124,13 +126,22 @@ def plan(me: str, leases: Iterable[LeaseRow], nodes: Iterable[NodeRow], *, now_m
     # observations at its next successful round (LeaseKeeper.continuity).
     heard = {n.name for n in nodes if n.heartbeat_ms >= now_ms - 2 * int(timing.renew_s * 1000)}
     lost = tuple(
-        (lease.vpn_gateway_id, lease.holder) for lease in rows
-        if lease.holder is not None and lease.holder != me and lease.exists and lease.holder not in heard
+        (lease.vpn_gateway_id, lease.holder)
+        for lease in rows
+        if lease.holder is not None
+        and lease.holder != me
+        and lease.exists
+        and lease.holder not in heard
         and (lease.vpn_gateway_id in take or me == min(set(takers) - {lease.holder}, default=None))
     )
-    pending = [lease.expires_ms + skew_ms for lease in rows
-               if lease.holder not in heard and lease.holder is not None and lease.holder != me
-               and lease.expires_ms + skew_ms >= now_ms]
+    pending = [
+        lease.expires_ms + skew_ms
+        for lease in rows
+        if lease.holder not in heard
+        and lease.holder is not None
+        and lease.holder != me
+        and lease.expires_ms + skew_ms >= now_ms
+    ]
     return Plan(tuple(take), give_away, lost, min(pending) + 1 if pending else None)
 
 
@@ -143,9 +154,16 @@ class _Held:
 class LeaseKeeper:
     """Keeps this node's leases, on two threads of its own (renewal, fencing watchdog)."""
 
-    def __init__(self, db: Database, identity: NodeIdentity, backend: NetworkBackend, *,
-                 timing: LeaseTiming | None = None, on_change: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        identity: NodeIdentity,
+        backend: NetworkBackend,
+        *,
+        timing: LeaseTiming | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
         self.identity = identity
         self.backend = backend
@@ -171,8 +189,11 @@ class LeaseKeeper:
     def holds(self, vpn_gateway_id: str) -> bool:
         """Whether this node may run the gateway now (a valid lease, not being given away)."""
         with self._lock:
-            return (vpn_gateway_id in self._held.gateways and time.monotonic() < self._held.valid_until
-                    and vpn_gateway_id not in self._giving_away)
+            return (
+                vpn_gateway_id in self._held.gateways
+                and time.monotonic() < self._held.valid_until
+                and vpn_gateway_id not in self._giving_away
+            )
 
     def held(self) -> set[str]:
         with self._lock:
@@ -236,8 +257,11 @@ class LeaseKeeper:
                 self._on_change()
         except Exception as error:
             self._failed = True
-            log.warning("node %s: renewing leases failed: %s (retrying; fenced if it lasts)", self.identity.name,
-                        error)
+            log.warning(
+                "node %s: renewing leases failed: %s (retrying; fenced if it lasts)",
+                self.identity.name,
+                error,
+            )
 
     def renew_once(self, *, starting: bool = False) -> None:
         timing = self.timing
@@ -246,27 +270,41 @@ class LeaseKeeper:
         now_ms = int(self._clock() * 1000)
         me = self.identity.name
         with self.db.transaction(write=True) as session:
-            lease_store.heartbeat(session, node=me, backend=self.identity.backend, addresses=self.identity.addresses,
-                                  capacity=self.identity.capacity, now_ms=now_ms, starting=starting)
+            lease_store.heartbeat(
+                session,
+                node=me,
+                backend=self.identity.backend,
+                addresses=self.identity.addresses,
+                capacity=self.identity.capacity,
+                now_ms=now_ms,
+                starting=starting,
+            )
             lease_store.sync_lease_rows(session, now_ms=now_ms)
             held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
             rows = lease_store.leases(session)
             decided = plan(me, rows, lease_store.nodes(session), now_ms=now_ms, timing=timing)
             for gateway_id, lost_node in () if starting else decided.lost:
                 lease_store.mark_gateway_lost(
-                    session, gateway_id, f"The node running this gateway ({lost_node}) stopped answering; "
+                    session,
+                    gateway_id,
+                    f"The node running this gateway ({lost_node}) stopped answering; "
                     "another node takes the gateway over when its lease runs out, and negotiates again.",
-                    now_ms=now_ms)
+                    now_ms=now_ms,
+                )
             # A node that just started takes nothing new in its first round: nodes that
             # start together then see each other before they share the gateways out.
             for gateway_id in () if starting else decided.take:
-                if lease_store.acquire(session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms):
+                if lease_store.acquire(
+                    session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms
+                ):
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
         self._next_round_s = self.timing.renew_s
         if decided.next_takeover_ms is not None:
-            self._next_round_s = max(0.01, min(self.timing.renew_s, decided.next_takeover_ms / 1000 - self._clock()))
+            self._next_round_s = max(
+                0.01, min(self.timing.renew_s, decided.next_takeover_ms / 1000 - self._clock())
+            )
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())
@@ -293,8 +331,11 @@ class LeaseKeeper:
                     self._giving_away = frozenset()
             if gateways:
                 self.fenced += 1
-                log.warning("node %s could not renew its leases in time: fencing %d gateways",
-                            self.identity.name, len(gateways))
+                log.warning(
+                    "node %s could not renew its leases in time: fencing %d gateways",
+                    self.identity.name,
+                    len(gateways),
+                )
                 for gateway_id in gateways:
                     try:
                         self.backend.fence(gateway_id)

@@ -20,16 +20,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO
 from dataclasses import dataclass
+from typing import IO
 
 from vpngw import metrics
+from vpngw.dataplane.backend import NetworkBackend
 from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.diagnosis import diagnose
 from vpngw.dataplane.errors import DataplaneError
 from vpngw.dataplane.from_store import GatewayState, load_desired
 from vpngw.dataplane.gateway_agent import GatewayAgent
-from vpngw.dataplane.backend import NetworkBackend
 from vpngw.dataplane.netns import NetnsError
 from vpngw.dataplane.observe import Observed, Traffic
 from vpngw.dataplane.placement import LeaseKeeper
@@ -183,12 +183,21 @@ class Reconciler:
                 self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
         # Gateways are independent, and their steps mostly wait (on ip, on charon):
         # a few at a time make a cold start of many gateways several times faster.
-        list(self._pool.map(lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), desired.items()))
+        list(
+            self._pool.map(
+                lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), desired.items()
+            )
+        )
         for gateway_id, state in desired.items():
             agent = self._agents[gateway_id]
             for check in state.health_checks:
                 targets[check.connection_id] = ProbeTarget(
-                    check.connection_id, agent.host.namespace, check.sip, check.dip, check.interval_s, check.retry
+                    check.connection_id,
+                    agent.host.namespace,
+                    check.sip,
+                    check.dip,
+                    check.interval_s,
+                    check.retry,
                 )
         self.prober.set_targets(targets)
         local = set(self._agents) | self.network.gateway_ids()
@@ -219,8 +228,11 @@ class Reconciler:
             self._store_logs(agent)
             # Honest meanwhile: nothing is known to be up while the gateway cannot be read.
             for spec in state.connections:
-                self._store_observation(spec.name, Observed("ike_sa_not_established", Traffic(), frozenset(), False),
-                                        f"The gateway's IPsec daemon is not reachable ({error}); vpngw is restarting it.")
+                self._store_observation(
+                    spec.name,
+                    Observed("ike_sa_not_established", Traffic(), frozenset(), False),
+                    f"The gateway's IPsec daemon is not reachable ({error}); vpngw is restarting it.",
+                )
             return
         self._store_logs(agent)
         for spec in state.connections:
@@ -278,7 +290,9 @@ class Reconciler:
         lines = agent.logs.drain()
         if lines:
             with self.db.transaction(write=True) as session:
-                queries.add_connection_logs(session, [(line.connection, line.time_ms, line.text) for line in lines])
+                queries.add_connection_logs(
+                    session, [(line.connection, line.time_ms, line.text) for line in lines]
+                )
 
     def _health_changed(self, connection_id: str, status: str) -> None:
         """The prober's callback (its thread): store a new verdict at once."""

@@ -127,18 +127,22 @@ def render_connection(spec: ConnectionSpec) -> dict[str, Any]:
     hard = child_rekey + child_margin
     always_up = spec.effect_immediately
     conn["children"] = {
-        name: _with_reqid(spec, index, {
-            "local_ts": local_ts,
-            "remote_ts": remote_ts,
-            "esp_proposals": [esp],
-            "mode": "tunnel",
-            "start_action": "start" if always_up else "trap",
-            "dpd_action": "restart" if always_up else "clear",
-            "close_action": "start" if always_up else "none",
-            "rekey_time": _seconds(child_rekey),
-            "life_time": _seconds(hard),
-            "rand_time": _seconds(child_margin),
-        })
+        name: _with_reqid(
+            spec,
+            index,
+            {
+                "local_ts": local_ts,
+                "remote_ts": remote_ts,
+                "esp_proposals": [esp],
+                "mode": "tunnel",
+                "start_action": "start" if always_up else "trap",
+                "dpd_action": "restart" if always_up else "clear",
+                "close_action": "start" if always_up else "none",
+                "rekey_time": _seconds(child_rekey),
+                "life_time": _seconds(hard),
+                "rand_time": _seconds(child_margin),
+            },
+        )
         for index, (name, local_ts, remote_ts) in enumerate(_children(spec))
     }
     return {spec.name: conn}

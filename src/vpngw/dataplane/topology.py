@@ -74,11 +74,11 @@ class LabNames:
 
     def gateway_id_of(self, namespace: str) -> str | None:
         prefix = f"{self.lab}-g-"
-        return namespace[len(prefix):] if namespace.startswith(prefix) else None
+        return namespace[len(prefix) :] if namespace.startswith(prefix) else None
 
     def peer_name_of(self, namespace: str) -> str | None:
         prefix = f"{self.lab}-p-"
-        return namespace[len(prefix):] if namespace.startswith(prefix) else None
+        return namespace[len(prefix) :] if namespace.startswith(prefix) else None
 
     def owns(self, namespace: str) -> bool:
         return namespace == self.wan or any(

@@ -24,9 +24,15 @@ def check_customer_gateway_ip(value: str) -> str:
     try:
         address = ipaddress.IPv4Address(value.strip())
     except ValueError:
-        raise BadRequest("InvalidIpAddress.WrongFormat", f"Specified IpAddress {value!r} is not an IPv4 address.") from None
-    if any(address in network for network in _RESERVED) or address == ipaddress.IPv4Address("255.255.255.255"):
-        raise BadRequest("InvalidIpAddress.WrongFormat", f"Specified IpAddress {address} is in a reserved range.")
+        raise BadRequest(
+            "InvalidIpAddress.WrongFormat", f"Specified IpAddress {value!r} is not an IPv4 address."
+        ) from None
+    if any(address in network for network in _RESERVED) or address == ipaddress.IPv4Address(
+        "255.255.255.255"
+    ):
+        raise BadRequest(
+            "InvalidIpAddress.WrongFormat", f"Specified IpAddress {address} is in a reserved range."
+        )
     return str(address)
 
 
@@ -67,7 +73,9 @@ def check_vpc_cidr(value: str) -> str:
     try:
         network = ipaddress.IPv4Network(value.strip(), strict=True)
     except ValueError:
-        raise BadRequest("InvalidCidrBlock.Malformed", f"Specified CIDR block {value!r} is not valid.") from None
+        raise BadRequest(
+            "InvalidCidrBlock.Malformed", f"Specified CIDR block {value!r} is not valid."
+        ) from None
     if not 8 <= network.prefixlen <= 28 or not any(network.subnet_of(block) for block in _PRIVATE_BLOCKS):
         raise BadRequest(
             "InvalidCidrBlock.Malformed",

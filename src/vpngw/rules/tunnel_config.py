@@ -207,7 +207,10 @@ def check_health_check(
     to an IDC-side address (dip, inside RemoteSubnet) through the tunnel."""
     if not check["Enable"]:
         return
-    for key, value, side, name in (("Sip", check["Sip"], local, "LocalSubnet"), ("Dip", check["Dip"], remote, "RemoteSubnet")):
+    for key, value, side, name in (
+        ("Sip", check["Sip"], local, "LocalSubnet"),
+        ("Dip", check["Dip"], remote, "RemoteSubnet"),
+    ):
         where = f"HealthCheckConfig.{key}"
         if not value:
             raise invalid_parameter(where, "is required when the health check is enabled")

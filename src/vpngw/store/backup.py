@@ -24,8 +24,10 @@ class BackupError(Exception):
 
 def sqlite_path(url: str) -> Path:
     if not is_sqlite(url):
-        raise BackupError("vpngw backup/restore handle SQLite databases; for PostgreSQL use pg_dump -Fc and "
-                          "pg_restore (docs/operations.md)")
+        raise BackupError(
+            "vpngw backup/restore handle SQLite databases; for PostgreSQL use pg_dump -Fc and "
+            "pg_restore (docs/operations.md)"
+        )
     database = make_url(url).database
     if not database or database == ":memory:":
         raise BackupError("an in-memory database has nothing to back up")

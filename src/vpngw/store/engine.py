@@ -88,7 +88,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.reader = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+        self.writer = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
         self._write_lock = threading.Lock() if is_sqlite(url) else None
 
     def session(self, *, write: bool) -> Session:
@@ -105,8 +107,10 @@ class Database:
             if not is_storage_full(error):
                 raise
             # The error's text holds the statement and its parameters: only its kind is logged.
-            log.warning("the database's storage is full (%s): writes fail until space is freed",
-                        getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__)
+            log.warning(
+                "the database's storage is full (%s): writes fail until space is freed",
+                getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__,
+            )
             raise StorageFull() from None
 
     def dispose(self) -> None:

@@ -51,8 +51,16 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 # -- nodes -------------------------------------------------------------------------
 
 
-def heartbeat(session: Session, *, node: str, backend: str, addresses: Iterable[str], capacity: int,
-              now_ms: int, starting: bool = False) -> None:
+def heartbeat(
+    session: Session,
+    *,
+    node: str,
+    backend: str,
+    addresses: Iterable[str],
+    capacity: int,
+    now_ms: int,
+    starting: bool = False,
+) -> None:
     """Register ``node`` or refresh its heartbeat (``draining`` is left as it is)."""
     values = {"backend": backend, "addresses": list(addresses), "capacity": capacity, "heartbeat_ms": now_ms}
     on_conflict = dict(values, started_ms=now_ms) if starting else values
@@ -62,8 +70,10 @@ def heartbeat(session: Session, *, node: str, backend: str, addresses: Iterable[
 
 def nodes(session: Session) -> list[NodeRow]:
     rows = session.scalars(select(Node).order_by(Node.name)).all()
-    return [NodeRow(r.name, r.backend, tuple(r.addresses), r.capacity, r.heartbeat_ms, r.started_ms, r.draining)
-            for r in rows]
+    return [
+        NodeRow(r.name, r.backend, tuple(r.addresses), r.capacity, r.heartbeat_ms, r.started_ms, r.draining)
+        for r in rows
+    ]
 
 
 def set_draining(session: Session, node: str, draining: bool) -> bool:
@@ -74,7 +84,9 @@ def set_draining(session: Session, node: str, draining: bool) -> bool:
 
 def forget_node(session: Session, node: str) -> bool:
     """Remove a node that holds nothing (``vpngw node forget``); False if it holds leases."""
-    if session.scalars(select(GatewayLease.vpn_gateway_id).where(GatewayLease.holder == node).limit(1)).first():
+    if session.scalars(
+        select(GatewayLease.vpn_gateway_id).where(GatewayLease.holder == node).limit(1)
+    ).first():
         return False
     result = session.execute(delete(Node).where(Node.name == node))
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -87,19 +99,26 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
     """A lease row for every gateway (nobody holds a new one); the row of a deleted
     gateway goes once nobody holds it (its holder released it after tearing it down,
     or the lease ran out): until then it keeps guarding the gateway's address."""
-    gateways = {gateway_id: internet_ip for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))}
+    gateways = {
+        gateway_id: internet_ip
+        for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))
+    }
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
     missing = sorted(set(gateways) - leased)
     if missing:
-        rows = [{"vpn_gateway_id": g, "internet_ip": gateways[g], "holder": None, "expires_ms": 0, "epoch": 0}
-                for g in missing]
+        rows = [
+            {"vpn_gateway_id": g, "internet_ip": gateways[g], "holder": None, "expires_ms": 0, "epoch": 0}
+            for g in missing
+        ]
         session.execute(_insert(session)(GatewayLease).values(rows).on_conflict_do_nothing())
     gone = sorted(leased - set(gateways))
     if gone:
-        session.execute(delete(GatewayLease).where(
-            GatewayLease.vpn_gateway_id.in_(gone),
-            or_(GatewayLease.holder.is_(None), GatewayLease.expires_ms < now_ms),
-        ))
+        session.execute(
+            delete(GatewayLease).where(
+                GatewayLease.vpn_gateway_id.in_(gone),
+                or_(GatewayLease.holder.is_(None), GatewayLease.expires_ms < now_ms),
+            )
+        )
 
 
 def leases(session: Session) -> list[LeaseRow]:
@@ -108,20 +127,35 @@ def leases(session: Session) -> list[LeaseRow]:
         .outerjoin(VpnGateway, VpnGateway.id == GatewayLease.vpn_gateway_id)
         .order_by(GatewayLease.vpn_gateway_id)
     ).all()
-    return [LeaseRow(lease.vpn_gateway_id, lease.holder, lease.expires_ms, lease.epoch, lease.pinned_node,
-                     lease.previous_holder, lease.internet_ip, exists is not None) for lease, exists in rows]
+    return [
+        LeaseRow(
+            lease.vpn_gateway_id,
+            lease.holder,
+            lease.expires_ms,
+            lease.epoch,
+            lease.pinned_node,
+            lease.previous_holder,
+            lease.internet_ip,
+            exists is not None,
+        )
+        for lease, exists in rows
+    ]
 
 
 def renew(session: Session, node: str, *, now_ms: int, lease_ms: int) -> set[str]:
     """Extend every lease ``node`` holds; returns the gateways it still holds."""
     result = session.execute(
-        update(GatewayLease).where(GatewayLease.holder == node).values(expires_ms=now_ms + lease_ms)
+        update(GatewayLease)
+        .where(GatewayLease.holder == node)
+        .values(expires_ms=now_ms + lease_ms)
         .returning(GatewayLease.vpn_gateway_id)
     )
     return set(result.scalars())
 
 
-def acquire(session: Session, vpn_gateway_id: str, node: str, *, now_ms: int, lease_ms: int, skew_ms: int) -> bool:
+def acquire(
+    session: Session, vpn_gateway_id: str, node: str, *, now_ms: int, lease_ms: int, skew_ms: int
+) -> bool:
     """Take the lease if nobody holds it, or its holder let it run out more than
     ``skew_ms`` ago (clocks of nodes may differ by that much), and no other node is
     pinned. True if ``node`` holds it now."""
@@ -132,8 +166,12 @@ def acquire(session: Session, vpn_gateway_id: str, node: str, *, now_ms: int, le
             or_(GatewayLease.holder.is_(None), GatewayLease.expires_ms < now_ms - skew_ms),
             or_(GatewayLease.pinned_node.is_(None), GatewayLease.pinned_node == node),
         )
-        .values(holder=node, expires_ms=now_ms + lease_ms, epoch=GatewayLease.epoch + 1,
-                previous_holder=GatewayLease.holder)
+        .values(
+            holder=node,
+            expires_ms=now_ms + lease_ms,
+            epoch=GatewayLease.epoch + 1,
+            previous_holder=GatewayLease.holder,
+        )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -154,7 +192,9 @@ def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:
     if session.scalars(select(VpnGateway.id).where(VpnGateway.id == vpn_gateway_id)).first() is None:
         return False
     sync_lease_rows(session, now_ms=0)
-    session.execute(update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(pinned_node=node))
+    session.execute(
+        update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(pinned_node=node)
+    )
     return True
 
 
@@ -165,7 +205,9 @@ def holders(session: Session, gateway_ids: Iterable[str], *, now_ms: int) -> dic
         return {}
     rows = session.execute(
         select(GatewayLease.vpn_gateway_id, GatewayLease.holder).where(
-            GatewayLease.vpn_gateway_id.in_(ids), GatewayLease.holder.is_not(None), GatewayLease.expires_ms >= now_ms
+            GatewayLease.vpn_gateway_id.in_(ids),
+            GatewayLease.holder.is_not(None),
+            GatewayLease.expires_ms >= now_ms,
         )
     ).all()
     return {gateway_id: str(holder) for gateway_id, holder in rows}
@@ -175,10 +217,13 @@ def mark_gateway_lost(session: Session, vpn_gateway_id: str, diagnosis: str, *, 
     """The gateway's node is lost: nothing is known to be up until another node has it.
     Returns how many connections changed."""
     connections = session.scalars(
-        select(VpnConnection).where(
+        select(VpnConnection)
+        .where(
             VpnConnection.vpn_gateway_id == vpn_gateway_id,
             or_(VpnConnection.status != "ike_sa_not_established", VpnConnection.diagnosis != diagnosis),
-        ).order_by(VpnConnection.id).with_for_update()
+        )
+        .order_by(VpnConnection.id)
+        .with_for_update()
     ).all()
     for connection in connections:
         connection.status = "ike_sa_not_established"
@@ -187,4 +232,3 @@ def mark_gateway_lost(session: Session, vpn_gateway_id: str, diagnosis: str, *, 
         connection.observed_time = now_ms
     session.flush()
     return len(connections)
-

@@ -106,7 +106,13 @@ class VpnConnection(Base):
         # Listings filtered by gateway: the owner columns first, so that the planner
         # needs no statistics to prefer them over the owner index.
         Index("ix_vpn_connections_owner_gateway", "account_id", "region_id", "vpn_gateway_id", "seq"),
-        Index("ix_vpn_connections_owner_customer_gateway", "account_id", "region_id", "customer_gateway_id", "seq"),
+        Index(
+            "ix_vpn_connections_owner_customer_gateway",
+            "account_id",
+            "region_id",
+            "customer_gateway_id",
+            "seq",
+        ),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -32,7 +32,13 @@ def ensure_account(session: Session, account_id: str, name: str, now_ms: int) ->
 
 
 def get_owned(
-    session: Session, model: type[Owned], account_id: str, region_id: str, resource_id: str, *, lock: bool = False
+    session: Session,
+    model: type[Owned],
+    account_id: str,
+    region_id: str,
+    resource_id: str,
+    *,
+    lock: bool = False,
 ) -> Owned | None:
     """The row with this public id, if it belongs to the account and region.
 
@@ -69,7 +75,11 @@ def page(
     else:
         total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
     keys = session.scalars(
-        select(model.seq).where(*conditions).order_by(model.seq).offset((page_number - 1) * page_size).limit(page_size)
+        select(model.seq)
+        .where(*conditions)
+        .order_by(model.seq)
+        .offset((page_number - 1) * page_size)
+        .limit(page_size)
     ).all()
     if not keys:
         return [], total
@@ -106,11 +116,15 @@ def delete_owned(session: Session, row: Owned) -> None:
 
 def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[VpnConnection]:
     return session.scalars(
-        select(VpnConnection).where(VpnConnection.vpn_gateway_id == vpn_gateway_id).order_by(VpnConnection.seq)
+        select(VpnConnection)
+        .where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
+        .order_by(VpnConnection.seq)
     ).all()
 
 
-def any_connection_uses(session: Session, *, vpn_gateway_id: str | None = None, customer_gateway_id: str | None = None) -> str | None:
+def any_connection_uses(
+    session: Session, *, vpn_gateway_id: str | None = None, customer_gateway_id: str | None = None
+) -> str | None:
     """The id of one connection that uses the gateway, or None."""
     query = select(VpnConnection.id)
     if vpn_gateway_id is not None:
@@ -128,7 +142,9 @@ def internet_ips_in_use(session: Session) -> set[str]:
     return set(session.scalars(select(VpnGateway.internet_ip)).all())
 
 
-def customer_gateway_with_ip(session: Session, account_id: str, region_id: str, ip_address: str) -> str | None:
+def customer_gateway_with_ip(
+    session: Session, account_id: str, region_id: str, ip_address: str
+) -> str | None:
     return session.scalars(
         select(CustomerGateway.id).where(
             CustomerGateway.account_id == account_id,
@@ -138,7 +154,9 @@ def customer_gateway_with_ip(session: Session, account_id: str, region_id: str, 
     ).first()
 
 
-def get_idempotency_record(session: Session, account_id: str, action: str, client_token: str) -> IdempotencyRecord | None:
+def get_idempotency_record(
+    session: Session, account_id: str, action: str, client_token: str
+) -> IdempotencyRecord | None:
     return session.get(IdempotencyRecord, (account_id, action, client_token))
 
 
@@ -165,7 +183,9 @@ def account_by_name(session: Session, name: str) -> Account | None:
 
 
 def access_keys_of(session: Session, account_id: str) -> Sequence[AccessKey]:
-    return session.scalars(select(AccessKey).where(AccessKey.account_id == account_id).order_by(AccessKey.create_time)).all()
+    return session.scalars(
+        select(AccessKey).where(AccessKey.account_id == account_id).order_by(AccessKey.create_time)
+    ).all()
 
 
 def all_access_keys(session: Session) -> Sequence[AccessKey]:
@@ -230,7 +250,9 @@ def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple
 
 
 def _connection_for_update(session: Session, connection_id: str) -> VpnConnection | None:
-    return session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id).with_for_update()).first()
+    return session.scalars(
+        select(VpnConnection).where(VpnConnection.id == connection_id).with_for_update()
+    ).first()
 
 
 def write_observation(
@@ -287,7 +309,10 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
     existing = set(
         session.scalars(
             # In id order, so that transactions locking several connections never wait in a circle.
-            select(VpnConnection.id).where(VpnConnection.id.in_(ids)).order_by(VpnConnection.id).with_for_update(read=True)
+            select(VpnConnection.id)
+            .where(VpnConnection.id.in_(ids))
+            .order_by(VpnConnection.id)
+            .with_for_update(read=True)
         )
     )
     kept = [
@@ -301,7 +326,9 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
 
 
 def delete_connection_logs(session: Session, connection_id: str) -> None:
-    session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id))
+    session.execute(
+        delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id)
+    )
 
 
 def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_connection: int = 10000) -> int:
@@ -314,7 +341,9 @@ def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_conn
     """
     if keep_per_connection < 0:
         raise ValueError(f"keep_per_connection must be 0 or more, not {keep_per_connection}")
-    deleted = _rowcount(session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.time_ms < older_than_ms)))
+    deleted = _rowcount(
+        session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.time_ms < older_than_ms))
+    )
     crowded = session.scalars(
         select(VpnConnectionLog.vpn_connection_id)
         .group_by(VpnConnectionLog.vpn_connection_id)
@@ -332,7 +361,10 @@ def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_conn
         if cut is None:  # deleted meanwhile by another pruner
             continue
         time_ms, seq = cut
-        older = or_(VpnConnectionLog.time_ms < time_ms, and_(VpnConnectionLog.time_ms == time_ms, VpnConnectionLog.seq <= seq))
+        older = or_(
+            VpnConnectionLog.time_ms < time_ms,
+            and_(VpnConnectionLog.time_ms == time_ms, VpnConnectionLog.seq <= seq),
+        )
         deleted += _rowcount(session.execute(delete_statement(VpnConnectionLog).where(of_connection, older)))
     return deleted
 
@@ -353,7 +385,10 @@ def connection_log_page(
     )
     total = session.scalar(select(func.count()).select_from(VpnConnectionLog).where(*window)) or 0
     lines = session.scalars(
-        select(VpnConnectionLog).where(*window).order_by(VpnConnectionLog.time_ms, VpnConnectionLog.seq)
-        .offset(offset).limit(limit)
+        select(VpnConnectionLog)
+        .where(*window)
+        .order_by(VpnConnectionLog.time_ms, VpnConnectionLog.seq)
+        .offset(offset)
+        .limit(limit)
     ).all()
     return int(total), lines

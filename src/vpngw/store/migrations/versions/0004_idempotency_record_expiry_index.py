@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
-        batch_op.create_index('ix_idempotency_records_expiry', ['create_time'], unique=False)
-
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.create_index("ix_idempotency_records_expiry", ["create_time"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
-        batch_op.drop_index('ix_idempotency_records_expiry')
-
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_idempotency_records_expiry")
