@@ -25,6 +25,7 @@ from vpngw.api import dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
+from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
@@ -150,5 +151,7 @@ def build_app(
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
         Route("/metrics", serve_metrics, methods=["GET"]),
+        # The web console: static files only, a client of the signed API (docs/console.md).
+        *console_routes(),
     ]
     return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
