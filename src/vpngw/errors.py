@@ -28,6 +28,10 @@ class BadRequest(ApiError):
     status = 400
 
 
+class Forbidden(ApiError):
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from vpngw.actions import customer_gateways as cgw
-from vpngw.actions import regions, vpcs
+from vpngw.actions import nodes, regions, vpcs
 from vpngw.actions import vpn_connection_logs as vco_logs
+from vpngw.actions import vpn_connection_traffic as vco_traffic
 from vpngw.actions import vpn_connections as vco
 from vpngw.actions import vpn_gateways as vpn
 from vpngw.actions import vpn_route_entries as routes
@@ -77,6 +78,13 @@ _ALL: tuple[Action[Any], ...] = (
         vco_logs.describe_vpn_connection_logs,
         writes=False,
     ),
+    Action(
+        "DescribeVpnConnectionTraffic",
+        vco_traffic.DescribeVpnConnectionTrafficParams,
+        vco_traffic.describe_vpn_connection_traffic,
+        writes=False,
+    ),
+    Action("DescribeNodes", nodes.DescribeNodesParams, nodes.describe_nodes, writes=False),
     Action(
         "DescribeVpnRouteEntries",
         routes.DescribeVpnRouteEntriesParams,

@@ -47,7 +47,7 @@ from vpngw.rules.tunnel_config import (
 )
 from vpngw.rules.values import parse_bool
 from vpngw.sealing import Sealer
-from vpngw.store import queries
+from vpngw.store import queries, traffic_history
 from vpngw.store.models import VpnConnection, VpnGateway
 
 PSK_PURPOSE = "vpn_connections.psk"
@@ -451,6 +451,7 @@ def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnection
     # row) then either finished before, and its lines are deleted below, or finds no row.
     queries.delete_owned(session, connection)
     queries.delete_connection_logs(session, connection.id)
+    traffic_history.forget(session, connection.id)
     return EmptyResponse()
 
 

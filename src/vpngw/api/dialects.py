@@ -49,18 +49,25 @@ def _incoming(
     )
 
 
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge("InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+
+
 async def read_body(request: Request) -> bytes:
+    """The body, read as it streams (with a Content-Length or chunked alike): at most
+    ``MAX_BODY_BYTES`` are ever held, then ``InvalidBody.TooLarge`` (413), before the
+    rest is read. The 413 closes the connection, so the rest is never read at all."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
-        )
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
-        )
-    return body
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decode_form(body: bytes) -> list[tuple[str, str]]:

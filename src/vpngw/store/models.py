@@ -161,6 +161,28 @@ class VpnConnectionLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class VpnConnectionTrafficPoint(Base):
+    """One point of a connection's traffic history: the counters the data plane last
+    stored within a 10-second bucket (``store.traffic_history``). Kept 24 hours.
+
+    No foreign key, as for log lines: DeleteVpnConnection deletes a connection's points
+    in its transaction, and the data plane writes points only under the connection's
+    row lock (``write_observation``), so none outlive their connection.
+    """
+
+    __tablename__ = "vpn_connection_traffic"
+    __table_args__ = (Index("ix_vpn_connection_traffic_time", "time_ms"),)
+
+    vpn_connection_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The bucket's start (a multiple of the bucket length), and when its counters were read.
+    bucket_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    packets_in: Mapped[int] = mapped_column(BigInteger)
+    packets_out: Mapped[int] = mapped_column(BigInteger)
+
+
 class IdempotencyRecord(Base):
     """The first successful result of a request that carried a ClientToken."""
 

@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.orm import Session
 
+from vpngw.store import traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -268,8 +269,10 @@ def write_observation(
 
     ``traffic`` is ``{"BytesIn", "BytesOut", "PacketsIn", "PacketsOut"}`` summed over the
     connection's CHILD_SAs, or None when nothing was observed. ``observed_time`` becomes
-    ``now_ms`` when (and only when) something is written. False when nothing changed, or
-    when the connection no longer exists (deleted while the data plane was looking).
+    ``now_ms`` when (and only when) something is written, and observed counters become a
+    point of the connection's traffic history (``traffic_history``). False when nothing
+    changed, or when the connection no longer exists (deleted while the data plane was
+    looking).
     """
     connection = _connection_for_update(session, connection_id)
     if connection is None:
@@ -280,6 +283,8 @@ def write_observation(
     connection.diagnosis = diagnosis
     connection.traffic = None if traffic is None else dict(traffic)
     connection.observed_time = now_ms
+    if traffic is not None:
+        traffic_history.record(session, connection_id, traffic, now_ms)
     session.flush()
     return True
 
