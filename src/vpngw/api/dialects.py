@@ -34,8 +34,10 @@ class ParsedRequest:
 
 
 def _incoming(
-    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes
+    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes, action: str
 ) -> IncomingRequest:
+    """The request as its signature covers it; ``action`` is the action that will run, which
+    the signature must bind (vpngw.auth.signatures.verify)."""
     return IncomingRequest(
         method=request.method,
         path=request.url.path,
@@ -43,6 +45,7 @@ def _incoming(
         form=tuple(form),
         headers={name.lower(): value for name, value in request.headers.items()},
         body=body,
+        action=action,
     )
 
 
@@ -140,7 +143,7 @@ async def rpc_request(request: Request) -> ParsedRequest:
         )
     _check_version(params.get("Version") or request.headers.get("x-acs-version", ""), RPC_VERSIONS)
     unify_region(params)
-    return ParsedRequest(action, params, _incoming(request, query, form, body))
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))
 
 
 async def apsara_request(request: Request, path_params: Mapping[str, str]) -> ParsedRequest:
@@ -155,4 +158,5 @@ async def apsara_request(request: Request, path_params: Mapping[str, str]) -> Pa
     params = merge(query + form)
     _check_version(params.get("version") or params.get("Version", ""), APSARA_VERSIONS)
     unify_region(params)
-    return ParsedRequest(path_params["action"], params, _incoming(request, query, form, body))
+    action = path_params["action"]
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))
