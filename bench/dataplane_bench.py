@@ -51,11 +51,13 @@ from tests.support.postgres import free_port  # noqa: E402
 
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
-from vpngw.dataplane import charon_daemon, lab_peer, netns  # noqa: E402
-from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
-from vpngw.dataplane.prober import ProbeSocketError, echo_request, open_icmp_socket, parse_echo_reply  # noqa: E402
-from vpngw.dataplane.reconciler import Reconciler  # noqa: E402
-from vpngw.dataplane.render import render_connection, render_shared_key  # noqa: E402
+from vpngw.dataplane.backends.lab import peer as lab_peer  # noqa: E402
+from vpngw.dataplane.backends.lab.network import LabNetwork  # noqa: E402
+from vpngw.dataplane.charon import daemon as charon_daemon  # noqa: E402
+from vpngw.dataplane.core.reconciler import Reconciler  # noqa: E402
+from vpngw.dataplane.observe.prober import ProbeSocketError, echo_request, open_icmp_socket, parse_echo_reply  # noqa: E402
+from vpngw.dataplane.spec.render import render_connection, render_shared_key  # noqa: E402
+from vpngw.dataplane.system import netns  # noqa: E402
 from vpngw.store.engine import Database  # noqa: E402
 from vpngw.store.models import VpnConnection  # noqa: E402
 
@@ -275,7 +277,7 @@ def measure_vpngw(runs: int, work: Path) -> list[float]:
             lab_peer.create_peer(network, lab_peer.peer_from_download("bench", config))
             reconciler.wait_for_pass()
             peer_vici = str(network.peer_dir("bench") / "charon.vici")
-            from vpngw.dataplane.vici_client import ViciClient
+            from vpngw.dataplane.charon.vici_client import ViciClient
 
             for _ in range(runs):
                 t0 = time.perf_counter()

@@ -53,9 +53,11 @@ from tests.support.postgres import start_postgres  # noqa: E402
 
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
-from vpngw.dataplane import charon_daemon, lab_peer, netns  # noqa: E402
-from vpngw.dataplane.lab_network import LabNetwork  # noqa: E402
-from vpngw.dataplane.lab_node import UPLINK  # noqa: E402
+from vpngw.dataplane.backends.lab import peer as lab_peer  # noqa: E402
+from vpngw.dataplane.backends.lab.network import LabNetwork  # noqa: E402
+from vpngw.dataplane.backends.lab.node import UPLINK  # noqa: E402
+from vpngw.dataplane.charon import daemon as charon_daemon  # noqa: E402
+from vpngw.dataplane.system import netns  # noqa: E402
 from vpngw.store import leases as lease_store  # noqa: E402
 from vpngw.store.engine import Database  # noqa: E402
 from vpngw.store.models import VpnConnection  # noqa: E402

@@ -71,7 +71,7 @@ def _new_key_row(sealer: Sealer, account_id: str, key_id: str, secret: str) -> A
 
 def _add_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secret: str) -> KeyPair:
     with db.transaction(write=True) as session:
-        session.add(_new_key_row(sealer, account_id, key_id, secret))
+        queries.add(session, _new_key_row(sealer, account_id, key_id, secret))
     return KeyPair(account_id, key_id, secret)
 
 
@@ -80,13 +80,13 @@ def create_account(db: Database, sealer: Sealer, name: str) -> KeyPair:
         if queries.account_by_name(session, name):
             raise AccountError(f"an account named {name!r} exists already")
         account_id = new_account_id()
-        session.add(Account(id=account_id, name=name, create_time=_now_ms()))
+        queries.add(session, Account(id=account_id, name=name, create_time=_now_ms()))
     return _add_key(db, sealer, account_id, new_access_key_id(), new_access_key_secret())
 
 
 def _account_id(db: Database, name_or_id: str) -> str:
     with db.session(write=False) as session:
-        account = queries.account_by_name(session, name_or_id) or session.get(Account, name_or_id)
+        account = queries.account_by_name(session, name_or_id) or queries.get_account(session, name_or_id)
         if account is None:
             raise AccountError(f"no account named {name_or_id!r}")
         return account.id
@@ -129,7 +129,7 @@ def ensure_key(db: Database, sealer: Sealer, account_id: str, key_id: str, secre
     with db.transaction(write=True) as session:
         key = queries.get_access_key(session, key_id)
         if key is None:
-            session.add(_new_key_row(sealer, account_id, key_id, secret))
+            queries.add(session, _new_key_row(sealer, account_id, key_id, secret))
         else:
             key.account_id = account_id
             key.secret_sealed = sealer.seal(secret, ACCESS_KEY_PURPOSE)

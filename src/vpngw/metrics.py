@@ -30,10 +30,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
+from vpngw.store import queries
 from vpngw.store.engine import Database
-from vpngw.store.models import VpnConnection
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +206,8 @@ class StoreCollector(Collector):
         )
 
     def _rows(self) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
-        columns = (
-            VpnConnection.id,
-            VpnConnection.vpn_gateway_id,
-            VpnConnection.status,
-            VpnConnection.health_check,
-            VpnConnection.health_check_status,
-            VpnConnection.traffic,
-        )
         with self.db.session(write=False) as session:
-            return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]
+            return queries.connection_metric_rows(session)
 
 
 def scrape(store: CollectorRegistry) -> bytes:

@@ -21,9 +21,10 @@ from tests.conftest import prepared
 from tests.support.api import Api
 from vpngw.api.app import build_app
 from vpngw.config import Settings
-from vpngw.dataplane import charon_daemon, netns
-from vpngw.dataplane.lab_network import LabNetwork
-from vpngw.dataplane.vici_client import ViciClient
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.charon.vici_client import ViciClient
+from vpngw.dataplane.system import netns
 
 from .world import (
     LabWorld,
@@ -122,7 +123,7 @@ def lab_world(tmp_path: Path) -> Iterator[LabWorld]:
     reason = charon_daemon.missing_prerequisites()
     if reason:
         pytest.skip(reason)
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'vpngw.db'}")
     db, authenticator = prepared(settings)

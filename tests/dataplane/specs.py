@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.dataplane.spec.desired import ConnectionSpec, IkeSettings, IpsecSettings
 
 TEST_PSK = "test-psk-0123456789"
 

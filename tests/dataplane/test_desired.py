@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.errors import InvalidSpec, PermanentError
+from vpngw.dataplane.spec.desired import ConnectionSpec
 
 from .specs import TEST_PSK, connection, ike, ipsec
 

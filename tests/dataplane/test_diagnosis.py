@@ -3,7 +3,7 @@
 tests/dataplane/logs/<case>_<mode>_<role>.log were captured from real negotiations between
 two lab charons (two namespaces joined by a veth; gateway 198.18.0.2, peer 198.19.0.10),
 as the *gateway's* charon emitted them: every VICI ``log`` event (level <= 1) attributed to
-the connection ``vco-CONN`` the way :class:`~vpngw.dataplane.connection_logs.ConnectionLogs`
+the connection ``vco-CONN`` the way :class:`~vpngw.dataplane.observe.connection_logs.ConnectionLogs`
 does it in production, i.e. written as ``[GROUP] msg``. ``mode`` is ``v2``, ``v1`` (main)
 or ``v1_aggressive``; ``role`` says who initiated: ``initiator`` = the gateway
 (``initiate`` over VICI), ``responder`` = the peer. The gateway proposes
@@ -48,9 +48,12 @@ from pathlib import Path
 
 import pytest
 
-from vpngw.dataplane import charon_daemon, lab_peer, netns
-from vpngw.dataplane.connection_logs import ConnectionLogs
-from vpngw.dataplane.diagnosis import (
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.charon.vici_client import ViciCommandError
+from vpngw.dataplane.charon.vici_events import EventListener
+from vpngw.dataplane.observe.connection_logs import ConnectionLogs
+from vpngw.dataplane.observe.diagnosis import (
     AUTHENTICATION,
     KINDS,
     NO_PROPOSAL,
@@ -62,9 +65,8 @@ from vpngw.dataplane.diagnosis import (
     is_success,
     message_text,
 )
-from vpngw.dataplane.render import render_connection, render_shared_key
-from vpngw.dataplane.vici_client import ViciCommandError
-from vpngw.dataplane.vici_events import EventListener
+from vpngw.dataplane.spec.render import render_connection, render_shared_key
+from vpngw.dataplane.system import netns
 
 from .conftest import LabPair
 from .specs import connection, ike, ipsec

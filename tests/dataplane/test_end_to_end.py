@@ -15,8 +15,8 @@ import time
 import pytest
 
 from tests.support.api import build_world, connection_params
-from vpngw.dataplane import netns
-from vpngw.dataplane.vici_client import ViciClient
+from vpngw.dataplane.charon.vici_client import ViciClient
+from vpngw.dataplane.system import netns
 
 from .world import LabWorld
 
@@ -226,7 +226,7 @@ def test_killed_charon_is_restarted_and_tunnels_return_within_ten_seconds(lab_wo
 
 
 def test_a_restarted_reconciler_adopts_running_charons_without_renegotiating(lab_world: LabWorld) -> None:
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
     gateway_id, connection_id = create(lab_world, EffectImmediately="true")
     lab_world.add_peer("cpe", connection_id)
@@ -278,8 +278,8 @@ def test_several_subnets_per_side_all_carry_traffic(lab_world: LabWorld, version
 
 
 def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> None:
-    from vpngw.dataplane.lab_network import LabBusy
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.backends.lab.network import LabBusy
+    from vpngw.dataplane.core.reconciler import Reconciler
 
     second = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network)
     with pytest.raises(LabBusy, match="another vpngw process"):
@@ -289,8 +289,8 @@ def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> 
 def test_status_is_honest_while_the_daemon_cannot_be_restarted(
     lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vpngw.dataplane import gateway_agent
-    from vpngw.dataplane.netns import NetnsError as LabError
+    from vpngw.dataplane.core import gateway_agent
+    from vpngw.dataplane.system.netns import NetnsError as LabError
 
     gateway_id, connection_id = create(lab_world, EffectImmediately="true", AutoConfigRoute="true")
     lab_world.add_peer("cpe", connection_id)
@@ -314,7 +314,7 @@ def test_status_is_honest_while_the_daemon_cannot_be_restarted(
 def test_a_connection_modified_while_vpngw_was_down_is_renegotiated_on_adoption(lab_world: LabWorld) -> None:
     """charon itself renegotiates a replaced always-up connection; a trapped one keeps its
     old SAs unless vpngw knows the settings changed: it remembers them beside charon."""
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
     gateway_id, connection_id = create(lab_world, EffectImmediately="false", AutoConfigRoute="true")
     lab_world.add_peer("cpe", connection_id)

@@ -10,8 +10,8 @@ from tests.conftest import make_sealer, prepared
 from tests.support.api import Api, build_world, connection_params
 from vpngw.api.app import build_app
 from vpngw.config import Settings
-from vpngw.dataplane.from_store import load_desired
-from vpngw.dataplane.render import render_connection
+from vpngw.dataplane.spec.from_store import load_desired
+from vpngw.dataplane.spec.render import render_connection
 
 
 def test_desired_state_follows_the_api(settings: Settings) -> None:

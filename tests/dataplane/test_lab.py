@@ -11,10 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from vpngw.dataplane import charon_daemon, lab_peer, netns
-from vpngw.dataplane.desired import ConnectionSpec
-from vpngw.dataplane.render import child_names, render_connection, render_shared_key
-from vpngw.dataplane.vici_client import ViciClient, ViciCommandError
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.charon.vici_client import ViciClient, ViciCommandError
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.render import child_names, render_connection, render_shared_key
+from vpngw.dataplane.system import netns
 
 from .conftest import LabPair
 from .specs import connection, ike, ipsec

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 from tests.support.api import build_world
-from vpngw.dataplane import charon_daemon, lab_peer
-from vpngw.dataplane.vici_client import ViciClient, ViciCommandError
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.charon.vici_client import ViciClient, ViciCommandError
 from vpngw.rules.tunnel_config import AUTH_ALGS, DH_GROUPS, ENC_ALGS, IPSEC_PFS
 
 from .world import LabWorld

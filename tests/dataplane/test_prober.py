@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vpngw.dataplane import charon_daemon, netns
+from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.errors import InvalidSpec, TemporaryError
-from vpngw.dataplane.prober import (
+from vpngw.dataplane.observe.prober import (
     EchoReply,
     HealthState,
     Prober,
@@ -36,6 +36,7 @@ from vpngw.dataplane.prober import (
     open_icmp_socket,
     parse_echo_reply,
 )
+from vpngw.dataplane.system import netns
 
 # -- the verdict --------------------------------------------------------------------
 

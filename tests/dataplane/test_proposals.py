@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from vpngw.dataplane import proposals
 from vpngw.dataplane.errors import InvalidSpec, PermanentError
-from vpngw.dataplane.proposals import esp_proposal, ike_proposal
+from vpngw.dataplane.spec import proposals
+from vpngw.dataplane.spec.proposals import esp_proposal, ike_proposal
 from vpngw.rules import tunnel_config
 
 from .specs import ike, ipsec

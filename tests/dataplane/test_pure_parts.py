@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vpngw.dataplane import topology
-from vpngw.dataplane.acquire import acquired_reqid
-from vpngw.dataplane.backend import gateway_anchor
-from vpngw.dataplane.connection_logs import ConnectionLogs
-from vpngw.dataplane.from_store import GatewayState, HealthCheckSpec
-from vpngw.dataplane.lab_network import network_plan
-from vpngw.dataplane.netns import Route
-from vpngw.dataplane.observe import observe
-from vpngw.dataplane.vici_client import ChildSa, IkeSa
+from vpngw.dataplane.backends.base import gateway_anchor
+from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab.network import network_plan
+from vpngw.dataplane.charon.acquire import acquired_reqid
+from vpngw.dataplane.charon.vici_client import ChildSa, IkeSa
+from vpngw.dataplane.observe.connection_logs import ConnectionLogs
+from vpngw.dataplane.observe.status import observe
+from vpngw.dataplane.spec.from_store import GatewayState, HealthCheckSpec
+from vpngw.dataplane.system.netns import Route
 
 from .specs import connection, ike
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.errors import InvalidSpec
-from vpngw.dataplane.render import (
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.render import (
     child_names,
     child_reqids,
     render_connection,

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from vpngw.dataplane.errors import DataplaneError, TemporaryError
-from vpngw.dataplane.render import render_connection, render_shared_key
-from vpngw.dataplane.vici_client import (
+from vpngw.dataplane.charon.vici_client import (
     CharonUnavailable,
     ChildSa,
     IkeSa,
     ViciClient,
     ViciCommandError,
 )
+from vpngw.dataplane.errors import DataplaneError, TemporaryError
+from vpngw.dataplane.spec.render import render_connection, render_shared_key
 
 from .fake_charon import FakeCharon, Script, refusal, success
 from .specs import connection

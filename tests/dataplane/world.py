@@ -1,7 +1,7 @@
 """A whole vpngw with its lab data plane, for end-to-end tests.
 
 The API runs in process (Starlette's TestClient, signed requests) on a fresh SQLite
-database; its writes wake a real :class:`~vpngw.dataplane.reconciler.Reconciler`, which
+database; its writes wake a real :class:`~vpngw.dataplane.core.reconciler.Reconciler`, which
 drives real charons in a lab whose name is unique to the test (``vt-<hex>``), so that
 nothing outside it is touched. Peers are real charons too, configured by the tests.
 """
@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.support.api import Api
-from vpngw.dataplane import lab_peer, netns
-from vpngw.dataplane.lab_network import LabNetwork
-from vpngw.dataplane.lab_peer import PeerSpec
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.backends.lab.peer import PeerSpec
+from vpngw.dataplane.system import netns
 from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
 
 @dataclass

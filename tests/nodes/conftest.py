@@ -21,8 +21,9 @@ from tests.support.api import Api
 from tests.support.postgres import PostgresServer
 from vpngw.api.app import build_app
 from vpngw.config import Settings
-from vpngw.dataplane import charon_daemon, netns
-from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.system import netns
 
 from .fleet import Fleet
 

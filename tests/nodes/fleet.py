@@ -1,6 +1,6 @@
 """Several data-plane nodes on one machine, for the node tests and the failover bench.
 
-Each node is a lab node (:mod:`vpngw.dataplane.lab_node`: a namespace with an uplink on
+Each node is a lab node (:mod:`vpngw.dataplane.backends.lab.node`: a namespace with an uplink on
 the lab WAN and a VPC-side veth to a namespace standing for the VPC's network). Its
 agent is a real ``vpngw agent --backend host`` process driving that namespace through
 ``--host-netns``; nothing of the lab backend is involved on the node side. The lab (its
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import TEST_MASTER_KEY
-from vpngw.dataplane import lab_node
-from vpngw.dataplane.lab_network import LabNetwork
-from vpngw.dataplane.lab_node import LabNode
+from vpngw.dataplane.backends.lab import node as lab_node
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.backends.lab.node import LabNode
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.api import Api, build_world
 from tests.support.postgres import free_port
-from vpngw.dataplane import netns
+from vpngw.dataplane.system import netns
 
 from .fleet import Fleet
 
@@ -54,5 +54,6 @@ def test_the_agent_says_when_it_is_ready_and_shows_its_metrics(
         assert manager.recv(256) == b"STOPPING=1"
     lines = [json.loads(line) for line in fleet.log_of(site).splitlines() if line.startswith("{")]
     assert any(
-        line["logger"] == "vpngw.dataplane.placement" and "took gateway" in line["message"] for line in lines
+        line["logger"] == "vpngw.dataplane.nodes.placement" and "took gateway" in line["message"]
+        for line in lines
     )

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import TEST_MASTER_KEY
 from tests.support.api import Api, build_world, connection_params
 from tests.support.postgres import PostgresServer
-from vpngw.dataplane import netns
+from vpngw.dataplane.system import netns
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 

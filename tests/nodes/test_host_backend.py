@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.api import Api, build_world, connection_params
-from vpngw.dataplane import lab_peer, netns
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.system import netns
 
 from .fleet import Fleet
 
@@ -80,7 +81,7 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
 def test_an_agent_restarted_within_its_lease_keeps_its_charon_and_tunnel(
     sqlite_fleet: tuple[Fleet, Api],
 ) -> None:
-    from vpngw.dataplane.vici_client import ViciClient
+    from vpngw.dataplane.charon.vici_client import ViciClient
 
     fleet, api = sqlite_fleet
     site = fleet.add_node(1)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from vpngw.dataplane.placement import LeaseTiming, plan
+from vpngw.dataplane.nodes.placement import LeaseTiming, plan
 from vpngw.store.leases import LeaseRow, NodeRow
 
 NOW = 1_000_000

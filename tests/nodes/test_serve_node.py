@@ -15,8 +15,10 @@ from tests.support.api import Api, build_world, connection_params
 from vpngw.api.app import build_app
 from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings
-from vpngw.dataplane import charon_daemon, lab_peer, netns
-from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.system import netns
 
 from .conftest import _claim
 from .test_host_backend import wait_status

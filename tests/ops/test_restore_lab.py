@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from tests.dataplane.world import LabWorld
 from tests.support.api import build_world, connection_params
 from vpngw.cli.main import main
-from vpngw.dataplane import lab_network
-from vpngw.dataplane.vici_client import ViciClient
+from vpngw.dataplane.backends.lab import network as lab_network
+from vpngw.dataplane.charon.vici_client import ViciClient
 
 pytestmark = pytest.mark.dataplane
 
@@ -24,7 +24,7 @@ def conns(world: LabWorld, gateway_id: str) -> frozenset[str]:
 
 
 def test_restore_tears_down_what_the_backup_does_not_hold(lab_world: LabWorld, tmp_path: Path) -> None:
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
     url = lab_world.db.url
     place = build_world(lab_world.api)

@@ -1,7 +1,7 @@
 """DescribeVpnConnectionLogs: a connection's real negotiation log, as charon wrote it.
 
 The data plane stores every log line charon emits about the connection (see
-``vpngw.dataplane.connection_logs``). The window follows the public API: ``From`` and
+``vpngw.dataplane.observe.connection_logs``). The window follows the public API: ``From`` and
 ``To`` are unix seconds; one of them with ``MinutePeriod`` (1-10 minutes) spans that
 many minutes from ``From`` or up to ``To``; ``MinutePeriod`` alone (or nothing, with 10)
 means the last minutes. Both ends are inclusive, at second precision. ``Count`` is the

@@ -34,8 +34,10 @@ class ParsedRequest:
 
 
 def _incoming(
-    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes
+    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes, action: str
 ) -> IncomingRequest:
+    """The request as its signature covers it; ``action`` is the action that will run, which
+    the signature must bind (vpngw.auth.signatures.verify)."""
     return IncomingRequest(
         method=request.method,
         path=request.url.path,
@@ -43,21 +45,29 @@ def _incoming(
         form=tuple(form),
         headers={name.lower(): value for name, value in request.headers.items()},
         body=body,
+        action=action,
     )
 
 
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge("InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+
+
 async def read_body(request: Request) -> bytes:
+    """The body, read as it streams (with a Content-Length or chunked alike): at most
+    ``MAX_BODY_BYTES`` are ever held, then ``InvalidBody.TooLarge`` (413), before the
+    rest is read. The 413 closes the connection, so the rest is never read at all."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
-        )
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            "InvalidBody.TooLarge", f"The request body is larger than {MAX_BODY_BYTES} bytes."
-        )
-    return body
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decode_form(body: bytes) -> list[tuple[str, str]]:
@@ -133,7 +143,7 @@ async def rpc_request(request: Request) -> ParsedRequest:
         )
     _check_version(params.get("Version") or request.headers.get("x-acs-version", ""), RPC_VERSIONS)
     unify_region(params)
-    return ParsedRequest(action, params, _incoming(request, query, form, body))
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))
 
 
 async def apsara_request(request: Request, path_params: Mapping[str, str]) -> ParsedRequest:
@@ -148,4 +158,5 @@ async def apsara_request(request: Request, path_params: Mapping[str, str]) -> Pa
     params = merge(query + form)
     _check_version(params.get("version") or params.get("Version", ""), APSARA_VERSIONS)
     unify_region(params)
-    return ParsedRequest(path_params["action"], params, _incoming(request, query, form, body))
+    action = path_params["action"]
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))

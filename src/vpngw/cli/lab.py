@@ -20,8 +20,12 @@ import sys
 from pathlib import Path
 
 from vpngw.cli.call import CallError, call_action
-from vpngw.dataplane import charon_daemon, lab_node, lab_peer, netns, topology
-from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.backends.lab import node as lab_node
+from vpngw.dataplane.backends.lab import peer as lab_peer
+from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.system import netns
 
 DEFAULT_STATE_DIR = ".vpngw/lab"
 

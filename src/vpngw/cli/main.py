@@ -24,7 +24,7 @@ from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
     from vpngw.auth.authenticator import Authenticator
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level=args.log_level,
             access_log=False,
-            log_config=None if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+            # uvicorn's loggers go through vpngw's handler too, so they are escaped alike (logs.py).
+            log_config=None,
         )
         server = NotifyingServer(config)
         server.run()
@@ -167,7 +168,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
     """The lab data plane, when this machine can run it (root, strongSwan, TUN)."""
-    from vpngw.dataplane.charon_daemon import missing_prerequisites
+    from vpngw.dataplane.charon.daemon import missing_prerequisites
 
     if args.no_dataplane:
         print(
@@ -181,7 +182,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    from vpngw.dataplane.lab_network import LabBusy
+    from vpngw.dataplane.backends.lab.network import LabBusy
 
     network = lab_cli.network_of(args)
     # The data plane is a node like any agent's, so that serve and agents on one

@@ -33,9 +33,9 @@ from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
-    from vpngw.dataplane.backend import NetworkBackend
-    from vpngw.dataplane.placement import LeaseTiming
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.backends.base import NetworkBackend
+    from vpngw.dataplane.core.reconciler import Reconciler
+    from vpngw.dataplane.nodes.placement import LeaseTiming
 
 _NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 DEFAULT_HOST_STATE = "/var/lib/vpngw"
@@ -171,7 +171,7 @@ def add_node_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
 
 
 def timing_of(args: argparse.Namespace) -> LeaseTiming:
-    from vpngw.dataplane.placement import LeaseTiming
+    from vpngw.dataplane.nodes.placement import LeaseTiming
 
     return LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s)
 
@@ -180,8 +180,8 @@ def node_reconciler(
     args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: object, *, period_s: float = 1.0
 ) -> Reconciler:
     """A reconciler that runs only what this node leases (``vpngw agent`` and ``vpngw serve``)."""
-    from vpngw.dataplane.placement import LeaseKeeper, NodeIdentity
-    from vpngw.dataplane.reconciler import Reconciler
+    from vpngw.dataplane.core.reconciler import Reconciler
+    from vpngw.dataplane.nodes.placement import LeaseKeeper, NodeIdentity
 
     identity = NodeIdentity(check_node_name(args.node), backend.kind, node_addresses(), args.capacity)
     holder: list[Reconciler] = []
@@ -206,7 +206,7 @@ def node_addresses() -> tuple[str, ...]:
 
 def backend_of(args: argparse.Namespace) -> NetworkBackend:
     if args.backend == "host":
-        from vpngw.dataplane.host_network import HostConfig, HostNetwork
+        from vpngw.dataplane.backends.host.network import HostConfig, HostNetwork
 
         if not args.uplink or not args.vpc_side:
             raise ValueError("the host backend needs --uplink IF and --vpc-side IF")
@@ -225,8 +225,8 @@ def backend_of(args: argparse.Namespace) -> NetworkBackend:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from vpngw.cli.main import prepare_database
-    from vpngw.dataplane.charon_daemon import missing_prerequisites
-    from vpngw.dataplane.netns import NetnsError
+    from vpngw.dataplane.charon.daemon import missing_prerequisites
+    from vpngw.dataplane.system.netns import NetnsError
 
     reason = missing_prerequisites()
     if reason:

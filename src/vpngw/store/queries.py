@@ -179,6 +179,10 @@ def list_accounts(session: Session) -> Sequence[Account]:
     return session.scalars(select(Account).order_by(Account.create_time, Account.id)).all()
 
 
+def get_account(session: Session, account_id: str) -> Account | None:
+    return session.get(Account, account_id)
+
+
 def account_by_name(session: Session, name: str) -> Account | None:
     return session.scalars(select(Account).where(Account.name == name)).first()
 
@@ -187,6 +191,22 @@ def access_keys_of(session: Session, account_id: str) -> Sequence[AccessKey]:
     return session.scalars(
         select(AccessKey).where(AccessKey.account_id == account_id).order_by(AccessKey.create_time)
     ).all()
+
+
+def connection_metric_rows(
+    session: Session,
+) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
+    """(id, gateway, Status, HealthCheckConfig, health status, traffic) of every connection,
+    in creation order: what ``/metrics`` reports per connection."""
+    columns = (
+        VpnConnection.id,
+        VpnConnection.vpn_gateway_id,
+        VpnConnection.status,
+        VpnConnection.health_check,
+        VpnConnection.health_check_status,
+        VpnConnection.traffic,
+    )
+    return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]
 
 
 def all_access_keys(session: Session) -> Sequence[AccessKey]:

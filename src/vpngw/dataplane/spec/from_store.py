@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpngw.actions.vpn_connections import opened_ike
-from vpngw.dataplane.desired import ConnectionSpec, IkeSettings, IpsecSettings
-from vpngw.dataplane.render import REQIDS_PER_CONNECTION
+from vpngw.dataplane.spec.desired import ConnectionSpec, IkeSettings, IpsecSettings
+from vpngw.dataplane.spec.render import REQIDS_PER_CONNECTION
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database

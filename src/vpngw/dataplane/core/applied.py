@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from vpngw.dataplane.desired import ConnectionSpec
+from vpngw.dataplane.spec.desired import ConnectionSpec
 
 RECORD_FILE = "applied.json"
 KEY_FILE = "applied.key"

@@ -21,8 +21,9 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vpngw.dataplane import netns, topology
-from vpngw.dataplane.lab_network import LabNetwork
+from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.system import netns
 
 UPLINK = "up0"
 VPC_SIDE = "vpcside0"

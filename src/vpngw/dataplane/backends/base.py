@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from vpngw.dataplane.from_store import GatewayState
+    from vpngw.dataplane.spec.from_store import GatewayState
 
 
 @dataclass(frozen=True)

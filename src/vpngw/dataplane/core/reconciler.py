@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from typing import IO
 
 from vpngw import metrics
-from vpngw.dataplane.backend import NetworkBackend
-from vpngw.dataplane.desired import ConnectionSpec
-from vpngw.dataplane.diagnosis import diagnose
+from vpngw.dataplane.backends.base import NetworkBackend
+from vpngw.dataplane.core.gateway_agent import GatewayAgent
 from vpngw.dataplane.errors import DataplaneError
-from vpngw.dataplane.from_store import GatewayState, load_desired
-from vpngw.dataplane.gateway_agent import GatewayAgent
-from vpngw.dataplane.netns import NetnsError
-from vpngw.dataplane.observe import Observed, Traffic
-from vpngw.dataplane.placement import LeaseKeeper
-from vpngw.dataplane.prober import Prober, ProbeTarget
-from vpngw.dataplane.render import render_connection
+from vpngw.dataplane.nodes.placement import LeaseKeeper
+from vpngw.dataplane.observe.diagnosis import diagnose
+from vpngw.dataplane.observe.prober import Prober, ProbeTarget
+from vpngw.dataplane.observe.status import Observed, Traffic
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.from_store import GatewayState, load_desired
+from vpngw.dataplane.spec.render import render_connection
+from vpngw.dataplane.system.netns import NetnsError
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database

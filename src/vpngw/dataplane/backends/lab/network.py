@@ -15,17 +15,18 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from vpngw.dataplane import netns, topology
-from vpngw.dataplane.backend import (
+from vpngw.dataplane.backends.base import (
     BackendBusy,
     GatewayHost,
     gateway_addresses,
     machine_lock,
     routed_local_subnets,
 )
-from vpngw.dataplane.from_store import GatewayState
-from vpngw.dataplane.netns import NetnsError, Route, link_exists, namespaces
-from vpngw.dataplane.topology import LabNames
+from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab.topology import LabNames
+from vpngw.dataplane.spec.from_store import GatewayState
+from vpngw.dataplane.system import netns
+from vpngw.dataplane.system.netns import NetnsError, Route, link_exists, namespaces
 
 log = logging.getLogger(__name__)
 

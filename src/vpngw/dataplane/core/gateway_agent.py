@@ -20,23 +20,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vpngw import metrics
-from vpngw.dataplane import charon_daemon, netns
-from vpngw.dataplane.acquire import AcquireEmulator
-from vpngw.dataplane.applied import AppliedRecord
-from vpngw.dataplane.backend import GatewayHost, NetworkBackend
-from vpngw.dataplane.connection_logs import ConnectionLogs
-from vpngw.dataplane.desired import ConnectionSpec
-from vpngw.dataplane.from_store import GatewayState
-from vpngw.dataplane.observe import Observed, observe
-from vpngw.dataplane.render import (
+from vpngw.dataplane.backends.base import GatewayHost, NetworkBackend
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.charon.acquire import AcquireEmulator
+from vpngw.dataplane.charon.vici_client import IkeSa, ViciClient, ViciCommandError
+from vpngw.dataplane.charon.vici_events import EventListener
+from vpngw.dataplane.core.applied import AppliedRecord
+from vpngw.dataplane.observe.connection_logs import ConnectionLogs
+from vpngw.dataplane.observe.status import Observed, observe
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.from_store import GatewayState
+from vpngw.dataplane.spec.render import (
     child_names,
     child_reqids,
     render_connection,
     render_shared_key,
     shared_key_id,
 )
-from vpngw.dataplane.vici_client import IkeSa, ViciClient, ViciCommandError
-from vpngw.dataplane.vici_events import EventListener
+from vpngw.dataplane.system import netns
 
 log = logging.getLogger(__name__)
 

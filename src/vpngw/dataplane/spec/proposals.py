@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vpngw.dataplane.desired import IkeSettings, IpsecSettings
 from vpngw.dataplane.errors import InvalidSpec
+from vpngw.dataplane.spec.desired import IkeSettings, IpsecSettings
 
 ENCRYPTION: Mapping[str, str] = {
     "aes": "aes128",

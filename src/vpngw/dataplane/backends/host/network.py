@@ -43,16 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from vpngw.dataplane import netns
-from vpngw.dataplane.backend import (
+from vpngw.dataplane.backends.base import (
     BackendBusy,
     GatewayHost,
     gateway_addresses,
     machine_lock,
     routed_local_subnets,
 )
-from vpngw.dataplane.from_store import GatewayState
-from vpngw.dataplane.netns import NetnsError, Route, ip_args, link_exists
+from vpngw.dataplane.spec.from_store import GatewayState
+from vpngw.dataplane.system import netns
+from vpngw.dataplane.system.netns import NetnsError, Route, ip_args, link_exists
 
 log = logging.getLogger(__name__)
 

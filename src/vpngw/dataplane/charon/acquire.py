@@ -20,8 +20,8 @@ import re
 import time
 from collections.abc import Mapping
 
+from vpngw.dataplane.charon.vici_client import ViciClient
 from vpngw.dataplane.errors import DataplaneError
-from vpngw.dataplane.vici_client import ViciClient
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vpngw.dataplane.backend import NetworkBackend
+from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 from vpngw.store.leases import LeaseRow, NodeRow

@@ -22,13 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vpngw.dataplane import charon_daemon, netns, topology
-from vpngw.dataplane.backend import gateway_anchor
-from vpngw.dataplane.desired import ConnectionSpec
-from vpngw.dataplane.from_store import connection_spec
-from vpngw.dataplane.lab_network import LabNetwork
-from vpngw.dataplane.netns import Route
-from vpngw.dataplane.render import render_connection, render_shared_key
+from vpngw.dataplane.backends.base import gateway_anchor
+from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.charon import daemon as charon_daemon
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.from_store import connection_spec
+from vpngw.dataplane.spec.render import render_connection, render_shared_key
+from vpngw.dataplane.system import netns
+from vpngw.dataplane.system.netns import Route
 
 
 @dataclass(frozen=True)

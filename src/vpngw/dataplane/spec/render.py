@@ -76,9 +76,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from vpngw.dataplane.desired import ConnectionSpec
 from vpngw.dataplane.errors import InvalidSpec
-from vpngw.dataplane.proposals import esp_proposal, ike_proposal
+from vpngw.dataplane.spec.desired import ConnectionSpec
+from vpngw.dataplane.spec.proposals import esp_proposal, ike_proposal
 
 MIN_LIFETIME = 60
 # IKEv1 needs one child per subnet pair: at most 10 x 10 with the default quotas.

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpngw.dataplane.backend import GatewayHost
-from vpngw.dataplane.netns import NetnsError, pid_alive, read_pid, wait_until
-from vpngw.dataplane.vici_client import CharonUnavailable, ViciClient
+from vpngw.dataplane.backends.base import GatewayHost
+from vpngw.dataplane.charon.vici_client import CharonUnavailable, ViciClient
+from vpngw.dataplane.system.netns import NetnsError, pid_alive, read_pid, wait_until
 
 log = logging.getLogger(__name__)
 

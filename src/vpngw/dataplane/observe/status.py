@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vpngw.dataplane.vici_client import IkeSa
+from vpngw.dataplane.charon.vici_client import IkeSa
 
 IKE_UP = frozenset({"ESTABLISHED", "REKEYING", "REKEYED"})
 CHILD_UP = frozenset({"INSTALLED", "REKEYING", "REKEYED", "UPDATING"})

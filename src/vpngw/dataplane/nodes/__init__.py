@@ -1,0 +1,1 @@
+"""Several nodes on one database: which node runs which gateway (leases, placement)."""

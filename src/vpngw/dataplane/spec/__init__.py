@@ -1,0 +1,1 @@
+"""What charon must run: the desired state (in the API's words) and its VICI rendering."""

@@ -1,0 +1,1 @@
+"""The operating system under the data plane: namespaces, links, routes, processes (``ip``)."""
