@@ -162,7 +162,7 @@ def test_sign_in_lists_create_and_sign_out_keep_nothing_of_the_secret(server: Se
         page.locator('#nav a[data-view="nodes"]').wait_for(state="visible")
         page.locator('#nav a[data-view="nodes"]').click()
         page.get_by_test_id("nodes-page").wait_for()
-        assert "0 node(s)" in page.get_by_test_id("nodes-page").inner_text()  # --no-dataplane
+        page.get_by_test_id("nodes-page").get_by_text("0 node(s)").wait_for()  # --no-dataplane
 
         # Filters and paging are the API's.
         page.locator('#nav a[data-view="connections"]').click()
