@@ -1,9 +1,9 @@
 """The Starlette application: a plain route list and one error path.
 
 Every request is parsed by its dialect, authenticated (the signature names the account),
-then dispatched. The access log line carries the request id, action, status and
-duration, never parameter values (they can hold a Psk) nor the query string (it holds
-signatures).
+then dispatched. The access log line (``api.access_log``) carries the request id, client
+address, AccessKeyId, action, status, error code and duration, never parameter values (they
+can hold a Psk) nor the query string (it holds signatures).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.routing import Route
 from vpngw import ids, metrics
 from vpngw.actions.dispatch import dispatch, find_action
 from vpngw.actions.registry import ACTIONS
-from vpngw.api import dialects, render
+from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
@@ -31,7 +31,6 @@ from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("vpngw.access")
 
 
 def _log_failure(request_id: str, error: BaseException | None) -> None:
@@ -72,6 +71,7 @@ class Api:
         request_id = ids.new_request_id()
         started = time.perf_counter()
         action = "-"
+        parsed: ParsedRequest | None = None
         try:
             parsed = await parse(request)
             action = parsed.action
@@ -101,24 +101,14 @@ class Api:
             code = "InternalError"
         elapsed = time.perf_counter() - started
         metrics.observe_request(action, code, elapsed, ACTIONS)
-        access_log.info(
-            "%s %s %s %s %d %s %.1fms",
-            request_id,
-            request.method,
-            request.url.path,
-            action[:64],
-            response.status_code,
-            code,
-            elapsed * 1000,
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.url.path,
-                "action": action[:64],
-                "status": response.status_code,
-                "code": code,
-                "duration_ms": round(elapsed * 1000, 1),
-            },
+        access_log.write(
+            request,
+            request_id=request_id,
+            access_key_id=access_log.claimed_access_key_id(request, parsed.signed if parsed else None),
+            action=action,
+            status=response.status_code,
+            code=code,
+            seconds=elapsed,
         )
         return response
 
@@ -145,8 +135,18 @@ def build_app(
             error = NotFound(
                 "InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}."
             )
+        request_id = ids.new_request_id()
+        access_log.write(
+            request,
+            request_id=request_id,
+            access_key_id=access_log.claimed_access_key_id(request, None),
+            action="-",
+            status=error.status,
+            code=error.code,
+            seconds=0.0,
+        )
         return render.failure(
-            error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/")
+            error, request_id, settings.host_id, apsara=request.url.path.startswith("/apsara/")
         )
 
     store_metrics = metrics.store_registry(db)
@@ -161,4 +161,8 @@ def build_app(
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
         Route("/metrics", serve_metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    # Starlette would answer a path with (or without) a trailing slash by a redirect to an
+    # absolute URL built from the client's Host header: never echo a client's Host.
+    app.router.redirect_slashes = False
+    return app
