@@ -56,6 +56,7 @@ def _v1(
     secret: str = TEST_KEY_SECRET,
     when: datetime.datetime | None = None,
     nonce: str | None = None,
+    path: str = "/",
 ) -> dict[str, str]:
     return sign_rpc_v1(
         "POST",
@@ -64,6 +65,7 @@ def _v1(
         secret,
         nonce=nonce or uuid.uuid4().hex,
         timestamp=when or datetime.datetime.now(datetime.UTC),
+        path=path,
     )
 
 
@@ -113,14 +115,16 @@ def test_json_body_parameters_are_covered_by_the_signature(
     good = api.apsara("CreateVpnConnection", json=body)
     assert good.status_code == 200, good.text
     # Sign one body, send another: refused.
+    path = "/apsara/route/Vpc/CreateVpnConnection"
+    signed_body = {"RegionId": REGION, **connection_params(world, LocalSubnet="10.50.0.0/24")}
     signature = {
         k: v
-        for k, v in _v1({"RegionId": REGION, **connection_params(world, LocalSubnet="10.50.0.0/24")}).items()
+        for k, v in _v1(signed_body, path=path).items()
         if k
         in ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp")
     }
     forged = client.post(
-        "/apsara/route/Vpc/CreateVpnConnection",
+        path,
         params=signature,
         json={"RegionId": REGION, **connection_params(world, LocalSubnet="10.60.0.0/24")},
     )

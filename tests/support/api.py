@@ -18,17 +18,29 @@ TEST_KEY_SECRET = "test-secret-0123456789abcdefghij"
 
 
 def signature_params(
-    method: str, params: dict[str, str], key_id: str = TEST_KEY_ID, secret: str = TEST_KEY_SECRET
+    method: str,
+    params: dict[str, str],
+    key_id: str = TEST_KEY_ID,
+    secret: str = TEST_KEY_SECRET,
+    *,
+    path: str = "/",
 ) -> dict[str, str]:
-    """The parameters that sign ``params`` with the RPC v1 scheme (to add to the query)."""
+    """The parameters that sign ``params`` with the RPC v1 scheme (to add to the query), for
+    a request to ``path`` (the Apsara route's signature names its path: docs/security.md)."""
     signed = sign_rpc_v1(
-        method, params, key_id, secret, nonce=uuid.uuid4().hex, timestamp=datetime.datetime.now(datetime.UTC)
+        method,
+        params,
+        key_id,
+        secret,
+        nonce=uuid.uuid4().hex,
+        timestamp=datetime.datetime.now(datetime.UTC),
+        path=path,
     )
     return {k: v for k, v in signed.items() if k not in params}
 
 
-def signed_query(method: str, params: dict[str, str], **key: str) -> dict[str, str]:
-    return {**params, **signature_params(method, params, **key)}
+def signed_query(method: str, params: dict[str, str], path: str = "/", **key: str) -> dict[str, str]:
+    return {**params, **signature_params(method, params, path=path, **key)}
 
 
 @dataclass
@@ -46,10 +58,10 @@ class Api:
         """A signed call on the spec's route; the signature covers the body's parameters."""
         path = f"/apsara/route/Vpc/{action}"
         if json is not None:
-            signature = signature_params("POST", dict(json_body_as_params(json)))
+            signature = signature_params("POST", dict(json_body_as_params(json)), path=path)
             return self.client.post(path, params=signature, json=json)
         form = form or {}
-        return self.client.post(path, params=signature_params("POST", form), data=form)
+        return self.client.post(path, params=signature_params("POST", form, path=path), data=form)
 
     def ok(self, action: str, **params: Any) -> dict[str, Any]:
         params.setdefault("RegionId", REGION)

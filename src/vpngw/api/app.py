@@ -1,15 +1,17 @@
 """The Starlette application: a plain route list and one error path.
 
 Every request is parsed by its dialect, authenticated (the signature names the account),
-then dispatched. The access log line carries the request id, action, status and
-duration, never parameter values (they can hold a Psk) nor the query string (it holds
-signatures).
+then dispatched. The access log line (``api.access_log``) carries the request id, client
+address, AccessKeyId, action, status, error code and duration, never parameter values (they
+can hold a Psk) nor the query string (it holds signatures).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -21,7 +23,7 @@ from starlette.routing import Route
 from vpngw import ids, metrics
 from vpngw.actions.dispatch import dispatch, find_action
 from vpngw.actions.registry import ACTIONS
-from vpngw.api import dialects, render
+from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
@@ -29,7 +31,14 @@ from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("vpngw.access")
+
+
+def _log_failure(request_id: str, error: BaseException | None) -> None:
+    """A request's unexpected failure: its type and where it happened, never its message
+    (an exception's text can hold a client's input, e.g. a database error's statement)."""
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error is not None else ""
+    log.error("request %s failed: %s\n%s", request_id, type(error).__name__, frames.rstrip())
+
 
 Parser = Callable[[Request], Awaitable[ParsedRequest]]
 
@@ -62,6 +71,7 @@ class Api:
         request_id = ids.new_request_id()
         started = time.perf_counter()
         action = "-"
+        parsed: ParsedRequest | None = None
         try:
             parsed = await parse(request)
             action = parsed.action
@@ -86,29 +96,19 @@ class Api:
             code = error.code
         except Exception:
             # Never a traceback (nor a parameter value) to the client; the log keeps the type.
-            log.exception("request %s failed", request_id)
+            _log_failure(request_id, sys.exc_info()[1])
             response = render.failure(InternalError(), request_id, self.settings.host_id, apsara=apsara)
             code = "InternalError"
         elapsed = time.perf_counter() - started
         metrics.observe_request(action, code, elapsed, ACTIONS)
-        access_log.info(
-            "%s %s %s %s %d %s %.1fms",
-            request_id,
-            request.method,
-            request.url.path,
-            action[:64],
-            response.status_code,
-            code,
-            elapsed * 1000,
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.url.path,
-                "action": action[:64],
-                "status": response.status_code,
-                "code": code,
-                "duration_ms": round(elapsed * 1000, 1),
-            },
+        access_log.write(
+            request,
+            request_id=request_id,
+            access_key_id=access_log.claimed_access_key_id(request, parsed.signed if parsed else None),
+            action=action,
+            status=response.status_code,
+            code=code,
+            seconds=elapsed,
         )
         return response
 
@@ -135,8 +135,18 @@ def build_app(
             error = NotFound(
                 "InvalidAction.NotFound", f"No API is served at {request.method} {request.url.path}."
             )
+        request_id = ids.new_request_id()
+        access_log.write(
+            request,
+            request_id=request_id,
+            access_key_id=access_log.claimed_access_key_id(request, None),
+            action="-",
+            status=error.status,
+            code=error.code,
+            seconds=0.0,
+        )
         return render.failure(
-            error, ids.new_request_id(), settings.host_id, apsara=request.url.path.startswith("/apsara/")
+            error, request_id, settings.host_id, apsara=request.url.path.startswith("/apsara/")
         )
 
     store_metrics = metrics.store_registry(db)
@@ -151,4 +161,8 @@ def build_app(
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
         Route("/metrics", serve_metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    # Starlette would answer a path with (or without) a trailing slash by a redirect to an
+    # absolute URL built from the client's Host header: never echo a client's Host.
+    app.router.redirect_slashes = False
+    return app

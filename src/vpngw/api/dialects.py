@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from vpngw.auth.signatures import IncomingRequest, json_body_as_params
 from vpngw.errors import BadRequest, NotFound, PayloadTooLarge
+from vpngw.rules.values import check_storable
 
 MAX_BODY_BYTES = 1024 * 1024
 RPC_VERSIONS = ("2016-04-28",)
@@ -34,8 +35,10 @@ class ParsedRequest:
 
 
 def _incoming(
-    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes
+    request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]], body: bytes, action: str
 ) -> IncomingRequest:
+    """The request as its signature covers it; ``action`` is the action that will run, which
+    the signature must bind (vpngw.auth.signatures.verify)."""
     return IncomingRequest(
         method=request.method,
         path=request.url.path,
@@ -43,6 +46,7 @@ def _incoming(
         form=tuple(form),
         headers={name.lower(): value for name, value in request.headers.items()},
         body=body,
+        action=action,
     )
 
 
@@ -131,6 +135,7 @@ def query_pairs(request: Request) -> list[tuple[str, str]]:
 async def rpc_request(request: Request) -> ParsedRequest:
     body = await read_body(request)
     query, form = query_pairs(request), body_params(request, body, allow_json=False)
+    check_storable(query + form)  # before anything can reach a database (docs/security.md)
     params = merge(query + form)
     action = params.get("Action") or request.headers.get("x-acs-action", "")
     if not action:
@@ -140,7 +145,7 @@ async def rpc_request(request: Request) -> ParsedRequest:
         )
     _check_version(params.get("Version") or request.headers.get("x-acs-version", ""), RPC_VERSIONS)
     unify_region(params)
-    return ParsedRequest(action, params, _incoming(request, query, form, body))
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))
 
 
 async def apsara_request(request: Request, path_params: Mapping[str, str]) -> ParsedRequest:
@@ -152,7 +157,9 @@ async def apsara_request(request: Request, path_params: Mapping[str, str]) -> Pa
         )
     body = await read_body(request)
     query, form = query_pairs(request), body_params(request, body, allow_json=True)
+    check_storable(query + form)  # before anything can reach a database (docs/security.md)
     params = merge(query + form)
     _check_version(params.get("version") or params.get("Version", ""), APSARA_VERSIONS)
     unify_region(params)
-    return ParsedRequest(path_params["action"], params, _incoming(request, query, form, body))
+    action = path_params["action"]
+    return ParsedRequest(action, params, _incoming(request, query, form, body, action))

@@ -35,7 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote
 
-from vpngw.errors import BadRequest, missing_parameter
+from vpngw.errors import BadRequest, invalid_parameter, missing_parameter
+from vpngw.rules.values import check_storable
 
 Scheme = Literal["rpc-v1", "acs3"]
 
@@ -54,6 +55,9 @@ _V1_AUTH_PARAMS = (
     "SignatureNonce",
     "Timestamp",
 )
+
+#: The longest SignatureNonce accepted (the SDKs send 32 or 64 hex characters); nonces are stored.
+MAX_NONCE_LENGTH = 128
 
 _V1_DIGESTS = {"HMAC-SHA1": hashlib.sha1, "HMAC-SHA256": hashlib.sha256}
 
@@ -83,6 +87,9 @@ class IncomingRequest:
     parameters of an ``application/x-www-form-urlencoded`` body and is empty otherwise.
     ``headers`` must have lower-case names. ``path`` is the request path as received
     (``/`` for every RPC API). ``body`` is the raw body, needed for the ACS3 payload hash.
+    ``action`` is the action the server will run for this request (from the path on the
+    Apsara route, from ``Action`` or ``x-acs-action`` on ``/``); the signature must bind it
+    (see :func:`verify`). Empty means "not known" and skips that check (pure tests only).
     """
 
     method: str
@@ -91,6 +98,7 @@ class IncomingRequest:
     form: tuple[tuple[str, str], ...]
     headers: Mapping[str, str]
     body: bytes
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -296,11 +304,22 @@ def read_credentials(req: IncomingRequest) -> Credentials | None:
     rpc-v1 parameter, 400 ``IncompleteSignature`` for a malformed ACS3 Authorization header,
     a missing ``x-acs-date`` / ``x-acs-signature-nonce``, or a repeated signature parameter;
     400 ``InvalidParameter.SignatureVersion`` for a version other than 1.0; 400
-    ``InvalidTimeStamp.Format`` for a malformed timestamp. Nothing is verified here.
+    ``InvalidTimeStamp.Format`` for a malformed timestamp; 400 ``InvalidParameter.AccessKeyId``
+    / ``InvalidParameter.SignatureNonce`` for a value no database can store (a NUL, a lone
+    surrogate, a nonce over 128 characters). Nothing is verified here.
     """
     scheme = _scheme_of(req)
     if scheme is None:
         return None
+    creds = _claimed(req, scheme)
+    # Both are looked up or stored: refused here, before any query, when no database could.
+    check_storable((("AccessKeyId", creds.access_key_id), ("SignatureNonce", creds.nonce)))
+    if len(creds.nonce) > MAX_NONCE_LENGTH:
+        raise invalid_parameter("SignatureNonce", f"must be at most {MAX_NONCE_LENGTH} characters")
+    return creds
+
+
+def _claimed(req: IncomingRequest, scheme: Scheme) -> Credentials:
     if scheme == "acs3":
         auth = _parse_authorization(req)
         return Credentials(
@@ -346,11 +365,41 @@ def check_timestamp(creds: Credentials, now: datetime, max_skew_s: int = 900) ->
 # --------------------------------------------------------------------------- strings to sign
 
 
-def _rpc_v1_string_to_sign(method: str, params: Sequence[tuple[str, str]]) -> str:
-    """``METHOD&%2F&pct(canon)``; ``canon`` is every parameter but ``Signature``, sorted by key."""
+def _rpc_v1_string_to_sign(method: str, params: Sequence[tuple[str, str]], path: str = "/") -> str:
+    """``METHOD&pct(path)&pct(canon)``; ``canon`` is every parameter but ``Signature``, sorted
+    by key. ``path`` is ``/`` for the RPC route (what the SDKs sign) and the requested path on
+    any other route, so that the signature binds the action the path names."""
     pairs = sorted((p for p in params if p[0] != "Signature"), key=lambda p: p[0])
     canon = "&".join(f"{pct(k)}={pct(v)}" for k, v in pairs)
-    return f"{method.upper()}&{pct('/')}&{pct(canon)}"
+    return f"{method.upper()}&{pct(path or '/')}&{pct(canon)}"
+
+
+def _is_root(path: str) -> bool:
+    return path in ("", "/")
+
+
+def _v1_signed_paths(req: IncomingRequest) -> tuple[str, ...]:
+    """The paths an rpc-v1 string to sign may name for this request, the preferred first.
+
+    * On ``/`` (the SDKs' RPC route): ``/``, and the action run must be the signed ``Action``
+      parameter (a v1 request whose action comes only from the unsigned ``x-acs-action``
+      header is refused).
+    * On any other path (the Apsara route ``/apsara/route/Vpc/<Action>``): the requested
+      path itself; or ``/`` when the request carries a signed ``Action`` equal to the action
+      the path names. A request signed for ``/`` with another action, or none, can never be
+      replayed to this path as that path's action.
+    """
+    signed_action = _single(_v1_params(req), "Action")
+    if _is_root(req.path):
+        if req.action and signed_action != req.action:
+            raise BadRequest(
+                "IncompleteSignature",
+                "The action is not covered by the signature: send it as the signed Action parameter.",
+            )
+        return ("/",)
+    if req.action and signed_action == req.action:
+        return (req.path, "/")
+    return (req.path,)
 
 
 def _payload_hash(req: IncomingRequest) -> str:
@@ -395,13 +444,16 @@ def canonical_request(req: IncomingRequest) -> str:
 def string_to_sign(req: IncomingRequest) -> str:
     """The string the client must have signed, for whichever scheme the request uses.
 
-    rpc-v1: ``METHOD&%2F&pct(canon)`` over query and form parameters minus ``Signature``.
+    rpc-v1: ``METHOD&pct(path)&pct(canon)`` over query and form parameters minus
+    ``Signature``, where ``path`` is ``/`` on the RPC route and the requested path elsewhere
+    (the form a new client should sign; :func:`verify` also takes ``/`` on the Apsara route
+    when the signed ``Action`` equals the path's action).
     acs3: ``ACS3-HMAC-SHA256\\n`` + hex SHA-256 of :func:`canonical_request`.
     Raises 400 ``IncompleteSignature`` for an unsigned request.
     """
     scheme = _scheme_of(req)
     if scheme == "rpc-v1":
-        return _rpc_v1_string_to_sign(req.method, _v1_params(req))
+        return _rpc_v1_string_to_sign(req.method, _v1_params(req), req.path)
     if scheme == "acs3":
         digest = hashlib.sha256(canonical_request(req).encode("utf-8")).hexdigest()
         return f"{ACS3_ALGORITHM}\n{digest}"
@@ -455,12 +507,16 @@ def verify(req: IncomingRequest, creds: Credentials, secret: str, *, strict: boo
                 f'The SignatureMethod "{creds.signature_method}" is not supported; use HMAC-SHA1 or HMAC-SHA256.',
             )
         params = _v1_params(req)
-        provided = _single(params, "Signature") or ""
-        to_sign = _rpc_v1_string_to_sign(req.method, params)
-        mac = hmac.new((secret + "&").encode("utf-8"), to_sign.encode("utf-8"), digest)
-        expected = base64.b64encode(mac.digest()).decode("ascii")
-        if not hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8")):
-            raise _signature_mismatch(_rpc_v1_string_to_sign(req.method, mask_secrets(params)))
+        provided = (_single(params, "Signature") or "").encode("utf-8")
+        paths = _v1_signed_paths(req)
+        matched = False
+        for path in paths:  # every candidate is computed: the time does not tell which matched
+            to_sign = _rpc_v1_string_to_sign(req.method, params, path)
+            mac = hmac.new((secret + "&").encode("utf-8"), to_sign.encode("utf-8"), digest)
+            expected = base64.b64encode(mac.digest()).decode("ascii")
+            matched |= hmac.compare_digest(expected.encode("ascii"), provided)
+        if not matched:
+            raise _signature_mismatch(_rpc_v1_string_to_sign(req.method, mask_secrets(params), paths[0]))
         return
 
     auth = _parse_authorization(req)
@@ -490,11 +546,14 @@ def sign_rpc_v1(
     nonce: str,
     timestamp: datetime,
     signature_method: Literal["HMAC-SHA1", "HMAC-SHA256"] = "HMAC-SHA1",
+    path: str = "/",
 ) -> dict[str, str]:
     """``params`` plus the rpc-v1 signature parameters, ready to send as query or form.
 
     ``params`` holds the API parameters (``Action``, ``Version``, ...) as strings; any
-    signature parameters in it are replaced.
+    signature parameters in it are replaced. ``path`` is the path the request goes to:
+    ``/`` for the RPC route, ``/apsara/route/Vpc/<Action>`` for the Apsara route (whose
+    signature must name it, docs/security.md).
     """
     signed = {k: v for k, v in params.items() if k not in _V1_AUTH_PARAMS}
     signed.update(
@@ -506,7 +565,7 @@ def sign_rpc_v1(
             "Timestamp": format_timestamp(timestamp),
         }
     )
-    to_sign = _rpc_v1_string_to_sign(method, list(signed.items()))
+    to_sign = _rpc_v1_string_to_sign(method, list(signed.items()), path)
     mac = hmac.new((secret + "&").encode("utf-8"), to_sign.encode("utf-8"), _V1_DIGESTS[signature_method])
     signed["Signature"] = base64.b64encode(mac.digest()).decode("ascii")
     return signed

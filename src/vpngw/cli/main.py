@@ -127,7 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level=args.log_level,
             access_log=False,
-            log_config=None if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+            # uvicorn's loggers go through vpngw's handler too, so they are escaped alike (logs.py).
+            log_config=None,
         )
         server = NotifyingServer(config)
         server.run()
