@@ -30,6 +30,7 @@ from vpngw.errors import (
     invalid_parameter,
     missing_parameter,
 )
+from vpngw.rules.values import check_storable
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -54,10 +55,8 @@ def find_action(name: str) -> Action[Any]:
 def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
     """Validate the wire parameters. An empty value counts as not given."""
     given = {key: value for key, value in raw.items() if value != ""}
-    for key, value in given.items():
-        # No database stores a NUL in text (PostgreSQL refuses it), and no valid value has one.
-        if "\x00" in value:
-            raise invalid_parameter(key, "contains a NUL character")
+    # No database stores a NUL (PostgreSQL) or a lone surrogate in text, and no valid value has one.
+    check_storable(given.items())
     for name, field in action.params.model_fields.items():
         if field.is_required() and field.alias not in given:
             raise missing_parameter(field.alias or name)

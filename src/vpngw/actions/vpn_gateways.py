@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
@@ -25,7 +25,7 @@ from vpngw.actions.framework import (
 from vpngw.actions.vpcs import get_vpc
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import parse_bandwidth
-from vpngw.rules.values import parse_int
+from vpngw.rules.values import check_max_length, parse_int
 from vpngw.store import leases, queries
 from vpngw.store.models import VpnGateway
 
@@ -75,7 +75,7 @@ class CreateVpnGatewayParams(RegionParams):
     enable_ipsec: Bool = True
     enable_ssl: Bool = False
     ssl_connections: Annotated[int, BeforeValidator(lambda v: parse_int("SslConnections", v, 5, 1000))] = 5
-    v_switch_id: str | None = None
+    v_switch_id: Annotated[str, AfterValidator(lambda v: check_max_length("VSwitchId", v, 64))] | None = None
     vpn_type: Annotated[str, choice("Normal", "NationalStandard")] = "Normal"
     network_type: Annotated[str, choice("public", "private")] = "public"
     client_token: ClientToken | None = None

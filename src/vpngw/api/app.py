@@ -9,7 +9,9 @@ can hold a Psk) nor the query string (it holds signatures).
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -29,6 +31,14 @@ from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
+
+
+def _log_failure(request_id: str, error: BaseException | None) -> None:
+    """A request's unexpected failure: its type and where it happened, never its message
+    (an exception's text can hold a client's input, e.g. a database error's statement)."""
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error is not None else ""
+    log.error("request %s failed: %s\n%s", request_id, type(error).__name__, frames.rstrip())
+
 
 Parser = Callable[[Request], Awaitable[ParsedRequest]]
 
@@ -86,7 +96,7 @@ class Api:
             code = error.code
         except Exception:
             # Never a traceback (nor a parameter value) to the client; the log keeps the type.
-            log.exception("request %s failed", request_id)
+            _log_failure(request_id, sys.exc_info()[1])
             response = render.failure(InternalError(), request_id, self.settings.host_id, apsara=apsara)
             code = "InternalError"
         elapsed = time.perf_counter() - started

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from vpngw.auth.signatures import IncomingRequest, json_body_as_params
 from vpngw.errors import BadRequest, NotFound, PayloadTooLarge
+from vpngw.rules.values import check_storable
 
 MAX_BODY_BYTES = 1024 * 1024
 RPC_VERSIONS = ("2016-04-28",)
@@ -134,6 +135,7 @@ def query_pairs(request: Request) -> list[tuple[str, str]]:
 async def rpc_request(request: Request) -> ParsedRequest:
     body = await read_body(request)
     query, form = query_pairs(request), body_params(request, body, allow_json=False)
+    check_storable(query + form)  # before anything can reach a database (docs/security.md)
     params = merge(query + form)
     action = params.get("Action") or request.headers.get("x-acs-action", "")
     if not action:
@@ -155,6 +157,7 @@ async def apsara_request(request: Request, path_params: Mapping[str, str]) -> Pa
         )
     body = await read_body(request)
     query, form = query_pairs(request), body_params(request, body, allow_json=True)
+    check_storable(query + form)  # before anything can reach a database (docs/security.md)
     params = merge(query + form)
     _check_version(params.get("version") or params.get("Version", ""), APSARA_VERSIONS)
     unify_region(params)

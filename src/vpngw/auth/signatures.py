@@ -35,7 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote
 
-from vpngw.errors import BadRequest, missing_parameter
+from vpngw.errors import BadRequest, invalid_parameter, missing_parameter
+from vpngw.rules.values import check_storable
 
 Scheme = Literal["rpc-v1", "acs3"]
 
@@ -54,6 +55,9 @@ _V1_AUTH_PARAMS = (
     "SignatureNonce",
     "Timestamp",
 )
+
+#: The longest SignatureNonce accepted (the SDKs send 32 or 64 hex characters); nonces are stored.
+MAX_NONCE_LENGTH = 128
 
 _V1_DIGESTS = {"HMAC-SHA1": hashlib.sha1, "HMAC-SHA256": hashlib.sha256}
 
@@ -300,11 +304,22 @@ def read_credentials(req: IncomingRequest) -> Credentials | None:
     rpc-v1 parameter, 400 ``IncompleteSignature`` for a malformed ACS3 Authorization header,
     a missing ``x-acs-date`` / ``x-acs-signature-nonce``, or a repeated signature parameter;
     400 ``InvalidParameter.SignatureVersion`` for a version other than 1.0; 400
-    ``InvalidTimeStamp.Format`` for a malformed timestamp. Nothing is verified here.
+    ``InvalidTimeStamp.Format`` for a malformed timestamp; 400 ``InvalidParameter.AccessKeyId``
+    / ``InvalidParameter.SignatureNonce`` for a value no database can store (a NUL, a lone
+    surrogate, a nonce over 128 characters). Nothing is verified here.
     """
     scheme = _scheme_of(req)
     if scheme is None:
         return None
+    creds = _claimed(req, scheme)
+    # Both are looked up or stored: refused here, before any query, when no database could.
+    check_storable((("AccessKeyId", creds.access_key_id), ("SignatureNonce", creds.nonce)))
+    if len(creds.nonce) > MAX_NONCE_LENGTH:
+        raise invalid_parameter("SignatureNonce", f"must be at most {MAX_NONCE_LENGTH} characters")
+    return creds
+
+
+def _claimed(req: IncomingRequest, scheme: Scheme) -> Credentials:
     if scheme == "acs3":
         auth = _parse_authorization(req)
         return Credentials(

@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from vpngw.errors import BadRequest, invalid_parameter
 
 _INT = re.compile(r"[+-]?\d{1,20}", re.ASCII)
+# Lone UTF-16 surrogates: a JSON body can carry them ("\\ud800"), no database can store them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(value: str) -> str | None:
+    """Why no database can store ``value`` as text (PostgreSQL refuses NUL; neither encodes
+    a lone surrogate to UTF-8), or None when it can."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if _SURROGATE.search(value):
+        return "contains an invalid character (a lone UTF-16 surrogate)"
+    return None
+
+
+def check_storable(pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse, before any query, a parameter whose name or value no database can store:
+    400 ``InvalidParameter.<Name>`` (``InvalidParameter`` when the name itself is bad)."""
+    for name, value in pairs:
+        if unstorable(name):
+            raise BadRequest(
+                "InvalidParameter", "A parameter name contains a NUL character or an invalid character."
+            )
+        reason = unstorable(value)
+        if reason:
+            raise invalid_parameter(name, reason)
+
+
+def check_max_length(param: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise invalid_parameter(param, f"must be at most {limit} characters")
+    return value
 
 
 def parse_bool(param: str, value: object) -> bool:

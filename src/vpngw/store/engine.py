@@ -65,14 +65,18 @@ def _prepare_sqlite(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """``hide_parameters``: an SQL error's text (which ends up in tracebacks) never holds the
+    statement's values, which can be a client's input."""
     parsed = make_url(url)
     if is_sqlite(parsed):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            parsed, connect_args={"check_same_thread": False, "timeout": 10}, hide_parameters=True
+        )
         _prepare_sqlite(engine)
         return engine
-    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:
