@@ -97,6 +97,9 @@ def test_console_files_are_static_same_origin_and_under_a_strict_csp(server: Ser
         assert "style" not in attrs and not any(name.startswith("on") for name in attrs), (tag, attrs)
     redirect = httpx.get(f"{server.url}/console")
     assert (redirect.status_code, redirect.headers["location"]) == (308, "/console/")
+    for folder in ("/console/js", "/console/js/", "/console/js/views"):  # no listing, no redirect
+        answer = httpx.get(f"{server.url}{folder}", headers={"Host": "evil.example"})
+        assert answer.status_code == 404 and "location" not in answer.headers, folder
     missing = httpx.get(f"{server.url}/console/nothing-here.js")
     assert missing.status_code == 404 and missing.json()["Code"] == "InvalidAction.NotFound"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -59,12 +59,22 @@ class ConsoleFiles(StaticFiles):
 
 
 async def _to_console(_request: Any) -> Response:
+    # A relative Location: never an absolute URL built from the client's Host header.
     return RedirectResponse("/console/", status_code=308, headers=SECURITY_HEADERS)
 
 
+async def _index(_request: Any) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers=SECURITY_HEADERS)
+
+
 def routes() -> list[BaseRoute]:
-    """``/console`` (redirected) and ``/console/...`` (the files; ``index.html`` for the folder)."""
+    """``/console`` (redirected), ``/console/`` (the page) and ``/console/<file>``.
+
+    The files are served without ``html=True``: a folder is a 404, never one of
+    StaticFiles' redirects to an absolute URL made from the Host header.
+    """
     return [
         Route("/console", _to_console, methods=["GET", "HEAD"]),
-        Mount("/console", app=ConsoleFiles(directory=STATIC_DIR, html=True), name="console"),
+        Route("/console/", _index, methods=["GET", "HEAD"]),
+        Mount("/console", app=ConsoleFiles(directory=STATIC_DIR), name="console"),
     ]
