@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from vpngw import accounts, logs
+from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings, settings_from_env
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file vpngw and its children (charon) create is the owner's alone (docs/security.md).
+    os.umask(files.UMASK)
     args = build_parser().parse_args(argv)
     logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
