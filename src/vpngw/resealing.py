@@ -6,7 +6,7 @@ from __future__ import annotations
 from vpngw.accounts import ACCESS_KEY_PURPOSE
 from vpngw.actions.customer_gateways import AUTH_KEY_PURPOSE
 from vpngw.actions.dispatch import RESPONSE_PURPOSE
-from vpngw.actions.vpn_connections import PSK_PURPOSE
+from vpngw.ike_config import PSK_PURPOSE
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database

@@ -9,7 +9,6 @@ modification merges what it is given into what is stored before validating the w
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from ipaddress import IPv4Network
 from typing import Annotated, Any
 
@@ -30,6 +29,7 @@ from vpngw.actions.framework import (
 )
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
+from vpngw.ike_config import opened_ike, peer_ike, sealed_ike
 from vpngw.rules import subnets
 from vpngw.rules.tunnel_config import (
     DEFAULT_HEALTH_CHECK,
@@ -50,8 +50,6 @@ from vpngw.sealing import Sealer
 from vpngw.store import queries, traffic_history
 from vpngw.store.models import VpnConnection, VpnGateway
 
-PSK_PURPOSE = "vpn_connections.psk"
-
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
 INITIAL_STATUS = "ike_sa_not_established"
 
@@ -61,16 +59,6 @@ def connection_not_found(vpn_connection_id: str) -> NotFound:
         "InvalidVpnConnectionInstanceId.NotFound",
         f"The specified vpn connection instance id {vpn_connection_id} does not exist.",
     )
-
-
-def sealed_ike(sealer: Sealer, ike: Mapping[str, Any]) -> dict[str, Any]:
-    """The IkeConfig as stored: the Psk sealed under the master key."""
-    return {**ike, "Psk": sealer.seal(ike["Psk"], PSK_PURPOSE)}
-
-
-def opened_ike(sealer: Sealer, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored IkeConfig with its Psk in clear (for responses and the data plane)."""
-    return {**stored, "Psk": sealer.open(stored["Psk"], PSK_PURPOSE)}
 
 
 def _check_bgp_config(value: Any) -> str:
@@ -459,24 +447,14 @@ class DownloadVpnConnectionConfigParams(RegionParams):
     vpn_connection_id: str
 
 
-class PeerIkeConfig(Response):
-    psk: str
-    ike_version: str
-    ike_mode: str
-    ike_enc_alg: str
-    ike_auth_alg: str
-    ike_pfs: str
-    ike_lifetime: int
-    local_id: str
-    remote_id: str
-
-
 class PeerConfig(Response):
     local: str
     remote: str
     local_subnet: str
     remote_subnet: str
-    ike_config: PeerIkeConfig
+    # An IkeConfig (vpngw.ike_config) as the peer sees it; a plain dict keeps its keys as
+    # they are (pydantic would re-case a TypedDict's keys with the alias generator).
+    ike_config: dict[str, Any]
     ipsec_config: dict[str, Any]
 
 
@@ -499,17 +477,7 @@ def download_vpn_connection_config(
             remote=gateway.internet_ip,
             local_subnet=connection.remote_subnet,
             remote_subnet=connection.local_subnet,
-            ike_config=PeerIkeConfig(
-                psk=ike["Psk"],
-                ike_version=ike["IkeVersion"],
-                ike_mode=ike["IkeMode"],
-                ike_enc_alg=ike["IkeEncAlg"],
-                ike_auth_alg=ike["IkeAuthAlg"],
-                ike_pfs=ike["IkePfs"],
-                ike_lifetime=ike["IkeLifetime"],
-                local_id=ike["RemoteId"],
-                remote_id=ike["LocalId"],
-            ),
+            ike_config=dict(peer_ike(ike)),
             ipsec_config=connection.ipsec_config,
         )
     )

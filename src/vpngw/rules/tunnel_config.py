@@ -19,28 +19,15 @@ from typing import Any, Literal
 from typing_extensions import TypedDict
 
 from vpngw.errors import invalid_parameter
+from vpngw.ike_config import IKE_MODES, IKE_VERSIONS, IkeConfig
 from vpngw.rules.values import check_choice, parse_bool, parse_int
 
-IKE_VERSIONS = ("ikev1", "ikev2")
-IKE_MODES = ("main", "aggressive")
 ENC_ALGS = ("aes", "aes192", "aes256", "des", "3des")
 AUTH_ALGS = ("md5", "sha1", "sha256", "sha384", "sha512")
 DH_GROUPS = ("group1", "group2", "group5", "group14", "group24")
 IPSEC_PFS = ("disabled", *DH_GROUPS)
 HEALTH_CHECK_POLICIES = ("revoke_route", "reserve_route")
 MAX_LIFETIME = 86400
-
-
-class IkeConfig(TypedDict):
-    Psk: str
-    IkeVersion: str
-    IkeMode: str
-    IkeEncAlg: str
-    IkeAuthAlg: str
-    IkePfs: str
-    IkeLifetime: int
-    LocalId: str
-    RemoteId: str
 
 
 class IpsecConfig(TypedDict):

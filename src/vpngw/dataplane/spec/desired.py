@@ -17,15 +17,9 @@ The pre-shared key is excluded from ``repr`` (and so from ``str``, logs and trac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from vpngw.dataplane.errors import InvalidSpec
-
-IkeVersion = Literal["ikev1", "ikev2"]
-IkeMode = Literal["main", "aggressive"]
-
-IKE_VERSIONS: tuple[IkeVersion, ...] = ("ikev1", "ikev2")
-IKE_MODES: tuple[IkeMode, ...] = ("main", "aggressive")
+from vpngw.ike_config import IKE_MODES, IKE_VERSIONS, IkeMode, IkeVersion
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vpngw.actions.vpn_connections import opened_ike
 from vpngw.dataplane.spec.desired import ConnectionSpec, IkeSettings, IpsecSettings
 from vpngw.dataplane.spec.render import REQIDS_PER_CONNECTION
+from vpngw.ike_config import opened_ike
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
