@@ -1,4 +1,6 @@
-"""Prometheus metrics: what ``GET /metrics`` serves (docs/operations.md lists them).
+"""Prometheus metrics: what the operator listener's ``GET /metrics`` serves
+(``vpngw serve --metrics HOST:PORT``, :class:`OperatorListener`; docs/operations.md lists
+them). The API port serves none.
 
 Two kinds, kept apart on purpose:
 
@@ -27,10 +29,12 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vpngw import error_codes
 from vpngw.store import queries
 from vpngw.store.engine import Database
 
@@ -79,10 +83,11 @@ CHARON_RESTARTS = Counter(
     ["vpn_gateway_id"],
 )
 
-# Labels must stay few. The action label is one of the served actions ("unknown" for
-# anything else, "-" when the request named none). Error codes are fixed strings with one
-# exception: InvalidParameter.<Name> for a value with a NUL character names whatever
-# parameter the client sent, so a name that no action has becomes InvalidParameter.Other.
+# Labels come only from closed sets, whatever clients send: the action label is a served
+# action ("unknown" for any other name, "-" when the request named none); the code label is
+# a code docs/errors.md documents (vpngw.error_codes), a template of it filled with a
+# parameter name an action declares, "<Family>.Other" for a parameter name no action has
+# (InvalidParameter.<Name> names whatever parameter the client sent), or "Other".
 
 
 # The common parameters every request may carry (signature, dialect), besides the actions' own.
@@ -116,9 +121,16 @@ def _parameter_names(actions: ActionTable) -> frozenset[str]:
 
 
 def _code_label(code: str, actions: ActionTable) -> str:
+    if code == "-" or code in error_codes.DOCUMENTED:
+        return code
     family, _, rest = code.partition(".")
-    if family == "InvalidParameter" and rest.split(".")[0] not in _parameter_names(actions):
-        return "InvalidParameter.Other"
+    if family not in error_codes.PARAMETER_FAMILIES:
+        return "Other"
+    name, _, key = rest.partition(".")
+    if name not in _parameter_names(actions):
+        return f"{family}.Other"
+    if key and key not in error_codes.CONFIG_KEYS.get(name, ()):
+        return f"{family}.Other"
     return code
 
 
@@ -220,3 +232,36 @@ def store_registry(db: Database) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(db))
     return registry
+
+
+class _ProcessAndStore(Collector):
+    """This process's metrics (the default registry), then the store's."""
+
+    def __init__(self, db: Database) -> None:
+        self.store = StoreCollector(db)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+        yield from self.store.collect()
+
+
+class OperatorListener:
+    """``vpngw serve --metrics HOST:PORT``: ``/metrics`` on the operator's own address.
+
+    The API port serves no metrics: they name every tenant's connections and gateways and
+    show their traffic (docs/security.md). prometheus_client's own HTTP server, in a
+    daemon thread, answers the scrape (on any path) with this process's metrics and the
+    store's."""
+
+    def __init__(self, db: Database, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ProcessAndStore(db))
+        self.server, self.thread = start_http_server(port, addr=host, registry=registry)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

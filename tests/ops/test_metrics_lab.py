@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+from typing import Any
 
 import pytest
 
 from tests.dataplane.world import LabWorld
-from tests.ops.test_metrics import scrape, value
+from tests.ops.test_metrics import operator_listener, scrape, value
 from tests.support.api import build_world, connection_params
 
 pytestmark = pytest.mark.dataplane
@@ -40,7 +41,11 @@ def test_scrape_during_a_real_tunnel(lab_world: LabWorld) -> None:
         lambda: lab_world.connection(connection_id)["TrafficStatistics"]["PacketsIn"] > 0, 8
     )
 
-    client = lab_world.api.client
+    with operator_listener(lab_world.db) as client:
+        scrape_during_the_tunnel(lab_world, client, connection_id, gateway_id)
+
+
+def scrape_during_the_tunnel(lab_world: LabWorld, client: Any, connection_id: str, gateway_id: str) -> None:
     ids = {"vpn_connection_id": connection_id, "vpn_gateway_id": gateway_id}
     samples = scrape(client)
     stored = lab_world.connection(connection_id)["TrafficStatistics"]

@@ -50,7 +50,7 @@ def test_ready_is_sent_once_the_api_listens_and_stopping_on_sigterm(tmp_path: Pa
     try:
         assert notify.recv(4096) == b"READY=1"
         # Ready means listening: the very first attempt is answered, no retry.
-        assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 200
+        assert httpx.post(f"{server.url}/", timeout=5).json()["Code"] == "MissingParameter.Action"
         process.send_signal(signal.SIGTERM)
         assert notify.recv(4096) == b"STOPPING=1"
         # uvicorn re-raises the signal once it has shut down; systemd counts SIGTERM as a clean exit.

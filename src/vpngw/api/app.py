@@ -27,6 +27,7 @@ from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
+from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
@@ -149,17 +150,13 @@ def build_app(
             error, request_id, settings.host_id, apsara=request.url.path.startswith("/apsara/")
         )
 
-    store_metrics = metrics.store_registry(db)
-
-    async def serve_metrics(_request: Request) -> Response:
-        """Prometheus text format, unsigned (served where the API is bound: docs/operations.md)."""
-        body = await run_in_threadpool(metrics.scrape, store_metrics)
-        return Response(body, headers={"Content-Type": metrics.CONTENT_TYPE})
-
+    # No /metrics here: it names every tenant's resources; it is served on the operator's
+    # own listener (vpngw serve --metrics HOST:PORT, metrics.OperatorListener).
     routes = [
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
-        Route("/metrics", serve_metrics, methods=["GET"]),
+        # The web console: static files only, a client of the signed API (docs/console.md).
+        *console_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
     # Starlette would answer a path with (or without) a trailing slash by a redirect to an

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from vpngw import accounts, logs
+from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings, settings_from_env
@@ -61,6 +61,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too; ``:PORT`` means 127.0.0.1) as ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from_env(args.db)
     migrate.upgrade(settings.db_url)
@@ -102,6 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vpngw.api.app import build_app
+    from vpngw.metrics import OperatorListener
     from vpngw.systemd import NotifyingServer
 
     if args.insecure_no_auth and not _is_loopback(args.host):
@@ -109,6 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr
         )
         return 2
+    metrics_address = listen_address(args.metrics) if args.metrics else None
     settings = settings_from_env(args.db)
     sealer, key_source = load_sealer()
     db = prepare_database(settings)
@@ -119,7 +129,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on http://{args.host}:{args.port}/ (database {shown})", flush=True)
     print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
+    listener: OperatorListener | None = None
     try:
+        if metrics_address is not None:
+            listener = OperatorListener(db, *metrics_address)
+            print(
+                f"vpngw: operator metrics on http://{args.metrics}/metrics (not on the API port)", flush=True
+            )
         # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
         config = uvicorn.Config(
             app,
@@ -135,6 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not server.started:
             return 1  # uvicorn logged why (the port is taken, ...)
     finally:
+        if listener is not None:
+            listener.stop()
         if reconciler is not None:
             reconciler.stop()
             print(
@@ -276,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="DANGER: accept unsigned requests as the default account (loopback only, for local experiments)",
     )
     serve.add_argument("--no-dataplane", action="store_true", help="serve the API only: build no tunnels")
+    serve.add_argument(
+        "--metrics",
+        default=os.environ.get("VPNGW_METRICS"),
+        metavar="HOST:PORT",
+        help="serve /metrics for Prometheus on this operator-only address (default $VPNGW_METRICS; "
+        "the API port never serves it)",
+    )
     lab_cli.add_lab_options(serve)
     nodes_cli.add_node_options(serve, node_required=False)
     _db_option(serve)
@@ -350,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file vpngw and its children (charon) create is the owner's alone (docs/security.md).
+    os.umask(files.UMASK)
     args = build_parser().parse_args(argv)
     logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
