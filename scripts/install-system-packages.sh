@@ -2,7 +2,8 @@
 # Installs the system packages the test suite needs when they are missing:
 # the PostgreSQL server binaries (the suite starts its own server from them) and, as root,
 # strongSwan with swanctl, iproute2, ping and arping (gateways moving between nodes) for the data-plane tests (real charons in
-# network namespaces that the tests create and remove).
+# network namespaces that the tests create and remove), and Debian's Chromium for the console tests (Playwright drives it;
+# Playwright's own browser download is not reachable here).
 set -euo pipefail
 
 apt_updated=0
@@ -33,8 +34,13 @@ if [ "$(id -u)" -eq 0 ]; then
         apt_install strongswan-charon strongswan-swanctl libcharon-extra-plugins \
             libstrongswan-standard-plugins libstrongswan-extra-plugins iproute2 iputils-ping iputils-arping
     fi
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "installing Chromium from Debian's packages (for the console tests) ..."
+        apt_install chromium
+    fi
 else
     echo "not root: the data-plane tests (network namespaces, strongSwan) will be skipped"
+    [ -x /usr/bin/chromium ] || echo "not root: chromium is missing, the console tests will be skipped"
 fi
 
 # As root, the suite runs PostgreSQL as the 'postgres' user (PostgreSQL refuses root).

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpngw import files
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -143,10 +144,9 @@ def bootstrap_credentials_file(db: Database, sealer: Sealer, account_id: str, pa
         if queries.access_keys_of(session, account_id):
             return None
     pair = _add_key(db, sealer, account_id, new_access_key_id(), new_access_key_secret())
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = files.create_private_file(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(pair.as_json() + "\n")
     return pair

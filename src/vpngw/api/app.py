@@ -27,6 +27,7 @@ from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
+from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.engine import Database
 
@@ -154,6 +155,8 @@ def build_app(
     routes = [
         Route("/", api.rpc, methods=["GET", "POST"]),
         Route("/apsara/route/{product}/{action}", api.apsara, methods=["POST"]),
+        # The web console: static files only, a client of the signed API (docs/console.md).
+        *console_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
     # Starlette would answer a path with (or without) a trailing slash by a redirect to an

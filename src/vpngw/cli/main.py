@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from vpngw import accounts, logs
+from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
 from vpngw.config import Settings, settings_from_env
@@ -204,7 +204,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    from vpngw.dataplane.backends.lab.network import LabBusy
+    from vpngw.dataplane.errors import BackendBusy
 
     network = lab_cli.network_of(args)
     # The data plane is a node like any agent's, so that serve and agents on one
@@ -212,7 +212,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
     try:
         reconciler.start()
-    except LabBusy as error:
+    except BackendBusy as error:
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
     print(
@@ -392,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file vpngw and its children (charon) create is the owner's alone (docs/security.md).
+    os.umask(files.UMASK)
     args = build_parser().parse_args(argv)
     logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
