@@ -200,7 +200,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    from vpngw.dataplane.backends.lab.network import LabBusy
+    from vpngw.dataplane.errors import BackendBusy
 
     network = lab_cli.network_of(args)
     # The data plane is a node like any agent's, so that serve and agents on one
@@ -208,7 +208,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
     try:
         reconciler.start()
-    except LabBusy as error:
+    except BackendBusy as error:
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
     print(

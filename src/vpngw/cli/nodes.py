@@ -226,7 +226,7 @@ def backend_of(args: argparse.Namespace) -> NetworkBackend:
 def cmd_agent(args: argparse.Namespace) -> int:
     from vpngw.cli.main import prepare_database
     from vpngw.dataplane.charon.daemon import missing_prerequisites
-    from vpngw.dataplane.system.netns import NetnsError
+    from vpngw.dataplane.errors import DataplaneError
 
     reason = missing_prerequisites()
     if reason:
@@ -240,7 +240,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         backend = backend_of(args)
         reconciler = node_reconciler(args, db, backend, sealer, period_s=args.period_s)
         reconciler.start()
-    except (ValueError, NetnsError) as error:
+    except (ValueError, DataplaneError) as error:  # BackendBusy, a missing uplink, ...
         print(f"vpngw agent: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()

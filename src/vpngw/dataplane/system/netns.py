@@ -23,12 +23,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpngw.dataplane.errors import TemporaryError
+
 # Routes vpngw installs carry this protocol number, so a sync never touches others'.
 ROUTE_PROTO = "199"
 
 
-class NetnsError(Exception):
-    """A network step failed (a command's error, a process that would not come up)."""
+class NetnsError(TemporaryError):
+    """A network step failed (a command's error, a process that would not come up); the
+    next attempt may succeed (retried after ``delay``, with backoff)."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message, delay=delay)
 
 
 def unique_suffix() -> str:
