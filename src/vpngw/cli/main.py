@@ -235,6 +235,29 @@ def cmd_account_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_account_quota(args: argparse.Namespace) -> int:
+    settings, db, _sealer = _open(args)
+    changes = {
+        kind: getattr(args, kind) for kind in accounts.QUOTA_KINDS if getattr(args, kind) is not _UNCHANGED
+    }
+    if changes:
+        accounts.set_quotas(db, args.account, changes)
+    print(json.dumps(accounts.quotas(db, settings, args.account), indent=2))
+    return 0
+
+
+_UNCHANGED = object()
+
+
+def _quota_value(text: str) -> int | None:
+    """A quota on the command line: a whole number from 0, or ``default``."""
+    if text == "default":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a quota is a whole number from 0 or 'default', not {text!r}")
+    return int(text)
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     _settings, db, sealer = _open(args)
     print(accounts.create_key(db, sealer, args.account).as_json())
@@ -332,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     _db_option(create)
     create.set_defaults(run=cmd_account_create)
+    quota = account.add_parser(
+        "quota",
+        help="show an account's quotas (per region) and what it holds; set them with the options",
+        description="Quotas count per account and region. N is a whole number from 0, or 'default' "
+        "(the server's default: VPNGW_QUOTA_VPCS=10, VPNGW_QUOTA_VPN_GATEWAYS=500, "
+        "VPNGW_QUOTA_CUSTOMER_GATEWAYS=100 unless set). A quota below what the account holds only "
+        "stops new creates.",
+    )
+    quota.add_argument("account", help="account name or id")
+    for option, kind in (
+        ("--vpcs", "vpcs"),
+        ("--vpn-gateways", "vpn_gateways"),
+        ("--customer-gateways", "customer_gateways"),
+    ):
+        quota.add_argument(option, dest=kind, metavar="N", type=_quota_value, default=_UNCHANGED)
+    _db_option(quota)
+    quota.set_defaults(run=cmd_account_quota)
     listing = account.add_parser("list", help="list accounts and their AccessKey ids")
     _db_option(listing)
     listing.set_defaults(run=cmd_account_list)
