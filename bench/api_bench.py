@@ -166,6 +166,10 @@ class Server:
             "VPNGW_MASTER_KEY": MASTER_KEY,
             "VPNGW_ACCESS_KEY_ID": KEY_ID,
             "VPNGW_ACCESS_KEY_SECRET": KEY_SECRET,
+            # One account makes every resource here: the per-account quotas do not apply.
+            "VPNGW_QUOTA_VPCS": "1000000",
+            "VPNGW_QUOTA_VPN_GATEWAYS": "1000000",
+            "VPNGW_QUOTA_CUSTOMER_GATEWAYS": "1000000",
             **self.env_extra,
             "PYTHONPATH": os.pathsep.join(x for x in (SOURCE["src"], os.environ.get("PYTHONPATH", "")) if x),
         }

@@ -51,6 +51,7 @@ from tests.support.postgres import free_port  # noqa: E402
 
 from vpngw.api.app import build_app  # noqa: E402
 from vpngw.config import Settings  # noqa: E402
+from vpngw.dataplane.backends.lab import charon_profile as lab_profile  # noqa: E402
 from vpngw.dataplane.backends.lab import peer as lab_peer  # noqa: E402
 from vpngw.dataplane.backends.lab.network import LabNetwork  # noqa: E402
 from vpngw.dataplane.charon import daemon as charon_daemon  # noqa: E402
@@ -163,8 +164,8 @@ def measure_floor(runs: int, work: Path) -> list[float]:
         netns.add_address(b, "lo", "10.10.1.1/32")
         netns.run("ip", "-n", a, "route", "add", "local", "10.1.1.0/24", "dev", "lo")
         netns.run("ip", "-n", b, "route", "add", "local", "10.10.1.0/24", "dev", "lo")
-        charon_a = charon_daemon.start_charon(a, work / "fa")
-        charon_b = charon_daemon.start_charon(b, work / "fb")
+        charon_a = charon_daemon.start_charon(a, work / "fa", lab_profile.strongswan_conf)
+        charon_b = charon_daemon.start_charon(b, work / "fb", lab_profile.strongswan_conf)
         charons += [charon_a, charon_b]
         (work / "b.conf").write_text(
             swanctl_conf("t", "198.19.250.2", "198.19.250.1", "10.10.1.0/24", "10.1.1.0/24", False)
@@ -215,11 +216,15 @@ class Client:
         return body
 
 
+# One account makes every resource here: the per-account quotas do not apply to a benchmark.
+BENCH_QUOTAS = {"quota_vpcs": 10**6, "quota_vpn_gateways": 10**6, "quota_customer_gateways": 10**6}
+
+
 @contextmanager
 def vpngw(
     work: Path, *, dataplane: bool, lab_name: str, db_file: Path | None = None
 ) -> Iterator[tuple[Client, Database, Reconciler | None, LabNetwork]]:
-    settings = Settings(db_url=f"sqlite:///{db_file or work / 'vpngw.db'}")
+    settings = Settings(db_url=f"sqlite:///{db_file or work / 'vpngw.db'}", **BENCH_QUOTAS)
     db, authenticator = prepared(settings)
     network = LabNetwork(lab_name, work / lab_name)
     reconciler = Reconciler(db, authenticator.sealer, network) if dataplane else None
@@ -336,7 +341,7 @@ def measure_cold_start(work: Path, gateways: int = 10, per_gateway: int = 10) ->
         network.ensure_wan()
         for g, group in configs.items():
             peers.append(start_multi_peer(network, f"cold{g}", group))
-        settings = Settings(db_url=f"sqlite:///{db_file}")
+        settings = Settings(db_url=f"sqlite:///{db_file}", **BENCH_QUOTAS)
         db, authenticator = prepared(settings)
         reconciler = Reconciler(db, authenticator.sealer, network)
         total = gateways * per_gateway

@@ -82,7 +82,10 @@ def database(kind: str, work: Path) -> Iterator[str]:
 
 @contextmanager
 def fleet_of(db_url: str, subnets: tuple[str, ...]) -> Iterator[tuple[Fleet, Api, Database]]:
-    settings = Settings(db_url=db_url)
+    # One account makes every gateway here: the per-account quotas do not apply to a benchmark.
+    settings = Settings(
+        db_url=db_url, quota_vpcs=10**6, quota_vpn_gateways=10**6, quota_customer_gateways=10**6
+    )
     db, authenticator = prepared(settings)
     lab = f"vb-{netns.unique_suffix()}"
     fleet = Fleet(LabNetwork(lab, Path(f"/tmp/vb{netns.unique_suffix()}") / lab), db_url, subnets)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpngw import files
+from vpngw.config import Settings
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -92,6 +94,44 @@ def _account_id(db: Database, name_or_id: str) -> str:
         return account.id
 
 
+#: The quotas an operator sets per account (``vpngw account quota``), by kind.
+QUOTA_KINDS = ("vpcs", "vpn_gateways", "customer_gateways")
+
+
+def quotas(db: Database, settings: Settings, account: str) -> dict[str, object]:
+    """The account's quotas (its own, or the default) and what it holds, per region."""
+    account_id = _account_id(db, account)
+    with db.session(write=False) as session:
+        own = queries.account_quotas(session, account_id)
+        used: dict[str, dict[str, int]] = {}
+        for row in queries.resource_counts_of(session, account_id):
+            used.setdefault(row.kind, {})[row.region_id] = row.count
+    return {
+        "AccountId": account_id,
+        "Quotas": {
+            kind: {
+                "Quota": own.get(kind, settings.default_quota(kind)),
+                "Default": kind not in own,
+                "HeldPerRegion": used.get(kind, {}),
+            }
+            for kind in QUOTA_KINDS
+        },
+    }
+
+
+def set_quotas(db: Database, account: str, changes: dict[str, int | None]) -> None:
+    """Set the account's quotas of the given kinds (``None``: back to the default). A quota
+    below what the account holds stops new creates; it deletes nothing."""
+    account_id = _account_id(db, account)
+    with db.transaction(write=True) as session:
+        for kind, quota in changes.items():
+            if kind not in QUOTA_KINDS:
+                raise AccountError(f"no quota named {kind!r}")
+            if quota is not None and quota < 0:
+                raise AccountError(f"a quota is a whole number from 0, not {quota}")
+            queries.set_account_quota(session, account_id, kind, quota)
+
+
 def create_key(db: Database, sealer: Sealer, account: str) -> KeyPair:
     return _add_key(db, sealer, _account_id(db, account), new_access_key_id(), new_access_key_secret())
 
@@ -143,10 +183,9 @@ def bootstrap_credentials_file(db: Database, sealer: Sealer, account_id: str, pa
         if queries.access_keys_of(session, account_id):
             return None
     pair = _add_key(db, sealer, account_id, new_access_key_id(), new_access_key_secret())
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = files.create_private_file(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(pair.as_json() + "\n")
     return pair

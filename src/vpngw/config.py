@@ -34,11 +34,25 @@ class Settings:
     internet_ip_pool: str = "198.18.0.0/16"
     max_subnets_per_side: int = 10
     max_connections_per_gateway: int = 10
+    # Per-account quotas, counted per account and region, for an account the operator gave
+    # none of its own (`vpngw account quota`; docs/security.md).
+    quota_vpcs: int = 10
+    quota_vpn_gateways: int = 500
+    quota_customer_gateways: int = 100
     # A ClientToken replays its first result for this long, then counts as new.
     client_token_ttl_s: int = 24 * 3600
     host_id: str = "vpc.aliyuncs.com"
     default_account_id: str = "1000000000000000"
     region_ids: frozenset[str] = field(init=False)
+
+    def default_quota(self, kind: str) -> int:
+        """The quota of ``kind`` (a table name: ``vpcs``, ``vpn_gateways``,
+        ``customer_gateways``) for an account without one of its own."""
+        return {
+            "vpcs": self.quota_vpcs,
+            "vpn_gateways": self.quota_vpn_gateways,
+            "customer_gateways": self.quota_customer_gateways,
+        }[kind]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "region_ids", frozenset(r.region_id for r in self.regions))
@@ -69,4 +83,7 @@ def settings_from_env(db_url: str | None = None) -> Settings:
         max_subnets_per_side=int(env.get("VPNGW_MAX_SUBNETS_PER_SIDE", "10")),
         max_connections_per_gateway=int(env.get("VPNGW_MAX_CONNECTIONS_PER_GATEWAY", "10")),
         client_token_ttl_s=int(env.get("VPNGW_CLIENT_TOKEN_TTL_S", str(24 * 3600))),
+        quota_vpcs=int(env.get("VPNGW_QUOTA_VPCS", "10")),
+        quota_vpn_gateways=int(env.get("VPNGW_QUOTA_VPN_GATEWAYS", "500")),
+        quota_customer_gateways=int(env.get("VPNGW_QUOTA_CUSTOMER_GATEWAYS", "100")),
     )

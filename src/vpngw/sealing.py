@@ -7,21 +7,33 @@ comma-separated for rotation: the first seals, all open) or else from a key file
 readable only by its owner. A sealed value is ``sealed:v1:<key id>:<base64(nonce|ciphertext)>``;
 the column it belongs to is bound in as associated data, so a sealed value copied into
 another column does not open.
+
+Values that must be compared but never read back (the ClientToken records' request hash)
+are stored as keyed digests: HMAC-SHA256 under a key derived with HKDF from the master key,
+so the database alone confirms no guess of what went into them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from vpngw import files
 
 PREFIX = "sealed:v1:"
+DIGEST_PREFIX = "h1:"
+DIGEST_INFO = b"vpngw keyed digest: "
 DEFAULT_KEY_FILE = "vpngw.master.key"
 
 
@@ -63,6 +75,7 @@ class Sealer:
     def __init__(self, keyring: tuple[MasterKey, ...]) -> None:
         self.keyring = keyring
         self._by_id = {k.key_id: AESGCM(k.key) for k in keyring}
+        self._digest_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
 
     @property
     def current_key_id(self) -> str:
@@ -86,8 +99,40 @@ class Sealer:
         except (binascii.Error, ValueError, InvalidTag):
             raise SealingError("a sealed value does not open with its master key") from None
 
-    def key_id_of(self, sealed: str) -> str:
-        return sealed[len(PREFIX) :].partition(":")[0]
+    # -- keyed digests -----------------------------------------------------------
+
+    def _digest_key(self, master: MasterKey, purpose: str) -> tuple[str, bytes]:
+        """(fingerprint, key) of the HMAC key derived from ``master`` for ``purpose``."""
+        cached = self._digest_keys.get((master.key_id, purpose))
+        if cached is None:
+            key = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=DIGEST_INFO + purpose.encode()
+            ).derive(master.key)
+            fingerprint = hmac.new(key, b"fingerprint", hashlib.sha256).hexdigest()[:8]
+            cached = self._digest_keys[(master.key_id, purpose)] = (fingerprint, key)
+        return cached
+
+    def digest(self, data: bytes, purpose: str) -> str:
+        """A keyed digest of ``data``: ``h1:<key fingerprint>:<base64url HMAC-SHA256>``
+        (55 characters) under a key derived (HKDF-SHA256) from the current master key for
+        ``purpose``. Without the master key it confirms no guess of ``data``."""
+        fingerprint, key = self._digest_key(self.keyring[0], purpose)
+        mac = base64.urlsafe_b64encode(hmac.new(key, data, hashlib.sha256).digest()).rstrip(b"=")
+        return f"{DIGEST_PREFIX}{fingerprint}:{mac.decode()}"
+
+    def digest_matches(self, stored: str, data: bytes, purpose: str) -> bool | None:
+        """Whether ``stored`` (from :meth:`digest`) is the digest of ``data``; None when it
+        cannot be told: ``stored`` is not a keyed digest (an unkeyed one made before 0.x,
+        see docs/security.md) or its master key is no longer in the keyring."""
+        if not stored.startswith(DIGEST_PREFIX):
+            return None
+        fingerprint, _, mac = stored[len(DIGEST_PREFIX) :].partition(":")
+        for master in self.keyring:
+            known, key = self._digest_key(master, purpose)
+            if known == fingerprint:
+                expected = base64.urlsafe_b64encode(hmac.new(key, data, hashlib.sha256).digest()).rstrip(b"=")
+                return hmac.compare_digest(expected, mac.encode())
+        return None
 
 
 def load_sealer(environ: dict[str, str] | None = None) -> tuple[Sealer, str]:
@@ -97,8 +142,7 @@ def load_sealer(environ: dict[str, str] | None = None) -> tuple[Sealer, str]:
         return Sealer(parse_keyring(env["VPNGW_MASTER_KEY"])), "master key from VPNGW_MASTER_KEY"
     path = Path(env.get("VPNGW_MASTER_KEY_FILE") or DEFAULT_KEY_FILE)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = files.create_private_file(path)
         with os.fdopen(fd, "w") as handle:
             handle.write(new_master_key_line() + "\n")
         return Sealer(parse_keyring(path.read_text())), f"master key created in {path} (mode 0600)"

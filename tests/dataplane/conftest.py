@@ -21,6 +21,7 @@ from tests.conftest import prepared
 from tests.support.api import Api
 from vpngw.api.app import build_app
 from vpngw.config import Settings
+from vpngw.dataplane.backends.lab import charon_profile as lab_profile
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.charon.vici_client import ViciClient
@@ -104,7 +105,7 @@ def lab_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPair]:
             lan_addrs = tuple(f"10.{n}.{o}.1" for o in lan_octets)
             for addr in lan_addrs:
                 netns.add_address(namespace, "lo", f"{addr}/24")
-            charon = charon_daemon.start_charon(namespace, state / namespace[-1])
+            charon = charon_daemon.start_charon(namespace, state / namespace[-1], lab_profile.strongswan_conf)
             cleanup.callback(charon_daemon.stop_charon, charon)
             vici = charon.client()
             cleanup.callback(vici.close)

@@ -28,7 +28,7 @@ ok                nothing wrong: the tunnel comes up
 
 Packets were "dropped" with a permanent neighbour entry pointing at an unused MAC address
 on the sending side (this kernel has no tc classifiers and there is no nft/iptables). Lab
-charons give up after 3 retransmits (charon_daemon.strongswan_conf); half-open IKE_SAs are deleted
+charons give up after 3 retransmits (backends/lab/charon_profile.py); half-open IKE_SAs are deleted
 after charon's default 30 s.
 
 ``*_via_initiate.log`` hold the control-log lines the failed ``initiate`` streamed back

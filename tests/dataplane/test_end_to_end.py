@@ -278,11 +278,11 @@ def test_several_subnets_per_side_all_carry_traffic(lab_world: LabWorld, version
 
 
 def test_a_second_reconciler_on_the_same_lab_is_refused(lab_world: LabWorld) -> None:
-    from vpngw.dataplane.backends.lab.network import LabBusy
     from vpngw.dataplane.core.reconciler import Reconciler
+    from vpngw.dataplane.errors import BackendBusy
 
     second = Reconciler(lab_world.db, lab_world.reconciler.sealer, lab_world.network)
-    with pytest.raises(LabBusy, match="another vpngw process"):
+    with pytest.raises(BackendBusy, match="another vpngw process"):
         second.start()
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from vpngw.dataplane.backends.lab import charon_profile as lab_profile
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.charon.vici_client import ViciClient, ViciCommandError
@@ -227,7 +228,9 @@ def test_teardown_leaves_no_namespace_or_process(tmp_path_factory: pytest.TempPa
     namespace = f"vpngw-t-{netns.unique_suffix()}x"
     netns.create_namespace(namespace)
     try:
-        charon = charon_daemon.start_charon(namespace, tmp_path_factory.mktemp("lab"))
+        charon = charon_daemon.start_charon(
+            namespace, tmp_path_factory.mktemp("lab"), lab_profile.strongswan_conf
+        )
         charon_daemon.stop_charon(charon)
         charon_daemon.stop_charon(charon)  # idempotent
     finally:

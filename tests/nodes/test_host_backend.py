@@ -4,9 +4,12 @@ VPC side crosses it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.api import Api, build_world, connection_params
+from vpngw.dataplane.backends.host import charon_profile as host_profile
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.system import netns
 
@@ -52,6 +55,17 @@ def test_a_host_node_runs_a_tunnel_from_its_uplink_to_its_vpc_side(fleet_on: tup
     assert described["Status"] == "ipsec_sa_established", fleet.log_of(site)
     gateway = api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)
     assert gateway["NodeName"] == site.name
+
+    # Its charon runs the host backend's production profile (DoS protection, standard
+    # retransmits, syslog), not the lab's test tuning.
+    state_dir = site.state_dir / site.name / f"g-{place.vpn_gateway_id}"
+    pid = int((state_dir / "charon.pid").read_text())
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+    )
+    running = Path(environ["STRONGSWAN_CONF"]).read_text()
+    assert running == host_profile.strongswan_conf(str(state_dir / "charon.vici"), state_dir / "charon.log")
+    assert "dos_protection = yes" in running and "retransmit_tries = 5" in running
 
     # The InternetIp is on a macvlan of the uplink in the gateway's namespace, with a
     # lifetime (the lease), and the host routes the remote subnet to the gateway.

@@ -18,6 +18,7 @@ from vpngw.actions.framework import (
     RegionParams,
     Response,
 )
+from vpngw.actions.quotas import check_room
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_auth_key, check_customer_gateway_ip, parse_asn
@@ -89,6 +90,7 @@ def create_customer_gateway(
             "InvalidIpAddress.AlreadyExist",
             f"Specified IpAddress {p.ip_address} is already used by the customer gateway {existing}.",
         )
+    check_room(ctx, session, CustomerGateway, p.region_id)
     gateway_id = ids.new_resource_id("cgw")
     gateway = CustomerGateway(
         id=gateway_id,

@@ -8,7 +8,6 @@ result again, whatever happened since; the same token with other parameters is r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -40,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 4
 RESPONSE_PURPOSE = "idempotency_records.response"
+REQUEST_HASH_PURPOSE = "idempotency_records.request_hash"
 
 
 def find_action(name: str) -> Action[Any]:
@@ -69,22 +69,31 @@ def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
         raise invalid_parameter(where, first["msg"]) from None
 
 
-def request_hash(params: Params) -> str:
+def _request_bytes(params: Params) -> bytes:
     body = params.model_dump(mode="json", exclude={"client_token"})
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json.dumps(body, sort_keys=True).encode()
+
+
+def request_hash(params: Params, sealer: Sealer) -> str:
+    """What a ClientToken record keeps of its request: a keyed digest (the parameters can
+    hold a Psk; an unkeyed hash would confirm a guess offline, docs/security.md)."""
+    return sealer.digest(_request_bytes(params), REQUEST_HASH_PURPOSE)
 
 
 def _run(action: Action[Any], ctx: Context, session: Session, params: Params) -> dict[str, Any]:
     token: str | None = getattr(params, "client_token", None)
     if token is None:
         return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
-    digest = request_hash(params)
     # Past its lifetime a token counts as new: expired records go first (an indexed
     # range delete that finds nothing almost always).
     queries.forget_idempotency_records_before(session, ctx.now_ms - ctx.settings.client_token_ttl_s * 1000)
     record = queries.get_idempotency_record(session, ctx.account_id, action.name, token)
     if record is not None:
-        if record.request_hash != digest:
+        # None: an unkeyed hash from before migration 0008, or its master key was retired
+        # from the keyring; such a record still replays (the same token is almost always
+        # the same request), it just cannot tell other parameters (docs/security.md).
+        same = ctx.sealer.digest_matches(record.request_hash, _request_bytes(params), REQUEST_HASH_PURPOSE)
+        if same is False:
             raise BadRequest(
                 "IdempotentParameterMismatch",
                 "The request is retried with the same ClientToken but other parameters.",
@@ -98,7 +107,7 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
         account_id=ctx.account_id,
         action=action.name,
         client_token=token,
-        request_hash=digest,
+        request_hash=request_hash(params, ctx.sealer),
         response={},
         create_time=ctx.now_ms,
     )

@@ -19,6 +19,7 @@ from vpngw.actions.framework import (
     RegionParams,
     Response,
 )
+from vpngw.actions.quotas import check_room
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_vpc_cidr
 from vpngw.store import queries
@@ -53,6 +54,7 @@ class CreateVpcResponse(Response):
 
 
 def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcResponse:
+    check_room(ctx, session, Vpc, p.region_id)
     vpc_id = ids.new_resource_id("vpc")
     queries.add_owned(
         session,

@@ -22,6 +22,7 @@ from vpngw.actions.framework import (
     Response,
     choice,
 )
+from vpngw.actions.quotas import check_room
 from vpngw.actions.vpcs import get_vpc
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import parse_bandwidth
@@ -93,6 +94,7 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         raise BadRequest(
             "OperationUnsupported.VpnType", "NationalStandard (SM) VPN gateways are not supported."
         )
+    check_room(ctx, session, VpnGateway, p.region_id)  # before the pool: the quota is the first limit
     gateway_id = ids.new_resource_id("vpn")
     prepaid = p.instance_charge_type == "PREPAY"
     gateway = VpnGateway(

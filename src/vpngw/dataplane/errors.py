@@ -7,6 +7,9 @@ subnet). The reconciler records it on the connection and waits for the spec to c
 A :class:`TemporaryError` means the same step may succeed later (charon restarting, a
 socket timeout); the reconciler retries after ``delay`` seconds.
 
+A :class:`BackendBusy` means another vpngw process on this machine drives the same
+gateways (the same lab, the same node): this process must not start its data plane.
+
 Messages never contain a pre-shared key.
 """
 
@@ -37,3 +40,8 @@ class InvalidSpec(PermanentError):
         self.field = field
         self.value = value
         self.reason = reason
+
+
+class BackendBusy(DataplaneError):
+    """Another vpngw process on this machine drives these gateways already (every
+    backend raises this one class)."""

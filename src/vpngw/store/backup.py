@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from vpngw.store.engine import is_sqlite
+from vpngw import files
+from vpngw.store.engine import is_sqlite, private_database_file
 
 
 class BackupError(Exception):
@@ -50,8 +51,7 @@ def backup(url: str, target: Path) -> None:
         raise BackupError(f"{target} exists; choose a new file")
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
+    os.close(files.create_private_file(partial))
     try:
         with sqlite3.connect(source_path, timeout=30) as source, sqlite3.connect(partial) as copy:
             source.backup(copy)  # all pages in one step: one snapshot
@@ -75,7 +75,7 @@ def restore(backup_file: Path, url: str) -> None:
         raise BackupError(f"no backup at {backup_file}")
     with sqlite3.connect(backup_file) as source:
         _check(source, str(backup_file))
-        target_path.parent.mkdir(parents=True, exist_ok=True)
+        private_database_file(target_path)
         with sqlite3.connect(target_path, timeout=30) as target:
             source.backup(target)
             _check(target, "the restored database")

@@ -13,6 +13,7 @@ as space returns, without a restart.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from vpngw import files
 from vpngw.errors import StorageFull
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,25 @@ def _prepare_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def private_database_file(path: Path) -> None:
+    """Create the SQLite file 0600 (its directories 0700) before SQLite does, so that it is
+    nobody else's to read whatever the umask; SQLite gives ``-wal`` and ``-shm`` the mode of
+    the database file. An existing file readable by others is made 0600, its ``-wal`` and
+    ``-shm`` too."""
+    try:
+        os.close(files.create_private_file(path))
+    except FileExistsError:
+        for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            files.tighten(existing)
+
+
 def make_engine(url: str) -> Engine:
     """``hide_parameters``: an SQL error's text (which ends up in tracebacks) never holds the
     statement's values, which can be a client's input."""
     parsed = make_url(url)
     if is_sqlite(parsed):
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_database_file(Path(parsed.database))
         engine = create_engine(
             parsed, connect_args={"check_same_thread": False, "timeout": 10}, hide_parameters=True
         )

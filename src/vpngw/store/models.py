@@ -235,6 +235,18 @@ class ResourceCount(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class AccountQuota(Base):
+    """A quota the operator set for an account (``vpngw account quota``): at most ``quota``
+    resources of ``kind`` (a table name, as in ``resource_counts``) per region. A kind
+    without a row has the default of the settings."""
+
+    __tablename__ = "account_quotas"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quota: Mapped[int] = mapped_column(BigInteger)
+
+
 class Node(Base):
     """A data-plane node (``vpngw agent --node NAME``, or ``vpngw serve``'s own data
     plane): it heartbeats here while it runs (docs/nodes.md)."""

@@ -8,12 +8,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy import delete as delete_statement
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from vpngw.store import traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
+    AccountQuota,
     CustomerGateway,
     IdempotencyRecord,
     ResourceCount,
@@ -100,6 +103,53 @@ def _bump(session: Session, row: Owned, delta: int) -> None:
         session.add(ResourceCount(account_id=key[0], region_id=key[1], kind=key[2], count=delta))
     else:
         counter.count += delta
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def count_for_update(session: Session, kind: str, account_id: str, region_id: str) -> int:
+    """How many rows of ``kind`` (a table name) the account holds in the region, with the
+    counter row locked until the transaction ends (PostgreSQL ``SELECT ... FOR UPDATE``;
+    SQLite serialises writers), so a quota checked against it holds against concurrent
+    creates."""
+    # The counter row is made first (a no-op when it exists; it waits for a concurrent
+    # transaction that is inserting it), so that every create locks the same row: a create
+    # that found no row could otherwise count 0 while another one's insert commits.
+    values = {"account_id": account_id, "region_id": region_id, "kind": kind, "count": 0}
+    session.execute(_insert(session)(ResourceCount).values(**values).on_conflict_do_nothing())
+    row = session.get(
+        ResourceCount, (account_id, region_id, kind), with_for_update=True, populate_existing=True
+    )
+    return row.count if row else 0
+
+
+def account_quotas(session: Session, account_id: str) -> dict[str, int]:
+    """The quotas the operator set for the account, by kind (kinds without one are absent)."""
+    rows = session.scalars(select(AccountQuota).where(AccountQuota.account_id == account_id))
+    return {row.kind: row.quota for row in rows}
+
+
+def set_account_quota(session: Session, account_id: str, kind: str, quota: int | None) -> None:
+    """Set (``None``: remove, back to the default) the account's quota of ``kind``."""
+    row = session.get(AccountQuota, (account_id, kind))
+    if quota is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(AccountQuota(account_id=account_id, kind=kind, quota=quota))
+    else:
+        row.quota = quota
+    session.flush()
+
+
+def resource_counts_of(session: Session, account_id: str) -> Sequence[ResourceCount]:
+    return session.scalars(
+        select(ResourceCount)
+        .where(ResourceCount.account_id == account_id, ResourceCount.count > 0)
+        .order_by(ResourceCount.kind, ResourceCount.region_id)
+    ).all()
 
 
 def add_owned(session: Session, row: Owned) -> None:

@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
+
+from vpngw.dataplane.errors import BackendBusy
 
 if TYPE_CHECKING:
     from vpngw.dataplane.spec.from_store import GatewayState
 
 
+#: A charon profile: (VICI socket path, log file path) -> the text of its strongswan.conf.
+#: Each backend brings its own (the lab's test tuning; the host's production settings).
+CharonProfile = Callable[[str, Path], str]
+
+
 @dataclass(frozen=True)
 class GatewayHost:
-    """Where one VPN gateway runs: the namespace of its charon, and charon's state dir.
+    """Where one VPN gateway runs: the namespace of its charon, charon's state dir, and
+    the charon profile its backend brings.
 
     ``vpc_namespace`` is the namespace that stands for the VPC side (the lab's), or the
     node's own namespace on a host (None: the namespace vpngw runs in).
@@ -35,6 +44,7 @@ class GatewayHost:
     namespace: str
     vpc_namespace: str | None
     state_dir: Path
+    profile: CharonProfile
 
     @property
     def vici_path(self) -> str:
@@ -61,7 +71,7 @@ class NetworkBackend(Protocol):
         ...
 
     def gateway(self, vpn_gateway_id: str) -> GatewayHost:
-        """Where the gateway runs (pure: names only)."""
+        """Where the gateway runs and with which charon profile (pure: names only)."""
         ...
 
     def gateway_ids(self) -> set[str]:
@@ -92,10 +102,6 @@ class NetworkBackend(Protocol):
 
 
 LOCK_DIR = Path("/run/vpngw")
-
-
-class BackendBusy(Exception):
-    """Another vpngw process on this machine drives these gateways already."""
 
 
 def machine_lock(name: str, busy_message: str) -> IO[bytes]:

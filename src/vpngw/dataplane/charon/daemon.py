@@ -10,8 +10,9 @@ network namespace, each with
 * kernel-libipsec: ESP runs in userspace through the TUN device ``ipsec0``, because
   the kernel here has no ESP.
 
-Every network backend starts its gateways' charons here; tests and lab peers too.
-Needs root and ``/dev/net/tun``.
+Every network backend starts its gateways' charons here, each with its own profile
+(the strongswan.conf it renders: the lab's test tuning in ``backends/lab``, production
+settings in ``backends/host``); tests and lab peers too. Needs root and ``/dev/net/tun``.
 """
 
 from __future__ import annotations
@@ -24,23 +25,35 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpngw.dataplane.backends.base import GatewayHost
+from vpngw.dataplane.backends.base import CharonProfile, GatewayHost
 from vpngw.dataplane.charon.vici_client import CharonUnavailable, ViciClient
-from vpngw.dataplane.system.netns import NetnsError, pid_alive, read_pid, wait_until
+from vpngw.dataplane.system.netns import NetnsError, kill_pid, pid_alive, read_pid, wait_until
 
 log = logging.getLogger(__name__)
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGIN_CONF_GLOB = "/etc/strongswan.d/charon/*.conf"
 
-# Plugins Debian enables that a lab charon must not load: stroke reads /etc/ipsec.*,
+# Plugins Debian enables that a gateway's charon must not load: stroke reads /etc/ipsec.*,
 # forecast joins multicast groups, tpm/pkcs11 print warnings, the rest are unused.
 _UNWANTED_PLUGINS: tuple[str, ...] = ("stroke", "ha", "farp", "dhcp", "resolve", "eap-radius", "tnc-tnccs")
 _UNWANTED_PLUGINS += ("led", "forecast", "tpm", "pkcs11")
 
 
+# A private /run for each charon (its pid file and sockets would clash), with journald's
+# socket directory brought back from the machine's own /run (pid 1's), so that a profile
+# that logs to syslog reaches the journal.
+_JOURNAL = "/run/systemd/journal"
+_LAUNCH = (
+    "mount -t tmpfs tmpfs /run"
+    f" && if [ -d /proc/1/root{_JOURNAL} ]; then mkdir -p {_JOURNAL}"
+    f" && mount --bind /proc/1/root{_JOURNAL} {_JOURNAL}; fi"
+    ' && exec "$0"'
+)
+
+
 def missing_prerequisites(charon: str = CHARON) -> str | None:
-    """Why a lab cannot run here, or None if it can."""
+    """Why charons cannot run here, or None if they can."""
     if os.geteuid() != 0:
         return "needs root (network namespaces, tmpfs mounts, TUN devices)"
     if not os.access(charon, os.X_OK):
@@ -70,46 +83,30 @@ class Charon:
         return ViciClient.connect(self.vici_path, timeout_s)
 
 
-def strongswan_conf(vici_path: str, log_path: Path) -> str:
-    """The strongswan.conf of a lab charon.
-
-    Test-friendly settings: no DoS cookies or half-open limits (parallel initiations
-    between the same two IPs otherwise stall for seconds), fast retransmits (IKEv2 DPD
-    and the IKEv1 aggressive-mode race both wait on them), and aggressive mode with PSK
-    allowed on the responder.
-    """
+def plugins_section(vici_path: str) -> str:
+    """The ``plugins`` block every profile shares: Debian's plugin list minus the unwanted
+    ones, kernel-libipsec (ESP in userspace: a kernel without ESP runs tunnels too) and
+    the VICI socket in the caller's state directory."""
     unwanted = "\n".join(f"    {name} {{ load = no }}" for name in _UNWANTED_PLUGINS)
-    return f"""charon {{
-  load_modular = yes
-  i_dont_care_about_security_and_use_aggressive_mode_psk = yes
-  dos_protection = no
-  retransmit_timeout = 1.0
-  retransmit_base = 1.4
-  retransmit_tries = 3
-  plugins {{
+    return f"""  plugins {{
     include {PLUGIN_CONF_GLOB}
     kernel-libipsec {{ load = yes }}
     vici {{ socket = unix://{vici_path} }}
 {unwanted}
   }}
-  filelog {{
-    lab {{
-      path = {log_path}
-      time_format = %H:%M:%S
-      default = 1
-      flush_line = yes
-    }}
-  }}
-  syslog {{
-    daemon {{ default = -1 }}
-    auth {{ default = -1 }}
-  }}
-}}
 """
 
 
-def start_charon(namespace: str, state_dir: Path, *, charon: str = CHARON, timeout_s: float = 10.0) -> Charon:
-    """Start charon inside ``namespace``; return once its VICI socket answers.
+def start_charon(
+    namespace: str,
+    state_dir: Path,
+    profile: CharonProfile,
+    *,
+    charon: str = CHARON,
+    timeout_s: float = 10.0,
+) -> Charon:
+    """Start charon inside ``namespace`` with the strongswan.conf ``profile`` renders;
+    return once its VICI socket answers.
 
     ``state_dir`` (created if needed) receives strongswan.conf, charon.vici,
     charon.log and charon.out. A unix socket path is limited to 107 bytes, so keep
@@ -121,13 +118,13 @@ def start_charon(namespace: str, state_dir: Path, *, charon: str = CHARON, timeo
     conf_path = state_dir / "strongswan.conf"
     for stale in (Path(vici_path), log_path):
         stale.unlink(missing_ok=True)
-    conf_path.write_text(strongswan_conf(vici_path, log_path))
+    conf_path.write_text(profile(vici_path, log_path))
 
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STRONGSWAN_CONF": str(conf_path)}
     with open(state_dir / "charon.out", "wb") as out:
         # ip -> sh -> exec charon keep one pid, so process.pid is charon's own pid.
         process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "sh", "-c", 'mount -t tmpfs tmpfs /run && exec "$0"', charon],
+            ["ip", "netns", "exec", namespace, "sh", "-c", _LAUNCH, charon],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -183,15 +180,16 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def start_gateway_charon(host: GatewayHost) -> int:
-    """Start charon in the gateway's namespace; return its pid (also in ``charon.pid``).
+    """Start charon in the gateway's namespace with the profile its backend brings; return
+    its pid (also in ``charon.pid``).
 
     A charon that is still running there (after a restart of vpngw) is adopted instead.
     """
-    pid = read_pid(host.pid_path)
-    if pid is not None and pid_alive(pid):
+    pid = running_pid(host)
+    if pid is not None:
         return pid
     started = time.monotonic()
-    charon = start_charon(host.namespace, host.state_dir)
+    charon = start_charon(host.namespace, host.state_dir, host.profile)
     host.pid_path.write_text(f"{charon.pid}\n")
     log.info(
         "charon for %s started (pid %d) in %.0f ms",
@@ -200,3 +198,19 @@ def start_gateway_charon(host: GatewayHost) -> int:
         (time.monotonic() - started) * 1000,
     )
     return charon.pid
+
+
+def running_pid(host: GatewayHost) -> int | None:
+    """The pid of the gateway's charon if it is running (its pid file names a live charon)."""
+    pid = read_pid(host.pid_path)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (non-zombie) charon."""
+    return pid_alive(pid)
+
+
+def stop_pid(pid: int) -> None:
+    """Stop the charon ``pid`` (ours or adopted) and reap it if it was our child."""
+    kill_pid(pid)

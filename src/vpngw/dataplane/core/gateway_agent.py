@@ -26,6 +26,7 @@ from vpngw.dataplane.charon.acquire import AcquireEmulator
 from vpngw.dataplane.charon.vici_client import IkeSa, ViciClient, ViciCommandError
 from vpngw.dataplane.charon.vici_events import EventListener
 from vpngw.dataplane.core.applied import AppliedRecord
+from vpngw.dataplane.errors import PermanentError
 from vpngw.dataplane.observe.connection_logs import ConnectionLogs
 from vpngw.dataplane.observe.status import Observed, observe
 from vpngw.dataplane.spec.desired import ConnectionSpec
@@ -37,7 +38,6 @@ from vpngw.dataplane.spec.render import (
     render_shared_key,
     shared_key_id,
 )
-from vpngw.dataplane.system import netns
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class GatewayAgent:
         self._adopted: dict[str, str] = {}
         self._retries: dict[str, _Retry] = {}
         self._network = _Network()
+        # Connections whose spec cannot be realised (a PermanentError), with the spec that
+        # failed: not tried again until the spec changes.
+        self._rejected: dict[str, tuple[ConnectionSpec, PermanentError]] = {}
 
     # -- the level-triggered step -------------------------------------------------
 
@@ -102,12 +105,19 @@ class GatewayAgent:
         client = self._vici()
         self._sync_connections(client, state)
 
+    def rejected(self) -> dict[str, PermanentError]:
+        """The connections charon does not run because their spec cannot be realised."""
+        return {name: error for name, (_spec, error) in self._rejected.items()}
+
     def observe(self, state: GatewayState, failed_children: Callable[[str], bool]) -> AgentObservation:
-        """Every connection's SAs as charon reports them now; retries those that are down."""
+        """Every connection's SAs as charon reports them now; retries those that are down.
+        Rejected connections are not observed (charon does not hold them)."""
         client = self._vici()
         sas = client.list_sas()
         result = AgentObservation()
         for spec in state.connections:
+            if spec.name in self._rejected:
+                continue
             seen = observe(sas, spec.name, child_names(spec), child_failed=failed_children(spec.name))
             result.by_connection[spec.name] = seen
             if spec.effect_immediately:
@@ -139,20 +149,19 @@ class GatewayAgent:
     # -- charon -------------------------------------------------------------------
 
     def _ensure_charon(self) -> None:
-        if self._pid is not None and netns.pid_alive(self._pid):
+        if self._pid is not None and charon_daemon.alive(self._pid):
             return
         if self._pid is not None:
             log.warning("charon of %s (pid %d) is gone: restarting it", self.host.vpn_gateway_id, self._pid)
             metrics.CHARON_RESTARTS.labels(self.host.vpn_gateway_id).inc()
-            netns.kill_pid(self._pid)  # reaps it if it was our child
+            charon_daemon.stop_pid(self._pid)  # reaps it if it was our child
         self._close_client()
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
         self._applied.clear()
         self._retries.clear()
-        running = netns.read_pid(self.host.pid_path)
-        adopting = self._pid is None and running is not None and netns.pid_alive(running)
+        adopting = self._pid is None and charon_daemon.running_pid(self.host) is not None
         self._pid = charon_daemon.start_gateway_charon(self.host)
         self._adopted = self._record.load() if adopting else {}
         if not adopting:
@@ -186,7 +195,12 @@ class GatewayAgent:
     # -- connections --------------------------------------------------------------
 
     def _sync_connections(self, client: ViciClient, state: GatewayState) -> None:
-        wanted = {spec.name: spec for spec in state.connections}
+        """Load what is wanted, unload what is not. A connection whose spec cannot be
+        realised (a PermanentError: it does not render, or charon refuses it) is recorded
+        and left out, and its old settings are unloaded; the others go on."""
+        for name in set(self._rejected) - {spec.name for spec in state.connections}:
+            del self._rejected[name]
+        wanted = {spec.name: spec for spec in state.connections if not self._still_rejected(spec)}
         if not self._applied:
             # A fresh or adopted charon: what it holds that we do not want must go.
             for name in client.list_conns() - set(wanted):
@@ -194,16 +208,33 @@ class GatewayAgent:
         before = dict(self._applied)
         for name in set(self._applied) - set(wanted):
             self._unload(client, name)
-        for spec in state.connections:
+        for spec in wanted.values():
             if self._applied.get(spec.name) != spec:
-                self._load(client, spec, changed=self._is_change(spec))
+                try:
+                    self._load(client, spec, changed=self._is_change(spec))
+                except PermanentError as error:
+                    self._reject(client, spec, error)
         if self._applied != before:
             self._record.save(self._applied)
         reqids: dict[int, tuple[str, tuple[str, ...]]] = {}
         for spec in state.connections:
-            if not spec.effect_immediately:
+            if not spec.effect_immediately and spec.name in self._applied:
                 reqids.update({reqid: (spec.name, child_names(spec)) for reqid in child_reqids(spec)})
         self._acquire.set_targets(reqids)
+
+    def _still_rejected(self, spec: ConnectionSpec) -> bool:
+        """Whether ``spec`` failed before, unchanged (a changed spec is tried afresh)."""
+        rejected = self._rejected.get(spec.name)
+        if rejected is not None and rejected[0] != spec:
+            del self._rejected[spec.name]
+            return False
+        return rejected is not None
+
+    def _reject(self, client: ViciClient, spec: ConnectionSpec, error: PermanentError) -> None:
+        log.warning("%s: connection %s cannot be set up: %s", self.host.vpn_gateway_id, spec.name, error)
+        self._rejected[spec.name] = (spec, error)
+        if spec.name in self._applied or spec.name in client.list_conns():
+            self._unload(client, spec.name)  # its old settings no longer say what the store holds
 
     def _is_change(self, spec: ConnectionSpec) -> bool:
         """Whether loading ``spec`` replaces different settings in charon: ones this agent
@@ -220,8 +251,12 @@ class GatewayAgent:
         charon already restarts an always-up connection whose ``load-conn`` differs, but
         not one whose only change is its key (``load-shared``), and it never touches the
         SAs of a trapped one: hence the explicit terminate."""
-        client.load_shared(render_shared_key(spec))
-        client.load_conn(render_connection(spec))
+        shared_key, connection = render_shared_key(spec), render_connection(spec)  # InvalidSpec
+        try:
+            client.load_shared(shared_key)
+            client.load_conn(connection)
+        except ViciCommandError as error:
+            raise ConnectionRefused(error) from None
         self._applied[spec.name] = spec
         if changed:
             _terminate(client, spec.name)
@@ -264,6 +299,14 @@ class GatewayAgent:
             _initiate_async(client, spec.name, child)
         delay = min(retry.delay * 2, RETRY_MAX_S)
         self._retries[spec.name] = _Retry(now + delay, delay)
+
+
+class ConnectionRefused(PermanentError):
+    """charon refused to load a connection (``load-conn``/``load-shared``): the same spec
+    would be refused again."""
+
+    def __init__(self, error: ViciCommandError) -> None:
+        super().__init__(f"strongSwan refused the connection ({error})")
 
 
 def network_fingerprint(state: GatewayState) -> tuple[object, ...]:

@@ -11,6 +11,14 @@ A pass runs when :meth:`Reconciler.wake` is called (the API does so after every 
 carrying no data) or every ``period_s`` seconds. Errors are handled kopf's way: a
 temporary error (charon unreachable, a command failing) is logged and retried on the
 next pass; one gateway's failure never stops the others.
+
+Errors act as they say (:mod:`vpngw.dataplane.errors`): a ``PermanentError`` of one
+connection (a spec that cannot be realised, a connection charon refuses) is written on
+that connection (``Status`` not established, ``Diagnosis`` naming the error) and is not
+tried again until the connection is modified; the gateway's other connections go on. A
+``TemporaryError`` of a gateway (charon unreachable, a failed ``ip`` command) is retried
+after its ``delay``, doubling on each failure in a row up to ``BACKOFF_MAX_S``; a change
+of the gateway's desired state retries at once.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import IO
 from vpngw import metrics
 from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.dataplane.core.gateway_agent import GatewayAgent
-from vpngw.dataplane.errors import DataplaneError
+from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
 from vpngw.dataplane.observe.diagnosis import diagnose
 from vpngw.dataplane.observe.prober import Prober, ProbeTarget
@@ -34,7 +42,6 @@ from vpngw.dataplane.observe.status import Observed, Traffic
 from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
 from vpngw.dataplane.spec.render import render_connection
-from vpngw.dataplane.system.netns import NetnsError
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
@@ -48,8 +55,21 @@ LOG_RETENTION_MS = 7 * 24 * 3600 * 1000
 PRUNE_EVERY_S = 60.0
 # Traffic counters change with every packet: stored at most this often per connection.
 TRAFFIC_WRITE_S = 2.0
+# A gateway whose pass fails with a TemporaryError waits its delay, doubled on every
+# failure in a row, at most this long.
+BACKOFF_MAX_S = 30.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
+
+
+@dataclass(frozen=True)
+class _Backoff:
+    """A gateway whose last pass failed with a temporary error: not tried before
+    ``next_at`` (monotonic) unless its desired state changes."""
+
+    state: GatewayState
+    delay: float
+    next_at: float
 
 
 @dataclass
@@ -85,6 +105,7 @@ class Reconciler:
         self._written: dict[str, _Written] = {}
         self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
+        self._backoff: dict[str, _Backoff] = {}
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,7 +119,7 @@ class Reconciler:
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start passes. Raises LabBusy if another process drives this lab."""
+        """Start passes. Raises BackendBusy if another process drives these gateways."""
         self._lock = self.network.lock()
         try:
             self.network.prepare()
@@ -183,11 +204,27 @@ class Reconciler:
                 self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
         # Gateways are independent, and their steps mostly wait (on ip, on charon):
         # a few at a time make a cold start of many gateways several times faster.
-        list(
-            self._pool.map(
-                lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), desired.items()
+        now = time.monotonic()
+        due = {
+            gateway_id: state
+            for gateway_id, state in desired.items()
+            if (backoff := self._backoff.get(gateway_id)) is None
+            or backoff.state != state
+            or now >= backoff.next_at
+        }
+        failures = dict(
+            zip(
+                due,
+                self._pool.map(
+                    lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), due.items()
+                ),
+                strict=True,
             )
         )
+        for gateway_id, error in failures.items():
+            self._note_outcome(gateway_id, due[gateway_id], error)
+        for gateway_id in set(self._backoff) - set(desired):
+            del self._backoff[gateway_id]
         for gateway_id, state in desired.items():
             agent = self._agents[gateway_id]
             for check in state.health_checks:
@@ -208,6 +245,7 @@ class Reconciler:
             for gateway_id in giving_away - still_here:
                 self.leases.released(gateway_id)
         wanted = {spec.name for state in desired.values() for spec in state.connections}
+        wanted |= {rejected.name for state in desired.values() for rejected in state.rejected}
         for name in set(self._written) - wanted:
             del self._written[name]
         for name in set(self._specs) - wanted:
@@ -218,22 +256,39 @@ class Reconciler:
                 queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
             self._pruned_at = time.monotonic()
 
-    def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> None:
+    def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> TemporaryError | None:
+        """One gateway's step; the temporary error that stopped it, or None."""
         try:
             agent.sync(state)
-            diagnoses = {spec.name: self._diagnosis(agent, spec) for spec in state.connections}
+            rejected = agent.rejected()
+            diagnoses = {
+                spec.name: self._diagnosis(agent, spec)
+                for spec in state.connections
+                if spec.name not in rejected
+            }
             seen = agent.observe(state, lambda name: diagnoses[name][0] in CHILD_FAILURES)
-        except (DataplaneError, NetnsError, OSError) as error:
-            log.warning("gateway %s: %s (retrying on the next pass)", state.vpn_gateway_id, error)
+        except (DataplaneError, OSError) as error:
             self._store_logs(agent)
+            if isinstance(error, PermanentError):
+                # Nothing of this gateway can run as it is stored: say so on every
+                # connection, and wait for the desired state to change.
+                log.warning("gateway %s: %s (until its settings change)", state.vpn_gateway_id, error)
+                for spec in state.connections:
+                    self._store_observation(spec.name, _NOT_UP, _cannot_run(error))
+                self._store_rejected(state)
+                # Not a hot loop: tried again when the state changes, or after the longest backoff.
+                return TemporaryError(str(error), delay=BACKOFF_MAX_S)
+            temporary = error if isinstance(error, TemporaryError) else TemporaryError(str(error), delay=1.0)
+            log.warning("gateway %s: %s (retrying)", state.vpn_gateway_id, error)
             # Honest meanwhile: nothing is known to be up while the gateway cannot be read.
             for spec in state.connections:
                 self._store_observation(
                     spec.name,
-                    Observed("ike_sa_not_established", Traffic(), frozenset(), False),
+                    _NOT_UP,
                     f"The gateway's IPsec daemon is not reachable ({error}); vpngw is restarting it.",
                 )
-            return
+            self._store_rejected(state)
+            return temporary
         self._store_logs(agent)
         for spec in state.connections:
             if self._specs.get(spec.name) != spec:
@@ -241,8 +296,27 @@ class Reconciler:
                 # longer says what the store holds.
                 self._written.pop(spec.name, None)
                 self._specs[spec.name] = spec
+            if spec.name in rejected:
+                self._store_observation(spec.name, _NOT_UP, _cannot_run(rejected[spec.name]))
+                continue
             kind_message = diagnoses[spec.name]
             self._store_observation(spec.name, seen.by_connection[spec.name], kind_message[1])
+        self._store_rejected(state)
+        return None
+
+    def _store_rejected(self, state: GatewayState) -> None:
+        """Connections the store holds but no spec could be built from (load_desired)."""
+        for rejected in state.rejected:
+            self._store_observation(rejected.name, _NOT_UP, _cannot_run(rejected.reason))
+
+    def _note_outcome(self, gateway_id: str, state: GatewayState, error: TemporaryError | None) -> None:
+        """Back off a gateway that failed with a temporary error; forget it once it passes."""
+        if error is None:
+            self._backoff.pop(gateway_id, None)
+            return
+        before = self._backoff.get(gateway_id)
+        delay = error.delay if before is None else min(max(before.delay * 2, error.delay), BACKOFF_MAX_S)
+        self._backoff[gateway_id] = _Backoff(state, delay, time.monotonic() + delay)
 
     @staticmethod
     def _diagnosis(agent: GatewayAgent, spec: ConnectionSpec) -> tuple[str, str]:
@@ -266,7 +340,7 @@ class Reconciler:
             else:
                 self.network.remove_gateway(gateway_id)
             log.info("gateway %s removed from the lab", gateway_id)
-        except (DataplaneError, NetnsError, OSError) as error:
+        except (DataplaneError, OSError) as error:
             log.warning("removing gateway %s: %s (retrying on the next pass)", gateway_id, error)
 
     # -- writing back -------------------------------------------------------------
@@ -312,3 +386,14 @@ class Reconciler:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+_NOT_UP = Observed("ike_sa_not_established", Traffic(), frozenset(), False)
+
+
+def _cannot_run(error: object) -> str:
+    """The Diagnosis of a connection that cannot run as stored (a permanent error)."""
+    return (
+        f"vpngw cannot set up this connection as it is stored: {error}. "
+        "It stays down until its settings are modified."
+    )

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vpngw.dataplane.errors import PermanentError
 from vpngw.dataplane.spec.desired import ConnectionSpec, IkeSettings, IpsecSettings
 from vpngw.dataplane.spec.render import REQIDS_PER_CONNECTION
 from vpngw.ike_config import opened_ike
-from vpngw.sealing import Sealer
+from vpngw.sealing import Sealer, SealingError
 from vpngw.store import queries
 from vpngw.store.engine import Database
 
@@ -31,6 +32,15 @@ class HealthCheckSpec:
 
 
 @dataclass(frozen=True)
+class RejectedConnection:
+    """A stored connection that cannot become a spec (a PermanentError): charon does not
+    run it, and its Status and Diagnosis say why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class GatewayState:
     """One VPN gateway (one charon) and everything its data plane must realise."""
 
@@ -40,6 +50,7 @@ class GatewayState:
     # Remote subnets to route from the VPC side toward the gateway (AutoConfigRoute).
     auto_routes: tuple[str, ...] = ()
     health_checks: tuple[HealthCheckSpec, ...] = ()
+    rejected: tuple[RejectedConnection, ...] = ()
 
 
 def connection_spec(
@@ -102,18 +113,14 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
     with db.transaction(write=False) as session:
         gateways, connections = queries.desired_rows(session)
         by_gateway: dict[str, list[ConnectionSpec]] = {g.id: [] for g in gateways}
+        rejected: dict[str, list[RejectedConnection]] = {g.id: [] for g in gateways}
         routes: dict[str, list[str]] = {g.id: [] for g in gateways}
         checks: dict[str, list[HealthCheckSpec]] = {g.id: [] for g in gateways}
         addresses = {g.id: g.internet_ip for g in gateways}
         for connection, customer_ip in connections:
             gateway_id = connection.vpn_gateway_id
-            if connection.auto_config_route:
-                routes[gateway_id].extend(connection.remote_subnet.split(","))
-            check = health_check_spec(connection.id, connection.health_check)
-            if check is not None:
-                checks[gateway_id].append(check)
-            by_gateway[gateway_id].append(
-                connection_spec(
+            try:
+                spec = connection_spec(
                     connection_id=connection.id,
                     gateway_ip=addresses[connection.vpn_gateway_id],
                     customer_ip=customer_ip,
@@ -126,7 +133,18 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
                     enable_nat_traversal=connection.enable_nat_traversal,
                     reqid=connection.seq * REQIDS_PER_CONNECTION,
                 )
-            )
+            except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
+                # One unusable row (written by another version, or by hand) stops only
+                # its own connection. Messages name fields, never the Psk.
+                reason = f"{type(error).__name__}: {error}" if isinstance(error, KeyError) else str(error)
+                rejected[gateway_id].append(RejectedConnection(connection.id, reason))
+                continue
+            if connection.auto_config_route:
+                routes[gateway_id].extend(connection.remote_subnet.split(","))
+            check = health_check_spec(connection.id, connection.health_check)
+            if check is not None:
+                checks[gateway_id].append(check)
+            by_gateway[gateway_id].append(spec)
     return {
         gateway_id: GatewayState(
             gateway_id,
@@ -134,6 +152,7 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
             tuple(specs),
             tuple(sorted(set(routes[gateway_id]))),
             tuple(checks[gateway_id]),
+            tuple(rejected[gateway_id]),
         )
         for gateway_id, specs in by_gateway.items()
     }

@@ -23,12 +23,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpngw.dataplane.errors import TemporaryError
+
 # Routes vpngw installs carry this protocol number, so a sync never touches others'.
 ROUTE_PROTO = "199"
 
 
-class NetnsError(Exception):
-    """A network step failed (a command's error, a process that would not come up)."""
+class NetnsError(TemporaryError):
+    """A network step failed (a command's error, a process that would not come up); the
+    next attempt may succeed (retried after ``delay``, with backoff)."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message, delay=delay)
 
 
 def unique_suffix() -> str:
@@ -187,7 +193,8 @@ def owned_routes(namespace: str | None, dev: str | None = None) -> set[Route]:
             dst += "/32"
         kind = str(entry.get("type", "unicast"))
         via = entry.get("gateway")
-        onlink = "onlink" in (entry.get("flags") or [])  # type: ignore[operator]
+        flags = entry.get("flags")
+        onlink = isinstance(flags, list) and "onlink" in flags
         found.add(Route(dst, str(entry.get("dev", dev or "")), str(via) if via else None, kind, onlink))
     return found
 

@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane.backends.base import (
-    BackendBusy,
     GatewayHost,
     gateway_addresses,
     machine_lock,
     routed_local_subnets,
 )
+from vpngw.dataplane.backends.host import charon_profile
 from vpngw.dataplane.spec.from_store import GatewayState
 from vpngw.dataplane.system import netns
 from vpngw.dataplane.system.netns import NetnsError, Route, ip_args, link_exists
@@ -65,10 +65,6 @@ ARPING = "arping"
 # A lease renewal refreshes an InternetIp's lifetime only once less than this is left
 # (one ``ip`` call per gateway every few seconds instead of every renewal).
 REFRESH_BELOW_S = 2.5
-
-
-class HostBusy(NetnsError):
-    """Another vpngw process drives this node's gateways already."""
 
 
 @dataclass(frozen=True)
@@ -108,13 +104,10 @@ class HostNetwork:
     # -- NetworkBackend -------------------------------------------------------------
 
     def lock(self) -> IO[bytes]:
-        try:
-            return machine_lock(
-                f"host-{self.config.node}",
-                f"node {self.config.node!r} is driven by another vpngw process on this machine",
-            )
-        except BackendBusy as busy:
-            raise HostBusy(str(busy)) from None
+        return machine_lock(
+            f"host-{self.config.node}",
+            f"node {self.config.node!r} is driven by another vpngw process on this machine",
+        )
 
     def prepare(self) -> None:
         host = self.config.host_namespace
@@ -135,6 +128,7 @@ class HostNetwork:
             f"{self.prefix}{vpn_gateway_id}",
             self.config.host_namespace,
             self.config.state_dir / f"g-{vpn_gateway_id}",
+            charon_profile.strongswan_conf,
         )
 
     def gateway_ids(self) -> set[str]:

@@ -16,23 +16,18 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane.backends.base import (
-    BackendBusy,
     GatewayHost,
     gateway_addresses,
     machine_lock,
     routed_local_subnets,
 )
-from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab import charon_profile, topology
 from vpngw.dataplane.backends.lab.topology import LabNames
 from vpngw.dataplane.spec.from_store import GatewayState
 from vpngw.dataplane.system import netns
 from vpngw.dataplane.system.netns import NetnsError, Route, link_exists, namespaces
 
 log = logging.getLogger(__name__)
-
-
-class LabBusy(NetnsError):
-    """Another process drives this lab already."""
 
 
 class LabNetwork:
@@ -51,14 +46,11 @@ class LabNetwork:
         Two reconcilers on one lab would each remove the other's gateways (a gateway
         that is not in *its* store is deleted), so a second one is refused.
         """
-        try:
-            return machine_lock(
-                self.names.lab,
-                f"lab {self.names.lab!r} is driven by another vpngw process; "
-                "give this one another lab (--lab NAME) or --no-dataplane",
-            )
-        except BackendBusy as busy:
-            raise LabBusy(str(busy)) from None
+        return machine_lock(
+            self.names.lab,
+            f"lab {self.names.lab!r} is driven by another vpngw process; "
+            "give this one another lab (--lab NAME) or --no-dataplane",
+        )
 
     def prepare(self) -> None:
         self.ensure_wan()
@@ -108,6 +100,7 @@ class LabNetwork:
             self.names.gateway(vpn_gateway_id),
             self.names.vpc(vpn_gateway_id),
             self.state_dir / f"g-{vpn_gateway_id}",
+            charon_profile.strongswan_conf,
         )
 
     def gateway_ids(self) -> set[str]:

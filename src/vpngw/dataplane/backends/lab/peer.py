@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vpngw.dataplane.backends.base import gateway_anchor
-from vpngw.dataplane.backends.lab import topology
+from vpngw.dataplane.backends.lab import charon_profile, topology
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.spec.desired import ConnectionSpec
@@ -120,7 +120,7 @@ def start_peer_site(
     }
     netns.sync_routes(namespace, routes)
     state_dir = network.peer_dir(name)
-    charon = charon_daemon.start_charon(namespace, state_dir)
+    charon = charon_daemon.start_charon(namespace, state_dir, charon_profile.strongswan_conf)
     (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
     return charon
 
