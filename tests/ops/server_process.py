@@ -7,6 +7,7 @@ receives ``READY=1`` once the server listens, so a test never polls the port.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ class ServerProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    max_files: int | None = None  # RLIMIT_NOFILE of the server process, when set
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -96,6 +98,7 @@ class ServerProcess:
                     env=self.environment(notify.address),
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=self._limit_files if self.max_files else None,
                 )
             try:
                 message = notify.receive(READY_TIMEOUT_S)
@@ -105,6 +108,10 @@ class ServerProcess:
             assert message == "READY=1", message
         finally:
             notify.close()
+
+    def _limit_files(self) -> None:
+        assert self.max_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def kill(self) -> None:
         """kill -9: no shutdown code runs."""

@@ -7,8 +7,8 @@ import ipaddress
 import json
 import logging
 import os
+import ssl
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,9 +17,10 @@ from sqlalchemy.engine import make_url
 from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
+from vpngw.cli.database import prepare_database
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
-from vpngw.store import backup, migrate, queries
+from vpngw.store import backup, migrate
 from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
@@ -35,15 +36,6 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         help="database URL (default: $VPNGW_DB, else sqlite:///./vpngw.db); "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
-
-
-def prepare_database(settings: Settings) -> Database:
-    """Apply migrations and make sure the default account exists."""
-    migrate.upgrade(settings.db_url)
-    db = Database(settings.db_url)
-    with db.transaction(write=True) as session:
-        queries.ensure_account(session, settings.default_account_id, "default", int(time.time() * 1000))
-    return db
 
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Database, Sealer]:
@@ -107,11 +99,9 @@ def configure_authentication(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from vpngw.api.app import build_app
+    from vpngw.api.http_server import TlsCertificate, api_server
     from vpngw.metrics import OperatorListener
-    from vpngw.systemd import NotifyingServer
 
     if args.insecure_no_auth and not _is_loopback(args.host):
         print(
@@ -119,6 +109,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     metrics_address = listen_address(args.metrics) if args.metrics else None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("vpngw: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        tls = TlsCertificate(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (OSError, ssl.SSLError) as error:  # before anything starts
+        print(f"vpngw: cannot load the TLS certificate and key: {error}", file=sys.stderr)
+        return 2
+    scheme = "https" if tls else "http"
+    if tls is None and not _is_loopback(args.host):
+        print(
+            f"vpngw: WARNING: plain HTTP on {args.host}: signed requests and answers (pre-shared keys among "
+            "them) cross the network in clear; give --tls-cert and --tls-key (docs/operations.md)",
+            flush=True,
+        )
     settings = settings_from_env(args.db)
     sealer, key_source = load_sealer()
     db = prepare_database(settings)
@@ -127,8 +132,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reconciler = start_dataplane(args, db, sealer)
     app = build_app(db, settings, authenticator, on_change=reconciler.wake if reconciler else None)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
-    print(f"vpngw: API listening on http://{args.host}:{args.port}/ (database {shown})", flush=True)
-    print(f"vpngw: spec route POST http://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
+    print(f"vpngw: API listening on {scheme}://{args.host}:{args.port}/ (database {shown})", flush=True)
+    print(f"vpngw: spec route POST {scheme}://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
     listener: OperatorListener | None = None
     try:
         if metrics_address is not None:
@@ -136,17 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 f"vpngw: operator metrics on http://{args.metrics}/metrics (not on the API port)", flush=True
             )
-        # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
-        config = uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=False,
-            # uvicorn's loggers go through vpngw's handler too, so they are escaped alike (logs.py).
-            log_config=None,
-        )
-        server = NotifyingServer(config)
+        server = api_server(app, host=args.host, port=args.port, log_level=args.log_level, tls=tls)
         server.run()
         if not server.started:
             return 1  # uvicorn logged why (the port is taken, ...)
@@ -156,7 +151,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if reconciler is not None:
             reconciler.stop()
             print(
-                f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
+                "vpngw: data plane stopped; charons keep running "
+                + (
+                    "(the next start adopts them)"
+                    if args.backend == "host"
+                    else f"(vpngw lab down --lab {args.lab} removes them)"
+                ),
                 flush=True,
             )
     return 0
@@ -185,8 +185,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
-    """The lab data plane, when this machine can run it (root, strongSwan, TUN)."""
+    """The data plane of ``--backend`` (lab or host), when this machine can run it (root,
+    strongSwan, TUN)."""
     from vpngw.dataplane.charon.daemon import missing_prerequisites
+    from vpngw.dataplane.errors import DataplaneError
 
     if args.no_dataplane:
         print(
@@ -200,22 +202,16 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    from vpngw.dataplane.errors import BackendBusy
-
-    network = lab_cli.network_of(args)
-    # The data plane is a node like any agent's, so that serve and agents on one
-    # database never run the same gateway twice (docs/nodes.md).
-    reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
     try:
+        network = nodes_cli.backend_of(args)
+        # The data plane is a node like any agent's, so that serve and agents on one
+        # database never run the same gateway twice (docs/nodes.md).
+        reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
         reconciler.start()
-    except BackendBusy as error:
+    except (ValueError, DataplaneError) as error:  # BackendBusy, a missing --uplink, ...
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
-    print(
-        f"vpngw: data plane: node {args.node}, lab {args.lab!r} (WAN namespace {network.names.wan}, "
-        f"198.18.0.0/15; state in {network.state_dir}); see docs/lab.md",
-        flush=True,
-    )
+    print(f"vpngw: data plane: node {args.node}, {nodes_cli.describe_backend(args)}", flush=True)
     return reconciler
 
 
@@ -318,13 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-dataplane", action="store_true", help="serve the API only: build no tunnels")
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        default=os.environ.get("VPNGW_TLS_CERT"),
+        help="serve HTTPS (TLS 1.2+) with this PEM certificate chain (default $VPNGW_TLS_CERT); "
+        "reloaded on SIGHUP",
+    )
+    serve.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        default=os.environ.get("VPNGW_TLS_KEY"),
+        help="the certificate's PEM private key, unencrypted (default $VPNGW_TLS_KEY)",
+    )
+    serve.add_argument(
         "--metrics",
         default=os.environ.get("VPNGW_METRICS"),
         metavar="HOST:PORT",
         help="serve /metrics for Prometheus on this operator-only address (default $VPNGW_METRICS; "
         "the API port never serves it)",
     )
-    lab_cli.add_lab_options(serve)
+    nodes_cli.add_backend_options(serve)
     nodes_cli.add_node_options(serve, node_required=False)
     _db_option(serve)
     serve.set_defaults(run=cmd_serve)

@@ -1,0 +1,190 @@
+"""The HTTP server under the API: uvicorn, with the limits a tenant-facing server needs.
+
+uvicorn (0.30 and later) gives most of what is needed; three things it lacks are added
+here, each small:
+
+* **A request-head timeout.** uvicorn closes idle keep-alive connections
+  (``timeout_keep_alive``) but never a connection that has not finished its first request
+  head: 140 idle sockets could hold every descriptor (issue 15). :class:`HeadTimeoutProtocol`
+  is uvicorn's h11 protocol plus one timer: a connection whose request head is not complete
+  ``HEAD_TIMEOUT_S`` after it was accepted (or after its previous response) is closed. With
+  TLS, the handshake gets the same bound (asyncio's default is 60 s).
+* **Accept failures logged once per interval.** When descriptors run out, asyncio logs
+  ``socket.accept() out of system resource`` for every failed ``accept()`` (135,109 lines in
+  12 s in issue 15) and retries a second later. :class:`AcceptFailureLog` keeps the retry and
+  logs one line per ``ACCEPT_FAILURE_LOG_INTERVAL_S``, with how many failures it stood for.
+* **TLS with a certificate reloaded on SIGHUP.** :class:`TlsCertificate` holds the
+  ``SSLContext`` (TLS 1.2 at least); SIGHUP loads the files again into it, which every new
+  handshake uses; a pair that does not load is refused and the old one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import socket
+import ssl
+import time
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from vpngw.systemd import NotifyingServer
+
+log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT_S = 10.0
+ACCEPT_FAILURE_LOG_INTERVAL_S = 10.0
+ACCEPT_FAILURE = "socket.accept() out of system resource"  # asyncio's message
+
+
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol; closes a connection whose request head is late."""
+
+    head_timeout_s = HEAD_TIMEOUT_S
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the head is complete (or broken: closed)
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE:  # kept alive, waiting for the next request
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        if self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_is_late)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_is_late(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()  # no answer: the client has not asked anything yet
+
+
+class AcceptFailureLog:
+    """The event loop's exception handler: accept failures (descriptors or memory exhausted)
+    are logged once per interval with a count; anything else as asyncio would."""
+
+    def __init__(self, interval_s: float = ACCEPT_FAILURE_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.last_logged = -float("inf")
+        self.unlogged = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if message.startswith("Exception in callback") and "._start_serving(" in message:
+            # asyncio (3.11) schedules one retry per failed accept() of a burst, up to the
+            # listen backlog; those still pending when the server has closed its socket fail
+            # on its descriptor (-1). They are retries of a listener that is gone: nothing to say.
+            return
+        if message != ACCEPT_FAILURE:
+            loop.default_exception_handler(context)
+            return
+        self.unlogged += 1
+        now = time.monotonic()
+        if now - self.last_logged < self.interval_s:
+            return
+        error = context.get("exception")
+        log.error(
+            "cannot accept connections: %s (%d failed accepts since the previous such line); new "
+            "connections wait in the listen queue, accepts are retried every second; this line comes "
+            "at most every %.0f s",
+            error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__,
+            self.unlogged,
+            self.interval_s,
+        )
+        self.last_logged, self.unlogged = now, 0
+
+
+class TlsCertificate:
+    """The server's ``SSLContext`` and the files it is loaded from."""
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.cert_file, self.key_file = cert_file, key_file
+        self.context = self._new_context()
+        self.context.load_cert_chain(cert_file, key_file)
+
+    @staticmethod
+    def _new_context() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # OpenSSL's secure default ciphers
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def reload(self) -> bool:
+        """Load the files again (SIGHUP): new handshakes use the new pair, established
+        connections keep theirs. A pair that does not load changes nothing."""
+        try:
+            self._new_context().load_cert_chain(self.cert_file, self.key_file)  # check first
+            self.context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as error:
+            log.error("TLS certificate not reloaded, the previous one stays: %s", error)
+            return False
+        log.info("TLS certificate reloaded from %s", self.cert_file)
+        return True
+
+
+class ApiServer(NotifyingServer):
+    """uvicorn's server with the accept-failure log, the TLS handshake bound and SIGHUP."""
+
+    def __init__(self, config: uvicorn.Config, tls: TlsCertificate | None) -> None:
+        super().__init__(config)
+        self.tls = tls
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(AcceptFailureLog())
+        if self.tls is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
+            # uvicorn passes no handshake timeout to create_server: bound it like a request head.
+            create_server = loop.create_server
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                create_server, ssl_handshake_timeout=HEAD_TIMEOUT_S
+            )
+            try:
+                await super().startup(sockets)
+            finally:
+                loop.create_server = create_server  # type: ignore[method-assign]
+        else:
+            await super().startup(sockets)
+
+
+def api_server(
+    app: Any, *, host: str, port: int, log_level: str, tls: TlsCertificate | None = None
+) -> ApiServer:
+    """The server ``vpngw serve`` runs (and the tests)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        loop="asyncio",  # the handlers above are asyncio's
+        http=HeadTimeoutProtocol,
+        # uvicorn's own access log prints query strings (signatures, Psk values): ours does not.
+        access_log=False,
+        # uvicorn's loggers go through vpngw's handler too, so they are escaped alike (logs.py).
+        log_config=None,
+    )
+    config.load()
+    if tls is not None:
+        config.ssl = tls.context  # the context SIGHUP reloads, used for every new handshake
+    return ApiServer(config, tls)
