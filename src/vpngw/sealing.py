@@ -99,9 +99,6 @@ class Sealer:
         except (binascii.Error, ValueError, InvalidTag):
             raise SealingError("a sealed value does not open with its master key") from None
 
-    def key_id_of(self, sealed: str) -> str:
-        return sealed[len(PREFIX) :].partition(":")[0]
-
     # -- keyed digests -----------------------------------------------------------
 
     def _digest_key(self, master: MasterKey, purpose: str) -> tuple[str, bytes]:

@@ -7,7 +7,8 @@
 * ``acs3``: ``ACS3-HMAC-SHA256`` (the default of the current Tea SDKs). The signature is in
   the ``Authorization`` header; nonce and timestamp are ``x-acs-*`` headers.
 
-The wire format, byte for byte, is described in ``shared/reference/sdk-wire.md``.
+The wire format is pinned byte for byte by ``tests/auth/test_signatures.py``, against
+requests the official SDKs build.
 
 Everything here is pure: no I/O, no clock (the caller passes ``now``), no storage. Nonce
 replay protection (``SignatureNonceUsed``) needs storage and therefore lives with the
@@ -43,7 +44,6 @@ Scheme = Literal["rpc-v1", "acs3"]
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 
 #: SHA-256 of the empty string, the payload hash of a request without a body.
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 #: The parameters that make up an rpc-v1 signature. Any of them marks a request as signed;
 #: all of them are required, and the first missing one (in this order) is reported.

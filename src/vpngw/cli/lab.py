@@ -48,7 +48,7 @@ def network_of(args: argparse.Namespace) -> LabNetwork:
     return LabNetwork(args.lab, Path(args.lab_state).absolute() / args.lab)
 
 
-def build_lab_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def build_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab_cmd = commands.add_parser("lab", help="the local lab: peers, commands in namespaces, teardown")
     sub = lab_cmd.add_subparsers(dest="sub", required=True)
 

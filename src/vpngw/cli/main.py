@@ -9,7 +9,6 @@ import logging
 import os
 import ssl
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +17,10 @@ from sqlalchemy.engine import make_url
 from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
+from vpngw.cli.database import prepare_database
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
-from vpngw.store import backup, migrate, queries
+from vpngw.store import backup, migrate
 from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
@@ -36,15 +36,6 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         help="database URL (default: $VPNGW_DB, else sqlite:///./vpngw.db); "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
-
-
-def prepare_database(settings: Settings) -> Database:
-    """Apply migrations and make sure the default account exists."""
-    migrate.upgrade(settings.db_url)
-    db = Database(settings.db_url)
-    with db.transaction(write=True) as session:
-        queries.ensure_account(session, settings.default_account_id, "default", int(time.time() * 1000))
-    return db
 
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Database, Sealer]:
@@ -160,7 +151,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if reconciler is not None:
             reconciler.stop()
             print(
-                f"vpngw: data plane stopped; charons keep running (vpngw lab down --lab {args.lab} removes them)",
+                "vpngw: data plane stopped; charons keep running "
+                + (
+                    "(the next start adopts them)"
+                    if args.backend == "host"
+                    else f"(vpngw lab down --lab {args.lab} removes them)"
+                ),
                 flush=True,
             )
     return 0
@@ -189,8 +185,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
-    """The lab data plane, when this machine can run it (root, strongSwan, TUN)."""
+    """The data plane of ``--backend`` (lab or host), when this machine can run it (root,
+    strongSwan, TUN)."""
     from vpngw.dataplane.charon.daemon import missing_prerequisites
+    from vpngw.dataplane.errors import DataplaneError
 
     if args.no_dataplane:
         print(
@@ -204,22 +202,16 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    from vpngw.dataplane.errors import BackendBusy
-
-    network = lab_cli.network_of(args)
-    # The data plane is a node like any agent's, so that serve and agents on one
-    # database never run the same gateway twice (docs/nodes.md).
-    reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
     try:
+        network = nodes_cli.backend_of(args)
+        # The data plane is a node like any agent's, so that serve and agents on one
+        # database never run the same gateway twice (docs/nodes.md).
+        reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
         reconciler.start()
-    except BackendBusy as error:
+    except (ValueError, DataplaneError) as error:  # BackendBusy, a missing --uplink, ...
         print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
         return None
-    print(
-        f"vpngw: data plane: node {args.node}, lab {args.lab!r} (WAN namespace {network.names.wan}, "
-        f"198.18.0.0/15; state in {network.state_dir}); see docs/lab.md",
-        flush=True,
-    )
+    print(f"vpngw: data plane: node {args.node}, {nodes_cli.describe_backend(args)}", flush=True)
     return reconciler
 
 
@@ -341,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics for Prometheus on this operator-only address (default $VPNGW_METRICS; "
         "the API port never serves it)",
     )
-    lab_cli.add_lab_options(serve)
+    nodes_cli.add_backend_options(serve)
     nodes_cli.add_node_options(serve, node_required=False)
     _db_option(serve)
     serve.set_defaults(run=cmd_serve)

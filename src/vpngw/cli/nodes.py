@@ -23,12 +23,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vpngw import systemd
 from vpngw.cli import lab as lab_cli
+from vpngw.cli.database import prepare_database
 from vpngw.config import settings_from_env
-from vpngw.sealing import load_sealer
+from vpngw.sealing import Sealer, load_sealer
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 
@@ -80,47 +81,54 @@ def add_node_options(parser: argparse.ArgumentParser, *, node_required: bool) ->
     )
 
 
-def add_agent_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    agent = commands.add_parser(
-        "agent", help="run a data-plane node (no API): tunnels for the gateways it leases"
-    )
-    add_node_options(agent, node_required=True)
-    agent.add_argument(
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """Which network backend runs the gateways, and the host backend's options
+    (``vpngw agent`` and ``vpngw serve``)."""
+    parser.add_argument(
         "--backend",
         choices=("lab", "host"),
         default=os.environ.get("VPNGW_BACKEND", "lab"),
         help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side",
     )
-    agent.add_argument(
+    parser.add_argument(
         "--uplink",
         default=os.environ.get("VPNGW_UPLINK"),
         metavar="IF",
         help="host backend: the interface that carries the gateways' InternetIps",
     )
-    agent.add_argument(
+    parser.add_argument(
         "--vpc-side",
         default=os.environ.get("VPNGW_VPC_SIDE"),
         metavar="IF",
         help="host backend: the interface or bridge toward the VPC",
     )
-    agent.add_argument(
+    parser.add_argument(
         "--uplink-gateway",
         default=os.environ.get("VPNGW_UPLINK_GATEWAY"),
         metavar="IP",
         help="host backend: next hop toward customer gateways off the uplink's networks",
     )
-    agent.add_argument(
+    parser.add_argument(
         "--host-netns",
         default=os.environ.get("VPNGW_HOST_NETNS"),
         metavar="NS",
         help="host backend: a namespace that plays the host (default: vpngw's own)",
     )
-    agent.add_argument(
+    parser.add_argument(
         "--state-dir",
         default=os.environ.get("VPNGW_STATE_DIR", DEFAULT_HOST_STATE),
         metavar="DIR",
         help=f"host backend: charon state (default {DEFAULT_HOST_STATE}/<node>)",
     )
+    lab_cli.add_lab_options(parser)
+
+
+def add_agent_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agent = commands.add_parser(
+        "agent", help="run a data-plane node (no API): tunnels for the gateways it leases"
+    )
+    add_node_options(agent, node_required=True)
+    add_backend_options(agent)
     agent.add_argument("--period-s", type=float, default=1.0, help="the reconciler's period (default 1 s)")
     agent.add_argument(
         "--metrics",
@@ -134,12 +142,11 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
         default="text",
         help="log lines on stderr as text or as one JSON object each (docs/operations.md)",
     )
-    lab_cli.add_lab_options(agent)
     agent.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
     agent.set_defaults(run=cmd_agent)
 
 
-def add_node_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_node_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     node = commands.add_parser("node", help="data-plane nodes: list, drain, move gateways")
     sub = node.add_subparsers(dest="sub", required=True)
     listing = sub.add_parser("list", help="nodes, heartbeats and the gateways they hold")
@@ -177,7 +184,7 @@ def timing_of(args: argparse.Namespace) -> LeaseTiming:
 
 
 def node_reconciler(
-    args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: object, *, period_s: float = 1.0
+    args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: Sealer, *, period_s: float = 1.0
 ) -> Reconciler:
     """A reconciler that runs only what this node leases (``vpngw agent`` and ``vpngw serve``)."""
     from vpngw.dataplane.core.reconciler import Reconciler
@@ -188,7 +195,7 @@ def node_reconciler(
     keeper = LeaseKeeper(
         db, identity, backend, timing=timing_of(args), on_change=lambda: holder[0].wake_pass()
     )
-    reconciler = Reconciler(db, sealer, backend, period_s=period_s, leases=keeper)  # type: ignore[arg-type]
+    reconciler = Reconciler(db, sealer, backend, period_s=period_s, leases=keeper)
     holder.append(reconciler)
     return reconciler
 
@@ -202,6 +209,18 @@ def node_addresses() -> tuple[str, ...]:
         )
     except OSError:
         return ()
+
+
+def describe_backend(args: argparse.Namespace) -> str:
+    """One line on where ``backend_of(args)`` runs the gateways (for the start-up line)."""
+    if args.backend == "host":
+        where = f" in namespace {args.host_netns}" if args.host_netns else ""
+        return f"host backend: uplink {args.uplink}, VPC side {args.vpc_side}{where}; see docs/nodes.md"
+    network = lab_cli.network_of(args)
+    return (
+        f"lab {args.lab!r} (WAN namespace {network.names.wan}, 198.18.0.0/15; "
+        f"state in {network.state_dir}); see docs/lab.md"
+    )
 
 
 def backend_of(args: argparse.Namespace) -> NetworkBackend:
@@ -224,7 +243,6 @@ def backend_of(args: argparse.Namespace) -> NetworkBackend:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from vpngw.cli.main import prepare_database
     from vpngw.dataplane.charon.daemon import missing_prerequisites
     from vpngw.dataplane.errors import DataplaneError
 
@@ -270,7 +288,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> Database:
-    from vpngw.cli.main import prepare_database
 
     return prepare_database(settings_from_env(args.db))
 
@@ -318,7 +335,7 @@ def cmd_node_list(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
         return 0
     print(f"{'NODE':<24} {'BACKEND':<7} {'LIVE':<5} {'HEARTBEAT':>10} {'DRAINING':<8} GATEWAYS")
-    for node in shown["Nodes"]:  # type: ignore[attr-defined]
+    for node in cast(list[dict[str, Any]], shown["Nodes"]):  # fleet() builds it so
         age = f"{node['HeartbeatAgeMs'] / 1000:.1f}s ago"
         gateways = ",".join(node["Gateways"]) or "-"
         print(

@@ -3,7 +3,7 @@
 From the bottom up (a module imports only from the layers below it;
 ``tests/dataplane/test_layers.py`` checks it, docs/architecture.md draws it):
 
-``errors``     the error vocabulary (PermanentError, TemporaryError).
+``errors``     the error vocabulary (PermanentError, TemporaryError, BackendBusy).
 ``system``     the operating system: network namespaces, links, routes, processes.
 ``spec``       what charon must run: the desired state read from the store (pure but
                for the read) and its rendering into VICI messages.

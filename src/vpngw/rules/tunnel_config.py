@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from typing_extensions import TypedDict
 
@@ -173,18 +173,16 @@ def parse_config(param: str, text: str, keys: tuple[Key, ...]) -> dict[str, Any]
 
 
 def merge_ike(base: Mapping[str, Any], given: Mapping[str, Any]) -> IkeConfig:
-    merged: IkeConfig = {**base, **given}  # type: ignore[typeddict-item]
-    return merged
+    # The base is a complete config and the given keys were parsed by the same rules.
+    return cast(IkeConfig, {**base, **given})
 
 
 def merge_ipsec(base: Mapping[str, Any], given: Mapping[str, Any]) -> IpsecConfig:
-    merged: IpsecConfig = {**base, **given}  # type: ignore[typeddict-item]
-    return merged
+    return cast(IpsecConfig, {**base, **given})
 
 
 def merge_health_check(base: Mapping[str, Any], given: Mapping[str, Any]) -> HealthCheck:
-    merged: HealthCheck = {**base, **given}  # type: ignore[typeddict-item]
-    return merged
+    return cast(HealthCheck, {**base, **given})
 
 
 def check_health_check(

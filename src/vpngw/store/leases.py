@@ -44,7 +44,7 @@ class LeaseRow:
     exists: bool = True
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
+def _insert(session: Session):  # type: ignore[no-untyped-def]  # the two dialects' insert() differ in type; both have on_conflict_do_update
     return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
@@ -79,7 +79,7 @@ def nodes(session: Session) -> list[NodeRow]:
 def set_draining(session: Session, node: str, draining: bool) -> bool:
     """False if there is no such node."""
     result = session.execute(update(Node).where(Node.name == node).values(draining=draining))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
 
 
 def forget_node(session: Session, node: str) -> bool:
@@ -89,7 +89,7 @@ def forget_node(session: Session, node: str) -> bool:
     ).first():
         return False
     result = session.execute(delete(Node).where(Node.name == node))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
 
 
 # -- leases ------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def acquire(
             previous_holder=GatewayLease.holder,
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
 
 
 def release(session: Session, vpn_gateway_id: str, node: str) -> bool:
@@ -183,7 +183,7 @@ def release(session: Session, vpn_gateway_id: str, node: str) -> bool:
         .where(GatewayLease.vpn_gateway_id == vpn_gateway_id, GatewayLease.holder == node)
         .values(holder=None, expires_ms=0, previous_holder=node)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
 
 
 def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:

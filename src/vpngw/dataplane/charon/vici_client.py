@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import vici  # type: ignore[import-untyped]
-from vici.exception import (  # type: ignore[import-untyped]
+import vici
+from vici.exception import (
     CommandException,
     DeserializationException,
     SessionException,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import vici  # type: ignore[import-untyped]
+import vici
 
 log = logging.getLogger(__name__)
 

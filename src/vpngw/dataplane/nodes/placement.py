@@ -186,15 +186,6 @@ class LeaseKeeper:
 
     # -- what the reconciler asks ---------------------------------------------------
 
-    def holds(self, vpn_gateway_id: str) -> bool:
-        """Whether this node may run the gateway now (a valid lease, not being given away)."""
-        with self._lock:
-            return (
-                vpn_gateway_id in self._held.gateways
-                and time.monotonic() < self._held.valid_until
-                and vpn_gateway_id not in self._giving_away
-            )
-
     def held(self) -> set[str]:
         with self._lock:
             if time.monotonic() >= self._held.valid_until:

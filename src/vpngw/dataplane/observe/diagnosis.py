@@ -46,8 +46,7 @@ authentication_failed
 peer_not_responding
     "giving up after N retransmits" / "establishing IKE_SA failed, peer not responding";
     as responder, "deleting half open IKE_SA with X after timeout" (the peer's packets
-    arrive, ours do not reach it); "DPD check timed out" (IKEv1 dead peer detection,
-    ../shared/reference/dataplane.md).
+    arrive, ours do not reach it); "DPD check timed out" (IKEv1 dead peer detection).
 traffic_selectors_unacceptable
     "received TS_UNACCEPTABLE notify" (IKEv2 initiator), "traffic selectors OURS === PEERS
     unacceptable" (IKEv2 responder), "received INVALID_ID_INFORMATION error notify" once the

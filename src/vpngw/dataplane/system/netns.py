@@ -193,7 +193,8 @@ def owned_routes(namespace: str | None, dev: str | None = None) -> set[Route]:
             dst += "/32"
         kind = str(entry.get("type", "unicast"))
         via = entry.get("gateway")
-        onlink = "onlink" in (entry.get("flags") or [])  # type: ignore[operator]
+        flags = entry.get("flags")
+        onlink = isinstance(flags, list) and "onlink" in flags
         found.add(Route(dst, str(entry.get("dev", dev or "")), str(via) if via else None, kind, onlink))
     return found
 
