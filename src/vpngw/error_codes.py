@@ -73,6 +73,7 @@ DOCUMENTED = frozenset(
         "ServiceUnavailable.StorageFull",
         "SignatureDoesNotMatch",
         "SignatureNonceUsed",
+        "Throttling.User",
         "UnsupportedHTTPMethod",
         "VpnConnection.SubnetConflict",
     }
