@@ -72,6 +72,7 @@ DOCUMENTED = frozenset(
         "ServiceUnavailable.StorageFull",
         "SignatureDoesNotMatch",
         "SignatureNonceUsed",
+        "Throttling.User",
         "UnsupportedHTTPMethod",
         "VpnConnection.SubnetConflict",
     }

@@ -76,7 +76,9 @@ class Api:
         try:
             parsed = await parse(request)
             action = parsed.action
-            account_id = await run_in_threadpool(self.authenticator.account_of, parsed.signed)
+            account_id = await run_in_threadpool(
+                self.authenticator.account_of, parsed.signed, access_log.client_address(request)
+            )
             fields = await run_in_threadpool(
                 dispatch,
                 self.db,

@@ -4,14 +4,15 @@ Order of checks: credentials present and complete, timestamp inside the window, 
 AccessKey exists and is enabled, the signature matches (in constant time), and last the
 nonce is new. The nonce is recorded only for a request that proved it holds the secret,
 so forged requests cannot burn nonces. Nonces live in the database, so a replay to
-another server process of the same database is refused too.
+another server process of the same database is refused too. Before all of it, a client
+address that failed too often lately is refused (``Throttling.User``, vpngw.auth.throttle).
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
@@ -22,6 +23,7 @@ from vpngw.auth.signatures import (
     read_credentials,
     verify,
 )
+from vpngw.auth.throttle import FailureThrottle
 from vpngw.errors import BadRequest
 from vpngw.sealing import Sealer
 from vpngw.store import queries
@@ -41,11 +43,23 @@ class Authenticator:
     sealer: Sealer
     insecure_account_id: str | None = None  # set only by `vpngw serve --insecure-no-auth`
     clock: Callable[[], datetime.datetime] = _utcnow
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
     _pruned_at_ms: int = 0
 
-    def account_of(self, req: IncomingRequest) -> str:
+    def account_of(self, req: IncomingRequest, client: str = "-") -> str:
+        """The account of the key that signed ``req``. ``client`` is the client's address
+        (from the ASGI scope): an address that keeps failing to authenticate is answered
+        400 ``Throttling.User`` for a while (vpngw.auth.throttle)."""
         if self.insecure_account_id is not None:
             return self.insecure_account_id
+        self.throttle.check(client)
+        try:
+            return self._verified_account(req)
+        except BadRequest:
+            self.throttle.failed(client)
+            raise
+
+    def _verified_account(self, req: IncomingRequest) -> str:
         creds = read_credentials(req)
         if creds is None:
             raise BadRequest(

@@ -45,7 +45,10 @@ export function connectionView(connectionId) {
   function renderLog() {
     const needle = logFilter.value.trim().toLowerCase();
     const shown = needle ? logLines.filter((line) => line.toLowerCase().includes(needle)) : logLines;
+    // Oldest first, as charon wrote them: follow the newest line unless the reader scrolled up.
+    const following = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
     logBox.textContent = shown.join("\n") || "(no line in this window)";
+    if (following) logBox.scrollTop = logBox.scrollHeight;
     logCount.textContent = `${shown.length} of ${logLines.length} lines`;
   }
   logFilter.addEventListener("input", renderLog);
