@@ -37,7 +37,9 @@ class GatewayHost:
     the charon profile its backend brings.
 
     ``vpc_namespace`` is the namespace that stands for the VPC side (the lab's), or the
-    node's own namespace on a host (None: the namespace vpngw runs in).
+    node's own namespace on a host (None: the namespace vpngw runs in). ``run_dir`` holds
+    the VICI socket and the pid file (e.g. under /run, gone at a reboot like the charon
+    itself); None: the state dir holds them too.
     """
 
     vpn_gateway_id: str
@@ -45,14 +47,15 @@ class GatewayHost:
     vpc_namespace: str | None
     state_dir: Path
     profile: CharonProfile
+    run_dir: Path | None = None
 
     @property
     def vici_path(self) -> str:
-        return str(self.state_dir / "charon.vici")
+        return str((self.run_dir or self.state_dir) / "charon.vici")
 
     @property
     def pid_path(self) -> Path:
-        return self.state_dir / "charon.pid"
+        return (self.run_dir or self.state_dir) / "charon.pid"
 
 
 class NetworkBackend(Protocol):
