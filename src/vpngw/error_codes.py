@@ -26,6 +26,7 @@ DOCUMENTED = frozenset(
         "InvalidAccessKeyId.NotFound",
         "InvalidAction.NotFound",
         "InvalidBody",
+        "InvalidBody.Timeout",
         "InvalidBody.TooLarge",
         "InvalidCidrBlock.Malformed",
         "InvalidCustomerGatewayInstanceId.NotFound",

@@ -40,6 +40,10 @@ class MethodNotAllowed(ApiError):
     status = 405
 
 
+class RequestTimeout(ApiError):
+    status = 408
+
+
 class PayloadTooLarge(ApiError):
     status = 413
 

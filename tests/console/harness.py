@@ -205,7 +205,7 @@ class Browser:
 
 
 @contextmanager
-def browser(viewport: dict[str, int] = DESKTOP) -> Iterator[Browser]:
+def browser(viewport: dict[str, int] = DESKTOP, *, ignore_https_errors: bool = False) -> Iterator[Browser]:
     need_browser()
     from playwright.sync_api import sync_playwright
 
@@ -219,6 +219,7 @@ def browser(viewport: dict[str, int] = DESKTOP) -> Iterator[Browser]:
                 args=CHROMIUM_ARGS,
                 viewport=viewport,
                 accept_downloads=True,
+                ignore_https_errors=ignore_https_errors,  # a test CA's certificate
             )
             try:
                 context.set_default_timeout(15_000)

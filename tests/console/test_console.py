@@ -271,3 +271,79 @@ def test_outside_a_secure_context_the_page_says_why_it_cannot_sign(server: Serve
         driven.shot("insecure-context", full_page=False)
         # Chromium says it ignores COOP on an untrustworthy origin: the browser's note, no page error.
         assert not [e for e in driven.errors if "Cross-Origin-Opener-Policy" not in e], driven.errors
+
+
+def test_vpcs_gateways_and_customer_gateways_are_made_and_deleted_in_the_console(server: Server) -> None:
+    api = server.api()
+    with browser(DESKTOP) as driven:
+        page = driven.page
+        driven.sign_in(server.url)
+        page.get_by_test_id("list-DescribeVpnConnections").wait_for()
+
+        page.goto(f"{server.url}/console/#/vpcs")
+        page.locator("summary", has_text="Create VPC").click()
+        panel = page.get_by_test_id("create-CreateVpc")
+        assert panel.get_by_label("CidrBlock").input_value() == "172.16.0.0/12"  # the default shown
+        panel.get_by_label("CidrBlock").fill("10.0.0.1/8")
+        panel.get_by_label("VpcName").fill("made-here")
+        panel.get_by_role("button", name="Create VPC").click()
+        error = panel.locator('[data-field="CidrBlock"] .field-error')
+        error.wait_for(state="visible")
+        assert "InvalidCidrBlock.Malformed" in error.inner_text()
+        panel.get_by_label("CidrBlock").fill("192.168.0.0/16")
+        panel.get_by_role("button", name="Create VPC").click()
+        page.get_by_text("made-here").wait_for()
+        vpc_id = next(
+            v["VpcId"] for v in api.ok("DescribeVpcs")["Vpcs"]["Vpc"] if v["VpcName"] == "made-here"
+        )
+
+        page.goto(f"{server.url}/console/#/gateways")
+        page.locator("summary", has_text="Create VPN gateway").click()
+        panel = page.get_by_test_id("create-CreateVpnGateway")
+        panel.get_by_label("VpcId").select_option(vpc_id)
+        panel.get_by_label("Name", exact=True).fill("gw-made-here")
+        panel.get_by_role("button", name="Create VPN gateway").click()
+        page.get_by_text("gw-made-here").wait_for()
+        gateway = next(g for g in api.ok("DescribeVpnGateways", VpcId=vpc_id)["VpnGateways"]["VpnGateway"])
+        assert (gateway["Name"], gateway["Spec"]) == ("gw-made-here", "10M")
+
+        page.goto(f"{server.url}/console/#/customer-gateways")
+        page.locator("summary", has_text="Create customer gateway").click()
+        panel = page.get_by_test_id("create-CreateCustomerGateway")
+        panel.get_by_label("IpAddress").fill("127.0.0.1")
+        panel.get_by_label("Name", exact=True).fill("cpe-made-here")
+        panel.get_by_role("button", name="Create customer gateway").click()
+        error = panel.locator('[data-field="IpAddress"] .field-error')
+        error.wait_for(state="visible")
+        assert "InvalidIpAddress.WrongFormat" in error.inner_text()
+        panel.get_by_label("IpAddress").fill("198.19.7.7")
+        panel.get_by_role("button", name="Create customer gateway").dblclick()  # one, not two
+        row = page.locator("tr", has_text="cpe-made-here")
+        row.wait_for()
+        page.wait_for_timeout(500)
+        made = [
+            c
+            for c in api.ok("DescribeCustomerGateways", PageSize=50)["CustomerGateways"]["CustomerGateway"]
+            if c["Name"] == "cpe-made-here"
+        ]
+        assert len(made) == 1 and made[0]["IpAddress"] == "198.19.7.7"
+
+        # Delete asks once; a gateway still in use says why.
+        row.get_by_role("button", name="Delete…").click()
+        row.get_by_role("button", name="Yes, delete").click()
+        row.wait_for(state="detached")
+        api.fails(
+            "DescribeCustomerGateway",
+            404,
+            "InvalidCustomerGatewayInstanceId.NotFound",
+            CustomerGatewayId=made[0]["CustomerGatewayId"],
+        )
+        page.goto(f"{server.url}/console/#/vpcs")
+        row = page.locator("tr", has_text="made-here")
+        row.get_by_role("button", name="Delete…").click()
+        row.get_by_role("button", name="Yes, delete").click()
+        refusal = row.locator(".field-error")
+        refusal.wait_for(state="visible")
+        assert "DependencyViolation.VpnGateway" in refusal.inner_text()
+        driven.shot("vpcs-delete-refused", full_page=False)
+        assert not driven.errors, driven.errors

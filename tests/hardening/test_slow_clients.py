@@ -19,6 +19,7 @@ import pytest
 
 from tests.ops.server_process import ServerProcess
 from tests.support.api import signed_query
+from vpngw.api.dialects import BODY_TIMEOUT_S
 from vpngw.api.http_server import HEAD_TIMEOUT_S
 
 SLACK_S = 4.0  # a shared, loaded machine
@@ -129,3 +130,24 @@ def test_exhausted_descriptors_free_up_and_the_log_stays_small(tmp_path: Path) -
     assert "Too many open files" in failures[0]
     assert "out of system resource" not in log
     assert len(log) < 20_000, f"{len(log)} bytes of log"
+
+
+def test_a_trickled_body_is_cut_off(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nAction=De")
+        started = time.monotonic()
+        sock.settimeout(2)
+        answer = b""
+        while time.monotonic() - started < BODY_TIMEOUT_S + SLACK_S + 10:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                sock.sendall(b"s")  # a byte every 2 s: the body keeps coming, too slowly
+                continue
+            if not piece:
+                break  # closed by the server
+            answer += piece
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"InvalidBody.Timeout" in answer and b"connection: close" in answer.lower()
+    assert BODY_TIMEOUT_S - 1 <= elapsed <= BODY_TIMEOUT_S + SLACK_S

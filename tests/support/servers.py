@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import uvicorn
 
 from tests.support.postgres import free_port
 from vpngw.api.app import build_app
+from vpngw.api.http_server import api_server
 from vpngw.auth.authenticator import Authenticator
 from vpngw.config import Settings
 from vpngw.store.engine import Database
@@ -21,14 +21,10 @@ from vpngw.store.engine import Database
 def live_server(db: Database, settings: Settings, authenticator: Authenticator) -> Iterator[str]:
     """Yields the base URL (``http://127.0.0.1:PORT``) of a running server."""
     port = free_port()
-    config = uvicorn.Config(
-        build_app(db, settings, authenticator),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
+    # The server vpngw serve runs (its protocol and limits), so the SDK tests cross them too.
+    server = api_server(
+        build_app(db, settings, authenticator), host="127.0.0.1", port=port, log_level="warning"
     )
-    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from vpngw.auth.signatures import IncomingRequest, json_body_as_params
-from vpngw.errors import BadRequest, NotFound, PayloadTooLarge
+from vpngw.errors import BadRequest, NotFound, PayloadTooLarge, RequestTimeout
 from vpngw.rules.values import check_storable
 
 MAX_BODY_BYTES = 1024 * 1024
+# The whole body must arrive within this after the head (1 MiB in 30 s is 280 kbit/s):
+# a client trickling its body cannot hold a connection and a task for ever.
+BODY_TIMEOUT_S = 30.0
 RPC_VERSIONS = ("2016-04-28",)
 APSARA_VERSIONS = ("2016-01-01", "2016-04-28")
 
@@ -57,17 +61,24 @@ def _too_large() -> PayloadTooLarge:
 async def read_body(request: Request) -> bytes:
     """The body, read as it streams (with a Content-Length or chunked alike): at most
     ``MAX_BODY_BYTES`` are ever held, then ``InvalidBody.TooLarge`` (413), before the
-    rest is read. The 413 closes the connection, so the rest is never read at all."""
+    rest is read. The 413 closes the connection, so the rest is never read at all. A body
+    not complete ``BODY_TIMEOUT_S`` after the head is ``InvalidBody.Timeout`` (408)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _too_large()
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            "InvalidBody.Timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f} seconds."
+        ) from None
     return b"".join(chunks)
 
 

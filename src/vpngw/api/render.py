@@ -34,7 +34,7 @@ def failure(error: ApiError, request_id: str, host_id: str, *, apsara: bool) -> 
         body.update(
             {"RequestID": request_id, "resultCode": error.status, "resultMsg": error.message, "result": None}
         )
-    # After a 413 the rest of the body is still on its way: closing the connection is the
-    # only way not to read it (docs/security.md, "Bounded requests").
-    headers = {"Connection": "close"} if error.status == 413 else None
+    # After a 413 (or a 408) the rest of the body is still on its way: closing the connection
+    # is the only way not to read it (docs/security.md, "Bounded request bodies").
+    headers = {"Connection": "close"} if error.status in (408, 413) else None
     return JSONResponse(body, status_code=error.status, media_type=JSON_TYPE, headers=headers)

@@ -23,11 +23,9 @@ from vpngw.cli.call import CallError, call_action
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.backends.lab import topology
-from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.backends.lab.network import LabNetwork, default_dirs
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.system import netns
-
-DEFAULT_STATE_DIR = ".vpngw/lab"
 
 
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
@@ -38,14 +36,20 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lab-state",
-        default=os.environ.get("VPNGW_LAB_STATE", DEFAULT_STATE_DIR),
+        default=os.environ.get("VPNGW_LAB_STATE") or None,
         metavar="DIR",
-        help="where charons keep their configuration, sockets and logs (default .vpngw/lab)",
+        help="keep the lab's charon state, sockets and pids in DIR/<lab> (default: machine-wide, "
+        "/var/lib/vpngw/<lab> and /run/vpngw/<lab> as root; docs/operations.md)",
     )
 
 
-def network_of(args: argparse.Namespace) -> LabNetwork:
-    return LabNetwork(args.lab, Path(args.lab_state).absolute() / args.lab)
+def network_of(args: argparse.Namespace, *, owner: str | None = None) -> LabNetwork:
+    """The lab the options name; ``owner``: the database this process serves (a data
+    plane), None for commands that only look or add peers."""
+    if args.lab_state:
+        return LabNetwork(args.lab, Path(args.lab_state).absolute() / args.lab, owner=owner)
+    state_dir, run_dir = default_dirs(args.lab)
+    return LabNetwork(args.lab, state_dir, run_dir=run_dir, owner=owner)
 
 
 def build_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

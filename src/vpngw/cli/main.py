@@ -203,7 +203,7 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
         )
         return None
     try:
-        network = nodes_cli.backend_of(args)
+        network = nodes_cli.backend_of(args, db_url=db.url)
         # The data plane is a node like any agent's, so that serve and agents on one
         # database never run the same gateway twice (docs/nodes.md).
         reconciler = nodes_cli.node_reconciler(args, db, network, sealer)

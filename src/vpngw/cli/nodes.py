@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vpngw import systemd
 from vpngw.cli import lab as lab_cli
-from vpngw.cli.database import prepare_database
+from vpngw.cli.database import database_identity, prepare_database
 from vpngw.config import settings_from_env
 from vpngw.sealing import Sealer, load_sealer
 from vpngw.store import leases as lease_store
@@ -223,7 +223,9 @@ def describe_backend(args: argparse.Namespace) -> str:
     )
 
 
-def backend_of(args: argparse.Namespace) -> NetworkBackend:
+def backend_of(args: argparse.Namespace, *, db_url: str | None = None) -> NetworkBackend:
+    """The backend ``--backend`` names; ``db_url``: the database this data plane serves (a
+    lab refuses to be taken over from another database)."""
     if args.backend == "host":
         from vpngw.dataplane.backends.host.network import HostConfig, HostNetwork
 
@@ -239,7 +241,7 @@ def backend_of(args: argparse.Namespace) -> NetworkBackend:
                 uplink_gateway=args.uplink_gateway,
             )
         )
-    return lab_cli.network_of(args)
+    return lab_cli.network_of(args, owner=database_identity(db_url) if db_url else None)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -255,7 +257,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         settings = settings_from_env(args.db)
         sealer, _where = load_sealer()
         db = prepare_database(settings)
-        backend = backend_of(args)
+        backend = backend_of(args, db_url=settings.db_url)
         reconciler = node_reconciler(args, db, backend, sealer, period_s=args.period_s)
         reconciler.start()
     except (ValueError, DataplaneError) as error:  # BackendBusy, a missing uplink, ...

@@ -26,6 +26,22 @@ if TYPE_CHECKING:
     from vpngw.dataplane.spec.from_store import GatewayState
 
 
+# Inside every gateway's namespace, whatever the backend: ``wan0`` holds the InternetIp,
+# ``vpc0`` is the transit link toward the VPC side. Every gateway has a namespace of its
+# own, so every one uses the same two transit addresses.
+WAN_IF = "wan0"
+GATEWAY_VPC_IF = "vpc0"
+TRANSIT_GATEWAY = "169.254.100.1"  # the gateway's end of the transit link
+TRANSIT_VPC = "169.254.100.2"  # the VPC side's end (the lab's VPC namespace; a host's veth)
+TRANSIT_PREFIX = 30
+
+
+def node_gateway_prefix(node: str) -> str:
+    """The name prefix of a host node's gateway namespaces (``vpngw-<node>-g-<vpn-id>``):
+    the host backend names them so, and lab nodes, which play hosts, clean them up."""
+    return f"vpngw-{node}-g-"
+
+
 #: A charon profile: (VICI socket path, log file path) -> the text of its strongswan.conf.
 #: Each backend brings its own (the lab's test tuning; the host's production settings).
 CharonProfile = Callable[[str, Path], str]
@@ -37,7 +53,9 @@ class GatewayHost:
     the charon profile its backend brings.
 
     ``vpc_namespace`` is the namespace that stands for the VPC side (the lab's), or the
-    node's own namespace on a host (None: the namespace vpngw runs in).
+    node's own namespace on a host (None: the namespace vpngw runs in). ``run_dir`` holds
+    the VICI socket and the pid file (e.g. under /run, gone at a reboot like the charon
+    itself); None: the state dir holds them too.
     """
 
     vpn_gateway_id: str
@@ -45,14 +63,15 @@ class GatewayHost:
     vpc_namespace: str | None
     state_dir: Path
     profile: CharonProfile
+    run_dir: Path | None = None
 
     @property
     def vici_path(self) -> str:
-        return str(self.state_dir / "charon.vici")
+        return str((self.run_dir or self.state_dir) / "charon.vici")
 
     @property
     def pid_path(self) -> Path:
-        return self.state_dir / "charon.pid"
+        return (self.run_dir or self.state_dir) / "charon.pid"
 
 
 class NetworkBackend(Protocol):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -40,16 +41,24 @@ _UNWANTED_PLUGINS: tuple[str, ...] = ("stroke", "ha", "farp", "dhcp", "resolve",
 _UNWANTED_PLUGINS += ("led", "forecast", "tpm", "pkcs11")
 
 
-# A private /run for each charon (its pid file and sockets would clash), with journald's
-# socket directory brought back from the machine's own /run (pid 1's), so that a profile
-# that logs to syslog reaches the journal.
 _JOURNAL = "/run/systemd/journal"
-_LAUNCH = (
-    "mount -t tmpfs tmpfs /run"
-    f" && if [ -d /proc/1/root{_JOURNAL} ]; then mkdir -p {_JOURNAL}"
-    f" && mount --bind /proc/1/root{_JOURNAL} {_JOURNAL}; fi"
-    ' && exec "$0"'
-)
+
+
+def launch_script(run_dir: Path) -> str:
+    """The ``sh -c`` script that starts charon in its namespace: a private ``/run`` (its
+    pid file and control sockets would clash with other charons'), built aside and moved
+    over ``/run``, with what charon shares with the machine bound back in: ``run_dir``
+    (its VICI socket) when it lies under /run, and journald's socket directory (so that a
+    profile logging to syslog reaches the journal). Then ``exec`` keeps charon's pid."""
+    keep = [str(run_dir)] if run_dir.is_relative_to("/run") else []
+    if os.path.isdir(_JOURNAL):
+        keep.append(_JOURNAL)
+    steps = ["T=$(mktemp -d /tmp/vpngw-run.XXXXXX)", 'mount -n -t tmpfs tmpfs "$T"']
+    for path in keep:
+        inside = '"$T"' + shlex.quote(path[len("/run") :])
+        steps.append(f"mkdir -p {inside} && mount -n --bind {shlex.quote(path)} {inside}")
+    steps += ['mount -n --move "$T" /run', 'rmdir "$T"', 'exec "$0"']
+    return " && ".join(steps)
 
 
 def missing_prerequisites(charon: str = CHARON) -> str | None:
@@ -102,18 +111,21 @@ def start_charon(
     state_dir: Path,
     profile: CharonProfile,
     *,
+    run_dir: Path | None = None,
     charon: str = CHARON,
     timeout_s: float = 10.0,
 ) -> Charon:
     """Start charon inside ``namespace`` with the strongswan.conf ``profile`` renders;
     return once its VICI socket answers.
 
-    ``state_dir`` (created if needed) receives strongswan.conf, charon.vici,
-    charon.log and charon.out. A unix socket path is limited to 107 bytes, so keep
-    ``state_dir`` short.
+    ``state_dir`` (created if needed) receives strongswan.conf, charon.log and
+    charon.out; ``run_dir`` (default: ``state_dir``) the VICI socket, charon.vici. A unix
+    socket path is limited to 107 bytes, so keep ``run_dir`` short.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    vici_path = str(state_dir / "charon.vici")
+    run_dir = run_dir or state_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    vici_path = str(run_dir / "charon.vici")
     log_path = state_dir / "charon.log"
     conf_path = state_dir / "strongswan.conf"
     for stale in (Path(vici_path), log_path):
@@ -124,7 +136,7 @@ def start_charon(
     with open(state_dir / "charon.out", "wb") as out:
         # ip -> sh -> exec charon keep one pid, so process.pid is charon's own pid.
         process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "sh", "-c", _LAUNCH, charon],
+            ["ip", "netns", "exec", namespace, "sh", "-c", launch_script(run_dir), charon],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -189,7 +201,7 @@ def start_gateway_charon(host: GatewayHost) -> int:
     if pid is not None:
         return pid
     started = time.monotonic()
-    charon = start_charon(host.namespace, host.state_dir, host.profile)
+    charon = start_charon(host.namespace, host.state_dir, host.profile, run_dir=host.run_dir)
     host.pid_path.write_text(f"{charon.pid}\n")
     log.info(
         "charon for %s started (pid %d) in %.0f ms",

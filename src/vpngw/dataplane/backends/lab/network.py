@@ -10,12 +10,16 @@ docs/lab.md draws the layout.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane.backends.base import (
+    LOCK_DIR,
     GatewayHost,
     gateway_addresses,
     machine_lock,
@@ -23,34 +27,110 @@ from vpngw.dataplane.backends.base import (
 )
 from vpngw.dataplane.backends.lab import charon_profile, topology
 from vpngw.dataplane.backends.lab.topology import LabNames
+from vpngw.dataplane.errors import BackendBusy
 from vpngw.dataplane.spec.from_store import GatewayState
 from vpngw.dataplane.system import netns
 from vpngw.dataplane.system.netns import NetnsError, Route, link_exists, namespaces
 
 log = logging.getLogger(__name__)
 
+STATE_ROOT = Path("/var/lib/vpngw")
+RUN_ROOT = Path("/run/vpngw")
+
+
+def default_dirs(
+    lab: str, *, environ: Mapping[str, str] | None = None, root: bool | None = None
+) -> tuple[Path, Path]:
+    """(state dir, run dir) of a lab, machine-wide like its namespaces (docs/operations.md).
+
+    As root: ``/var/lib/vpngw/<lab>`` (configurations, logs, fingerprints) and
+    ``/run/vpngw/<lab>`` (VICI sockets and pid files, gone at a reboot with the charons
+    and namespaces). Otherwise per user: ``$XDG_STATE_HOME/vpngw/<lab>`` (default
+    ``~/.local/state``) and ``$XDG_RUNTIME_DIR/vpngw/<lab>`` (default: the state dir).
+    Never under the working directory: two folders on one lab share one charon state.
+    """
+    env = os.environ if environ is None else environ
+    if os.geteuid() == 0 if root is None else root:
+        return STATE_ROOT / lab, RUN_ROOT / lab
+    state_home = Path(env.get("XDG_STATE_HOME") or Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    state = state_home / "vpngw" / lab
+    runtime = env.get("XDG_RUNTIME_DIR")
+    return state, (Path(runtime) / "vpngw" / lab if runtime else state)
+
+
+class LabOwnedElsewhere(BackendBusy):
+    """The lab belongs to another database: taking it over would delete that database's
+    gateways (they are not in this one)."""
+
+    def __init__(self, lab: str, owner: str, other: str) -> None:
+        super().__init__(
+            f"lab {lab!r} belongs to the database {owner}, not to this one ({other}): its gateways "
+            f"would be deleted; give this server another lab (--lab NAME), or remove that lab "
+            f"first if its database is gone (vpngw lab down --lab {lab})"
+        )
+        self.lab = lab
+        self.owner = owner
+        self.other = other
+
 
 class LabNetwork:
     """One lab: its WAN, its gateways' namespaces and charons, its peers (the ``lab``
-    network backend)."""
+    network backend).
+
+    ``owner`` names the database this process serves: a lab records the first owner that
+    drives it (beside its lock, in /run/vpngw: it lasts as long as the namespaces) and
+    refuses any other until ``vpngw lab down``. None (tests, ``vpngw lab`` commands):
+    no record, no check.
+    """
 
     kind = "lab"
 
-    def __init__(self, name: str, state_dir: Path) -> None:
+    def __init__(
+        self, name: str, state_dir: Path, *, run_dir: Path | None = None, owner: str | None = None
+    ) -> None:
         self.names = LabNames(topology.check_lab_name(name))
         self.state_dir = state_dir
+        self.run_dir = run_dir or state_dir
+        self.owner = owner
+
+    @property
+    def owner_path(self) -> Path:
+        return LOCK_DIR / f"{self.names.lab}.owner"
+
+    def recorded_owner(self) -> str | None:
+        """The database that owns this lab, or None if none is recorded."""
+        try:
+            return str(json.loads(self.owner_path.read_text())["database"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def lock(self) -> IO[bytes]:
         """Hold the machine-wide lock of this lab (closing the file releases it).
 
         Two reconcilers on one lab would each remove the other's gateways (a gateway
-        that is not in *its* store is deleted), so a second one is refused.
+        that is not in *its* store is deleted), so a second one is refused, and so is one
+        on another database than the lab's owner (:class:`LabOwnedElsewhere`), running or
+        not.
         """
-        return machine_lock(
+        self._check_owner()
+        handle = machine_lock(
             self.names.lab,
             f"lab {self.names.lab!r} is driven by another vpngw process; "
             "give this one another lab (--lab NAME) or --no-dataplane",
         )
+        try:
+            self._check_owner()
+            if self.owner is not None:
+                self.owner_path.write_text(json.dumps({"database": self.owner}) + "\n")
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _check_owner(self) -> None:
+        recorded = self.recorded_owner()
+        if self.owner is not None and recorded is not None and recorded != self.owner:
+            raise LabOwnedElsewhere(self.names.lab, recorded, self.owner)
 
     def prepare(self) -> None:
         self.ensure_wan()
@@ -101,6 +181,7 @@ class LabNetwork:
             self.names.vpc(vpn_gateway_id),
             self.state_dir / f"g-{vpn_gateway_id}",
             charon_profile.strongswan_conf,
+            self.run_dir / f"g-{vpn_gateway_id}",
         )
 
     def gateway_ids(self) -> set[str]:
@@ -151,6 +232,8 @@ class LabNetwork:
             netns.delete_namespace(namespace)
         self.detach_from_wan(host.namespace)
         shutil.rmtree(host.state_dir, ignore_errors=True)
+        if host.run_dir is not None:
+            shutil.rmtree(host.run_dir, ignore_errors=True)
 
     def detach_from_wan(self, namespace: str) -> None:
         """Remove the bridge end of a deleted namespace's WAN veth, if it is still there.
@@ -178,9 +261,14 @@ class LabNetwork:
                 netns.kill_namespace_processes(namespace)
                 netns.delete_namespace(namespace)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.owner_path.unlink(missing_ok=True)  # the lab is free for any database again
 
     def peer_dir(self, name: str) -> Path:
         return self.state_dir / f"p-{name}"
+
+    def peer_run_dir(self, name: str) -> Path:
+        return self.run_dir / f"p-{name}"
 
 
 def network_plan(state: GatewayState) -> tuple[set[str], set[Route], set[Route]]:

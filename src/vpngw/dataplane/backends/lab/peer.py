@@ -119,9 +119,11 @@ def start_peer_site(
         if ipaddress.ip_address(a) not in topology.WAN_NETWORK
     }
     netns.sync_routes(namespace, routes)
-    state_dir = network.peer_dir(name)
-    charon = charon_daemon.start_charon(namespace, state_dir, charon_profile.strongswan_conf)
-    (state_dir / "charon.pid").write_text(f"{charon.pid}\n")
+    run_dir = network.peer_run_dir(name)
+    charon = charon_daemon.start_charon(
+        namespace, network.peer_dir(name), charon_profile.strongswan_conf, run_dir=run_dir
+    )
+    (run_dir / "charon.pid").write_text(f"{charon.pid}\n")
     return charon
 
 
@@ -131,7 +133,7 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
     state; False if there was none."""
     namespace = network.names.peer(name)
     state_dir = network.peer_dir(name)
-    pid = netns.read_pid(state_dir / "charon.pid")
+    pid = netns.read_pid(network.peer_run_dir(name) / "charon.pid")
     if pid is not None and netns.pid_alive(pid):
         netns.kill_pid(pid)
     existed = namespace in netns.namespaces()
@@ -139,6 +141,7 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
     netns.delete_namespace(namespace)
     network.detach_from_wan(namespace)
     shutil.rmtree(state_dir, ignore_errors=True)
+    shutil.rmtree(network.peer_run_dir(name), ignore_errors=True)
     return existed
 
 

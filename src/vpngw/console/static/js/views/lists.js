@@ -3,6 +3,7 @@
 
 import * as api from "../api.js";
 import { clear, firstLine, fmtTime, h, statusPill } from "../dom.js";
+import { createPanel, deleteButton } from "./simple_form.js";
 
 const PAGE_SIZES = [10, 20, 50];
 
@@ -42,7 +43,10 @@ export function listView(spec) {
   });
   let total = 0;
 
-  async function refresh() {
+  /** The live loop calls refresh(); a reader's own action (paging, a filter) forces it. */
+  async function refresh(force = false) {
+    // A live refresh would redraw the rows under an open "Delete?" question or its refusal: wait.
+    if (!force && body.querySelector(".confirm:not([hidden]), .row-actions .field-error:not([hidden])")) return;
     let response;
     try {
       response = await api.call(spec.action, { ...state.filters, PageNumber: state.page, PageSize: state.size });
@@ -60,25 +64,28 @@ export function listView(spec) {
     next.disabled = state.page >= pages;
     clear(body);
     if (!items.length) {
-      body.append(h("tr", {}, h("td", { colspan: String(spec.columns.length), class: "muted" }, "Nothing here yet.")));
+      body.append(h("tr", {}, h("td", { colspan: String(spec.columns.length + (spec.remove ? 1 : 0)), class: "muted" }, "Nothing here yet.")));
     }
     for (const item of items) {
-      body.append(h("tr", { dataset: { id: spec.id(item) } }, spec.columns.map((c) => h("td", { class: c.mono ? "mono" : "" }, c.cell(item)))));
+      const cells = spec.columns.map((c) => h("td", { class: c.mono ? "mono" : "" }, c.cell(item)));
+      if (spec.remove) cells.push(h("td", {}, deleteButton({ ...spec.remove(item), done: () => refresh(true) })));
+      body.append(h("tr", { dataset: { id: spec.id(item) } }, cells));
     }
   }
 
   function go(page) {
     state.page = Math.max(1, page);
-    refresh().catch(() => {});
+    refresh(true).catch(() => {});
   }
 
   const el = h(
     "section",
     { "data-testid": `list-${spec.action}` },
     h("div", { class: "row" }, h("h1", {}, spec.title), spec.tools || null),
+    spec.create ? createPanel({ ...spec.create, done: () => go(1) }) : null,
     filterForm,
     error,
-    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, spec.columns.map((c) => h("th", {}, c.label)))), body)),
+    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, spec.columns.map((c) => h("th", {}, c.label)), spec.remove ? h("th", {}, "") : null)), body)),
     h("div", { class: "pager" }, prev, next, info, size),
   );
   return { el, refresh };
@@ -121,6 +128,18 @@ export function gatewaysView() {
     action: "DescribeVpnGateways",
     items: (r) => r.VpnGateways.VpnGateway,
     id: (g) => g.VpnGatewayId,
+    create: {
+      title: "Create VPN gateway",
+      action: "CreateVpnGateway",
+      fields: [
+        { param: "VpcId", label: "VpcId", choices: () => api.call("DescribeVpcs", { PageSize: 50 }).then((r) => r.Vpcs.Vpc.map((v) => [v.VpcId, `${v.VpcId} · ${v.VpcName || v.CidrBlock}`])) },
+        { param: "Bandwidth", label: "Bandwidth (Mbit/s)", value: "10", choices: ["5", "10", "20", "50", "100", "200", "500", "1000"].map((b) => [b, b]) },
+        { param: "Name", label: "Name", placeholder: "blank: the id" },
+        { param: "Description", label: "Description" },
+      ],
+      errorFields: { "InvalidVpcId.NotFound": "VpcId", InvalidDescription: "Description" },
+    },
+    remove: (g) => ({ action: "DeleteVpnGateway", params: { VpnGatewayId: g.VpnGatewayId }, what: g.VpnGatewayId }),
     filters: [
       { param: "VpnGatewayId", label: "VpnGatewayId", placeholder: "vpn-…" },
       { param: "VpcId", label: "VpcId", placeholder: "vpc-…" },
@@ -144,6 +163,18 @@ export function customerGatewaysView() {
     action: "DescribeCustomerGateways",
     items: (r) => r.CustomerGateways.CustomerGateway,
     id: (c) => c.CustomerGatewayId,
+    create: {
+      title: "Create customer gateway",
+      action: "CreateCustomerGateway",
+      fields: [
+        { param: "IpAddress", label: "IpAddress", placeholder: "the peer's public IPv4 address" },
+        { param: "Name", label: "Name", placeholder: "blank: the id" },
+        { param: "Description", label: "Description" },
+        { param: "Asn", label: "Asn", placeholder: "optional" },
+      ],
+      errorFields: { "InvalidIpAddress.WrongFormat": "IpAddress", "InvalidIpAddress.AlreadyExist": "IpAddress", InvalidDescription: "Description" },
+    },
+    remove: (c) => ({ action: "DeleteCustomerGateway", params: { CustomerGatewayId: c.CustomerGatewayId }, what: c.CustomerGatewayId }),
     filters: [{ param: "CustomerGatewayId", label: "CustomerGatewayId", placeholder: "cgw-…" }],
     columns: [
       { label: "Name / id", cell: (c) => [c.Name, h("div", { class: "mono muted" }, c.CustomerGatewayId)] },
@@ -161,6 +192,17 @@ export function vpcsView() {
     action: "DescribeVpcs",
     items: (r) => r.Vpcs.Vpc,
     id: (v) => v.VpcId,
+    create: {
+      title: "Create VPC",
+      action: "CreateVpc",
+      fields: [
+        { param: "CidrBlock", label: "CidrBlock", value: "172.16.0.0/12" },
+        { param: "VpcName", label: "VpcName" },
+        { param: "Description", label: "Description" },
+      ],
+      errorFields: { "InvalidCidrBlock.Malformed": "CidrBlock", InvalidName: "VpcName", InvalidDescription: "Description" },
+    },
+    remove: (v) => ({ action: "DeleteVpc", params: { VpcId: v.VpcId }, what: v.VpcId }),
     filters: [
       { param: "VpcId", label: "VpcId", placeholder: "vpc-…" },
       { param: "VpcName", label: "VpcName" },
