@@ -107,20 +107,29 @@ def test_a_tunnel_from_create_to_delete_in_the_console(lab_server: Server) -> No
         assert "ipsec_sa_established" in tunnel.locator("title").first.text_content()
         assert page.get_by_test_id("diagnosis").inner_text() == "Nothing fails."
 
-        # A ping through the tunnel: the traffic plot rises.
+        # A ping through the tunnel: the traffic plot rises (the page refreshes itself).
         before = _plot_value(driven)
         server.vpngw(
             "lab", "exec", "--vpc", world.vpn_gateway_id, *lab,
             "--", "ping", "-n", "-q", "-c", "5", "-i", "0.2", "-W", "2", "-I", VPC_HOST, PEER_HOST,
         )  # fmt: skip
-        page.wait_for_function(
-            """([before]) => {
-                const path = document.querySelector('[data-testid="plot-bytes"] path.series.in');
-                return path && Number(path.dataset.last) > before;
-            }""",
-            arg=[before],
-            timeout=WAIT_MS,
-        )
+        try:
+            page.wait_for_function(
+                """([before]) => {
+                    const path = document.querySelector('[data-testid="plot-bytes"] path.series.in');
+                    return path && Number(path.dataset.last) > before;
+                }""",
+                arg=[before],
+                timeout=WAIT_MS,
+            )
+        except Exception as error:
+            described = api.ok("DescribeVpnConnection", VpnConnectionId=connection_id)
+            history = api.ok("DescribeVpnConnectionTraffic", VpnConnectionId=connection_id)
+            driven.page.screenshot(path=str(server.workdir.parent / f"{server.workdir.name}-plot.png"))
+            raise AssertionError(
+                f"the plot did not rise from {before}: {described['Status']} {described['TrafficStatistics']}, "
+                f"history {history['TrafficPoints']}, page errors {driven.errors}"
+            ) from error
         assert _plot_value(driven, "out") > 0
         history = api.ok("DescribeVpnConnectionTraffic", VpnConnectionId=connection_id)
         assert history["Count"] >= 1

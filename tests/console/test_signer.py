@@ -107,7 +107,15 @@ def test_the_helpers_the_pages_use(page_at: Browser) -> None:
             const page = await import("/console/js/views/connection.js");
             const signer = await import("/console/js/signer.js");
             return {
-                moved: plot.moved([[1, 100], [2, 150], [3, 20], [4, 30], [5, 30]]),
+                chart: (() => {
+                    const svg = plot.lineChart({ title: "t", from: 0, to: 100, format: String, testid: "x", series: [
+                        { name: "in", cls: "in", points: [[0, 10], [50, 40], [60, 0]] },
+                        { name: "out", cls: "out", points: [] },
+                    ] });
+                    const path = svg.querySelector("path.series.in");
+                    return { max: svg.dataset.max, last: path.dataset.last, d: path.getAttribute("d"),
+                             paths: svg.querySelectorAll("path").length };
+                })(),
                 fields: ["IllegalParam.LocalSubnet", "InvalidParameter.IkeConfig.IkeLifetime",
                          "MissingParameter.RemoteSubnet", "InvalidName", "VpnConnection.SubnetConflict",
                          "InvalidVpnGatewayInstanceId.NotFound", "OperationUnsupported.Bgp", "Throttling"]
@@ -129,8 +137,11 @@ def test_the_helpers_the_pages_use(page_at: Browser) -> None:
             };
         }"""
     )
-    # What moved, with the drop from 150 to 20 taken as a restart (20 new), then +10, then nothing.
-    assert results["moved"] == [[1, 0], [2, 50], [3, 70], [4, 80], [5, 80]]
+    # The counters as read (a drop to 0 is a new SA), held level to the window's end; an
+    # empty series draws nothing.
+    chart = results["chart"]
+    assert (chart["max"], chart["last"], chart["paths"]) == ("40", "0", 1)
+    assert chart["d"].startswith("M64.0,") and chart["d"].count(" H") == 3
     assert results["fields"] == [
         "LocalSubnet",
         "IkeConfig.IkeLifetime",

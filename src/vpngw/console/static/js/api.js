@@ -4,6 +4,8 @@
 
 import { formBody, importSecret, signedHeaders } from "./signer.js";
 
+const REQUEST_TIMEOUT_MS = 30000;
+
 let session = null; // { accessKeyId, key (non-extractable CryptoKey), regionId }
 
 export class ApiError extends Error {
@@ -53,6 +55,7 @@ async function send(credentials, action, params) {
     credentials: "omit",
     cache: "no-store",
     redirect: "error",
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), // a hung call must not stop live refresh
   });
   let parsed;
   try {

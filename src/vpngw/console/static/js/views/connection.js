@@ -35,6 +35,9 @@ export function connectionView(connectionId) {
   const counters = h("p", { class: "muted", "data-testid": "counters" });
   const settings = h("div");
   const error = h("div", { class: "error", role: "alert", hidden: true });
+  const WINDOWS = { 3600: "the last hour", 21600: "the last 6 hours", 86400: "the last 24 hours" };
+  const trafficWindow = h("select", { id: "traffic-window", "aria-label": "Traffic window" }, Object.entries(WINDOWS).map(([s, label]) => h("option", { value: s }, label)));
+  trafficWindow.addEventListener("change", () => loadTraffic().catch(showError));
   const logMinutes = h("select", { id: "log-minutes", "aria-label": "Log window" }, [1, 5, 10].map((m) => h("option", { value: String(m), selected: m === 10 }, `last ${m} min`)));
   const logFilter = h("input", { type: "text", id: "log-filter", placeholder: "e.g. IKE, authentication, NO_PROPOSAL", autocomplete: "off" });
   const logCount = h("span", { class: "muted", "data-testid": "log-count" });
@@ -63,6 +66,12 @@ export function connectionView(connectionId) {
     }
     logLines = lines;
     renderLog();
+  }
+
+  async function loadTraffic() {
+    const seconds = Number(trafficWindow.value);
+    const history = await api.call("DescribeVpnConnectionTraffic", { VpnConnectionId: connectionId, From: Math.floor(Date.now() / 1000) - seconds });
+    clear(plots).append(h("div", { class: "plot-legend" }, h("span", {}, h("span", { class: "swatch in" }), "in"), h("span", {}, h("span", { class: "swatch out" }), "out")), h("div", { class: "plots" }, ...trafficCharts(history, WINDOWS[seconds])));
   }
 
   async function download(kind) {
@@ -123,14 +132,9 @@ export function connectionView(connectionId) {
     const t = c.TrafficStatistics;
     counters.textContent = `Current SAs: ${fmtBytes(t.BytesIn)} / ${t.PacketsIn} packets in, ${fmtBytes(t.BytesOut)} / ${t.PacketsOut} packets out.`;
     clear(settings).append(settingsList(c));
-    const [topology, history] = await Promise.all([
-      loadTopology(c.VpnGatewayId),
-      api.call("DescribeVpnConnectionTraffic", { VpnConnectionId: connectionId }),
-      loadLog(),
-    ]);
+    const [topology] = await Promise.all([loadTopology(c.VpnGatewayId), loadTraffic(), loadLog()]);
     topology.connections = topology.connections.filter((x) => x.VpnConnectionId === connectionId);
     clear(picture).append(topologySvg(topology), h("p", {}, h("a", { href: `#/gateway/${c.VpnGatewayId}` }, "All connections of this gateway")));
-    clear(plots).append(h("div", { class: "plot-legend" }, h("span", {}, h("span", { class: "swatch in" }), "in"), h("span", {}, h("span", { class: "swatch out" }), "out")), h("div", { class: "plots" }, ...trafficCharts(history)));
   }
 
   const el = h(
@@ -142,7 +146,7 @@ export function connectionView(connectionId) {
     h("div", { class: "card" }, h("h2", {}, "Tunnel"), phaseBox),
     h("div", { class: "card" }, h("h2", {}, "Diagnosis"), diagnosis),
     h("div", { class: "card" }, h("h2", {}, "Topology"), picture),
-    h("div", { class: "card" }, h("h2", {}, "Traffic, last hour"), counters, plots),
+    h("div", { class: "card" }, h("h2", {}, "Traffic"), h("div", { class: "row" }, h("div", {}, h("label", { for: "traffic-window" }, "Window"), trafficWindow), counters), plots),
     h("div", { class: "card" }, h("h2", {}, "Negotiation log"),
       h("div", { class: "row" }, h("div", {}, h("label", { for: "log-filter" }, "Filter"), logFilter), h("div", {}, h("label", { for: "log-minutes" }, "Window"), logMinutes), logCount),
       logBox),

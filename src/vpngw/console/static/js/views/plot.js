@@ -1,26 +1,13 @@
-// The traffic plot: an inline SVG drawn here, no library. The history's counters are
-// those of the current CHILD_SAs and restart at a rekey, so the plot shows what moved
-// in the window: the sum of the increases from point to point (a drop counts as a
-// restart from 0).
+// The traffic plot: an inline SVG drawn here, no library. It shows the history's
+// counters as they were read: those of the connection's current CHILD_SAs, so the line
+// rises with traffic and drops to 0 when an SA is rekeyed or renegotiated (a new SA
+// counts from 0). Between points the counters did not change: the line holds its level.
 
 import { fmtBytes, s } from "../dom.js";
 
 const W = 560;
 const H = 220;
 const PAD = { left: 64, right: 12, top: 12, bottom: 26 };
-
-/** [[t, cumulative]] from raw counter samples [[t, value]], restarts handled. */
-export function moved(samples) {
-  const out = [];
-  let total = 0;
-  let last = null;
-  for (const [t, v] of samples) {
-    if (last !== null) total += v >= last ? v - last : v;
-    out.push([t, total]);
-    last = v;
-  }
-  return out;
-}
 
 /**
  * An SVG chart of two series (in and out) over [from, to] (unix ms).
@@ -57,17 +44,17 @@ export function lineChart({ title, from, to, series, format, testid }) {
   return svg;
 }
 
-export function trafficCharts(history) {
+export function trafficCharts(history, span = "the last hour") {
   const from = history.From * 1000;
   const to = history.To * 1000;
   const points = history.TrafficPoints.TrafficPoint;
-  const series = (key) => moved(points.map((p) => [p.Time, p[key]]));
+  const series = (key) => points.map((p) => [p.Time, p[key]]);
   return [
-    lineChart({ title: "Bytes moved in the last hour (in and out)", from, to, format: fmtBytes, testid: "plot-bytes", series: [
+    lineChart({ title: `Bytes in and out, ${span} (counters of the current SAs)`, from, to, format: fmtBytes, testid: "plot-bytes", series: [
       { name: "in", cls: "in", points: series("BytesIn") },
       { name: "out", cls: "out", points: series("BytesOut") },
     ] }),
-    lineChart({ title: "Packets moved in the last hour (in and out)", from, to, format: (v) => (v < 10 && v % 1 ? v.toFixed(1) : String(Math.round(v))), testid: "plot-packets", series: [
+    lineChart({ title: `Packets in and out, ${span} (counters of the current SAs)`, from, to, format: (v) => (v < 10 && v % 1 ? v.toFixed(1) : String(Math.round(v))), testid: "plot-packets", series: [
       { name: "in", cls: "in", points: series("PacketsIn") },
       { name: "out", cls: "out", points: series("PacketsOut") },
     ] }),
