@@ -26,6 +26,22 @@ if TYPE_CHECKING:
     from vpngw.dataplane.spec.from_store import GatewayState
 
 
+# Inside every gateway's namespace, whatever the backend: ``wan0`` holds the InternetIp,
+# ``vpc0`` is the transit link toward the VPC side. Every gateway has a namespace of its
+# own, so every one uses the same two transit addresses.
+WAN_IF = "wan0"
+GATEWAY_VPC_IF = "vpc0"
+TRANSIT_GATEWAY = "169.254.100.1"  # the gateway's end of the transit link
+TRANSIT_VPC = "169.254.100.2"  # the VPC side's end (the lab's VPC namespace; a host's veth)
+TRANSIT_PREFIX = 30
+
+
+def node_gateway_prefix(node: str) -> str:
+    """The name prefix of a host node's gateway namespaces (``vpngw-<node>-g-<vpn-id>``):
+    the host backend names them so, and lab nodes, which play hosts, clean them up."""
+    return f"vpngw-{node}-g-"
+
+
 #: A charon profile: (VICI socket path, log file path) -> the text of its strongswan.conf.
 #: Each backend brings its own (the lab's test tuning; the host's production settings).
 CharonProfile = Callable[[str, Path], str]

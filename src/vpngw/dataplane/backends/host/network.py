@@ -44,9 +44,15 @@ from pathlib import Path
 from typing import IO
 
 from vpngw.dataplane.backends.base import (
+    GATEWAY_VPC_IF,
+    TRANSIT_GATEWAY,
+    TRANSIT_PREFIX,
+    TRANSIT_VPC,
+    WAN_IF,
     GatewayHost,
     gateway_addresses,
     machine_lock,
+    node_gateway_prefix,
     routed_local_subnets,
 )
 from vpngw.dataplane.backends.host import charon_profile
@@ -56,11 +62,6 @@ from vpngw.dataplane.system.netns import NetnsError, Route, ip_args, link_exists
 
 log = logging.getLogger(__name__)
 
-WAN_IF = "wan0"
-GATEWAY_VPC_IF = "vpc0"
-TRANSIT_GATEWAY = "169.254.100.1"
-TRANSIT_HOST = "169.254.100.2"
-TRANSIT_PREFIX = 30
 ARPING = "arping"
 # A lease renewal refreshes an InternetIp's lifetime only once less than this is left
 # (one ``ip`` call per gateway every few seconds instead of every renewal).
@@ -94,7 +95,7 @@ class HostNetwork:
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.prefix = f"vpngw-{config.node}-g-"
+        self.prefix = node_gateway_prefix(config.node)
         self._lock = threading.Lock()
         # Until when (monotonic) each gateway's InternetIp may be held: its lease.
         self._valid_until: dict[str, float] = {}
@@ -236,7 +237,7 @@ class HostNetwork:
             "netns",
             gateway.namespace,
         )
-        netns.run("ip", *ip_args(host), "addr", "add", f"{TRANSIT_HOST}/32", "dev", transit)
+        netns.run("ip", *ip_args(host), "addr", "add", f"{TRANSIT_VPC}/32", "dev", transit)
         netns.run("ip", *ip_args(host), "link", "set", transit, "up")
         netns.add_address(gateway.namespace, GATEWAY_VPC_IF, f"{TRANSIT_GATEWAY}/{TRANSIT_PREFIX}")
         netns.run("ip", "-n", gateway.namespace, "link", "set", GATEWAY_VPC_IF, "up")
@@ -279,7 +280,7 @@ class HostNetwork:
 
     def _gateway_routes(self, state: GatewayState) -> set[Route]:
         routes = {
-            Route(subnet, GATEWAY_VPC_IF, TRANSIT_HOST, onlink=True) for subnet in routed_local_subnets(state)
+            Route(subnet, GATEWAY_VPC_IF, TRANSIT_VPC, onlink=True) for subnet in routed_local_subnets(state)
         }
         on_link = self._uplink_networks()
         for network in on_link:

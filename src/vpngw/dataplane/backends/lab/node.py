@@ -21,6 +21,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vpngw.dataplane.backends.base import node_gateway_prefix
 from vpngw.dataplane.backends.lab import topology
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.system import netns
@@ -117,7 +118,7 @@ def create_node(
 
 def gateway_namespaces(node_name: str) -> set[str]:
     """The namespaces an agent of ``node_name`` made for its gateways (host backend)."""
-    prefix = f"vpngw-{node_name}-g-"
+    prefix = node_gateway_prefix(node_name)
     return {namespace for namespace in netns.namespaces() if namespace.startswith(prefix)}
 
 

@@ -19,21 +19,21 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+# The gateway side of every namespace is every backend's; the lab names it here too.
+from vpngw.dataplane.backends.base import GATEWAY_VPC_IF as GATEWAY_VPC_IF
+from vpngw.dataplane.backends.base import TRANSIT_GATEWAY as TRANSIT_GATEWAY
+from vpngw.dataplane.backends.base import TRANSIT_PREFIX as TRANSIT_PREFIX
+from vpngw.dataplane.backends.base import TRANSIT_VPC as TRANSIT_VPC
+from vpngw.dataplane.backends.base import WAN_IF as WAN_IF
+
 # The lab WAN. VPN gateways take their InternetIp from 198.18.0.0/16 (config's
 # internet_ip_pool); lab peers conventionally use 198.19.0.0/16.
 WAN_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 WAN_ROUTER = "198.18.0.1"
 WAN_BRIDGE = "wan"
 
-# The link between a gateway and its VPC side. Every gateway has its own pair of
-# namespaces, so every pair can use the same two addresses.
-TRANSIT_GATEWAY = "169.254.100.1"
-TRANSIT_VPC = "169.254.100.2"
-TRANSIT_PREFIX = 30
-
-# Inside each namespace.
-WAN_IF = "wan0"
-GATEWAY_VPC_IF = "vpc0"
+# Inside each namespace: the gateway's side is every backend's (backends/base.py); the
+# VPC namespace's end of the transit link is the lab's own.
 VPC_GATEWAY_IF = "gw0"
 
 DEFAULT_LAB = "vpngw"
