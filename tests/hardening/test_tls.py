@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from alibabacloud_tea_openapi import models as openapi_models
 from alibabacloud_vpc20160428 import models as tea
@@ -192,3 +193,17 @@ def test_the_certificate_is_reloaded_on_sighup(tls_server: TlsServer) -> None:
     log = tls_server.process.log_text()
     assert "TLS certificate reloaded" in log and "TLS certificate not reloaded" in log
     assert "https://127.0.0.1" in log
+
+
+def test_sighup_without_tls_changes_nothing(tmp_path: Path) -> None:
+    process = ServerProcess(f"sqlite:///{tmp_path / 'vpngw.db'}", tmp_path)
+    process.start("--log-level", "info")
+    try:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)  # systemctl reload on a plain-HTTP unit
+        time.sleep(1)
+        assert process.process.poll() is None
+        assert httpx.post(f"{process.url}/", timeout=10).json()["Code"] == "MissingParameter.Action"
+    finally:
+        process.stop()
+    assert "SIGHUP: nothing to reload" in process.log_text()

@@ -26,6 +26,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -153,8 +154,10 @@ class ApiServer(NotifyingServer):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(AcceptFailureLog())
+        if threading.current_thread() is threading.main_thread():  # not in a test's thread
+            # Always handled: SIGHUP's default action would end the server (systemctl reload).
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
         if self.tls is not None:
-            loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
             # uvicorn passes no handshake timeout to create_server: bound it like a request head.
             create_server = loop.create_server
             loop.create_server = functools.partial(  # type: ignore[method-assign]
@@ -166,6 +169,12 @@ class ApiServer(NotifyingServer):
                 loop.create_server = create_server  # type: ignore[method-assign]
         else:
             await super().startup(sockets)
+
+    def reload(self) -> None:
+        if self.tls is None:
+            log.info("SIGHUP: nothing to reload (no --tls-cert)")
+        else:
+            self.tls.reload()
 
 
 def api_server(

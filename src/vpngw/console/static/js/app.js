@@ -90,8 +90,11 @@ function onSignedIn(regions) {
     .call("DescribeNodes", {}, { regional: false })
     .then(() => (document.getElementById("nav-nodes").hidden = false))
     .catch(() => (document.getElementById("nav-nodes").hidden = true));
-  if (!location.hash || location.hash === "#/") location.hash = "#/connections";
-  show();
+  if (!location.hash || location.hash === "#/") {
+    location.hash = "#/connections"; // hashchange shows it
+  } else {
+    show();
+  }
 }
 
 function signOut() {
