@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.api import build_world, connection_params
+from vpngw.dataplane.backends import base
 from vpngw.dataplane.backends.host.network import HostConfig, HostNetwork
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.core import gateway_agent
@@ -152,3 +153,5 @@ def test_every_backend_refuses_a_second_process_with_backend_busy(tmp_path: Path
         finally:
             held.close()
         backend.lock().close()  # released: the next process may take it
+    for lock_file in (base.LOCK_DIR / f"vt-busy-{suffix}.lock", base.LOCK_DIR / f"host-busy-{suffix}.lock"):
+        lock_file.unlink(missing_ok=True)  # names no other process uses
