@@ -89,6 +89,7 @@ DOCUMENTED = frozenset(
         "OperationUnsupported.Ipv6Isp",
         "OperationUnsupported.RemoteCaCertificate",
         "OperationUnsupported.ResourceGroupId",
+        "OperationUnsupported.TunnelIds",
         "OperationUnsupported.TunnelOptionsSpecification",
         "OperationUnsupported.UserCidr",
         "OperationUnsupported.VpcOwnerId",

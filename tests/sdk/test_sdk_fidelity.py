@@ -1,10 +1,11 @@
 """The official Tea SDK, unmodified, on the actions and parameters of issue 21: a
 Terraform-like sequence (create with tags, read back, untag, list, dry-run a create and see
-nothing made) and a refused parameter."""
+nothing made), a refused parameter and DiagnoseVpnConnections."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from alibabacloud_tea_openapi import models as openapi_models
@@ -13,6 +14,9 @@ from alibabacloud_vpc20160428 import models as tea
 from alibabacloud_vpc20160428.client import Client as TeaClient
 
 from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET
+from vpngw.cli.main import prepare_database
+from vpngw.config import Settings
+from vpngw.store import queries
 
 
 def _client(server_url: str, signature: str | None) -> TeaClient:
@@ -145,3 +149,55 @@ def test_a_refused_parameter_through_the_sdk(server_url: str) -> None:
     )
     gateways = client.describe_vpn_gateways(tea.DescribeVpnGatewaysRequest(region_id=REGION)).body
     assert gateways.total_count == 0
+
+
+def test_diagnose_through_the_sdk(server_url: str, settings: Settings) -> None:
+    client = _client(server_url, None)
+    vpc = client.create_vpc(tea.CreateVpcRequest(region_id=REGION)).body.vpc_id
+    gateway = client.create_vpn_gateway(
+        tea.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, bandwidth=10)
+    ).body.vpn_gateway_id
+    cgw = client.create_customer_gateway(
+        tea.CreateCustomerGatewayRequest(region_id=REGION, ip_address="198.19.0.41")
+    ).body.customer_gateway_id
+    vco = client.create_vpn_connection(
+        tea.CreateVpnConnectionRequest(
+            region_id=REGION,
+            vpn_gateway_id=gateway,
+            customer_gateway_id=cgw,
+            local_subnet="10.1.0.0/24",
+            remote_subnet="10.20.0.0/24",
+        )
+    ).body.vpn_connection_id
+    request = tea.DiagnoseVpnConnectionsRequest(
+        region_id=REGION, vpn_gateway_id=gateway, vpn_connection_ids=[vco]
+    )
+    body = client.diagnose_vpn_connections(request).body
+    assert body.total_count == 1 and body.vpn_connections[0].vpn_connection_id == vco
+    assert body.vpn_connections[0].failed_reason_code == ""
+    # What the data plane stores when a peer does not answer (its store function, another process's view).
+    db = prepare_database(settings)
+    now = int(time.time() * 1000)
+    with db.transaction(write=True) as session:
+        queries.add_connection_logs(session, [(vco, now - 5, "[IKE] giving up after 5 retransmits")])
+        queries.write_observation(
+            session,
+            vco,
+            status="ike_sa_not_established",
+            diagnosis="Peer not responding: 198.19.0.41 did not answer after 5 retransmits.",
+            traffic=None,
+            now_ms=now,
+        )
+    db.dispose()
+    found = client.diagnose_vpn_connections(request).body.vpn_connections[0]
+    assert (found.failed_reason_code, found.failed_time, found.severity) == (
+        "PeerNotResponding",
+        now,
+        "Critical",
+    )
+    assert found.source_log.endswith("[IKE] giving up after 5 retransmits")
+    with pytest.raises(ClientException) as raised:
+        client.diagnose_vpn_connections(
+            tea.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_gateway_id=gateway, tunnel_ids=["tun-1"])
+        )
+    assert raised.value.code == "OperationUnsupported.TunnelIds"

@@ -75,7 +75,11 @@ def page(
     the offset are never loaded; an unfiltered total comes from ``resource_counts``.
     """
     conditions = [model.account_id == account_id, model.region_id == region_id]
-    conditions += [getattr(model, column) == value for column, value in filters.items() if value is not None]
+    conditions += [
+        getattr(model, column).in_(value) if isinstance(value, list) else getattr(model, column) == value
+        for column, value in filters.items()
+        if value is not None
+    ]
     conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
     if len(conditions) == 2:
         total = _counted(session, model, account_id, region_id)
@@ -527,6 +531,19 @@ def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_conn
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def last_connection_logs(
+    session: Session, connection_id: str, *, until_ms: int, limit: int
+) -> list[VpnConnectionLog]:
+    """The connection's newest ``limit`` lines with ``time_ms <= until_ms``, oldest first."""
+    newest = session.scalars(
+        select(VpnConnectionLog)
+        .where(VpnConnectionLog.vpn_connection_id == connection_id, VpnConnectionLog.time_ms <= until_ms)
+        .order_by(VpnConnectionLog.time_ms.desc(), VpnConnectionLog.seq.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(newest))
 
 
 def connection_log_page(
