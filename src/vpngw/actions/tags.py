@@ -62,9 +62,12 @@ ResourceIds = Annotated[list[str], BeforeValidator(_resource_ids)]
 TagKeys = Annotated[list[str], BeforeValidator(_keys)]
 
 
-def _owned(ctx: Context, session: Session, region_id: str, kind: str, resource_id: str) -> Any:
+def _owned(
+    ctx: Context, session: Session, region_id: str, kind: str, resource_id: str, *, lock: bool = True
+) -> Any:
+    """The resource, locked (a writer's tag count holds until commit), or its NotFound."""
     model, not_found = TAGGABLE[kind]
-    row = queries.get_owned(session, model, ctx.account_id, region_id, resource_id, lock=True)
+    row = queries.get_owned(session, model, ctx.account_id, region_id, resource_id, lock=lock)
     if row is None:
         raise not_found(resource_id)
     return row
@@ -136,7 +139,7 @@ def list_tag_resources(ctx: Context, session: Session, p: ListTagResourcesParams
         raise invalid_parameter("NextToken", "not a token this service gave")
     offset = int(token)
     for resource_id in p.resource_id or []:
-        _owned(ctx, session, p.region_id, p.resource_type, resource_id)
+        _owned(ctx, session, p.region_id, p.resource_type, resource_id, lock=False)
     rows = queries.tag_rows(
         session,
         ctx.account_id,
