@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -129,8 +129,11 @@ def dispatch(
     account_id: str,
     request_id: str,
     host: str,
+    first: Callable[[Session], None] | None = None,
 ) -> dict[str, Any]:
-    """The action's response fields (without RequestId)."""
+    """The action's response fields (without RequestId). ``first`` runs at the start of
+    the action's transaction, and again on each retry (the API claims the request's
+    SignatureNonce there: one write transaction per write action)."""
     action = find_action(action_name)
     params = parse_params(action, raw)
     region_id = getattr(params, "region_id", None)
@@ -147,6 +150,8 @@ def dispatch(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.transaction(write=action.writes) as session:
+                if first is not None:
+                    first(session)
                 return _run(action, ctx, session, params)
         except (IntegrityError, OperationalError) as error:
             # A concurrent transaction took the same unique value (an InternetIp, a

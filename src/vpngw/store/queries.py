@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, func, or_, select, text
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -106,7 +106,11 @@ def _bump(session: Session, row: Owned, delta: int) -> None:
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return _insert_for(session.get_bind())
+
+
+def _insert_for(bind: Engine | Connection):  # type: ignore[no-untyped-def]
+    return postgresql_insert if bind.dialect.name == "postgresql" else sqlite_insert
 
 
 def count_for_update(session: Session, kind: str, account_id: str, region_id: str) -> int:
@@ -279,7 +283,7 @@ def forget_idempotency_records_before(session: Session, before_ms: int) -> None:
     session.execute(delete_statement(IdempotencyRecord).where(IdempotencyRecord.create_time < before_ms))
 
 
-def forget_expired_nonces(session: Session, now_ms: int) -> None:
+def forget_expired_nonces(session: Session | Connection, now_ms: int) -> None:
     session.execute(delete_statement(SignatureNonce).where(SignatureNonce.expire_time < now_ms))
 
 
@@ -287,6 +291,30 @@ def record_nonce(session: Session, access_key_id: str, nonce: str, expire_time: 
     """Raises IntegrityError when the nonce was seen before (by any process)."""
     session.add(SignatureNonce(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time))
     session.flush()
+
+
+def claim_nonce(session: Session | Connection, access_key_id: str, nonce: str, expire_time: int) -> bool:
+    """Record a nonce; False when it was recorded before (by any process of the database).
+    A concurrent transaction holding the same nonce uncommitted makes this wait for it
+    (the primary key), so a nonce is claimed at most once whatever the interleaving."""
+    insert = _insert_for(session.get_bind() if isinstance(session, Session) else session.engine)
+    result = session.execute(
+        insert(SignatureNonce)
+        .values(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time)
+        .on_conflict_do_nothing()
+    )
+    return _rowcount(result) == 1
+
+
+def access_key_credentials(connection: Connection, access_key_id: str) -> tuple[str, str, str] | None:
+    """(account id, status, sealed secret) of an AccessKey: the columns a signature check
+    needs, read without building an ORM object."""
+    row = connection.execute(
+        select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
+            AccessKey.id == access_key_id
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 _POOL_LOCK_KEY = 0x76706E67  # "vpng": one advisory lock for the InternetIp pool
