@@ -299,7 +299,7 @@ def claim_nonce(session: Session | Connection, access_key_id: str, nonce: str, e
     (the primary key), so a nonce is claimed at most once whatever the interleaving."""
     insert = _insert_for(session.get_bind() if isinstance(session, Session) else session.engine)
     result = session.execute(
-        insert(SignatureNonce)
+        insert(SignatureNonce.__table__)  # Core, not an ORM bulk insert: rowcount is the database's
         .values(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time)
         .on_conflict_do_nothing()
     )
