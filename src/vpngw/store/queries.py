@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, or_, select, text
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -293,17 +293,31 @@ def record_nonce(session: Session, access_key_id: str, nonce: str, expire_time: 
     session.flush()
 
 
+_NONCES: Table = SignatureNonce.__table__  # type: ignore[assignment]
+_NONCE_ROW: dict[str, Any] = {
+    "access_key_id": bindparam("k"),
+    "nonce": bindparam("n"),
+    "expire_time": bindparam("e"),
+}
+# RETURNING tells whether the row went in (psycopg reports no rowcount for this insert).
+_CLAIM_NONCE = {
+    "sqlite": sqlite_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce),
+    "postgresql": postgresql_insert(_NONCES)
+    .values(**_NONCE_ROW)
+    .on_conflict_do_nothing()
+    .returning(_NONCES.c.nonce),
+}
+
+
 def claim_nonce(session: Session | Connection, access_key_id: str, nonce: str, expire_time: int) -> bool:
     """Record a nonce; False when it was recorded before (by any process of the database).
     A concurrent transaction holding the same nonce uncommitted makes this wait for it
     (the primary key), so a nonce is claimed at most once whatever the interleaving."""
-    insert = _insert_for(session.get_bind() if isinstance(session, Session) else session.engine)
-    result = session.execute(
-        insert(SignatureNonce.__table__)  # Core, not an ORM bulk insert: rowcount is the database's
-        .values(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time)
-        .on_conflict_do_nothing()
+    connection = session.connection() if isinstance(session, Session) else session
+    result = connection.execute(
+        _CLAIM_NONCE[connection.dialect.name], {"k": access_key_id, "n": nonce, "e": expire_time}
     )
-    return _rowcount(result) == 1
+    return result.first() is not None
 
 
 def access_key_credentials(connection: Connection, access_key_id: str) -> tuple[str, str, str] | None:
