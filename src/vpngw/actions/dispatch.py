@@ -33,7 +33,6 @@ from vpngw.rules.values import check_storable
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
-from vpngw.store.models import IdempotencyRecord
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +83,14 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     token: str | None = getattr(params, "client_token", None)
     if token is None:
         return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
-    # Past its lifetime a token counts as new: expired records go first (an indexed
-    # range delete that finds nothing almost always).
-    queries.forget_idempotency_records_before(session, ctx.now_ms - ctx.settings.client_token_ttl_s * 1000)
-    record = queries.get_idempotency_record(session, ctx.account_id, action.name, token)
+    # Past its lifetime a token counts as new: an expired record is dropped when its token
+    # comes back, and all expired ones about once a minute (queries.prune_idempotency_records).
+    expired_before = ctx.now_ms - ctx.settings.client_token_ttl_s * 1000
+    queries.prune_idempotency_records(session, expired_before, ctx.now_ms)
+    record = queries.idempotency_record(session, ctx.account_id, action.name, token)
+    if record is not None and record.create_time < expired_before:
+        queries.forget_idempotency_record(session, ctx.account_id, action.name, token)
+        record = None
     if record is not None:
         # None: an unkeyed hash from before migration 0008, or its master key was retired
         # from the keyring; such a record still replays (the same token is almost always
@@ -103,19 +106,18 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     # Claim the token before doing anything: a concurrent request with the same token
     # blocks on this row's unique key until we commit, then fails and is retried by
     # dispatch(), and its retry finds our result.
-    record = IdempotencyRecord(
-        account_id=ctx.account_id,
-        action=action.name,
-        client_token=token,
-        request_hash=request_hash(params, ctx.sealer),
-        response={},
-        create_time=ctx.now_ms,
+    queries.claim_idempotency_record(
+        session, ctx.account_id, action.name, token, request_hash(params, ctx.sealer), ctx.now_ms
     )
-    queries.add(session, record)
     result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
     # Responses can hold secrets (a Modify response carries the Psk): sealed at rest.
-    record.response = {"sealed": ctx.sealer.seal(json.dumps(result), RESPONSE_PURPOSE)}
-    session.flush()
+    queries.set_idempotency_response(
+        session,
+        ctx.account_id,
+        action.name,
+        token,
+        {"sealed": ctx.sealer.seal(json.dumps(result), RESPONSE_PURPOSE)},
+    )
     return result
 
 
