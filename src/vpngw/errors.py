@@ -91,5 +91,10 @@ def missing_parameter(name: str) -> BadRequest:
     )
 
 
+def dry_run_passed() -> BadRequest:
+    """The public API's answer to a ``DryRun=true`` request that would have succeeded."""
+    return BadRequest("DryRunOperation", "Request validation has been passed with DryRun flag set.")
+
+
 def invalid_parameter(name: str, reason: str) -> BadRequest:
     return BadRequest(f"InvalidParameter.{name}", f'The specified parameter "{name}" is not valid: {reason}')

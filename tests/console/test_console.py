@@ -347,3 +347,46 @@ def test_vpcs_gateways_and_customer_gateways_are_made_and_deleted_in_the_console
         assert "DependencyViolation.VpnGateway" in refusal.inner_text()
         driven.shot("vpcs-delete-refused", full_page=False)
         assert not driven.errors, driven.errors
+
+
+def test_paging_and_an_error_inside_a_sub_form(server: Server) -> None:
+    api = server.api()
+    for n in range(12):
+        api.ok("CreateCustomerGateway", IpAddress=f"198.19.50.{n + 1}", Name=f"paged-{n:02d}")
+    total = api.ok("DescribeCustomerGateways")["TotalCount"]
+    with browser(DESKTOP) as driven:
+        page = driven.page
+        driven.sign_in(server.url)
+        page.get_by_test_id("list-DescribeVpnConnections").wait_for()
+        page.goto(f"{server.url}/console/#/customer-gateways")
+        listing = page.get_by_test_id("list-DescribeCustomerGateways")
+        info = listing.get_by_test_id("pager-info")
+        pages = -(-total // 10)
+        listing.get_by_text(f"Page 1 of {pages} · {total} in all").wait_for()
+        assert listing.locator("tbody tr[data-id]").count() == 10
+        listing.get_by_role("button", name="Next ›").click()
+        listing.get_by_text(f"Page 2 of {pages}").wait_for()
+        second = listing.locator("tbody tr[data-id]").evaluate_all("(rows) => rows.map((r) => r.dataset.id)")
+        expected = [
+            c["CustomerGatewayId"]
+            for c in api.ok("DescribeCustomerGateways", PageNumber=2)["CustomerGateways"]["CustomerGateway"]
+        ]
+        assert second == expected
+        listing.get_by_label("Page size").select_option("20")
+        listing.get_by_text(f"Page 1 of {-(-total // 20)}").wait_for()
+        assert listing.locator("tbody tr[data-id]").count() == min(total, 20)
+        assert "in all" in info.inner_text()
+
+        # A key of IkeConfig out of range: the error at that box of the sub-form.
+        page.goto(f"{server.url}/console/#/new-connection")
+        form = page.get_by_test_id("create-connection")
+        form.get_by_label("LocalSubnet").fill("10.4.0.0/24")
+        form.get_by_label("RemoteSubnet").fill("10.40.0.0/24")
+        form.get_by_label("IkeLifetime").fill("999999")
+        page.get_by_test_id("submit-connection").click()
+        error = form.locator('[data-field="IkeConfig.IkeLifetime"] .field-error')
+        error.wait_for(state="visible")
+        assert "InvalidParameter.IkeConfig.IkeLifetime" in error.inner_text()
+        assert form.get_by_label("IkeLifetime").get_attribute("class") == "invalid"
+        assert page.get_by_test_id("form-error").is_hidden()
+        assert not driven.errors, driven.errors

@@ -26,7 +26,8 @@ from tests.ops.server_process import NotifySocket
 from tests.support.api import Api, build_world, connection_params
 from vpngw.cli.database import database_identity
 from vpngw.dataplane.backends.lab import peer as lab_peer
-from vpngw.dataplane.backends.lab.network import LabNetwork, default_dirs
+from vpngw.dataplane.backends.lab.lab import default_dirs
+from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.system import netns
 
@@ -209,11 +210,11 @@ def test_a_lab_refuses_another_database_and_names_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vpngw.dataplane.backends import base
-    from vpngw.dataplane.backends.lab import network as lab_network
+    from vpngw.dataplane.backends.lab import lab as lab_module
     from vpngw.dataplane.errors import BackendBusy
 
     monkeypatch.setattr(base, "LOCK_DIR", tmp_path / "run")
-    monkeypatch.setattr(lab_network, "LOCK_DIR", tmp_path / "run")
+    monkeypatch.setattr(lab_module, "LOCK_DIR", tmp_path / "run")
     mine = LabNetwork("vt-own", tmp_path / "s", owner="sqlite:////a/vpngw.db")
     mine.lock().close()
     assert mine.recorded_owner() == "sqlite:////a/vpngw.db"

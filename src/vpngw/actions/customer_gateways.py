@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from vpngw import ids
 from vpngw.actions.framework import (
+    NO_RESOURCE_GROUPS,
     ClientToken,
     Context,
     Description,
@@ -17,6 +18,7 @@ from vpngw.actions.framework import (
     PageResponse,
     RegionParams,
     Response,
+    unsupported,
 )
 from vpngw.actions.quotas import check_room
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList
@@ -47,6 +49,8 @@ def get_customer_gateway(
 
 
 class CreateCustomerGatewayParams(RegionParams):
+    REFUSED = {"Tags": unsupported("Tags", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+
     ip_address: Annotated[str, AfterValidator(check_customer_gateway_ip)]
     name: Name | None = None
     description: Description | None = None
@@ -118,6 +122,8 @@ def describe_customer_gateway(
 
 
 class DescribeCustomerGatewaysParams(PageParams):
+    REFUSED = {"Tag": unsupported("Tag", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+
     customer_gateway_id: str | None = None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,13 +20,14 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from vpngw.actions.framework import Action, Context, Params
+from vpngw.actions.framework import GIVEN, Action, Context, Params, list_fields
 from vpngw.actions.registry import ACTIONS
 from vpngw.config import Settings
 from vpngw.errors import (
     BadRequest,
     NotFound,
     ServiceUnavailable,
+    dry_run_passed,
     invalid_parameter,
     missing_parameter,
 )
@@ -51,21 +53,72 @@ def find_action(name: str) -> Action[Any]:
     return action
 
 
+_REPEATED = re.compile(r"^([A-Za-z]+)\.(\d{1,9})(?:\.([A-Za-z]+))?$")
+MAX_REPEATS = 50  # the largest N of a repeated parameter (Tag.N takes at most 20)
+
+
+def gather_lists(model: type[Params], given: dict[str, str]) -> dict[str, Any]:
+    """The SDKs' flattened lists (``Tags.1.Key``, ``ResourceId.1``) of the model's declared
+    list fields, gathered into lists ordered by N; everything else as it came."""
+    heads = list_fields(model)
+    out: dict[str, Any] = {}
+    items: dict[str, dict[int, Any]] = {}
+    for key, value in given.items():
+        match = _REPEATED.match(key)
+        if match is None or match.group(1) not in heads:
+            out[key] = value
+            continue
+        head, index, sub = match.group(1), int(match.group(2)), match.group(3)
+        if not 1 <= index <= MAX_REPEATS:
+            raise invalid_parameter(head, f"the index N of {head}.N must be 1-{MAX_REPEATS}")
+        slot = items.setdefault(head, {})
+        if sub is None:
+            slot[index] = value
+        else:
+            entry = slot.setdefault(index, {})
+            if not isinstance(entry, dict):
+                raise invalid_parameter(head, f"{head}.{index} is given both as a value and with members")
+            entry[sub] = value
+    for head, slot in items.items():
+        if head in out:
+            raise invalid_parameter(head, f"{head} is given both whole and as {head}.N")
+        out[head] = [slot[index] for index in sorted(slot)]
+    return out
+
+
+def refusal(model: type[Params], params: Params, given: Mapping[str, Any]) -> BadRequest | None:
+    """The error for the first refused parameter of the request, if any (docs/api.md)."""
+    for key in given:
+        refused = model.REFUSED.get(key) or model.REFUSED.get(key.split(".", 1)[0])
+        if refused is not None and refused.when is GIVEN:
+            return BadRequest(refused.code, f'The parameter "{key}" is not supported: {refused.why}')
+    for name, field in model.model_fields.items():
+        refused = model.REFUSED.get(field.alias or name)
+        if refused is not None and refused.when is not GIVEN and getattr(params, name) == refused.when:
+            return BadRequest(refused.code, f'"{field.alias}" is not supported: {refused.why}')
+    return None
+
+
 def parse_params(action: Action[Any], raw: Mapping[str, str]) -> Params:
-    """Validate the wire parameters. An empty value counts as not given."""
+    """Validate the wire parameters, then refuse what vpngw does not do (before anything is
+    written). An empty value counts as not given."""
     given = {key: value for key, value in raw.items() if value != ""}
     # No database stores a NUL (PostgreSQL) or a lone surrogate in text, and no valid value has one.
     check_storable(given.items())
+    gathered = gather_lists(action.params, given)
     for name, field in action.params.model_fields.items():
-        if field.is_required() and field.alias not in given:
+        if field.is_required() and field.alias not in gathered:
             raise missing_parameter(field.alias or name)
     try:
-        params: Params = action.params.model_validate(given)
-        return params
+        params: Params = action.params.model_validate(gathered)
     except ValidationError as error:
         first = error.errors()[0]
         where = str(first["loc"][0]) if first["loc"] else "Parameters"
         raise invalid_parameter(where, first["msg"]) from None
+    refused = refusal(action.params, params, given)
+    if refused is not None:
+        raise refused
+    return params
 
 
 def _request_bytes(params: Params) -> bytes:
@@ -80,6 +133,11 @@ def request_hash(params: Params, sealer: Sealer) -> str:
 
 
 def _run(action: Action[Any], ctx: Context, session: Session, params: Params) -> dict[str, Any]:
+    if getattr(params, "dry_run", False):
+        # Every check of the real call runs (references, quotas, conflicts), then the error
+        # leaves the transaction, which rolls everything back; no ClientToken is recorded.
+        action.handler(ctx, session, params)
+        raise dry_run_passed()
     token: str | None = getattr(params, "client_token", None)
     if token is None:
         return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")

@@ -7,9 +7,9 @@ aliases (``vpn_gateway_id`` <-> ``VpnGatewayId``). Field types carry the rules
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -28,11 +28,72 @@ from vpngw.sealing import Sealer
 T = TypeVar("T")
 
 
+GIVEN: Any = object()
+"""A refusal's ``when`` for "whatever the value": the parameter is refused whenever it is given."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A public parameter vpngw does not do, refused with ``code`` before anything is written.
+
+    ``when`` is ``GIVEN`` for a parameter the model does not declare (any value is refused;
+    a list's name, e.g. ``TunnelOptionsSpecification``, covers every ``Name.N.*``), or the
+    validated value of a declared field that asks for the missing feature (``EnableSsl``
+    refused when ``True``; its "off" value is then accepted as a no-op)."""
+
+    code: str
+    why: str
+    when: Any = GIVEN
+
+
+#: The common parameters, ignored on every action (docs/api.md). Besides these, a parameter
+#: the public API does not have is ignored too (as the public API does); every parameter of
+#: the official SDK's request models is classified (tests/api/test_parameter_classes.py).
+COMMON = frozenset(
+    {
+        "Action",
+        "Version",
+        "Format",
+        "AccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "SignatureType",
+        "Timestamp",
+        "SecurityToken",
+        "OwnerId",
+        "OwnerAccount",
+        "ResourceOwnerId",
+        "ResourceOwnerAccount",
+        "regionId",
+        "version",
+    }
+)
+
+
 class Params(BaseModel):
-    """Request parameters. Unknown parameters (the common ones such as ``Format`` or
-    ``SignatureNonce``) are ignored; known ones are validated."""
+    """Request parameters: each declared field is implemented unless ``NO_OP`` names it
+    (accepted after validation, and nothing more: a billing field, a switch at "off");
+    ``REFUSED`` names what is refused (docs/api.md's table is generated from these).
+    Parameters in ``COMMON`` and parameters the public API does not have are ignored."""
 
     model_config = ConfigDict(alias_generator=to_pascal, extra="ignore", frozen=True)
+
+    NO_OP: ClassVar[Mapping[str, str]] = {}
+    REFUSED: ClassVar[Mapping[str, Refused]] = {}
+
+
+def unsupported(param: str, why: str, when: Any = GIVEN) -> Refused:
+    """``OperationUnsupported.<param>``: the public API's feature is not in vpngw."""
+    return Refused(f"OperationUnsupported.{param}", why, when)
+
+
+NO_RESOURCE_GROUPS: Mapping[str, Refused] = {
+    "ResourceGroupId": unsupported(
+        "ResourceGroupId", "vpngw has no resource groups; every resource is in none (ResourceGroupId '')."
+    )
+}
 
 
 class Response(BaseModel):
@@ -97,6 +158,11 @@ def choice(*allowed: str) -> BeforeValidator:
     return _rule(lambda name, v: values.check_choice(name, str(v), allowed))
 
 
+DryRun = Annotated[bool, _rule(values.parse_bool)]
+"""``DryRun=true``: every check runs, nothing is written, the answer is 400 ``DryRunOperation``
+(the public API's; dispatch rolls the transaction back)."""
+
+
 class PageParams(RegionParams):
     """A listing: PageNumber from 1, PageSize 1–50 (default 10)."""
 
@@ -108,3 +174,29 @@ class PageResponse(Response):
     total_count: int
     page_number: int
     page_size: int
+
+
+def list_fields(model: type[Params]) -> frozenset[str]:
+    """The wire names of the model's list fields (sent flattened: ``Name.N`` or ``Name.N.Member``)."""
+    return frozenset(
+        field.alias or name for name, field in model.model_fields.items() if "list[" in str(field.annotation)
+    )
+
+
+def parameter_class(model: type[Params], wire: str) -> tuple[str, str] | None:
+    """The class of a wire parameter for an action (docs/api.md): ``implemented``,
+    ``no-op``, ``refused`` or ``ignored``, with why; None for a name the action does not know
+    (ignored too, as the public API ignores unknown names, but no public name may be one)."""
+    head = wire.split(".", 1)[0]
+    refused = model.REFUSED.get(wire) or model.REFUSED.get(head)
+    if refused is not None:
+        condition = "" if refused.when is GIVEN else f" when {str(refused.when).lower()}"
+        return "refused", f"`{refused.code}`{condition}: {refused.why}"
+    if wire in model.NO_OP:
+        return "no-op", model.NO_OP[wire]
+    aliases = {field.alias or name for name, field in model.model_fields.items()}
+    if wire in aliases or (head in aliases and head != wire):
+        return "implemented", ""
+    if wire in COMMON:
+        return "ignored", "a common parameter"
+    return None

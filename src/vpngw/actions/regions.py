@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from sqlalchemy.orm import Session
 
-from vpngw.actions.framework import Context, Params, Response
+from vpngw.actions.framework import Context, Params, Response, choice
 
 
 class DescribeRegionsParams(Params):
+    NO_OP = {"ProductType": "vpngw serves the VPC product only: VPC (the default) is accepted."}
+
     accept_language: str | None = None
+    product_type: Annotated[str, choice("VPC", "vpc")] = "VPC"
 
 
 class RegionItem(Response):

@@ -10,14 +10,18 @@ from sqlalchemy.orm import Session
 
 from vpngw import ids
 from vpngw.actions.framework import (
+    NO_RESOURCE_GROUPS,
+    Bool,
     ClientToken,
     Context,
     Description,
+    DryRun,
     Name,
     PageParams,
     PageResponse,
     RegionParams,
     Response,
+    unsupported,
 )
 from vpngw.actions.quotas import check_room
 from vpngw.errors import BadRequest, NotFound
@@ -39,7 +43,32 @@ def get_vpc(ctx: Context, session: Session, region_id: str, vpc_id: str) -> Vpc:
     return vpc
 
 
+_IPV6 = "IPv6 is not offered (EnableIpv6=false is accepted)."
+_IPAM = "IP address management (IPAM) pools and custom CIDR masks are not offered; give CidrBlock."
+
+
 class CreateVpcParams(RegionParams):
+    REFUSED = {
+        "EnableIpv6": unsupported("EnableIpv6", _IPV6, True),
+        "EnableDnsHostname": unsupported(
+            "EnableDnsHostname", "VPC DNS hostnames are not offered (false is accepted).", True
+        ),
+        "Ipv6CidrBlock": unsupported("Ipv6CidrBlock", _IPV6),
+        "Ipv6CidrMask": unsupported("Ipv6CidrMask", _IPV6),
+        "Ipv6Isp": unsupported("Ipv6Isp", _IPV6),
+        "Ipv6IpamPoolId": unsupported("Ipv6IpamPoolId", _IPV6),
+        "Ipv4IpamPoolId": unsupported("Ipv4IpamPoolId", _IPAM),
+        "Ipv4CidrMask": unsupported("Ipv4CidrMask", _IPAM),
+        "UserCidr": unsupported(
+            "UserCidr", "user CIDR blocks (for classic-network peering) are not offered."
+        ),
+        "Tag": unsupported("Tag", "tags are not offered yet."),
+        **NO_RESOURCE_GROUPS,
+    }
+
+    enable_ipv6: Bool = False
+    enable_dns_hostname: Bool = False
+    dry_run: DryRun = False
     cidr_block: Annotated[str, AfterValidator(check_vpc_cidr)] = DEFAULT_VPC_CIDR
     vpc_name: Name | None = None
     description: Description | None = None
@@ -75,8 +104,20 @@ def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcR
 
 
 class DescribeVpcsParams(PageParams):
+    REFUSED = {
+        "DhcpOptionsSetId": unsupported("DhcpOptionsSetId", "DHCP options sets are not offered."),
+        "VpcOwnerId": unsupported("VpcOwnerId", "VPCs are not shared between accounts."),
+        "Tag": unsupported("Tag", "tags are not offered yet."),
+        **NO_RESOURCE_GROUPS,
+    }
+
     vpc_id: str | None = None
     vpc_name: str | None = None
+    # No vpngw VPC is an account's default VPC: IsDefault=true finds none.
+    is_default: Bool | None = None
+    # No vpngw VPC has IPv6: EnableIpv6=true finds none.
+    enable_ipv6: Bool | None = None
+    dry_run: DryRun = False
 
 
 class VpcItem(Response):
@@ -106,6 +147,8 @@ def _iso(ms: int) -> str:
 def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> DescribeVpcsResponse:
     filters = {"id": p.vpc_id, "name": p.vpc_name}
     rows, total = queries.page(session, Vpc, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    if p.is_default or p.enable_ipv6:
+        rows, total = [], 0
     items = [
         VpcItem(
             vpc_id=v.id,
@@ -126,7 +169,18 @@ def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> Desc
 
 
 class DeleteVpcParams(RegionParams):
+    REFUSED = {
+        "ForceDelete": unsupported(
+            "ForceDelete",
+            "a VPC is deleted only when it holds nothing (ForceDelete=false is accepted).",
+            True,
+        )
+    }
+
     vpc_id: str
+    force_delete: Bool = False
+    dry_run: DryRun = False
+    client_token: ClientToken | None = None
 
 
 class DeleteVpcResponse(Response):

@@ -34,11 +34,14 @@ Minutes = Annotated[int, int_in(1, 10)]
 
 
 class DescribeVpnConnectionLogsParams(RegionParams):
+    NO_OP = {
+        "TunnelId": "Connections have one tunnel (no dual tunnels yet): every log line is the connection's."
+    }
+
     vpn_connection_id: str
     from_: Seconds | None = Field(default=None, alias="From")
     to: Seconds | None = None
     minute_period: Minutes | None = None
-    # Dual-tunnel connections are not offered; a TunnelId is accepted and ignored.
     tunnel_id: str | None = None
     page_number: PageNumber = 1
     page_size: PageSize = 10

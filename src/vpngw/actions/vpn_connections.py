@@ -18,14 +18,18 @@ from sqlalchemy.orm import Session
 from vpngw import ids
 from vpngw.actions.customer_gateways import customer_gateway_not_found, get_customer_gateway
 from vpngw.actions.framework import (
+    NO_RESOURCE_GROUPS,
     Bool,
     ClientToken,
     Context,
+    DryRun,
     Name,
     PageParams,
     PageResponse,
+    Refused,
     RegionParams,
     Response,
+    unsupported,
 )
 from vpngw.actions.vpn_gateways import EmptyResponse, TagList, gateway_not_found, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
@@ -88,7 +92,23 @@ HealthCheckGiven = Annotated[dict[str, Any], _config("HealthCheckConfig", HEALTH
 BgpConfig = Annotated[str, BeforeValidator(_check_bgp_config)]
 
 
+_DUAL_TUNNEL: dict[str, Refused] = {
+    "TunnelOptionsSpecification": unsupported(
+        "TunnelOptionsSpecification",
+        "dual-tunnel connections are not offered yet (a gateway has one tunnel).",
+    ),
+    "EnableTunnelsBgp": unsupported(
+        "EnableTunnelsBgp", "BGP over the tunnels is not offered (EnableTunnelsBgp=false is accepted).", True
+    ),
+    "RemoteCaCertificate": unsupported(
+        "RemoteCaCertificate", "certificates belong to NationalStandard (SM) gateways, which are not offered."
+    ),
+}
+
+
 class CreateVpnConnectionParams(RegionParams):
+    REFUSED = {**_DUAL_TUNNEL, "Tags": unsupported("Tags", "tags are not offered yet.")}
+
     vpn_gateway_id: str
     customer_gateway_id: str
     local_subnet: str
@@ -102,6 +122,8 @@ class CreateVpnConnectionParams(RegionParams):
     ipsec_config: IpsecGiven | None = None
     health_check_config: HealthCheckGiven | None = None
     bgp_config: BgpConfig | None = None
+    enable_tunnels_bgp: Bool = False
+    dry_run: DryRun = False
     client_token: ClientToken | None = None
 
 
@@ -337,6 +359,8 @@ def describe_vpn_connection(
 
 
 class DescribeVpnConnectionsParams(PageParams):
+    REFUSED = {"Tag": unsupported("Tag", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+
     vpn_connection_id: str | None = None
     vpn_gateway_id: str | None = None
     customer_gateway_id: str | None = None
@@ -372,6 +396,8 @@ def describe_vpn_connections(
 
 
 class ModifyVpnConnectionAttributeParams(RegionParams):
+    REFUSED = _DUAL_TUNNEL
+
     vpn_connection_id: str
     name: Name | None = None
     local_subnet: str | None = None
@@ -384,6 +410,7 @@ class ModifyVpnConnectionAttributeParams(RegionParams):
     ipsec_config: IpsecGiven | None = None
     health_check_config: HealthCheckGiven | None = None
     bgp_config: BgpConfig | None = None
+    enable_tunnels_bgp: Bool | None = None
     client_token: ClientToken | None = None
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from vpngw import ids
 from vpngw.actions.framework import (
+    NO_RESOURCE_GROUPS,
     Bool,
     ClientToken,
     Context,
@@ -21,6 +22,7 @@ from vpngw.actions.framework import (
     RegionParams,
     Response,
     choice,
+    unsupported,
 )
 from vpngw.actions.quotas import check_room
 from vpngw.actions.vpcs import get_vpc
@@ -66,6 +68,20 @@ def allocate_internet_ip(session: Session, pool: str) -> str:
 
 
 class CreateVpnGatewayParams(RegionParams):
+    NO_OP = {
+        "AutoPay": "Billing: nothing is bought in a private cloud (true or false accepted).",
+        "SslConnections": "Sizes SSL VPN, which is refused (checked: 5-1000).",
+    }
+    REFUSED = {
+        "EnableSsl": unsupported("EnableSsl", "SSL VPN is not offered (EnableSsl=false is accepted).", True),
+        "VpnType": unsupported(
+            "VpnType", "NationalStandard (SM) VPN gateways are not supported.", "NationalStandard"
+        ),
+        "DisasterRecoveryVSwitchId": unsupported(
+            "DisasterRecoveryVSwitchId", "dual-tunnel gateways (a second zone's vSwitch) are not offered yet."
+        ),
+        **NO_RESOURCE_GROUPS,
+    }
     vpc_id: str
     bandwidth: Annotated[int, BeforeValidator(lambda v: parse_bandwidth(str(v)))]
     name: Name | None = None
@@ -90,10 +106,6 @@ class CreateVpnGatewayResponse(Response):
 
 def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams) -> CreateVpnGatewayResponse:
     vpc = get_vpc(ctx, session, p.region_id, p.vpc_id)
-    if p.vpn_type == "NationalStandard":
-        raise BadRequest(
-            "OperationUnsupported.VpnType", "NationalStandard (SM) VPN gateways are not supported."
-        )
     check_room(ctx, session, VpnGateway, p.region_id)  # before the pool: the quota is the first limit
     gateway_id = ids.new_resource_id("vpn")
     prepaid = p.instance_charge_type == "PREPAY"
@@ -187,7 +199,12 @@ def node_of(ctx: Context, session: Session, vpn_gateway_id: str) -> str:
 
 
 class DescribeVpnGatewayParams(RegionParams):
+    NO_OP = {
+        "IncludeReservationData": "vpngw has no pending orders, so no reservation data (checked: a boolean)."
+    }
+
     vpn_gateway_id: str
+    include_reservation_data: Bool = False
 
 
 def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayParams) -> VpnGatewayItem:
@@ -196,9 +213,23 @@ def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayPa
 
 
 class DescribeVpnGatewaysParams(PageParams):
+    NO_OP = {
+        "IncludeReservationData": "vpngw has no pending orders, so no reservation data (checked: a boolean)."
+    }
+    REFUSED = {
+        "GatewayType": unsupported(
+            "GatewayType", "vpngw has one kind of gateway; filtering by type is not offered."
+        ),
+        "Tag": unsupported("Tag", "tags are not offered yet."),
+        **NO_RESOURCE_GROUPS,
+    }
+
     vpn_gateway_id: str | None = None
     vpc_id: str | None = None
     status: str | None = None
+    # Every vpngw gateway is "Normal" (nothing is billed): FinancialLocked finds none.
+    business_status: Annotated[str, choice("Normal", "FinancialLocked")] | None = None
+    include_reservation_data: Bool = False
 
 
 class VpnGatewayList(Response):
@@ -216,6 +247,8 @@ def describe_vpn_gateways(
     rows, total = queries.page(
         session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size
     )
+    if p.business_status == "FinancialLocked":
+        rows, total = [], 0
     nodes = leases.holders(session, [g.id for g in rows], now_ms=ctx.now_ms)
     return DescribeVpnGatewaysResponse(
         total_count=total,

@@ -23,7 +23,8 @@ from vpngw.cli.call import CallError, call_action
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.backends.lab import topology
-from vpngw.dataplane.backends.lab.network import LabNetwork, default_dirs
+from vpngw.dataplane.backends.lab.lab import default_dirs
+from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.system import netns
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from vpngw.dataplane.backends.base import node_gateway_prefix
 from vpngw.dataplane.backends.lab import topology
-from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.backends.lab.lab import Lab
 from vpngw.dataplane.system import netns
 
 UPLINK = "up0"
@@ -57,11 +57,11 @@ class LabNode:
         ]
 
 
-def node_namespace(network: LabNetwork, name: str) -> str:
+def node_namespace(network: Lab, name: str) -> str:
     return f"{network.names.lab}-n-{name}"
 
 
-def lab_nodes(network: LabNetwork) -> list[LabNode]:
+def lab_nodes(network: Lab) -> list[LabNode]:
     prefix = f"{network.names.lab}-n-"
     found = []
     for namespace in sorted(netns.namespaces()):
@@ -76,7 +76,7 @@ def lab_nodes(network: LabNetwork) -> list[LabNode]:
 
 
 def create_node(
-    network: LabNetwork,
+    network: Lab,
     name: str,
     *,
     vpc_subnets: Sequence[str] = DEFAULT_VPC_SUBNETS,
@@ -122,7 +122,7 @@ def gateway_namespaces(node_name: str) -> set[str]:
     return {namespace for namespace in netns.namespaces() if namespace.startswith(prefix)}
 
 
-def remove_node(network: LabNetwork, name: str) -> bool:
+def remove_node(network: Lab, name: str) -> bool:
     """Remove the node, its VPC side and whatever gateways its agent left on it (their
     processes first); False if there was no such node. Stop its agent before."""
     namespace = node_namespace(network, name)

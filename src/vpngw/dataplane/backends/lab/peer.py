@@ -24,7 +24,7 @@ from typing import Any
 
 from vpngw.dataplane.backends.base import gateway_anchor
 from vpngw.dataplane.backends.lab import charon_profile, topology
-from vpngw.dataplane.backends.lab.network import LabNetwork
+from vpngw.dataplane.backends.lab.lab import Lab
 from vpngw.dataplane.charon import daemon as charon_daemon
 from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import connection_spec
@@ -64,7 +64,7 @@ def peer_from_download(name: str, config: Mapping[str, Any], *, initiate: bool =
     return PeerSpec(topology.check_peer_name(name), spec)
 
 
-def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
+def create_peer(network: Lab, peer: PeerSpec) -> int:
     """Build the peer's namespace, start its charon and load its connection; return the
     charon's pid. Fails if a peer of that name exists (remove it first)."""
     namespace = network.names.peer(peer.name)
@@ -92,7 +92,7 @@ def create_peer(network: LabNetwork, peer: PeerSpec) -> int:
 
 
 def start_peer_site(
-    network: LabNetwork,
+    network: Lab,
     name: str,
     wan_addresses: Sequence[str],
     subnets: Sequence[str],
@@ -127,7 +127,7 @@ def start_peer_site(
     return charon
 
 
-def remove_peer(network: LabNetwork, name: str) -> bool:
+def remove_peer(network: Lab, name: str) -> bool:
     """Stop every process in the peer's namespace (found from the namespace itself, so
     a charon whose pid file was deleted goes too), then delete the namespace and its
     state; False if there was none."""
@@ -145,7 +145,7 @@ def remove_peer(network: LabNetwork, name: str) -> bool:
     return existed
 
 
-def peer_names(network: LabNetwork) -> list[str]:
+def peer_names(network: Lab) -> list[str]:
     names = (network.names.peer_name_of(ns) for ns in netns.namespaces())
     return sorted(name for name in names if name)
 

@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { clear, fmtBytes, fmtTime, h, statusPill } from "../dom.js";
 import { healthCell } from "./lists.js";
-import { loadTopology } from "./gateway.js";
+import { centre, loadTopology } from "./gateway.js";
 import { saveFile, swanctlConf } from "./peer_config.js";
 import { trafficCharts } from "./plot.js";
 import { topologySvg } from "./topology.js";
@@ -135,6 +135,7 @@ export function connectionView(connectionId) {
     const [topology] = await Promise.all([loadTopology(c.VpnGatewayId), loadTraffic(), loadLog()]);
     topology.connections = topology.connections.filter((x) => x.VpnConnectionId === connectionId);
     clear(picture).append(topologySvg(topology), h("p", {}, h("a", { href: `#/gateway/${c.VpnGatewayId}` }, "All connections of this gateway")));
+    centre(picture);
   }
 
   const el = h(

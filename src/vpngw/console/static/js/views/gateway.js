@@ -19,9 +19,14 @@ export async function loadTopology(vpnGatewayId) {
   return { gateway, vpc: vpcs[0] || null, connections, customers: byId };
 }
 
+/** On a narrow screen the picture scrolls sideways: start with its middle (the tunnels) in view. */
+export function centre(wrap) {
+  if (wrap.scrollWidth > wrap.clientWidth) wrap.scrollLeft = (wrap.scrollWidth - wrap.clientWidth) / 2;
+}
+
 export function gatewayView(vpnGatewayId) {
   const details = h("div");
-  const picture = h("div", { class: "card topo-wrap" });
+  const picture = h("div", { class: "topo-wrap" });
   const error = h("div", { class: "error", role: "alert", hidden: true });
   async function refresh() {
     let data;
@@ -46,7 +51,8 @@ export function gatewayView(vpnGatewayId) {
         h("dt", {}, "Connections"), h("dd", {}, h("a", { href: `#/connections` }, `${data.connections.length}`)),
       ),
     );
-    clear(picture).append(h("h2", {}, "Topology"), topologySvg(data));
+    clear(picture).append(topologySvg(data));
+    centre(picture);
   }
-  return { el: h("section", { "data-testid": "gateway-page" }, h("h1", {}, `VPN gateway ${vpnGatewayId}`), error, details, picture), refresh };
+  return { el: h("section", { "data-testid": "gateway-page" }, h("h1", {}, `VPN gateway ${vpnGatewayId}`), error, h("div", { class: "card" }, h("h2", {}, "Topology"), picture), details), refresh };
 }
