@@ -112,7 +112,14 @@ def create_customer_gateway(
         create_time=ctx.now_ms,
     )
     queries.add_owned(session, gateway)
-    queries.set_tags(session, gateway, "CUSTOMERGATEWAY", p.tags or [])
+    queries.set_tags(
+        session,
+        account_id=gateway.account_id,
+        region_id=gateway.region_id,
+        resource_type="CUSTOMERGATEWAY",
+        resource_id=gateway.id,
+        tags=p.tags or [],
+    )
     return customer_gateway_view(ctx, gateway, p.tags or [])
 
 

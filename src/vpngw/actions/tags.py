@@ -84,7 +84,14 @@ def tag_resources(ctx: Context, session: Session, p: TagResourcesParams) -> Empt
         row = _owned(ctx, session, p.region_id, p.resource_type, resource_id)
         keys = {key for key, _ in queries.tags_of(session, [row.id])[row.id]} | {key for key, _ in p.tag}
         rules.check_room(row.id, len(keys))
-        queries.set_tags(session, row, p.resource_type, p.tag)
+        queries.set_tags(
+            session,
+            account_id=row.account_id,
+            region_id=row.region_id,
+            resource_type=p.resource_type,
+            resource_id=row.id,
+            tags=p.tag,
+        )
     return EmptyResponse()
 
 

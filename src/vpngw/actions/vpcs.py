@@ -96,7 +96,14 @@ def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcR
         create_time=ctx.now_ms,
     )
     queries.add_owned(session, vpc)
-    queries.set_tags(session, vpc, "VPC", p.tag or [])
+    queries.set_tags(
+        session,
+        account_id=vpc.account_id,
+        region_id=vpc.region_id,
+        resource_type="VPC",
+        resource_id=vpc.id,
+        tags=p.tag or [],
+    )
     suffix = vpc_id.removeprefix("vpc-")
     return CreateVpcResponse(
         vpc_id=vpc_id, v_router_id=f"vrt-{suffix}", route_table_id=f"vtb-{suffix}", resource_group_id=""

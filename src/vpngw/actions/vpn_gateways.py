@@ -136,7 +136,14 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         end_time=ctx.now_ms + p.period * MS_PER_MONTH if prepaid else 0,
     )
     queries.add_owned(session, gateway)
-    queries.set_tags(session, gateway, "VPNGATEWAY", p.tags or [])
+    queries.set_tags(
+        session,
+        account_id=gateway.account_id,
+        region_id=gateway.region_id,
+        resource_type="VPNGATEWAY",
+        resource_id=gateway.id,
+        tags=p.tags or [],
+    )
     return CreateVpnGatewayResponse(vpn_gateway_id=gateway_id, name=gateway.name, order_id=gateway.seq)
 
 
