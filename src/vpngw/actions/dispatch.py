@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,7 +35,6 @@ from vpngw.rules.values import check_storable
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.engine import Database
-from vpngw.store.models import IdempotencyRecord
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +141,14 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     token: str | None = getattr(params, "client_token", None)
     if token is None:
         return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
-    # Past its lifetime a token counts as new: expired records go first (an indexed
-    # range delete that finds nothing almost always).
-    queries.forget_idempotency_records_before(session, ctx.now_ms - ctx.settings.client_token_ttl_s * 1000)
-    record = queries.get_idempotency_record(session, ctx.account_id, action.name, token)
+    # Past its lifetime a token counts as new: an expired record is dropped when its token
+    # comes back, and all expired ones about once a minute (queries.prune_idempotency_records).
+    expired_before = ctx.now_ms - ctx.settings.client_token_ttl_s * 1000
+    queries.prune_idempotency_records(session, expired_before, ctx.now_ms)
+    record = queries.idempotency_record(session, ctx.account_id, action.name, token)
+    if record is not None and record.create_time < expired_before:
+        queries.forget_idempotency_record(session, ctx.account_id, action.name, token)
+        record = None
     if record is not None:
         # None: an unkeyed hash from before migration 0008, or its master key was retired
         # from the keyring; such a record still replays (the same token is almost always
@@ -161,19 +164,18 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     # Claim the token before doing anything: a concurrent request with the same token
     # blocks on this row's unique key until we commit, then fails and is retried by
     # dispatch(), and its retry finds our result.
-    record = IdempotencyRecord(
-        account_id=ctx.account_id,
-        action=action.name,
-        client_token=token,
-        request_hash=request_hash(params, ctx.sealer),
-        response={},
-        create_time=ctx.now_ms,
+    queries.claim_idempotency_record(
+        session, ctx.account_id, action.name, token, request_hash(params, ctx.sealer), ctx.now_ms
     )
-    queries.add(session, record)
     result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
     # Responses can hold secrets (a Modify response carries the Psk): sealed at rest.
-    record.response = {"sealed": ctx.sealer.seal(json.dumps(result), RESPONSE_PURPOSE)}
-    session.flush()
+    queries.set_idempotency_response(
+        session,
+        ctx.account_id,
+        action.name,
+        token,
+        {"sealed": ctx.sealer.seal(json.dumps(result), RESPONSE_PURPOSE)},
+    )
     return result
 
 
@@ -187,8 +189,11 @@ def dispatch(
     account_id: str,
     request_id: str,
     host: str,
+    first: Callable[[Session], None] | None = None,
 ) -> dict[str, Any]:
-    """The action's response fields (without RequestId)."""
+    """The action's response fields (without RequestId). ``first`` runs at the start of
+    the action's transaction, and again on each retry (the API claims the request's
+    SignatureNonce there: one write transaction per write action)."""
     action = find_action(action_name)
     params = parse_params(action, raw)
     region_id = getattr(params, "region_id", None)
@@ -205,6 +210,8 @@ def dispatch(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.transaction(write=action.writes) as session:
+                if first is not None:
+                    first(session)
                 return _run(action, ctx, session, params)
         except (IntegrityError, OperationalError) as error:
             # A concurrent transaction took the same unique value (an InternetIp, a

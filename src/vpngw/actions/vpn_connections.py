@@ -16,7 +16,7 @@ from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
-from vpngw.actions.customer_gateways import get_customer_gateway
+from vpngw.actions.customer_gateways import customer_gateway_not_found, get_customer_gateway
 from vpngw.actions.framework import (
     NO_RESOURCE_GROUPS,
     Bool,
@@ -31,7 +31,7 @@ from vpngw.actions.framework import (
     Response,
     unsupported,
 )
-from vpngw.actions.vpn_gateways import EmptyResponse, TagList, get_gateway
+from vpngw.actions.vpn_gateways import EmptyResponse, TagList, gateway_not_found, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
 from vpngw.ike_config import opened_ike, peer_ike, sealed_ike
 from vpngw.rules import subnets
@@ -52,7 +52,7 @@ from vpngw.rules.tunnel_config import (
 from vpngw.rules.values import parse_bool
 from vpngw.sealing import Sealer
 from vpngw.store import queries, traffic_history
-from vpngw.store.models import VpnConnection, VpnGateway
+from vpngw.store.models import VpnConnection
 
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
 INITIAL_STATUS = "ike_sa_not_established"
@@ -146,7 +146,7 @@ def _selectors(
 def _check_gateway_room(
     ctx: Context,
     session: Session,
-    gateway: VpnGateway,
+    gateway_id: str,
     local: tuple[IPv4Network, ...],
     remote: tuple[IPv4Network, ...],
     *,
@@ -154,11 +154,11 @@ def _check_gateway_room(
 ) -> None:
     """The gateway's quota and the traffic selectors of its other connections.
     The caller holds the gateway's row lock, so both checks hold until commit."""
-    others = [c for c in queries.connections_of_gateway(session, gateway.id) if c.id != except_id]
+    others = [c for c in queries.selectors_of_gateway(session, gateway_id) if c[0] != except_id]
     if except_id is None and len(others) >= ctx.settings.max_connections_per_gateway:
         raise BadRequest(
             "Resource.QuotaFull",
-            f"The quota of resource is full: the VPN gateway {gateway.id} holds "
+            f"The quota of resource is full: the VPN gateway {gateway_id} holds "
             f"{ctx.settings.max_connections_per_gateway} IPsec connections already.",
         )
     subnets.check_no_conflict(
@@ -166,9 +166,9 @@ def _check_gateway_room(
         remote,
         (
             subnets.Selectors(
-                c.id, subnets.parse_stored(c.local_subnet), subnets.parse_stored(c.remote_subnet)
+                other_id, subnets.parse_stored(local_subnet), subnets.parse_stored(remote_subnet)
             )
-            for c in others
+            for other_id, local_subnet, remote_subnet in others
         ),
     )
 
@@ -179,38 +179,47 @@ def create_vpn_connection(
     local, remote = _selectors(ctx, p.local_subnet, p.remote_subnet)
     health_check = merge_health_check(DEFAULT_HEALTH_CHECK, p.health_check_config or {})
     check_health_check(health_check, local, remote)
-    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id, lock=True)
-    customer_gateway = get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id)
-    _check_gateway_room(ctx, session, gateway, local, remote)
+    # Core reads of the columns a create needs (this is the API's hot path); the gateway's
+    # row is locked (PostgreSQL) so that the quota and selector checks hold until commit.
+    gateway = queries.vpn_gateway_endpoint(session, ctx.account_id, p.region_id, p.vpn_gateway_id, lock=True)
+    if gateway is None:
+        raise gateway_not_found(p.vpn_gateway_id)
+    customer_gateway = queries.customer_gateway_endpoint(
+        session, ctx.account_id, p.region_id, p.customer_gateway_id
+    )
+    if customer_gateway is None:
+        raise customer_gateway_not_found(p.customer_gateway_id)
+    _check_gateway_room(ctx, session, gateway.id, local, remote)
     connection_id = ids.new_resource_id("vco")
     ike = merge_ike(
-        default_ike(ids.new_psk(), gateway.internet_ip, customer_gateway.ip_address), p.ike_config or {}
+        default_ike(ids.new_psk(), gateway.ip_address, customer_gateway.ip_address), p.ike_config or {}
     )
-    connection = VpnConnection(
-        id=connection_id,
-        account_id=ctx.account_id,
-        region_id=p.region_id,
-        vpn_gateway_id=gateway.id,
-        customer_gateway_id=customer_gateway.id,
-        name=p.name or connection_id,
-        local_subnet=subnets.join_subnets(local),
-        remote_subnet=subnets.join_subnets(remote),
-        effect_immediately=p.effect_immediately,
-        auto_config_route=p.auto_config_route,
-        enable_dpd=p.enable_dpd,
-        enable_nat_traversal=p.enable_nat_traversal,
-        ike_config=sealed_ike(ctx.sealer, ike),
-        ipsec_config=dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
-        health_check=dict(health_check),
-        status=INITIAL_STATUS,
-        health_check_status=_initial_health_status(health_check),
-        state="active",
-        create_time=ctx.now_ms,
+    name = p.name or connection_id
+    queries.insert_connection(
+        session,
+        {
+            "id": connection_id,
+            "account_id": ctx.account_id,
+            "region_id": p.region_id,
+            "vpn_gateway_id": gateway.id,
+            "customer_gateway_id": customer_gateway.id,
+            "name": name,
+            "local_subnet": subnets.join_subnets(local),
+            "remote_subnet": subnets.join_subnets(remote),
+            "effect_immediately": p.effect_immediately,
+            "auto_config_route": p.auto_config_route,
+            "enable_dpd": p.enable_dpd,
+            "enable_nat_traversal": p.enable_nat_traversal,
+            "ike_config": sealed_ike(ctx.sealer, ike),
+            "ipsec_config": dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
+            "health_check": dict(health_check),
+            "status": INITIAL_STATUS,
+            "health_check_status": _initial_health_status(health_check),
+            "state": "active",
+            "create_time": ctx.now_ms,
+        },
     )
-    queries.add_owned(session, connection)
-    return CreateVpnConnectionResponse(
-        vpn_connection_id=connection_id, name=connection.name, create_time=ctx.now_ms
-    )
+    return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=name, create_time=ctx.now_ms)
 
 
 def _initial_health_status(check: HealthCheck) -> str:
@@ -431,7 +440,7 @@ def modify_vpn_connection_attribute(
     )
     health_check = merge_health_check(connection.health_check, p.health_check_config or {})
     check_health_check(health_check, local, remote)
-    _check_gateway_room(ctx, session, gateway, local, remote, except_id=connection.id)
+    _check_gateway_room(ctx, session, gateway.id, local, remote, except_id=connection.id)
     tunnel_before = _tunnel_settings(ctx.sealer, connection)
     if p.name is not None:
         connection.name = p.name

@@ -13,7 +13,9 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -59,6 +61,55 @@ class Api:
         self.settings = settings
         self.authenticator = authenticator
 
+    def _authenticated_dispatch(
+        self, parsed: ParsedRequest, client: str, request_id: str, host: str
+    ) -> dict[str, Any]:
+        """Authentication and the action, in one worker thread (one hand-off per request).
+
+        A write action claims its SignatureNonce inside its own transaction; a read, or a
+        write that fails (its transaction rolled back), claims it in one of its own, so a
+        failed request can no more be replayed than a successful one."""
+        verified = self.authenticator.verify(parsed.signed, client)
+        action = ACTIONS.get(parsed.action)
+        if action is None or not action.writes:
+            self.authenticator.record_nonce(verified)
+            return self._dispatch(parsed, verified.account_id, request_id, host, None)
+        try:
+            return self._dispatch(
+                parsed,
+                verified.account_id,
+                request_id,
+                host,
+                lambda session: self.authenticator.claim_nonce(verified, session),
+            )
+        except ApiError as error:
+            if error.code != "SignatureNonceUsed":
+                self.authenticator.record_nonce(verified)  # SignatureNonceUsed for a replay
+            raise
+        except Exception:
+            self.authenticator.record_nonce(verified)
+            raise
+
+    def _dispatch(
+        self,
+        parsed: ParsedRequest,
+        account_id: str,
+        request_id: str,
+        host: str,
+        first: Callable[[Session], None] | None,
+    ) -> dict[str, Any]:
+        return dispatch(
+            self.db,
+            self.settings,
+            self.authenticator.sealer,
+            parsed.action,
+            parsed.params,
+            account_id=account_id,
+            request_id=request_id,
+            host=host,
+            first=first,
+        )
+
     async def rpc(self, request: Request) -> Response:
         return await self._serve(request, dialects.rpc_request, apsara=False)
 
@@ -76,19 +127,12 @@ class Api:
         try:
             parsed = await parse(request)
             action = parsed.action
-            account_id = await run_in_threadpool(
-                self.authenticator.account_of, parsed.signed, access_log.client_address(request)
-            )
             fields = await run_in_threadpool(
-                dispatch,
-                self.db,
-                self.settings,
-                self.authenticator.sealer,
-                parsed.action,
-                parsed.params,
-                account_id=account_id,
-                request_id=request_id,
-                host=request.headers.get("host", self.settings.host_id),
+                self._authenticated_dispatch,
+                parsed,
+                access_log.client_address(request),
+                request_id,
+                request.headers.get("host", self.settings.host_id),
             )
             response = render.success(fields, request_id, apsara=apsara)
             code = "-"

@@ -21,13 +21,16 @@ here, each small:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
 import signal
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -197,3 +200,57 @@ def api_server(
     if tls is not None:
         config.ssl = tls.context  # the context SIGHUP reloads, used for every new handshake
     return ApiServer(config, tls)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound once and shared by every worker process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(workers: int, sock: socket.socket, serve: Callable[[socket.socket], bool]) -> int:
+    """``vpngw serve --workers N``: N forked processes accept on one socket, each with its
+    own interpreter (the GIL caps one process near one core), its own database connections
+    and its own event loop; they share only the database (nonces, ClientTokens and every
+    resource live there, so replays and retries are caught across them).
+
+    ``serve(sock)`` runs one worker's server and tells whether it started. The parent
+    forwards SIGTERM/SIGINT/SIGHUP to the workers, waits for all of them, and returns 1 if
+    any failed. A worker that dies is not restarted (systemd restarts the unit)."""
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                code = 0 if serve(sock) else 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    failed = False
+    for child in children:
+        while True:
+            try:
+                _pid, status = os.waitpid(child, 0)
+                break
+            except ChildProcessError:
+                status = 0
+                break
+            except InterruptedError:
+                continue
+        failed = failed or os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM, -signal.SIGINT)
+    return 1 if failed else 0

@@ -7,10 +7,11 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
@@ -108,6 +109,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "vpngw: --insecure-no-auth is refused unless the server binds a loopback address", file=sys.stderr
         )
         return 2
+    if args.workers < 1 or (args.workers > 1 and not args.no_dataplane):
+        print(
+            "vpngw: --workers N needs N >= 1, and more than one worker needs --no-dataplane (the data "
+            "plane wakes on its own process's writes; run it as `vpngw agent` beside the workers)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.workers > 1 and args.metrics:
+        print("vpngw: --metrics is served by a single process: not with --workers", file=sys.stderr)
+        return 2
     metrics_address = listen_address(args.metrics) if args.metrics else None
     if bool(args.tls_cert) != bool(args.tls_key):
         print("vpngw: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -141,6 +152,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 f"vpngw: operator metrics on http://{args.metrics}/metrics (not on the API port)", flush=True
             )
+        if args.workers > 1:
+            return _serve_workers(args, app, db, tls)
         server = api_server(app, host=args.host, port=args.port, log_level=args.log_level, tls=tls)
         server.run()
         if not server.started:
@@ -160,6 +173,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, app: Any, db: Database, tls: Any) -> int:
+    """``--workers N``: N processes forked after everything is loaded, accepting on one socket."""
+    from vpngw.api.http_server import api_server, listening_socket, run_workers
+
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as error:
+        print(f"vpngw: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    db.dispose()  # no connection crosses the fork: each worker opens its own
+
+    def serve(listening: socket.socket) -> bool:
+        server = api_server(app, host=args.host, port=args.port, log_level=args.log_level, tls=tls)
+        server.run(sockets=[listening])
+        return bool(server.started)
+
+    print(f"vpngw: {args.workers} worker processes share the port", flush=True)
+    return run_workers(args.workers, sock, serve)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -313,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="DANGER: accept unsigned requests as the default account (loopback only, for local experiments)",
     )
     serve.add_argument("--no-dataplane", action="store_true", help="serve the API only: build no tunnels")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the API from N processes on one port and one database (with --no-dataplane; "
+        "docs/benchmarks.md measures what it buys)",
+    )
     serve.add_argument(
         "--tls-cert",
         metavar="FILE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -111,6 +112,8 @@ def check_no_conflict(
             )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_stored(value: str) -> tuple[IPv4Network, ...]:
-    """Subnets as stored (already validated and canonical)."""
+    """Subnets as stored (already validated and canonical). Cached: every create parses
+    the selectors of its gateway's other connections, and networks are immutable."""
     return tuple(IPv4Network(item) for item in value.split(","))

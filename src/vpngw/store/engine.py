@@ -19,9 +19,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,9 +106,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.reader = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = sessionmaker(
-            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self.writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if is_sqlite(url) else None
 
     def session(self, *, write: bool) -> Session:
@@ -122,14 +121,31 @@ class Database:
                 with self.session(write=write) as session, session.begin():
                     yield session
         except DBAPIError as error:
-            if not is_storage_full(error):
-                raise
-            # The error's text holds the statement and its parameters: only its kind is logged.
-            log.warning(
-                "the database's storage is full (%s): writes fail until space is freed",
-                getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__,
-            )
-            raise StorageFull() from None
+            self._storage_full_or_raise(error)
+
+    @contextmanager
+    def connection(self, *, write: bool) -> Iterator[Connection]:
+        """A Core connection inside one transaction, for the hot path of every request
+        (the AccessKey read, the nonce): the same locks and errors as :meth:`transaction`
+        without an ORM session's cost (about a quarter of a millisecond a transaction)."""
+        try:
+            with self._write_lock if (write and self._write_lock) else nullcontext():
+                with (self._write_engine if write else self.engine).begin() as connection:
+                    yield connection
+        except DBAPIError as error:
+            self._storage_full_or_raise(error)
+
+    @staticmethod
+    def _storage_full_or_raise(error: DBAPIError) -> NoReturn:
+        """Called in an ``except DBAPIError`` block: the error again, or StorageFull."""
+        if not is_storage_full(error):
+            raise error
+        # The error's text holds the statement and its parameters: only its kind is logged.
+        log.warning(
+            "the database's storage is full (%s): writes fail until space is freed",
+            getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__,
+        )
+        raise StorageFull() from None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -96,13 +96,37 @@ def _counted(session: Session, model: type[Owned], account_id: str, region_id: s
     return row.count if row else 0
 
 
+_COUNTS: Table = ResourceCount.__table__  # type: ignore[assignment]
+# Statements of the hot path (every create, every request's nonce), built once: building
+# a statement costs more than SQLAlchemy's cached compilation of it.
+_BUMP = (
+    _COUNTS.update()
+    .where(
+        _COUNTS.c.account_id == bindparam("a"),
+        _COUNTS.c.region_id == bindparam("r"),
+        _COUNTS.c.kind == bindparam("k"),
+    )
+    .values(count=_COUNTS.c.count + bindparam("d"))
+    .returning(_COUNTS.c.count)  # whether a row was there (psycopg's rowcount is not to be trusted)
+)
+
+
 def _bump(session: Session, row: Owned, delta: int) -> None:
-    key = (row.account_id, row.region_id, type(row).__tablename__)
-    counter = session.get(ResourceCount, key, with_for_update=True)
-    if counter is None:
-        session.add(ResourceCount(account_id=key[0], region_id=key[1], kind=key[2], count=delta))
+    session.flush()  # the row itself first, as an ORM update of the counter would have
+    _count(session, row.account_id, row.region_id, type(row).__tablename__, delta)
+
+
+def _count(session: Session, account_id: str, region_id: str, kind: str, delta: int) -> None:
+    """One UPDATE in Core (it locks the counter row until commit), an INSERT the first time."""
+    updated = session.connection().execute(_BUMP, {"a": account_id, "r": region_id, "k": kind, "d": delta})
+    if updated.first() is None:
+        session.add(ResourceCount(account_id=account_id, region_id=region_id, kind=kind, count=delta))
+        session.flush()
     else:
-        counter.count += delta
+        # An ORM copy of the counter in this session (count_for_update's) must not hide the new count.
+        counter = session.identity_map.get(session.identity_key(ResourceCount, (account_id, region_id, kind)))
+        if counter is not None:
+            session.expire(counter)
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -159,10 +183,77 @@ def add_owned(session: Session, row: Owned) -> None:
     session.flush()
 
 
+def insert_connection(session: Session, values: dict[str, Any]) -> None:
+    """Insert a VpnConnection row (Core: no ORM object, no unit of work) and count it;
+    ``values`` are the columns by name, ``seq`` left to the database."""
+    session.connection().execute(_INSERT_CONNECTION, values)
+    _count(session, values["account_id"], values["region_id"], VpnConnection.__tablename__, +1)
+
+
+class Endpoint(NamedTuple):
+    """What a create needs of a gateway (VPN or customer): its id and public address."""
+
+    id: str
+    ip_address: str
+
+
+def vpn_gateway_endpoint(
+    session: Session, account_id: str, region_id: str, vpn_gateway_id: str, *, lock: bool
+) -> Endpoint | None:
+    """The gateway's id and InternetIp, if the account owns it in the region; ``lock`` as
+    in :func:`get_owned`."""
+    statement = _VPN_GATEWAY_ENDPOINT_LOCKED if lock else _VPN_GATEWAY_ENDPOINT
+    row = (
+        session.connection()
+        .execute(statement, {"i": vpn_gateway_id, "a": account_id, "r": region_id})
+        .first()
+    )
+    return None if row is None else Endpoint(row[0], row[1])
+
+
+def customer_gateway_endpoint(
+    session: Session, account_id: str, region_id: str, customer_gateway_id: str
+) -> Endpoint | None:
+    row = (
+        session.connection()
+        .execute(_CUSTOMER_GATEWAY_ENDPOINT, {"i": customer_gateway_id, "a": account_id, "r": region_id})
+        .first()
+    )
+    return None if row is None else Endpoint(row[0], row[1])
+
+
+def _owned_columns(model: type[Owned], *columns: Any) -> Any:
+    return select(*columns).where(
+        model.id == bindparam("i"), model.account_id == bindparam("a"), model.region_id == bindparam("r")
+    )
+
+
+_CONNECTIONS: Table = VpnConnection.__table__  # type: ignore[assignment]
+_INSERT_CONNECTION = _CONNECTIONS.insert()
+_VPN_GATEWAY_ENDPOINT = _owned_columns(VpnGateway, VpnGateway.id, VpnGateway.internet_ip)
+_VPN_GATEWAY_ENDPOINT_LOCKED = _VPN_GATEWAY_ENDPOINT.with_for_update()
+_CUSTOMER_GATEWAY_ENDPOINT = _owned_columns(CustomerGateway, CustomerGateway.id, CustomerGateway.ip_address)
+
+
 def delete_owned(session: Session, row: Owned) -> None:
     session.delete(row)
     _bump(session, row, -1)
     session.flush()
+
+
+def selectors_of_gateway(session: Session, vpn_gateway_id: str) -> list[tuple[str, str, str]]:
+    """(id, LocalSubnet, RemoteSubnet) of the gateway's connections, in creation order:
+    what a create checks its quota and selectors against, without loading ORM objects."""
+    session.flush()  # this transaction's own pending connections count too
+    rows = session.connection().execute(_SELECTORS_OF_GATEWAY, {"g": vpn_gateway_id})
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+_SELECTORS_OF_GATEWAY = (
+    select(VpnConnection.id, VpnConnection.local_subnet, VpnConnection.remote_subnet)
+    .where(VpnConnection.vpn_gateway_id == bindparam("g"))
+    .order_by(VpnConnection.seq)
+)
 
 
 def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[VpnConnection]:
@@ -279,7 +370,83 @@ def forget_idempotency_records_before(session: Session, before_ms: int) -> None:
     session.execute(delete_statement(IdempotencyRecord).where(IdempotencyRecord.create_time < before_ms))
 
 
-def forget_expired_nonces(session: Session, now_ms: int) -> None:
+PRUNE_IDEMPOTENCY_EVERY_MS = 60_000
+_idempotency_pruned_at_ms = 0
+
+
+def prune_idempotency_records(session: Session, before_ms: int, now_ms: int) -> None:
+    """Delete expired ClientToken records, at most about once a minute per process (a
+    range delete on every create cost a third of a millisecond). An expired record found
+    before the next prune counts as absent (dispatch drops it)."""
+    global _idempotency_pruned_at_ms
+    if now_ms - _idempotency_pruned_at_ms > PRUNE_IDEMPOTENCY_EVERY_MS:
+        forget_idempotency_records_before(session, before_ms)
+        _idempotency_pruned_at_ms = now_ms
+
+
+class IdempotencyRow(NamedTuple):
+    request_hash: str
+    response: dict[str, Any]
+    create_time: int
+
+
+_IDEMPOTENCY: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
+_IDEMPOTENCY_KEY = and_(
+    _IDEMPOTENCY.c.account_id == bindparam("a"),
+    _IDEMPOTENCY.c.action == bindparam("x"),
+    _IDEMPOTENCY.c.client_token == bindparam("t"),
+)
+_IDEMPOTENCY_READ = select(
+    _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.create_time
+).where(_IDEMPOTENCY_KEY)
+_IDEMPOTENCY_FORGET = delete_statement(_IDEMPOTENCY).where(_IDEMPOTENCY_KEY)
+_IDEMPOTENCY_RESPOND = _IDEMPOTENCY.update().where(_IDEMPOTENCY_KEY).values(response=bindparam("response"))
+
+
+def _key(account_id: str, action: str, client_token: str) -> dict[str, Any]:
+    return {"a": account_id, "x": action, "t": client_token}
+
+
+def idempotency_record(
+    session: Session, account_id: str, action: str, client_token: str
+) -> IdempotencyRow | None:
+    """The ClientToken record, read in Core (no ORM object: this is every create's path)."""
+    row = session.connection().execute(_IDEMPOTENCY_READ, _key(account_id, action, client_token)).first()
+    return None if row is None else IdempotencyRow(row[0], row[1], row[2])
+
+
+def forget_idempotency_record(session: Session, account_id: str, action: str, client_token: str) -> None:
+    session.connection().execute(_IDEMPOTENCY_FORGET, _key(account_id, action, client_token))
+
+
+def claim_idempotency_record(
+    session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
+) -> None:
+    """Insert the token's record (its response comes with set_idempotency_response): a
+    concurrent request with the same token waits on the primary key until this transaction
+    ends, then fails with IntegrityError (and dispatch runs it again)."""
+    session.connection().execute(
+        _IDEMPOTENCY.insert(),
+        {
+            "account_id": account_id,
+            "action": action,
+            "client_token": client_token,
+            "request_hash": request_hash,
+            "response": {},
+            "create_time": now_ms,
+        },
+    )
+
+
+def set_idempotency_response(
+    session: Session, account_id: str, action: str, client_token: str, response: dict[str, Any]
+) -> None:
+    session.connection().execute(
+        _IDEMPOTENCY_RESPOND, {**_key(account_id, action, client_token), "response": response}
+    )
+
+
+def forget_expired_nonces(session: Session | Connection, now_ms: int) -> None:
     session.execute(delete_statement(SignatureNonce).where(SignatureNonce.expire_time < now_ms))
 
 
@@ -287,6 +454,43 @@ def record_nonce(session: Session, access_key_id: str, nonce: str, expire_time: 
     """Raises IntegrityError when the nonce was seen before (by any process)."""
     session.add(SignatureNonce(access_key_id=access_key_id, nonce=nonce, expire_time=expire_time))
     session.flush()
+
+
+_NONCES: Table = SignatureNonce.__table__  # type: ignore[assignment]
+_NONCE_ROW: dict[str, Any] = {
+    "access_key_id": bindparam("k"),
+    "nonce": bindparam("n"),
+    "expire_time": bindparam("e"),
+}
+# RETURNING tells whether the row went in (psycopg reports no rowcount for this insert).
+_CLAIM_NONCE = {
+    "sqlite": sqlite_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce),
+    "postgresql": postgresql_insert(_NONCES)
+    .values(**_NONCE_ROW)
+    .on_conflict_do_nothing()
+    .returning(_NONCES.c.nonce),
+}
+_ACCESS_KEY_READ = select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
+    AccessKey.id == bindparam("k")
+)
+
+
+def claim_nonce(session: Session | Connection, access_key_id: str, nonce: str, expire_time: int) -> bool:
+    """Record a nonce; False when it was recorded before (by any process of the database).
+    A concurrent transaction holding the same nonce uncommitted makes this wait for it
+    (the primary key), so a nonce is claimed at most once whatever the interleaving."""
+    connection = session.connection() if isinstance(session, Session) else session
+    result = connection.execute(
+        _CLAIM_NONCE[connection.dialect.name], {"k": access_key_id, "n": nonce, "e": expire_time}
+    )
+    return result.first() is not None
+
+
+def access_key_credentials(connection: Connection, access_key_id: str) -> tuple[str, str, str] | None:
+    """(account id, status, sealed secret) of an AccessKey: the columns a signature check
+    needs, read without building an ORM object."""
+    row = connection.execute(_ACCESS_KEY_READ, {"k": access_key_id}).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 _POOL_LOCK_KEY = 0x76706E67  # "vpng": one advisory lock for the InternetIp pool
