@@ -146,3 +146,19 @@ def test_first_start_bootstrap(
     assert {pair["AccessKeyId"], "LTAIscripted"} <= keys
     assert "scripted-secret" not in capsys.readouterr().out
     db.dispose()
+
+
+def test_serve_refuses_a_new_or_wrong_master_key_on_a_database_with_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    assert _run(capsys, "account", "create", "team-a", "--db", url)[0] == 0  # a sealed secret
+    key_file = tmp_path / "new.key"
+    monkeypatch.delenv("VPNGW_MASTER_KEY")
+    monkeypatch.setenv("VPNGW_MASTER_KEY_FILE", str(key_file))
+    assert main(["serve", "--no-dataplane", "--port", "0", "--db", url]) == 2
+    assert "no master key" in capsys.readouterr().err
+    assert not key_file.exists()  # no new key is made for a database that has secrets
+    monkeypatch.setenv("VPNGW_MASTER_KEY", new_master_key_line())  # another fleet's key
+    assert main(["serve", "--no-dataplane", "--port", "0", "--db", url]) == 2
+    assert "does not open the secrets" in capsys.readouterr().err
