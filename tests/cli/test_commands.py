@@ -224,3 +224,25 @@ def test_agent_refuses_a_bad_metrics_address_before_anything_starts(
     assert main(argv) == 2
     assert "--metrics" in capsys.readouterr().err
     assert not (tmp_path / "fleet.db").exists()  # nothing opened, nothing registered
+
+
+def test_serve_runs_no_data_plane_beside_host_agents_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from vpngw.cli.main import build_parser, start_dataplane
+    from vpngw.sealing import Sealer
+    from vpngw.store import leases as lease_store
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    db = prepare_database(Settings(db_url=url))
+    with db.transaction(write=True) as session:
+        lease_store.heartbeat(
+            session, node="gw-1", backend="host", addresses=(), capacity=1, now_ms=int(time.time() * 1000)
+        )
+    args = build_parser().parse_args(["serve", "--db", url])
+    args.backend_given, args.backend = False, "lab"  # as main() resolves an absent --backend
+    assert start_dataplane(args, db, Sealer(parse_keyring(TEST_MASTER_KEY))) is None
+    assert "host agents run on this database (gw-1)" in capsys.readouterr().out
+    db.dispose()

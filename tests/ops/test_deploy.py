@@ -76,6 +76,15 @@ def test_the_serve_unit_runs_a_command_vpngw_takes() -> None:
     assert "Type=notify" in (DEPLOY / "vpngw.service").read_text().splitlines()
 
 
+def test_the_several_node_serve_options_run_the_api_only() -> None:
+    text = (DEPLOY / "vpngw.env.example").read_text()
+    several = next(line for line in text.splitlines() if line.startswith("#VPNGW_SERVE_OPTIONS=")).lstrip("#")
+    key, _, value = several.partition("=")
+    env = {**environment(DEPLOY / "vpngw.env.example"), key: shlex.split(value)[0]}
+    argv = exec_start(DEPLOY / "vpngw.service", env)
+    assert build_parser().parse_args(argv[1:]).no_dataplane
+
+
 def test_the_agent_unit_runs_a_command_vpngw_takes() -> None:
     argv = exec_start(DEPLOY / "vpngw-agent.service", environment(DEPLOY / "agent.env.example"))
     assert argv[:6] == [
@@ -86,7 +95,7 @@ def test_the_agent_unit_runs_a_command_vpngw_takes() -> None:
         "--db",
         "postgresql+psycopg://vpngw@db.example/vpngw",
     ]
-    assert argv[6:] == ["--backend", "host", "--uplink", "eth0", "--vpc-side", "eth1"]
+    assert argv[6:] == ["--backend", "host", "--log-format", "json", "--uplink", "eth0", "--vpc-side", "eth1"]
     if "agent" not in subcommands():
         pytest.skip("vpngw agent is being built: its command line is checked once the parser has it")
     build_parser().parse_args(argv[1:])

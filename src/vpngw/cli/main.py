@@ -230,6 +230,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def host_agents(db: Database, *, besides: str | None) -> list[str]:
+    """Names of the host-backend nodes registered on the database (other than ``besides``)."""
+    from vpngw.store import leases as lease_store
+
+    with db.transaction(write=False) as session:
+        return [n.name for n in lease_store.nodes(session) if n.backend == "host" and n.name != besides]
+
+
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
     """The data plane of ``--backend`` (lab or host), when this machine can run it (root,
     strongSwan, TUN)."""
@@ -239,6 +247,15 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     if args.no_dataplane:
         print(
             "vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True
+        )
+        return None
+    agents = host_agents(db, besides=args.node)
+    if agents and not args.backend_given:
+        # A fleet: the gateways belong on the agents' hosts, not in lab namespaces here.
+        print(
+            f"vpngw: data plane off: host agents run on this database ({', '.join(agents)}); the API runs "
+            "alone (give --backend to run a data plane here too, --no-dataplane to say so)",
+            flush=True,
         )
         return None
     reason = missing_prerequisites()
@@ -487,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     # Every file vpngw and its children (charon) create is the owner's alone (docs/security.md).
     os.umask(files.UMASK)
     args = build_parser().parse_args(argv)
+    if hasattr(args, "backend"):
+        args.backend_given = args.backend is not None
+        args.backend = args.backend or "lab"
     logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # a no-op upgrade at every start says nothing

@@ -88,7 +88,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=("lab", "host"),
-        default=os.environ.get("VPNGW_BACKEND", "lab"),
+        # None when neither --backend nor VPNGW_BACKEND says: "lab", but serve then runs no
+        # data plane on a database where host agents run (main.resolve_backend).
+        default=os.environ.get("VPNGW_BACKEND") or None,
         help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side",
     )
     parser.add_argument(
