@@ -68,9 +68,7 @@ def _refused_cases() -> list[tuple[str, str, str, str]]:
             refused = action.params.REFUSED.get(wire) or action.params.REFUSED.get(head)
             if refused is None:
                 continue
-            value = "x" if refused.when is GIVEN else str(refused.when).lower()
-            if refused.when == "NationalStandard":
-                value = "NationalStandard"
+            value = "x" if refused.when is GIVEN else str(refused.when)
             cases.append((name, wire.replace(".N", ".1"), value, refused.code))
     return cases
 
@@ -147,3 +145,11 @@ def test_switches_at_off_and_billing_fields_are_accepted_and_checked(api: Api) -
     assert api.ok("DescribeVpcs", IsDefault="false")["TotalCount"] == 1
     assert api.ok("DescribeVpnGateways", BusinessStatus="FinancialLocked")["TotalCount"] == 0
     assert api.ok("DescribeVpnGateways", BusinessStatus="Normal")["TotalCount"] == 2
+
+
+def test_dry_run_is_implemented_wherever_the_public_request_has_it() -> None:
+    with_dry_run = [name for name in ACTIONS if request_model(name) and "DryRun" in wire_names(name)]
+    assert sorted(with_dry_run) == ["CreateVpc", "CreateVpnConnection", "DeleteVpc", "DescribeVpcs"]
+    for name in with_dry_run:
+        model = ACTIONS[name].params
+        assert "dry_run" in model.model_fields and parameter_class(model, "DryRun") == ("implemented", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -18,10 +19,10 @@ from vpngw.actions.framework import (
     PageResponse,
     RegionParams,
     Response,
-    unsupported,
 )
 from vpngw.actions.quotas import check_room
-from vpngw.actions.vpn_gateways import EmptyResponse, TagList
+from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
+from vpngw.actions.vpn_gateways import EmptyResponse
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_auth_key, check_customer_gateway_ip, parse_asn
 from vpngw.store import queries
@@ -49,13 +50,14 @@ def get_customer_gateway(
 
 
 class CreateCustomerGatewayParams(RegionParams):
-    REFUSED = {"Tags": unsupported("Tags", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+    REFUSED = NO_RESOURCE_GROUPS
 
     ip_address: Annotated[str, AfterValidator(check_customer_gateway_ip)]
     name: Name | None = None
     description: Description | None = None
     asn: Annotated[int, BeforeValidator(lambda v: parse_asn(str(v)))] | None = None
     auth_key: Annotated[str, AfterValidator(check_auth_key)] | None = None
+    tags: TagsToSet | None = None
     client_token: ClientToken | None = None
 
 
@@ -71,7 +73,9 @@ class CustomerGatewayItem(Response):
     tags: TagList
 
 
-def customer_gateway_view(ctx: Context, gateway: CustomerGateway) -> CustomerGatewayItem:
+def customer_gateway_view(
+    ctx: Context, gateway: CustomerGateway, tags: Sequence[tuple[str, str]] = ()
+) -> CustomerGatewayItem:
     return CustomerGatewayItem(
         customer_gateway_id=gateway.id,
         ip_address=gateway.ip_address,
@@ -81,7 +85,7 @@ def customer_gateway_view(ctx: Context, gateway: CustomerGateway) -> CustomerGat
         asn=gateway.asn,
         auth_key=ctx.sealer.open(gateway.auth_key, AUTH_KEY_PURPOSE) if gateway.auth_key else "",
         resource_group_id="",
-        tags=TagList(),
+        tags=tag_list(tags),
     )
 
 
@@ -108,7 +112,15 @@ def create_customer_gateway(
         create_time=ctx.now_ms,
     )
     queries.add_owned(session, gateway)
-    return customer_gateway_view(ctx, gateway)
+    queries.set_tags(
+        session,
+        account_id=gateway.account_id,
+        region_id=gateway.region_id,
+        resource_type="CUSTOMERGATEWAY",
+        resource_id=gateway.id,
+        tags=p.tags or [],
+    )
+    return customer_gateway_view(ctx, gateway, p.tags or [])
 
 
 class DescribeCustomerGatewayParams(RegionParams):
@@ -118,13 +130,15 @@ class DescribeCustomerGatewayParams(RegionParams):
 def describe_customer_gateway(
     ctx: Context, session: Session, p: DescribeCustomerGatewayParams
 ) -> CustomerGatewayItem:
-    return customer_gateway_view(ctx, get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id))
+    gateway = get_customer_gateway(ctx, session, p.region_id, p.customer_gateway_id)
+    return customer_gateway_view(ctx, gateway, queries.tags_of(session, [gateway.id])[gateway.id])
 
 
 class DescribeCustomerGatewaysParams(PageParams):
-    REFUSED = {"Tag": unsupported("Tag", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+    REFUSED = NO_RESOURCE_GROUPS
 
     customer_gateway_id: str | None = None
+    tag: TagFilters | None = None
 
 
 class CustomerGatewayList(Response):
@@ -146,12 +160,16 @@ def describe_customer_gateways(
         {"id": p.customer_gateway_id},
         p.page_number,
         p.page_size,
+        p.tag or (),
     )
+    tags = queries.tags_of(session, [g.id for g in rows])
     return DescribeCustomerGatewaysResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        customer_gateways=CustomerGatewayList(customer_gateway=[customer_gateway_view(ctx, g) for g in rows]),
+        customer_gateways=CustomerGatewayList(
+            customer_gateway=[customer_gateway_view(ctx, g, tags[g.id]) for g in rows]
+        ),
     )
 
 
@@ -174,7 +192,7 @@ def modify_customer_gateway_attribute(
     if p.auth_key is not None:
         gateway.auth_key = ctx.sealer.seal(p.auth_key, AUTH_KEY_PURPOSE)
     session.flush()
-    return customer_gateway_view(ctx, gateway)
+    return customer_gateway_view(ctx, gateway, queries.tags_of(session, [gateway.id])[gateway.id])
 
 
 class DeleteCustomerGatewayParams(RegionParams):

@@ -190,7 +190,8 @@ def parameter_class(model: type[Params], wire: str) -> tuple[str, str] | None:
     head = wire.split(".", 1)[0]
     refused = model.REFUSED.get(wire) or model.REFUSED.get(head)
     if refused is not None:
-        condition = "" if refused.when is GIVEN else f" when {str(refused.when).lower()}"
+        shown = str(refused.when).lower() if isinstance(refused.when, bool) else str(refused.when)
+        condition = "" if refused.when is GIVEN else f" when {shown}"
         return "refused", f"`{refused.code}`{condition}: {refused.why}"
     if wire in model.NO_OP:
         return "no-op", model.NO_OP[wire]

@@ -25,6 +25,8 @@ class DescribeNodesParams(Params):
     # Nodes belong to no region; a RegionId the SDKs add is accepted and ignored.
     region_id: str | None = None
 
+    NO_OP = {"RegionId": "Nodes belong to no region: the SDKs add one, it is accepted and ignored."}
+
 
 class NodeGateway(Response):
     vpn_gateway_id: str

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vpngw.actions import customer_gateways as cgw
-from vpngw.actions import nodes, regions, vpcs
+from vpngw.actions import nodes, regions, tags, vpcs
+from vpngw.actions import vpn_connection_diagnosis as vco_diagnosis
 from vpngw.actions import vpn_connection_logs as vco_logs
 from vpngw.actions import vpn_connection_traffic as vco_traffic
 from vpngw.actions import vpn_connections as vco
@@ -85,6 +86,15 @@ _ALL: tuple[Action[Any], ...] = (
         writes=False,
     ),
     Action("DescribeNodes", nodes.DescribeNodesParams, nodes.describe_nodes, writes=False),
+    Action(
+        "DiagnoseVpnConnections",
+        vco_diagnosis.DiagnoseVpnConnectionsParams,
+        vco_diagnosis.diagnose_vpn_connections,
+        writes=False,
+    ),
+    Action("TagResources", tags.TagResourcesParams, tags.tag_resources, writes=True),
+    Action("UnTagResources", tags.UnTagResourcesParams, tags.untag_resources, writes=True),
+    Action("ListTagResources", tags.ListTagResourcesParams, tags.list_tag_resources, writes=False),
     Action(
         "DescribeVpnRouteEntries",
         routes.DescribeVpnRouteEntriesParams,

@@ -24,6 +24,7 @@ from vpngw.actions.framework import (
     unsupported,
 )
 from vpngw.actions.quotas import check_room
+from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import check_vpc_cidr
 from vpngw.store import queries
@@ -62,7 +63,6 @@ class CreateVpcParams(RegionParams):
         "UserCidr": unsupported(
             "UserCidr", "user CIDR blocks (for classic-network peering) are not offered."
         ),
-        "Tag": unsupported("Tag", "tags are not offered yet."),
         **NO_RESOURCE_GROUPS,
     }
 
@@ -72,6 +72,7 @@ class CreateVpcParams(RegionParams):
     cidr_block: Annotated[str, AfterValidator(check_vpc_cidr)] = DEFAULT_VPC_CIDR
     vpc_name: Name | None = None
     description: Description | None = None
+    tag: TagsToSet | None = None
     client_token: ClientToken | None = None
 
 
@@ -85,17 +86,23 @@ class CreateVpcResponse(Response):
 def create_vpc(ctx: Context, session: Session, p: CreateVpcParams) -> CreateVpcResponse:
     check_room(ctx, session, Vpc, p.region_id)
     vpc_id = ids.new_resource_id("vpc")
-    queries.add_owned(
+    vpc = Vpc(
+        id=vpc_id,
+        account_id=ctx.account_id,
+        region_id=p.region_id,
+        name=p.vpc_name or "",
+        description=p.description or "",
+        cidr_block=p.cidr_block,
+        create_time=ctx.now_ms,
+    )
+    queries.add_owned(session, vpc)
+    queries.set_tags(
         session,
-        Vpc(
-            id=vpc_id,
-            account_id=ctx.account_id,
-            region_id=p.region_id,
-            name=p.vpc_name or "",
-            description=p.description or "",
-            cidr_block=p.cidr_block,
-            create_time=ctx.now_ms,
-        ),
+        account_id=vpc.account_id,
+        region_id=vpc.region_id,
+        resource_type="VPC",
+        resource_id=vpc.id,
+        tags=p.tag or [],
     )
     suffix = vpc_id.removeprefix("vpc-")
     return CreateVpcResponse(
@@ -107,7 +114,6 @@ class DescribeVpcsParams(PageParams):
     REFUSED = {
         "DhcpOptionsSetId": unsupported("DhcpOptionsSetId", "DHCP options sets are not offered."),
         "VpcOwnerId": unsupported("VpcOwnerId", "VPCs are not shared between accounts."),
-        "Tag": unsupported("Tag", "tags are not offered yet."),
         **NO_RESOURCE_GROUPS,
     }
 
@@ -117,6 +123,7 @@ class DescribeVpcsParams(PageParams):
     is_default: Bool | None = None
     # No vpngw VPC has IPv6: EnableIpv6=true finds none.
     enable_ipv6: Bool | None = None
+    tag: TagFilters | None = None
     dry_run: DryRun = False
 
 
@@ -130,6 +137,7 @@ class VpcItem(Response):
     creation_time: str
     v_router_id: str
     is_default: bool
+    tags: TagList
 
 
 class VpcList(Response):
@@ -146,9 +154,12 @@ def _iso(ms: int) -> str:
 
 def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> DescribeVpcsResponse:
     filters = {"id": p.vpc_id, "name": p.vpc_name}
-    rows, total = queries.page(session, Vpc, ctx.account_id, p.region_id, filters, p.page_number, p.page_size)
+    rows, total = queries.page(
+        session, Vpc, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
+    )
     if p.is_default or p.enable_ipv6:
         rows, total = [], 0
+    tags = queries.tags_of(session, [v.id for v in rows])
     items = [
         VpcItem(
             vpc_id=v.id,
@@ -160,6 +171,7 @@ def describe_vpcs(ctx: Context, session: Session, p: DescribeVpcsParams) -> Desc
             creation_time=_iso(v.create_time),
             v_router_id="vrt-" + v.id.removeprefix("vpc-"),
             is_default=False,
+            tags=tag_list(tags[v.id]),
         )
         for v in rows
     ]

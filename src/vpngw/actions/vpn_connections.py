@@ -31,7 +31,8 @@ from vpngw.actions.framework import (
     Response,
     unsupported,
 )
-from vpngw.actions.vpn_gateways import EmptyResponse, TagList, gateway_not_found, get_gateway
+from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
+from vpngw.actions.vpn_gateways import EmptyResponse, gateway_not_found, get_gateway
 from vpngw.errors import BadRequest, NotFound, invalid_parameter
 from vpngw.ike_config import opened_ike, peer_ike, sealed_ike
 from vpngw.rules import subnets
@@ -107,7 +108,7 @@ _DUAL_TUNNEL: dict[str, Refused] = {
 
 
 class CreateVpnConnectionParams(RegionParams):
-    REFUSED = {**_DUAL_TUNNEL, "Tags": unsupported("Tags", "tags are not offered yet.")}
+    REFUSED = _DUAL_TUNNEL
 
     vpn_gateway_id: str
     customer_gateway_id: str
@@ -123,6 +124,7 @@ class CreateVpnConnectionParams(RegionParams):
     health_check_config: HealthCheckGiven | None = None
     bgp_config: BgpConfig | None = None
     enable_tunnels_bgp: Bool = False
+    tags: TagsToSet | None = None
     dry_run: DryRun = False
     client_token: ClientToken | None = None
 
@@ -218,6 +220,14 @@ def create_vpn_connection(
             "state": "active",
             "create_time": ctx.now_ms,
         },
+    )
+    queries.set_tags(
+        session,
+        account_id=ctx.account_id,
+        region_id=p.region_id,
+        resource_type="VPNCONNECTION",
+        resource_id=connection_id,
+        tags=p.tags or [],
     )
     return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=name, create_time=ctx.now_ms)
 
@@ -335,10 +345,11 @@ def _fields(ctx: Context, c: VpnConnection, observer: freshness.Observer | None 
     }
 
 
-def connection_view(
-    ctx: Context, c: VpnConnection, observer: freshness.Observer | None = None
-) -> VpnConnectionDetail:
-    return VpnConnectionDetail(**_fields(ctx, c, observer), tags=TagList())
+def connection_view(ctx: Context, session: Session, c: VpnConnection) -> VpnConnectionDetail:
+    observer = freshness.observers(session, [c.vpn_gateway_id]).get(c.vpn_gateway_id)
+    return VpnConnectionDetail(
+        **_fields(ctx, c, observer), tags=tag_list(queries.tags_of(session, [c.id])[c.id])
+    )
 
 
 def get_connection(
@@ -359,17 +370,16 @@ class DescribeVpnConnectionParams(RegionParams):
 def describe_vpn_connection(
     ctx: Context, session: Session, p: DescribeVpnConnectionParams
 ) -> VpnConnectionDetail:
-    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
-    observer = freshness.observers(session, [connection.vpn_gateway_id]).get(connection.vpn_gateway_id)
-    return connection_view(ctx, connection, observer)
+    return connection_view(ctx, session, get_connection(ctx, session, p.region_id, p.vpn_connection_id))
 
 
 class DescribeVpnConnectionsParams(PageParams):
-    REFUSED = {"Tag": unsupported("Tag", "tags are not offered yet."), **NO_RESOURCE_GROUPS}
+    REFUSED = NO_RESOURCE_GROUPS
 
     vpn_connection_id: str | None = None
     vpn_gateway_id: str | None = None
     customer_gateway_id: str | None = None
+    tag: TagFilters | None = None
 
 
 class VpnConnectionList(Response):
@@ -389,8 +399,9 @@ def describe_vpn_connections(
         "customer_gateway_id": p.customer_gateway_id,
     }
     rows, total = queries.page(
-        session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size
+        session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
     )
+    tags = queries.tags_of(session, [c.id for c in rows])
     seen_by = freshness.observers(session, {c.vpn_gateway_id for c in rows})
     return DescribeVpnConnectionsResponse(
         total_count=total,
@@ -398,7 +409,9 @@ def describe_vpn_connections(
         page_size=p.page_size,
         vpn_connections=VpnConnectionList(
             vpn_connection=[
-                VpnConnectionListItem(**_fields(ctx, c, seen_by.get(c.vpn_gateway_id)), tag=TagList())
+                VpnConnectionListItem(
+                    **_fields(ctx, c, seen_by.get(c.vpn_gateway_id)), tag=tag_list(tags[c.id])
+                )
                 for c in rows
             ]
         ),
@@ -470,7 +483,7 @@ def modify_vpn_connection_attribute(
     if _tunnel_settings(ctx.sealer, connection) != tunnel_before:
         connection.diagnosis = ""  # the data plane diagnoses the new settings afresh
     session.flush()
-    return connection_view(ctx, connection)
+    return connection_view(ctx, session, connection)
 
 
 class DeleteVpnConnectionParams(RegionParams):

@@ -4,6 +4,7 @@ public address (InternetIp) from the configured pool."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -25,6 +26,7 @@ from vpngw.actions.framework import (
     unsupported,
 )
 from vpngw.actions.quotas import check_room
+from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
 from vpngw.actions.vpcs import get_vpc
 from vpngw.errors import BadRequest, NotFound
 from vpngw.rules.gateways import parse_bandwidth
@@ -95,6 +97,8 @@ class CreateVpnGatewayParams(RegionParams):
     v_switch_id: Annotated[str, AfterValidator(lambda v: check_max_length("VSwitchId", v, 64))] | None = None
     vpn_type: Annotated[str, choice("Normal", "NationalStandard")] = "Normal"
     network_type: Annotated[str, choice("public", "private")] = "public"
+    # Not in the SDK's CreateVpnGateway (which tags gateways with TagResources): an extension.
+    tags: TagsToSet | None = None
     client_token: ClientToken | None = None
 
 
@@ -132,11 +136,15 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         end_time=ctx.now_ms + p.period * MS_PER_MONTH if prepaid else 0,
     )
     queries.add_owned(session, gateway)
+    queries.set_tags(
+        session,
+        account_id=gateway.account_id,
+        region_id=gateway.region_id,
+        resource_type="VPNGATEWAY",
+        resource_id=gateway.id,
+        tags=p.tags or [],
+    )
     return CreateVpnGatewayResponse(vpn_gateway_id=gateway_id, name=gateway.name, order_id=gateway.seq)
-
-
-class TagList(Response):
-    tag: list[dict[str, str]] = []
 
 
 class VpnGatewayItem(Response):
@@ -166,7 +174,9 @@ class VpnGatewayItem(Response):
     node_name: str = ""
 
 
-def gateway_view(gateway: VpnGateway, node_name: str = "") -> VpnGatewayItem:
+def gateway_view(
+    gateway: VpnGateway, node_name: str = "", tags: Sequence[tuple[str, str]] = ()
+) -> VpnGatewayItem:
     return VpnGatewayItem(
         vpn_gateway_id=gateway.id,
         vpc_id=gateway.vpc_id,
@@ -189,7 +199,7 @@ def gateway_view(gateway: VpnGateway, node_name: str = "") -> VpnGatewayItem:
         vpn_type=gateway.vpn_type,
         network_type=gateway.network_type,
         resource_group_id="",
-        tags=TagList(),
+        tags=tag_list(tags),
         node_name=node_name,
     )
 
@@ -209,7 +219,9 @@ class DescribeVpnGatewayParams(RegionParams):
 
 def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayParams) -> VpnGatewayItem:
     gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id)
-    return gateway_view(gateway, node_of(ctx, session, gateway.id))
+    return gateway_view(
+        gateway, node_of(ctx, session, gateway.id), queries.tags_of(session, [gateway.id])[gateway.id]
+    )
 
 
 class DescribeVpnGatewaysParams(PageParams):
@@ -220,7 +232,6 @@ class DescribeVpnGatewaysParams(PageParams):
         "GatewayType": unsupported(
             "GatewayType", "vpngw has one kind of gateway; filtering by type is not offered."
         ),
-        "Tag": unsupported("Tag", "tags are not offered yet."),
         **NO_RESOURCE_GROUPS,
     }
 
@@ -230,6 +241,7 @@ class DescribeVpnGatewaysParams(PageParams):
     # Every vpngw gateway is "Normal" (nothing is billed): FinancialLocked finds none.
     business_status: Annotated[str, choice("Normal", "FinancialLocked")] | None = None
     include_reservation_data: Bool = False
+    tag: TagFilters | None = None
 
 
 class VpnGatewayList(Response):
@@ -245,16 +257,19 @@ def describe_vpn_gateways(
 ) -> DescribeVpnGatewaysResponse:
     filters = {"id": p.vpn_gateway_id, "vpc_id": p.vpc_id, "status": p.status}
     rows, total = queries.page(
-        session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size
+        session, VpnGateway, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
     )
     if p.business_status == "FinancialLocked":
         rows, total = [], 0
     nodes = leases.holders(session, [g.id for g in rows], now_ms=ctx.now_ms)
+    tags = queries.tags_of(session, [g.id for g in rows])
     return DescribeVpnGatewaysResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
-        vpn_gateways=VpnGatewayList(vpn_gateway=[gateway_view(g, nodes.get(g.id, "")) for g in rows]),
+        vpn_gateways=VpnGatewayList(
+            vpn_gateway=[gateway_view(g, nodes.get(g.id, ""), tags[g.id]) for g in rows]
+        ),
     )
 
 
@@ -277,7 +292,9 @@ def modify_vpn_gateway_attribute(
     if p.auto_propagate is not None:
         gateway.auto_propagate = p.auto_propagate
     session.flush()
-    return gateway_view(gateway, node_of(ctx, session, gateway.id))
+    return gateway_view(
+        gateway, node_of(ctx, session, gateway.id), queries.tags_of(session, [gateway.id])[gateway.id]
+    )
 
 
 class DeleteVpnGatewayParams(RegionParams):

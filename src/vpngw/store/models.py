@@ -249,6 +249,25 @@ class AccountQuota(Base):
     quota: Mapped[int] = mapped_column(BigInteger)
 
 
+class ResourceTag(Base):
+    """A tag (key and value) on a resource of an account (``Tags.N`` on a create,
+    TagResources): at most 20 per resource, one value per key. A resource's tags go with
+    it (``queries.delete_owned``)."""
+
+    __tablename__ = "resource_tags"
+    __table_args__ = (
+        Index("ix_resource_tags_owner", "account_id", "region_id", "resource_type", "resource_id"),
+        Index("ix_resource_tags_key", "account_id", "tag_key", "tag_value"),
+    )
+
+    resource_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tag_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tag_value: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    region_id: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+
+
 class Node(Base):
     """A data-plane node (``vpngw agent --node NAME``, or ``vpngw serve``'s own data
     plane): it heartbeats here while it runs (docs/nodes.md)."""

@@ -21,6 +21,7 @@ from vpngw.store.models import (
     CustomerGateway,
     IdempotencyRecord,
     ResourceCount,
+    ResourceTag,
     SignatureNonce,
     Vpc,
     VpnConnection,
@@ -67,6 +68,7 @@ def page(
     filters: Mapping[str, Any],
     page_number: int,
     page_size: int,
+    tagged: Sequence[tuple[str, str | None]] = (),
 ) -> tuple[Sequence[Owned], int]:
     """One page in creation order and the total count, both served from indexes.
 
@@ -74,7 +76,12 @@ def page(
     the offset are never loaded; an unfiltered total comes from ``resource_counts``.
     """
     conditions = [model.account_id == account_id, model.region_id == region_id]
-    conditions += [getattr(model, column) == value for column, value in filters.items() if value is not None]
+    conditions += [
+        getattr(model, column).in_(value) if isinstance(value, list) else getattr(model, column) == value
+        for column, value in filters.items()
+        if value is not None
+    ]
+    conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
     if len(conditions) == 2:
         total = _counted(session, model, account_id, region_id)
     else:
@@ -90,6 +97,91 @@ def page(
         return [], total
     rows = session.scalars(select(model).where(model.seq.in_(keys)).order_by(model.seq)).all()
     return rows, total
+
+
+def _tagged_ids(account_id: str, key: str, value: str | None) -> Any:
+    """The ids of the account's resources with tag ``key`` (of ``value``, unless None)."""
+    query = select(ResourceTag.resource_id).where(
+        ResourceTag.account_id == account_id, ResourceTag.tag_key == key
+    )
+    return query if value is None else query.where(ResourceTag.tag_value == value)
+
+
+def tags_of(session: Session, resource_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each resource's tags (key, value), by key."""
+    found: dict[str, list[tuple[str, str]]] = {resource_id: [] for resource_id in resource_ids}
+    if resource_ids:
+        rows = session.scalars(
+            select(ResourceTag)
+            .where(ResourceTag.resource_id.in_(list(resource_ids)))
+            .order_by(ResourceTag.resource_id, ResourceTag.tag_key)
+        )
+        for row in rows:
+            found[row.resource_id].append((row.tag_key, row.tag_value))
+    return found
+
+
+def set_tags(
+    session: Session,
+    *,
+    account_id: str,
+    region_id: str,
+    resource_type: str,
+    resource_id: str,
+    tags: Sequence[tuple[str, str]],
+) -> None:
+    """Add tags to a resource; a key it has already takes the new value."""
+    for key, value in tags:
+        existing = session.get(ResourceTag, (resource_id, key))
+        if existing is None:
+            session.add(
+                ResourceTag(
+                    resource_id=resource_id,
+                    tag_key=key,
+                    tag_value=value,
+                    account_id=account_id,
+                    region_id=region_id,
+                    resource_type=resource_type,
+                )
+            )
+        else:
+            existing.tag_value = value
+    session.flush()
+
+
+def remove_tags(session: Session, resource_id: str, keys: Sequence[str] | None) -> None:
+    """Remove the resource's tags of these keys (every tag with None)."""
+    statement = delete_statement(ResourceTag).where(ResourceTag.resource_id == resource_id)
+    if keys is not None:
+        statement = statement.where(ResourceTag.tag_key.in_(list(keys)))
+    session.execute(statement)
+
+
+def tag_rows(
+    session: Session,
+    account_id: str,
+    region_id: str,
+    resource_type: str,
+    resource_ids: Sequence[str],
+    tagged: Sequence[tuple[str, str | None]],
+    offset: int,
+    limit: int,
+) -> Sequence[ResourceTag]:
+    """ListTagResources: the account's tags of ``resource_type`` in the region, on the given
+    resources (all when none are given) that carry every tag of ``tagged``, in (resource, key)
+    order."""
+    query = select(ResourceTag).where(
+        ResourceTag.account_id == account_id,
+        ResourceTag.region_id == region_id,
+        ResourceTag.resource_type == resource_type,
+    )
+    if resource_ids:
+        query = query.where(ResourceTag.resource_id.in_(list(resource_ids)))
+    for key, value in tagged:
+        query = query.where(ResourceTag.resource_id.in_(_tagged_ids(account_id, key, value)))
+    return session.scalars(
+        query.order_by(ResourceTag.resource_id, ResourceTag.tag_key).offset(offset).limit(limit)
+    ).all()
 
 
 def _counted(session: Session, model: type[Owned], account_id: str, region_id: str) -> int:
@@ -238,6 +330,7 @@ _CUSTOMER_GATEWAY_ENDPOINT = _owned_columns(CustomerGateway, CustomerGateway.id,
 
 def delete_owned(session: Session, row: Owned) -> None:
     session.delete(row)
+    remove_tags(session, row.id, None)
     _bump(session, row, -1)
     session.flush()
 
@@ -676,6 +769,19 @@ def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_conn
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def last_connection_logs(
+    session: Session, connection_id: str, *, until_ms: int, limit: int
+) -> list[VpnConnectionLog]:
+    """The connection's newest ``limit`` lines with ``time_ms <= until_ms``, oldest first."""
+    newest = session.scalars(
+        select(VpnConnectionLog)
+        .where(VpnConnectionLog.vpn_connection_id == connection_id, VpnConnectionLog.time_ms <= until_ms)
+        .order_by(VpnConnectionLog.time_ms.desc(), VpnConnectionLog.seq.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(newest))
 
 
 def connection_log_page(
