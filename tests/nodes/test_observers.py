@@ -113,3 +113,27 @@ def test_a_holder_that_cannot_observe_its_gateway_keeps_the_lease_but_not_the_st
     assert seen["Status"] == "ipsec_sa_established", seen
     assert seen["Diagnosis"] == ""
     assert netns.wait_until(lambda: tunnels_up(fleet.db_url) == 1.0, timeout_s=10)
+
+
+def test_a_node_whose_clock_disagrees_with_the_database_s_is_refused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    import types
+
+    from tests.conftest import prepared
+    from vpngw.cli import nodes as nodes_cli
+    from vpngw.config import Settings
+    from vpngw.dataplane.nodes.placement import LeaseTiming
+
+    db, _auth = prepared(Settings(db_url=postgres_url))
+    try:
+        measured = nodes_cli.clock_offset_s(db)
+        assert measured is not None and abs(measured[0]) < 0.2  # one machine, one clock
+        nodes_cli.check_clock(db, LeaseTiming())
+        # This machine's clock cannot be moved here: the node reads a clock 2 s ahead.
+        monkeypatch.setattr(nodes_cli, "time", types.SimpleNamespace(time=lambda: time.time() + 2.0))
+        with pytest.raises(ValueError, match=r"clock is \+2\.\d+ s off the database"):
+            nodes_cli.check_clock(db, LeaseTiming())
+    finally:
+        db.dispose()
