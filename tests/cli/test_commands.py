@@ -246,3 +246,15 @@ def test_serve_runs_no_data_plane_beside_host_agents_unless_told(
     assert start_dataplane(args, db, Sealer(parse_keyring(TEST_MASTER_KEY))) is None
     assert "host agents run on this database (gw-1)" in capsys.readouterr().out
     db.dispose()
+
+
+def test_node_check_prints_what_the_host_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    prepare_database(Settings(db_url=url)).dispose()
+    code, out = _run(capsys, "node", "check", "--uplink", "lo", "--vpc-side", "nosuch0", "--db", url)
+    assert code == 1
+    assert "ok       the uplink lo" in out
+    assert "MISSING  the VPC-side interface nosuch0: no such interface" in out
+    assert "ok       the fleet's master key and database" in out
+    code, out = _run(capsys, "node", "check", "--uplink", "lo", "--db", str(tmp_path / "typo"))
+    assert code == 1 and "MISSING  the VPC-side interface: not given (--vpc-side IF)" in out

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from vpngw import systemd
 from vpngw.cli import lab as lab_cli
 from vpngw.cli.database import admin_db_url, database_identity, live_node_names, prepare_database
+from vpngw.cli.node_check import add_check_parser
 from vpngw.config import settings_from_env
 from vpngw.resealing import check_opens
 from vpngw.sealing import Sealer, SealingError, load_sealer
@@ -167,6 +168,7 @@ def add_node_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     move.add_argument("--to", required=True, metavar="NODE")
     move.set_defaults(run=cmd_node_move)
     listing.set_defaults(run=cmd_node_list)
+    add_check_parser(sub)
     for parser in sub.choices.values():
         parser.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
         parser.add_argument(
