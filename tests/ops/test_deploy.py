@@ -17,7 +17,11 @@ import pytest
 from vpngw.cli.main import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-UNITS = {"vpngw.service": "vpngw.env.example", "vpngw-agent.service": "agent.env.example"}
+UNITS = {
+    "vpngw.service": "vpngw.env.example",
+    "vpngw-api.service": "vpngw.env.example",
+    "vpngw-agent.service": "agent.env.example",
+}
 
 
 def environment(example: Path) -> dict[str, str]:
@@ -59,7 +63,9 @@ def test_systemd_accepts_the_unit(unit: str, tmp_path: Path) -> None:
     text = (DEPLOY / unit).read_text().replace("/opt/vpngw/bin/vpngw", str(vpngw))
     text = text.replace("EnvironmentFile=/etc/vpngw/", f"EnvironmentFile={tmp_path}/")
     (tmp_path / unit).write_text(text)
-    shutil.copy(DEPLOY / UNITS[unit], tmp_path / ("vpngw.env" if unit == "vpngw.service" else "agent.env"))
+    shutil.copy(
+        DEPLOY / UNITS[unit], tmp_path / ("agent.env" if unit == "vpngw-agent.service" else "vpngw.env")
+    )
     result = subprocess.run(
         ["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=60
     )
@@ -74,6 +80,14 @@ def test_the_serve_unit_runs_a_command_vpngw_takes() -> None:
     assert (args.command, args.host, args.port, args.log_format) == ("serve", "127.0.0.1", 8080, "json")
     assert args.credentials_file == "/var/lib/vpngw/credentials.json"
     assert "Type=notify" in (DEPLOY / "vpngw.service").read_text().splitlines()
+
+
+def test_the_api_unit_runs_the_api_only_as_the_vpngw_user() -> None:
+    argv = exec_start(DEPLOY / "vpngw-api.service", environment(DEPLOY / "vpngw.env.example"))
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "serve" and args.no_dataplane
+    lines = (DEPLOY / "vpngw-api.service").read_text().splitlines()
+    assert "User=vpngw" in lines and "useradd" in "\n".join(lines)
 
 
 def test_the_several_node_serve_options_run_the_api_only() -> None:
