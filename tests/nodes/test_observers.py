@@ -101,6 +101,9 @@ def test_a_holder_that_cannot_observe_its_gateway_keeps_the_lease_but_not_the_st
         assert site.name in str(seen["Diagnosis"]), seen
         assert holders(fleet.db_url) == {gateway_id: site.name}  # it still holds the lease
         assert tunnels_up(fleet.db_url) == 0.0
+        # DiagnoseVpnConnections agrees with DescribeVpnConnection.
+        diagnosed = api.ok("DiagnoseVpnConnections", VpnGatewayId=gateway_id)["VpnConnections"][0]
+        assert diagnosed["Severity"] == "Critical" and site.name in diagnosed["FailedReason"], diagnosed
         assert site.process is not None and site.process.poll() is None
     finally:
         for pid in pids:
