@@ -86,13 +86,31 @@ def page(
         total = _counted(session, model, account_id, region_id)
     else:
         total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    keys = session.scalars(
-        select(model.seq)
-        .where(*conditions)
-        .order_by(model.seq)
-        .offset((page_number - 1) * page_size)
-        .limit(page_size)
-    ).all()
+    offset = (page_number - 1) * page_size
+    keys: Sequence[int]
+    if offset >= total > 0 and session.get_bind().dialect.name == "sqlite":
+        keys = []  # past the end (the total and the rows are one snapshot)
+    elif offset > total // 2 and session.get_bind().dialect.name == "sqlite":
+        # A page in the second half is read from the end of the index: the walk over skipped
+        # entries is at most half of them (the deepest page is the cheapest). Only where the
+        # total and the keys come from one snapshot (SQLite's read transaction): a total
+        # that moved in between would shift the page.
+        size = min(page_size, total - offset)
+        keys = list(
+            reversed(
+                session.scalars(
+                    select(model.seq)
+                    .where(*conditions)
+                    .order_by(model.seq.desc())
+                    .offset(total - offset - size)
+                    .limit(size)
+                ).all()
+            )
+        )
+    else:
+        keys = session.scalars(
+            select(model.seq).where(*conditions).order_by(model.seq).offset(offset).limit(page_size)
+        ).all()
     if not keys:
         return [], total
     rows = session.scalars(select(model).where(model.seq.in_(keys)).order_by(model.seq)).all()
