@@ -20,9 +20,10 @@ from vpngw import accounts
 from vpngw.api.app import build_app
 from vpngw.config import Settings
 from vpngw.dataplane.observe.diagnosis import KINDS, diagnose
-from vpngw.rules.diagnosis_codes import CODES, UNKNOWN, reason_code
+from vpngw.rules.diagnosis_codes import CODES, NOT_RUNNING, UNKNOWN, reason_code
 from vpngw.store import queries
 from vpngw.store.engine import Database
+from vpngw.store.freshness import Observer, effective
 
 LOGS = Path(__file__).resolve().parents[1] / "dataplane" / "logs"
 
@@ -72,6 +73,14 @@ def test_every_kind_the_data_plane_gives_has_a_reason_code() -> None:
         seen.add(found.kind)
     assert seen == set(KINDS)
     assert reason_code("") == "" and reason_code("Something new: ...") == UNKNOWN
+    # What the store reports for a gateway no node runs, or whose holder is silent or failing.
+    for observer in (
+        Observer(holder=None, expires_ms=0, observed_by=None, observed_until_ms=0, pass_error=""),
+        Observer(holder="n1", expires_ms=2, observed_by="n2", observed_until_ms=0, pass_error=""),
+        Observer(holder="n1", expires_ms=2, observed_by="n1", observed_until_ms=2, pass_error="boom"),
+    ):
+        _, said = effective("ipsec_sa_established", "", observer, now_ms=1)
+        assert reason_code(said) == NOT_RUNNING, said
 
 
 def _items(body: dict[str, Any]) -> dict[str, dict[str, Any]]:

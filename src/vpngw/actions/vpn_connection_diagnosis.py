@@ -96,7 +96,8 @@ def _diagnosis(ctx: Context, session: Session, connection: VpnConnection) -> Con
         connection.status, connection.diagnosis, observer, now_ms=ctx.now_ms
     )
     code = reason_code(diagnosis)
-    failed_time = connection.observed_time if code else None
+    # When the data plane stored the diagnosis; a gateway no node runs has no such time.
+    failed_time = (connection.observed_time or ctx.now_ms) if code else None
     return ConnectionDiagnosis(
         vpn_connection_id=connection.id,
         tunnel_id="",

@@ -18,6 +18,10 @@ CODES: tuple[tuple[str, str, str], ...] = (
     ("Peer not responding", "peer_not_responding", "PeerNotResponding"),
     ("Traffic selectors refused", "traffic_selectors_unacceptable", "TrafficSelectorMismatch"),
 )
+#: What the store reports when no node confirms it runs the gateway (``store.freshness``):
+#: nothing negotiates at all, whatever the last diagnosis was.
+NOT_RUNNING = "GatewayNotRunning"
+_NOT_RUNNING_PREFIXES = ("No data-plane node runs this gateway", "Node ")
 #: A diagnosis whose wording this table does not know (a newer data plane's).
 UNKNOWN = "NegotiationFailed"
 
@@ -29,4 +33,6 @@ def reason_code(diagnosis: str) -> str:
     for prefix, _kind, code in CODES:
         if diagnosis.startswith(prefix):
             return code
+    if diagnosis.startswith(_NOT_RUNNING_PREFIXES):
+        return NOT_RUNNING
     return UNKNOWN
