@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -12,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from vpngw.store import traffic_history
+from vpngw.store import freshness, traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -449,7 +450,9 @@ def connection_metric_rows(
     session: Session,
 ) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
     """(id, gateway, Status, HealthCheckConfig, health status, traffic) of every connection,
-    in creation order: what ``/metrics`` reports per connection."""
+    in creation order: what ``/metrics`` reports per connection. The Status is the one
+    the API reports (:func:`vpngw.store.freshness.effective`): an observation whose
+    observer went silent or fails counts as down."""
     columns = (
         VpnConnection.id,
         VpnConnection.vpn_gateway_id,
@@ -458,7 +461,28 @@ def connection_metric_rows(
         VpnConnection.health_check_status,
         VpnConnection.traffic,
     )
-    return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]
+    rows = session.execute(select(*columns).order_by(VpnConnection.seq)).all()
+    seen_by = freshness.observers(session, {row[1] for row in rows})
+    now_ms = int(time.time() * 1000)
+    return [
+        (
+            cid,
+            gid,
+            freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
+            check,
+            verdict,
+            traffic,
+        )
+        for cid, gid, status, check, verdict, traffic in rows
+    ]
+
+
+def first_access_key(session: Session) -> AccessKey | None:
+    return session.scalars(select(AccessKey).order_by(AccessKey.create_time).limit(1)).first()
+
+
+def first_connection(session: Session) -> VpnConnection | None:
+    return session.scalars(select(VpnConnection).order_by(VpnConnection.seq).limit(1)).first()
 
 
 def all_access_keys(session: Session) -> Sequence[AccessKey]:
@@ -649,6 +673,7 @@ def write_observation(
     diagnosis: str,
     traffic: dict[str, int] | None,
     now_ms: int,
+    observed_by: str | None = None,
 ) -> bool:
     """Store what the data plane sees of a connection; only a difference is written.
 
@@ -668,6 +693,7 @@ def write_observation(
     connection.diagnosis = diagnosis
     connection.traffic = None if traffic is None else dict(traffic)
     connection.observed_time = now_ms
+    connection.observed_by = observed_by
     if traffic is not None:
         traffic_history.record(session, connection_id, traffic, now_ms)
     session.flush()
