@@ -148,6 +148,10 @@ class Server:
         self.port = free_port()
         self.log_path = self.workdir / f"server-{label}.log"
         self.flags = ["--log-level", "warning"]
+        # The API alone: on a machine that can run the data plane (root, strongSwan), serve would
+        # otherwise start a charon per gateway of the world (421) and measure them too.
+        if serve_supports("--no-dataplane"):
+            self.flags.append("--no-dataplane")
         if serve_supports("--no-access-log"):
             self.flags.append("--no-access-log")
         cmd = [

@@ -7,7 +7,7 @@ from vpngw.accounts import ACCESS_KEY_PURPOSE
 from vpngw.actions.customer_gateways import AUTH_KEY_PURPOSE
 from vpngw.actions.dispatch import RESPONSE_PURPOSE
 from vpngw.ike_config import PSK_PURPOSE
-from vpngw.sealing import Sealer
+from vpngw.sealing import Sealer, SealingError
 from vpngw.store import queries
 from vpngw.store.engine import Database
 
@@ -35,3 +35,30 @@ def reseal_all(db: Database, sealer: Sealer) -> int:
                 record.response = {"sealed": again(record.response["sealed"], RESPONSE_PURPOSE)}
                 count += 1
     return count
+
+
+def sealed_samples(db: Database) -> list[tuple[str, str]]:
+    """A few sealed values of the database (sealed text, purpose): one of each kind."""
+    samples: list[tuple[str, str]] = []
+    with db.transaction(write=False) as session:
+        key = queries.first_access_key(session)
+        if key is not None:
+            samples.append((key.secret_sealed, ACCESS_KEY_PURPOSE))
+        connection = queries.first_connection(session)
+        if connection is not None:
+            samples.append((str(connection.ike_config["Psk"]), PSK_PURPOSE))
+    return samples
+
+
+def check_opens(db: Database, sealer: Sealer) -> None:
+    """Raise SealingError unless ``sealer`` opens the database's secrets (a node with
+    another fleet's master key, or a new one, must not start: it would run nothing it
+    holds, docs/hosts.md)."""
+    for sealed, _purpose in sealed_samples(db):
+        try:
+            sealer.open(sealed, _purpose)
+        except SealingError as error:
+            raise SealingError(
+                f"this node's master key does not open the secrets stored in the database ({error}); "
+                "give it the fleet's master key (VPNGW_MASTER_KEY or VPNGW_MASTER_KEY_FILE)"
+            ) from None

@@ -135,12 +135,21 @@ class Sealer:
         return None
 
 
-def load_sealer(environ: dict[str, str] | None = None) -> tuple[Sealer, str]:
-    """The sealer and a sentence saying where its key came from (never the key)."""
+def load_sealer(environ: dict[str, str] | None = None, *, create: bool = True) -> tuple[Sealer, str]:
+    """The sealer and a sentence saying where its key came from (never the key).
+
+    ``create``: make a new key file when there is none. False for a data-plane agent and
+    for a server on a database that holds sealed data: a new key opens none of the
+    fleet's secrets, so such a node must refuse to start instead (SealingError)."""
     env = dict(os.environ if environ is None else environ)
     if env.get("VPNGW_MASTER_KEY"):
         return Sealer(parse_keyring(env["VPNGW_MASTER_KEY"])), "master key from VPNGW_MASTER_KEY"
     path = Path(env.get("VPNGW_MASTER_KEY_FILE") or DEFAULT_KEY_FILE)
+    if not path.exists() and not create:
+        raise SealingError(
+            f"no master key: neither VPNGW_MASTER_KEY nor the key file {path} is there; give this node "
+            "the fleet's master key (a new one would open none of the stored secrets)"
+        )
     if not path.exists():
         fd = files.create_private_file(path)
         with os.fdopen(fd, "w") as handle:

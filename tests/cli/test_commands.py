@@ -80,6 +80,9 @@ def test_call_signs_and_reports_errors(
         monkeypatch.setenv("VPNGW_ACCESS_KEY_SECRET", pair["AccessKeySecret"])
         code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", url)
         assert code == 0 and json.loads(out)["Vpcs"]["Vpc"][0]["VpcName"] == "from-cli"
+        bare = url.removeprefix("http://")  # HOST:PORT, as an operator types it
+        code, out = _run(capsys, "call", "DescribeVpcs", "--region", "cn-hangzhou", "--endpoint", bare)
+        assert code == 0 and json.loads(out)["Vpcs"]["Vpc"][0]["VpcName"] == "from-cli"
         code, out = _run(
             capsys,
             "call",
@@ -146,3 +149,112 @@ def test_first_start_bootstrap(
     assert {pair["AccessKeyId"], "LTAIscripted"} <= keys
     assert "scripted-secret" not in capsys.readouterr().out
     db.dispose()
+
+
+def test_serve_refuses_a_new_or_wrong_master_key_on_a_database_with_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    assert _run(capsys, "account", "create", "team-a", "--db", url)[0] == 0  # a sealed secret
+    key_file = tmp_path / "new.key"
+    monkeypatch.delenv("VPNGW_MASTER_KEY")
+    monkeypatch.setenv("VPNGW_MASTER_KEY_FILE", str(key_file))
+    assert main(["serve", "--no-dataplane", "--port", "0", "--db", url]) == 2
+    assert "no master key" in capsys.readouterr().err
+    assert not key_file.exists()  # no new key is made for a database that has secrets
+    monkeypatch.setenv("VPNGW_MASTER_KEY", new_master_key_line())  # another fleet's key
+    assert main(["serve", "--no-dataplane", "--port", "0", "--db", url]) == 2
+    assert "does not open the secrets" in capsys.readouterr().err
+
+
+def test_admin_commands_need_an_existing_database_named_explicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("VPNGW_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["node", "list"],
+        ["migrate"],
+        ["backup", "b.db"],
+        ["restore", "b.db"],
+        ["node", "drain", "n1"],
+    ):
+        assert main(argv) == 2, argv
+        assert "give --db URL or set VPNGW_DB" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path / 'typo.db'}"
+    for argv in (["node", "list"], ["migrate"], ["node", "forget", "n1"]):
+        assert main([*argv, "--db", missing]) == 2, argv
+        assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists() and not (tmp_path / "vpngw.db").exists()
+    assert main(["migrate", "--create", "--db", missing]) == 0  # asked for
+    monkeypatch.setenv("VPNGW_DB", missing)
+    assert main(["node", "list"]) == 0
+
+
+def test_node_forget_and_restore_refuse_a_live_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from vpngw.store import leases as lease_store
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    db = prepare_database(Settings(db_url=url))
+    assert main(["backup", str(tmp_path / "b.db"), "--db", url]) == 0
+    with db.transaction(write=True) as session:
+        now_ms = int(time.time() * 1000)
+        lease_store.heartbeat(session, node="n1", backend="host", addresses=(), capacity=1, now_ms=now_ms)
+        lease_store.heartbeat(
+            session, node="old", backend="host", addresses=(), capacity=1, now_ms=now_ms - 60_000
+        )
+    db.dispose()
+    capsys.readouterr()
+    assert main(["node", "forget", "n1", "--db", url]) == 2
+    assert "is live" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "b.db"), "--db", url]) == 2
+    assert "n1 run on this database" in capsys.readouterr().err
+    assert main(["node", "forget", "old", "--db", url]) == 0  # a dead one goes
+
+
+def test_agent_refuses_a_bad_metrics_address_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    argv = ["agent", "--node", "n1", "--backend", "host", "--metrics", "nonsense", "--db", url]
+    assert main(argv) == 2
+    assert "--metrics" in capsys.readouterr().err
+    assert not (tmp_path / "fleet.db").exists()  # nothing opened, nothing registered
+
+
+def test_serve_runs_no_data_plane_beside_host_agents_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from vpngw.cli.main import build_parser, start_dataplane
+    from vpngw.sealing import Sealer
+    from vpngw.store import leases as lease_store
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    db = prepare_database(Settings(db_url=url))
+    with db.transaction(write=True) as session:
+        lease_store.heartbeat(
+            session, node="gw-1", backend="host", addresses=(), capacity=1, now_ms=int(time.time() * 1000)
+        )
+    args = build_parser().parse_args(["serve", "--db", url])
+    args.backend_given, args.backend = False, "lab"  # as main() resolves an absent --backend
+    assert start_dataplane(args, db, Sealer(parse_keyring(TEST_MASTER_KEY))) is None
+    assert "host agents run on this database (gw-1)" in capsys.readouterr().out
+    db.dispose()
+
+
+def test_node_check_prints_what_the_host_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    prepare_database(Settings(db_url=url)).dispose()
+    code, out = _run(capsys, "node", "check", "--uplink", "lo", "--vpc-side", "nosuch0", "--db", url)
+    assert code == 1
+    assert "ok       the uplink lo" in out
+    assert "MISSING  the VPC-side interface nosuch0: no such interface" in out
+    assert "ok       the fleet's master key and database" in out
+    code, out = _run(capsys, "node", "check", "--uplink", "lo", "--db", str(tmp_path / "typo"))
+    assert code == 1 and "MISSING  the VPC-side interface: not given (--vpc-side IF)" in out

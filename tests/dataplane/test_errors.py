@@ -153,5 +153,39 @@ def test_every_backend_refuses_a_second_process_with_backend_busy(tmp_path: Path
         finally:
             held.close()
         backend.lock().close()  # released: the next process may take it
-    for lock_file in (base.LOCK_DIR / f"vt-busy-{suffix}.lock", base.LOCK_DIR / f"host-busy-{suffix}.lock"):
+    for lock_file in (base.LOCK_DIR / f"vt-busy-{suffix}.lock", base.LOCK_DIR / f"busy-{suffix}.host.lock"):
+        assert lock_file.exists()
         lock_file.unlink(missing_ok=True)  # names no other process uses
+
+
+def test_lab_down_removes_the_locks_and_state_its_nodes_left(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the machine-wide locks live in /run/vpngw")
+    from vpngw.cli.main import main
+    from vpngw.dataplane.backends.lab import lab as lab_dirs
+    from vpngw.dataplane.backends.lab import node as lab_node
+
+    lab = f"vt-{netns.unique_suffix()}"
+    network = LabNetwork(lab, lab_dirs.STATE_ROOT / lab, run_dir=lab_dirs.RUN_ROOT / lab)
+    network.lock().close()
+    node = f"{lab}-n1"
+    try:
+        lab_node.create_node(network, node, vpc_subnets=("10.1.1.0/24",))
+        # What an agent of the node leaves: its lock and its default state directory.
+        HostNetwork(HostConfig(node, "eth0", "br-vpc", tmp_path / "host")).lock().close()
+        (lab_dirs.STATE_ROOT / node / "g-vpn-x").mkdir(parents=True)
+        # Another process's lock, held: it stays.
+        busy = HostNetwork(HostConfig(f"{lab}-n2", "eth0", "br-vpc", tmp_path / "host")).lock()
+        assert {p.name for p in base.LOCK_DIR.glob(f"{lab}*.lock")} == {
+            f"{lab}.lock",
+            f"{node}.host.lock",
+            f"{lab}-n2.host.lock",
+        }
+        assert main(["lab", "down", "--lab", lab]) == 0
+        assert {p.name for p in base.LOCK_DIR.glob(f"{lab}*.lock")} == {f"{lab}-n2.host.lock"}
+        assert not (lab_dirs.STATE_ROOT / node).exists()
+        assert not [ns for ns in netns.namespaces() if ns.startswith(f"{lab}-")]
+        busy.close()
+    finally:
+        network.teardown()
+    assert not list(base.LOCK_DIR.glob(f"{lab}*.lock"))

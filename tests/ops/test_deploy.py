@@ -17,7 +17,11 @@ import pytest
 from vpngw.cli.main import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-UNITS = {"vpngw.service": "vpngw.env.example", "vpngw-agent.service": "agent.env.example"}
+UNITS = {
+    "vpngw.service": "vpngw.env.example",
+    "vpngw-api.service": "vpngw.env.example",
+    "vpngw-agent.service": "agent.env.example",
+}
 
 
 def environment(example: Path) -> dict[str, str]:
@@ -59,7 +63,9 @@ def test_systemd_accepts_the_unit(unit: str, tmp_path: Path) -> None:
     text = (DEPLOY / unit).read_text().replace("/opt/vpngw/bin/vpngw", str(vpngw))
     text = text.replace("EnvironmentFile=/etc/vpngw/", f"EnvironmentFile={tmp_path}/")
     (tmp_path / unit).write_text(text)
-    shutil.copy(DEPLOY / UNITS[unit], tmp_path / ("vpngw.env" if unit == "vpngw.service" else "agent.env"))
+    shutil.copy(
+        DEPLOY / UNITS[unit], tmp_path / ("agent.env" if unit == "vpngw-agent.service" else "vpngw.env")
+    )
     result = subprocess.run(
         ["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=60
     )
@@ -76,6 +82,23 @@ def test_the_serve_unit_runs_a_command_vpngw_takes() -> None:
     assert "Type=notify" in (DEPLOY / "vpngw.service").read_text().splitlines()
 
 
+def test_the_api_unit_runs_the_api_only_as_the_vpngw_user() -> None:
+    argv = exec_start(DEPLOY / "vpngw-api.service", environment(DEPLOY / "vpngw.env.example"))
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "serve" and args.no_dataplane
+    lines = (DEPLOY / "vpngw-api.service").read_text().splitlines()
+    assert "User=vpngw" in lines and "useradd" in "\n".join(lines)
+
+
+def test_the_several_node_serve_options_run_the_api_only() -> None:
+    text = (DEPLOY / "vpngw.env.example").read_text()
+    several = next(line for line in text.splitlines() if line.startswith("#VPNGW_SERVE_OPTIONS=")).lstrip("#")
+    key, _, value = several.partition("=")
+    env = {**environment(DEPLOY / "vpngw.env.example"), key: shlex.split(value)[0]}
+    argv = exec_start(DEPLOY / "vpngw.service", env)
+    assert build_parser().parse_args(argv[1:]).no_dataplane
+
+
 def test_the_agent_unit_runs_a_command_vpngw_takes() -> None:
     argv = exec_start(DEPLOY / "vpngw-agent.service", environment(DEPLOY / "agent.env.example"))
     assert argv[:6] == [
@@ -86,7 +109,7 @@ def test_the_agent_unit_runs_a_command_vpngw_takes() -> None:
         "--db",
         "postgresql+psycopg://vpngw@db.example/vpngw",
     ]
-    assert argv[6:] == ["--backend", "host", "--uplink", "eth0", "--vpc-side", "eth1"]
+    assert argv[6:] == ["--backend", "host", "--log-format", "json", "--uplink", "eth0", "--vpc-side", "eth1"]
     if "agent" not in subcommands():
         pytest.skip("vpngw agent is being built: its command line is checked once the parser has it")
     build_parser().parse_args(argv[1:])

@@ -28,7 +28,7 @@ from vpngw.actions.vpn_gateways import get_gateway
 from vpngw.errors import invalid_parameter
 from vpngw.ike_config import opened_ike
 from vpngw.rules.diagnosis_codes import reason_code
-from vpngw.store import queries
+from vpngw.store import freshness, queries
 from vpngw.store.models import VpnConnection
 
 SOURCE_LINES = 20
@@ -90,13 +90,18 @@ def source_log(ctx: Context, session: Session, connection: VpnConnection, until_
 
 
 def _diagnosis(ctx: Context, session: Session, connection: VpnConnection) -> ConnectionDiagnosis:
-    code = reason_code(connection.diagnosis)
+    # What DescribeVpnConnection says: a silent or failing holder's connection is down.
+    observer = freshness.observers(session, [connection.vpn_gateway_id]).get(connection.vpn_gateway_id)
+    _status, diagnosis = freshness.effective(
+        connection.status, connection.diagnosis, observer, now_ms=ctx.now_ms
+    )
+    code = reason_code(diagnosis)
     failed_time = connection.observed_time if code else None
     return ConnectionDiagnosis(
         vpn_connection_id=connection.id,
         tunnel_id="",
         failed_reason_code=code,
-        failed_reason=connection.diagnosis,
+        failed_reason=diagnosis,
         failed_time=failed_time,
         source_log=source_log(ctx, session, connection, failed_time or ctx.now_ms) if code else "",
         severity="Critical" if code else "Normal",

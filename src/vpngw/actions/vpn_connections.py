@@ -52,7 +52,7 @@ from vpngw.rules.tunnel_config import (
 )
 from vpngw.rules.values import parse_bool
 from vpngw.sealing import Sealer
-from vpngw.store import queries, traffic_history
+from vpngw.store import freshness, queries, traffic_history
 from vpngw.store.models import VpnConnection
 
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
@@ -305,8 +305,10 @@ class VpnConnectionListItem(VpnConnectionItem):
     tag: TagList
 
 
-def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
+def _fields(ctx: Context, c: VpnConnection, observer: freshness.Observer | None = None) -> dict[str, Any]:
     check = c.health_check
+    # An observation counts only while its observer confirms it (store/freshness.py).
+    status, diagnosis = freshness.effective(c.status, c.diagnosis, observer, now_ms=ctx.now_ms)
     return {
         "vpn_connection_id": c.id,
         "vpn_gateway_id": c.vpn_gateway_id,
@@ -319,7 +321,7 @@ def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
         "auto_config_route": c.auto_config_route,
         "enable_dpd": c.enable_dpd,
         "enable_nat_traversal": c.enable_nat_traversal,
-        "status": c.status,
+        "status": status,
         "state": c.state,
         "ike_config": opened_ike(ctx.sealer, c.ike_config),
         "ipsec_config": c.ipsec_config,
@@ -338,13 +340,16 @@ def _fields(ctx: Context, c: VpnConnection) -> dict[str, Any]:
         "network_type": "public",
         "attach_type": "VPNGW",
         "resource_group_id": "",
-        "diagnosis": c.diagnosis,
+        "diagnosis": diagnosis,
         "traffic_statistics": TrafficStatistics.model_validate(c.traffic or {}),
     }
 
 
 def connection_view(ctx: Context, session: Session, c: VpnConnection) -> VpnConnectionDetail:
-    return VpnConnectionDetail(**_fields(ctx, c), tags=tag_list(queries.tags_of(session, [c.id])[c.id]))
+    observer = freshness.observers(session, [c.vpn_gateway_id]).get(c.vpn_gateway_id)
+    return VpnConnectionDetail(
+        **_fields(ctx, c, observer), tags=tag_list(queries.tags_of(session, [c.id])[c.id])
+    )
 
 
 def get_connection(
@@ -397,12 +402,18 @@ def describe_vpn_connections(
         session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
     )
     tags = queries.tags_of(session, [c.id for c in rows])
+    seen_by = freshness.observers(session, {c.vpn_gateway_id for c in rows})
     return DescribeVpnConnectionsResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
         vpn_connections=VpnConnectionList(
-            vpn_connection=[VpnConnectionListItem(**_fields(ctx, c), tag=tag_list(tags[c.id])) for c in rows]
+            vpn_connection=[
+                VpnConnectionListItem(
+                    **_fields(ctx, c, seen_by.get(c.vpn_gateway_id)), tag=tag_list(tags[c.id])
+                )
+                for c in rows
+            ]
         ),
     )
 

@@ -90,6 +90,8 @@ def post_signed(endpoint: str, key_id: str, secret: str, params: dict[str, str])
         nonce=uuid.uuid4().hex,
         timestamp=datetime.datetime.now(datetime.UTC),
     )
+    if "://" not in endpoint:
+        endpoint = "http://" + endpoint  # HOST:PORT, as serve prints it without the scheme
     request = urllib.request.Request(
         endpoint.rstrip("/") + "/",
         data=urllib.parse.urlencode(signed, quote_via=urllib.parse.quote).encode(),

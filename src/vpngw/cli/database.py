@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from vpngw.config import Settings
 from vpngw.store import migrate, queries
@@ -29,3 +31,37 @@ def database_identity(url: str) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         parsed = parsed.set(database=str(Path(parsed.database).resolve()))
     return parsed.render_as_string(hide_password=True)
+
+
+def admin_db_url(cli_value: str | None, *, create: bool = False) -> str:
+    """The database an admin command (``node *``, ``migrate``, ``backup``, ``restore``)
+    acts on: named explicitly (``--db`` or ``VPNGW_DB``; never the ``./vpngw.db`` default),
+    and, for SQLite, a file that exists unless ``create`` (a mistyped path must not
+    quietly become an empty database). ValueError otherwise."""
+    url = cli_value or os.environ.get("VPNGW_DB")
+    if not url:
+        raise ValueError(
+            "which database? give --db URL or set VPNGW_DB (admin commands never fall back to ./vpngw.db)"
+        )
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not create:
+        if not Path(path).exists():
+            raise ValueError(f"no database at {path} (a mistyped path?); nothing was created")
+    return url
+
+
+def live_node_names(url: str, *, within_ms: int) -> list[str]:
+    """Nodes (``vpngw agent``, ``vpngw serve`` with its data plane) whose heartbeat on the
+    database at ``url`` is younger than ``within_ms``; [] when it has no nodes table."""
+    from vpngw.store import leases as lease_store
+
+    db = Database(url)
+    try:
+        with db.transaction(write=False) as session:
+            now_ms = int(time.time() * 1000)
+            return [n.name for n in lease_store.nodes(session) if n.heartbeat_ms >= now_ms - within_ms]
+    except SQLAlchemyError:
+        return []
+    finally:
+        db.dispose()

@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from vpngw.cli.call import CallError, call_action
+from vpngw.dataplane.backends.base import remove_machine_locks
+from vpngw.dataplane.backends.lab import lab as lab_dirs
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.backends.lab import topology
@@ -265,6 +268,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     network = network_of(args)
     for node in lab_node.lab_nodes(network):
         lab_node.remove_node(network, node.name)
-    network.teardown()
+        # What an agent of the node left: its default state directory and its lock.
+        shutil.rmtree(lab_dirs.STATE_ROOT / node.name, ignore_errors=True)
+        remove_machine_locks(f"{node.name}.host")
+    network.teardown()  # and the lock files of the lab and its nodes
     print(f"vpngw lab: lab {args.lab} removed")
     return 0

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
-from vpngw.cli.database import prepare_database
+from vpngw.cli.database import admin_db_url, live_node_names, prepare_database
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import backup, migrate
@@ -54,16 +54,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def listen_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too; ``:PORT`` means 127.0.0.1) as ``(host, port)``."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = settings_from_env(args.db)
+    settings = settings_from_env(admin_db_url(args.db, create=args.create))
     migrate.upgrade(settings.db_url)
     print(f"vpngw: database {make_url(settings.db_url).render_as_string(hide_password=True)} is up to date")
     return 0
@@ -119,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.metrics:
         print("vpngw: --metrics is served by a single process: not with --workers", file=sys.stderr)
         return 2
-    metrics_address = listen_address(args.metrics) if args.metrics else None
+    metrics_address = nodes_cli.listen_address(args.metrics) if args.metrics else None
     if bool(args.tls_cert) != bool(args.tls_key):
         print("vpngw: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -135,9 +127,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "them) cross the network in clear; give --tls-cert and --tls-key (docs/operations.md)",
             flush=True,
         )
+    from vpngw.resealing import check_opens, sealed_samples
+
     settings = settings_from_env(args.db)
-    sealer, key_source = load_sealer()
     db = prepare_database(settings)
+    try:
+        # A new master key only for a database that holds no secret yet: on one that
+        # does, it would open nothing (and an agent never makes one).
+        sealer, key_source = load_sealer(create=not sealed_samples(db))
+        check_opens(db, sealer)
+    except SealingError as error:
+        print(f"vpngw: refusing to start: {error}", file=sys.stderr)
+        return 2
     print(f"vpngw: {key_source}", flush=True)
     authenticator = configure_authentication(args, settings, db, sealer, dict(os.environ))
     reconciler = start_dataplane(args, db, sealer)
@@ -195,8 +196,12 @@ def _serve_workers(args: argparse.Namespace, app: Any, db: Database, tls: Any) -
     return run_workers(args.workers, sock, serve)
 
 
+# A node whose heartbeat is this recent is taken for running (heartbeats come every second).
+RESTORE_LIVE_MS = 15_000
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
-    url = settings_from_env(args.db).db_url
+    url = admin_db_url(args.db)
     backup.backup(url, Path(args.file))
     print(
         f"vpngw: {make_url(url).database} backed up to {args.file}; the master key is not in it: keep it apart "
@@ -206,7 +211,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    url = settings_from_env(args.db).db_url
+    url = admin_db_url(args.db, create=args.create)
+    live = live_node_names(url, within_ms=RESTORE_LIVE_MS)
+    if live:
+        print(
+            f"vpngw: refusing to restore: node(s) {', '.join(live)} run on this database (a heartbeat within "
+            f"{RESTORE_LIVE_MS // 1000} s); stop every vpngw serve and agent on it first (docs/operations.md)",
+            file=sys.stderr,
+        )
+        return 2
     backup.restore(Path(args.file), url)
     migrate.upgrade(url)  # a backup from an older release gets today's schema
     print(
@@ -215,6 +228,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def host_agents(db: Database, *, besides: str | None) -> list[str]:
+    """Names of the host-backend nodes registered on the database (other than ``besides``)."""
+    from vpngw.store import leases as lease_store
+
+    with db.transaction(write=False) as session:
+        return [n.name for n in lease_store.nodes(session) if n.backend == "host" and n.name != besides]
 
 
 def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
@@ -226,6 +247,15 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
     if args.no_dataplane:
         print(
             "vpngw: data plane off (--no-dataplane): connections are stored, no tunnel is built", flush=True
+        )
+        return None
+    agents = host_agents(db, besides=args.node)
+    if agents and not args.backend_given:
+        # A fleet: the gateways belong on the agents' hosts, not in lab namespaces here.
+        print(
+            f"vpngw: data plane off: host agents run on this database ({', '.join(agents)}); the API runs "
+            "alone (give --backend to run a data plane here too, --no-dataplane to say so)",
+            flush=True,
         )
         return None
     reason = missing_prerequisites()
@@ -381,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate_cmd = commands.add_parser("migrate", help="apply database schema migrations")
     _db_option(migrate_cmd)
+    migrate_cmd.add_argument(
+        "--create", action="store_true", help="create the SQLite file if there is none (else refused)"
+    )
     migrate_cmd.set_defaults(run=cmd_migrate)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(dest="sub", required=True)
@@ -433,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore_cmd.add_argument("file", help="a file written by vpngw backup")
     _db_option(restore_cmd)
+    restore_cmd.add_argument(
+        "--create", action="store_true", help="restore into a new SQLite file (else it must exist)"
+    )
     restore_cmd.set_defaults(run=cmd_restore)
 
     reseal = commands.add_parser(
@@ -468,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     # Every file vpngw and its children (charon) create is the owner's alone (docs/security.md).
     os.umask(files.UMASK)
     args = build_parser().parse_args(argv)
+    if hasattr(args, "backend"):
+        args.backend_given = args.backend is not None
+        args.backend = args.backend or "lab"
     logs.configure(getattr(args, "log_format", "text"))
     if args.command != "migrate":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # a no-op upgrade at every start says nothing

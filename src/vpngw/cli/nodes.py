@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vpngw import systemd
 from vpngw.cli import lab as lab_cli
-from vpngw.cli.database import database_identity, prepare_database
+from vpngw.cli.database import admin_db_url, database_identity, live_node_names, prepare_database
+from vpngw.cli.node_check import add_check_parser
 from vpngw.config import settings_from_env
-from vpngw.sealing import Sealer, load_sealer
+from vpngw.resealing import check_opens
+from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 
@@ -87,7 +89,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=("lab", "host"),
-        default=os.environ.get("VPNGW_BACKEND", "lab"),
+        # None when neither --backend nor VPNGW_BACKEND says: "lab", but serve then runs no
+        # data plane on a database where host agents run (main.resolve_backend).
+        default=os.environ.get("VPNGW_BACKEND") or None,
         help="lab: namespaces on a lab WAN of this machine; host: a real uplink and VPC side",
     )
     parser.add_argument(
@@ -164,6 +168,7 @@ def add_node_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     move.add_argument("--to", required=True, metavar="NODE")
     move.set_defaults(run=cmd_node_move)
     listing.set_defaults(run=cmd_node_list)
+    add_check_parser(sub)
     for parser in sub.choices.values():
         parser.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
         parser.add_argument(
@@ -183,6 +188,34 @@ def timing_of(args: argparse.Namespace) -> LeaseTiming:
     return LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s)
 
 
+def clock_offset_s(db: Database) -> tuple[float, float] | None:
+    """(this machine's clock minus the database's, the uncertainty of that: half the
+    query's round trip) in seconds; None on SQLite."""
+    t0 = time.time()
+    with db.transaction(write=False) as session:
+        remote_ms = lease_store.database_clock_ms(session)
+    t1 = time.time()
+    if remote_ms is None:
+        return None
+    return (t0 + t1) / 2 - remote_ms / 1000, (t1 - t0) / 2
+
+
+def check_clock(db: Database, timing: LeaseTiming) -> None:
+    """Refuse (ValueError) a node whose clock disagrees with the database's by more than
+    the lease protocol tolerates between two nodes (fencing margin plus skew), halved:
+    each of two nodes may be off by that much in opposite directions (docs/hosts.md)."""
+    measured = clock_offset_s(db)
+    if measured is None:
+        return
+    offset, uncertainty = measured
+    allowed = (timing.fence_margin_s + timing.skew_s) / 2
+    if abs(offset) - uncertainty > allowed:
+        raise ValueError(
+            f"this machine's clock is {offset:+.3f} s off the database's (at most {allowed:.3f} s is safe for "
+            "the leases); synchronise it (chrony/NTP, docs/hosts.md) and start again"
+        )
+
+
 def node_reconciler(
     args: argparse.Namespace, db: Database, backend: NetworkBackend, sealer: Sealer, *, period_s: float = 1.0
 ) -> Reconciler:
@@ -190,6 +223,7 @@ def node_reconciler(
     from vpngw.dataplane.core.reconciler import Reconciler
     from vpngw.dataplane.nodes.placement import LeaseKeeper, NodeIdentity
 
+    check_clock(db, timing_of(args))
     identity = NodeIdentity(check_node_name(args.node), backend.kind, node_addresses(), args.capacity)
     holder: list[Reconciler] = []
     keeper = LeaseKeeper(
@@ -244,10 +278,24 @@ def backend_of(args: argparse.Namespace, *, db_url: str | None = None) -> Networ
     return lab_cli.network_of(args, owner=database_identity(db_url) if db_url else None)
 
 
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too; ``:PORT`` means 127.0.0.1) as ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from vpngw.dataplane.charon.daemon import missing_prerequisites
     from vpngw.dataplane.errors import DataplaneError
 
+    try:
+        # Checked before anything starts: a bad value must not leave a registered node.
+        metrics_address = listen_address(args.metrics) if args.metrics else None
+    except ValueError as error:
+        print(f"vpngw agent: --metrics: {error}", file=sys.stderr)
+        return 2
     reason = missing_prerequisites()
     if reason:
         print(f"vpngw agent: cannot run a data plane here: {reason}", file=sys.stderr)
@@ -255,22 +303,24 @@ def cmd_agent(args: argparse.Namespace) -> int:
     try:
         check_node_name(args.node)
         settings = settings_from_env(args.db)
-        sealer, _where = load_sealer()
+        # An agent never makes a master key, and refuses one that does not open the
+        # fleet's secrets: it would take leases and run nothing (docs/hosts.md).
+        sealer, _where = load_sealer(create=False)
         db = prepare_database(settings)
+        check_opens(db, sealer)
         backend = backend_of(args, db_url=settings.db_url)
         reconciler = node_reconciler(args, db, backend, sealer, period_s=args.period_s)
         reconciler.start()
-    except (ValueError, DataplaneError) as error:  # BackendBusy, a missing uplink, ...
-        print(f"vpngw agent: {error}", file=sys.stderr)
+    except (ValueError, DataplaneError, SealingError) as error:  # BackendBusy, a missing uplink, ...
+        print(f"vpngw agent: refusing to start: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if args.metrics:
+    if metrics_address is not None:
         from prometheus_client import start_http_server
 
-        host, _, port = args.metrics.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1")
+        start_http_server(metrics_address[1], addr=metrics_address[0])
     print(
         f"vpngw agent: node {args.node} ({backend.kind} backend) is up; leases of {args.lease_s:g} s",
         flush=True,
@@ -290,8 +340,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> Database:
-
-    return prepare_database(settings_from_env(args.db))
+    """The fleet's database, named explicitly and existing (admin_db_url)."""
+    return prepare_database(settings_from_env(admin_db_url(args.db)))
 
 
 def fleet(db: Database, *, lease_s: float) -> dict[str, object]:
@@ -349,6 +399,13 @@ def cmd_node_list(args: argparse.Namespace) -> int:
 
 def cmd_node_state(args: argparse.Namespace) -> int:
     db = _db(args)
+    if args.action == "forget" and args.name in live_node_names(db.url, within_ms=int(args.lease_s * 1000)):
+        # It would be back at its next heartbeat: stop its agent (or drain it) first.
+        print(
+            f"vpngw node: {args.name} is live (a heartbeat within the lease time); stop its agent first",
+            file=sys.stderr,
+        )
+        return 2
     with db.transaction(write=True) as session:
         if args.action == "forget":
             done = lease_store.forget_node(session, args.name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -90,6 +90,15 @@ def forget_node(session: Session, node: str) -> bool:
         return False
     result = session.execute(delete(Node).where(Node.name == node))
     return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
+
+
+def database_clock_ms(session: Session) -> int | None:
+    """The database server's clock (PostgreSQL ``clock_timestamp()``), None on SQLite (a
+    file on this machine: there is no other clock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    value = session.execute(text("SELECT extract(epoch FROM clock_timestamp()) * 1000")).scalar_one()
+    return int(float(value))
 
 
 # -- leases ------------------------------------------------------------------------

@@ -140,6 +140,8 @@ class VpnConnection(Base):
     # None is stored as SQL NULL (never observed), not as the JSON value null.
     traffic: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     observed_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The node that wrote the observation (None: never observed).
+    observed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[int] = mapped_column(BigInteger)
 
@@ -304,3 +306,9 @@ class GatewayLease(Base):
     pinned_node: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The node that held it before the current holder (or before it was lost).
     previous_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What the holder last confirmed (store/freshness.py): the node whose pass last ran
+    # this gateway, until when that confirmation stands, and the error of that pass ("" if
+    # it went through). A connection's stored Status counts only while it stands.
+    observed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    observed_until_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    pass_error: Mapped[str] = mapped_column(Text, default="", server_default="")

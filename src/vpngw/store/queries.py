@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -12,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from vpngw.store import traffic_history
+from vpngw.store import freshness, traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -85,13 +86,31 @@ def page(
         total = _counted(session, model, account_id, region_id)
     else:
         total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    keys = session.scalars(
-        select(model.seq)
-        .where(*conditions)
-        .order_by(model.seq)
-        .offset((page_number - 1) * page_size)
-        .limit(page_size)
-    ).all()
+    offset = (page_number - 1) * page_size
+    keys: Sequence[int]
+    if offset >= total > 0 and session.get_bind().dialect.name == "sqlite":
+        keys = []  # past the end (the total and the rows are one snapshot)
+    elif offset > total // 2 and session.get_bind().dialect.name == "sqlite":
+        # A page in the second half is read from the end of the index: the walk over skipped
+        # entries is at most half of them (the deepest page is the cheapest). Only where the
+        # total and the keys come from one snapshot (SQLite's read transaction): a total
+        # that moved in between would shift the page.
+        size = min(page_size, total - offset)
+        keys = list(
+            reversed(
+                session.scalars(
+                    select(model.seq)
+                    .where(*conditions)
+                    .order_by(model.seq.desc())
+                    .offset(total - offset - size)
+                    .limit(size)
+                ).all()
+            )
+        )
+    else:
+        keys = session.scalars(
+            select(model.seq).where(*conditions).order_by(model.seq).offset(offset).limit(page_size)
+        ).all()
     if not keys:
         return [], total
     rows = session.scalars(select(model).where(model.seq.in_(keys)).order_by(model.seq)).all()
@@ -431,7 +450,9 @@ def connection_metric_rows(
     session: Session,
 ) -> list[tuple[str, str, str, object, str, dict[str, int] | None]]:
     """(id, gateway, Status, HealthCheckConfig, health status, traffic) of every connection,
-    in creation order: what ``/metrics`` reports per connection."""
+    in creation order: what ``/metrics`` reports per connection. The Status is the one
+    the API reports (:func:`vpngw.store.freshness.effective`): an observation whose
+    observer went silent or fails counts as down."""
     columns = (
         VpnConnection.id,
         VpnConnection.vpn_gateway_id,
@@ -440,7 +461,28 @@ def connection_metric_rows(
         VpnConnection.health_check_status,
         VpnConnection.traffic,
     )
-    return [tuple(row) for row in session.execute(select(*columns).order_by(VpnConnection.seq))]
+    rows = session.execute(select(*columns).order_by(VpnConnection.seq)).all()
+    seen_by = freshness.observers(session, {row[1] for row in rows})
+    now_ms = int(time.time() * 1000)
+    return [
+        (
+            cid,
+            gid,
+            freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
+            check,
+            verdict,
+            traffic,
+        )
+        for cid, gid, status, check, verdict, traffic in rows
+    ]
+
+
+def first_access_key(session: Session) -> AccessKey | None:
+    return session.scalars(select(AccessKey).order_by(AccessKey.create_time).limit(1)).first()
+
+
+def first_connection(session: Session) -> VpnConnection | None:
+    return session.scalars(select(VpnConnection).order_by(VpnConnection.seq).limit(1)).first()
 
 
 def all_access_keys(session: Session) -> Sequence[AccessKey]:
@@ -631,6 +673,7 @@ def write_observation(
     diagnosis: str,
     traffic: dict[str, int] | None,
     now_ms: int,
+    observed_by: str | None = None,
 ) -> bool:
     """Store what the data plane sees of a connection; only a difference is written.
 
@@ -650,6 +693,7 @@ def write_observation(
     connection.diagnosis = diagnosis
     connection.traffic = None if traffic is None else dict(traffic)
     connection.observed_time = now_ms
+    connection.observed_by = observed_by
     if traffic is not None:
         traffic_history.record(session, connection_id, traffic, now_ms)
     session.flush()

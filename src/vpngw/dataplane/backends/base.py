@@ -136,6 +136,26 @@ def machine_lock(name: str, busy_message: str) -> IO[bytes]:
     return handle
 
 
+def remove_machine_locks(prefix: str) -> list[str]:
+    """Remove the lock files ``/run/vpngw/<prefix>.lock`` and ``/run/vpngw/<prefix>-*.lock``
+    (a lab's and its nodes', ``vpngw lab down``) that no process holds; the names removed.
+    A held one stays: removing it would let a second process take a fresh lock beside it."""
+    removed = []
+    for path in sorted({LOCK_DIR / f"{prefix}.lock", *LOCK_DIR.glob(f"{prefix}-*.lock")}):
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
 def gateway_anchor(subnet: str) -> str | None:
     """The address a gateway holds inside one of its local subnets, or None.
 

@@ -43,7 +43,7 @@ from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
 from vpngw.dataplane.spec.render import render_connection
 from vpngw.sealing import Sealer
-from vpngw.store import queries
+from vpngw.store import freshness, queries
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class Reconciler:
         self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
         self._backoff: dict[str, _Backoff] = {}
+        # The error of each gateway's last pass while it fails (confirmed on its lease).
+        self._backoff_errors: dict[str, str] = {}
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,8 +179,9 @@ class Reconciler:
                 break
             try:
                 self.run_once()
-            except Exception:
+            except Exception as error:
                 log.exception("reconcile pass failed; retrying on the next pass")
+                self._confirm_failed_pass(error)
             with self._pass_done:
                 self._passes += 1
                 self._pass_done.notify_all()
@@ -225,6 +228,8 @@ class Reconciler:
             self._note_outcome(gateway_id, due[gateway_id], error)
         for gateway_id in set(self._backoff) - set(desired):
             del self._backoff[gateway_id]
+        for gateway_id in set(self._backoff_errors) - set(desired):
+            del self._backoff_errors[gateway_id]
         for gateway_id, state in desired.items():
             agent = self._agents[gateway_id]
             for check in state.health_checks:
@@ -251,6 +256,12 @@ class Reconciler:
         for name in set(self._specs) - wanted:
             del self._specs[name]
         self._store_health(targets)
+        if self.leases is not None:
+            outcomes = {gateway_id: "" for gateway_id in desired}
+            for gateway_id, backoff_error in self._backoff_errors.items():
+                if gateway_id in outcomes:
+                    outcomes[gateway_id] = backoff_error
+            self._confirm(outcomes)
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
             with self.db.transaction(write=True) as session:
                 queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
@@ -313,7 +324,10 @@ class Reconciler:
         """Back off a gateway that failed with a temporary error; forget it once it passes."""
         if error is None:
             self._backoff.pop(gateway_id, None)
+            self._backoff_errors.pop(gateway_id, None)
             return
+        if error.delay < BACKOFF_MAX_S:  # a permanent error is said on its connections already
+            self._backoff_errors[gateway_id] = str(error)
         before = self._backoff.get(gateway_id)
         delay = error.delay if before is None else min(max(before.delay * 2, error.delay), BACKOFF_MAX_S)
         self._backoff[gateway_id] = _Backoff(state, delay, time.monotonic() + delay)
@@ -356,9 +370,38 @@ class Reconciler:
             return
         with self.db.transaction(write=True) as session:
             queries.write_observation(
-                session, name, status=seen.status, diagnosis=diagnosis, traffic=traffic, now_ms=self._now_ms()
+                session,
+                name,
+                status=seen.status,
+                diagnosis=diagnosis,
+                traffic=traffic,
+                now_ms=self._now_ms(),
+                observed_by=self.leases.identity.name if self.leases is not None else None,
             )
         self._written[name] = _Written(seen.status, diagnosis, traffic, now)
+
+    def _confirm(self, outcomes: dict[str, str]) -> None:
+        """Tell readers this node ran these gateways just now (gateway -> the error of its
+        pass, "" if none): their stored observations stand a few renewals more
+        (store/freshness.py)."""
+        if self.leases is None or not outcomes:
+            return
+        timing = self.leases.timing
+        # A lease time and a few renewals (or passes) more: a slow pass (many charons
+        # starting) is not taken for a silent node.
+        until_ms = self._now_ms() + int((timing.lease_s + 3 * max(timing.renew_s, self.period_s)) * 1000)
+        try:
+            with self.db.transaction(write=True) as session:
+                freshness.confirm(session, self.leases.identity.name, outcomes, until_ms=until_ms)
+        except Exception:
+            log.exception("confirming this node's gateways failed (they read as silent until it works)")
+
+    def _confirm_failed_pass(self, error: Exception) -> None:
+        """A whole pass failed: every gateway this node holds says so on its connections."""
+        if self.leases is None:
+            return
+        reason = f"its last pass failed ({type(error).__name__}: {error}); see the node's log"
+        self._confirm(dict.fromkeys(self.leases.held(), reason))
 
     def _store_logs(self, agent: GatewayAgent) -> None:
         lines = agent.logs.drain()

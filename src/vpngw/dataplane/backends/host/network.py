@@ -105,8 +105,10 @@ class HostNetwork:
     # -- NetworkBackend -------------------------------------------------------------
 
     def lock(self) -> IO[bytes]:
+        # Named after the node (a lab node's name starts with its lab's): `lab down` and
+        # the tests find and remove it with the rest of what the node left.
         return machine_lock(
-            f"host-{self.config.node}",
+            f"{self.config.node}.host",
             f"node {self.config.node!r} is driven by another vpngw process on this machine",
         )
 

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from vpngw.dataplane.backends.base import LOCK_DIR
+from vpngw.dataplane.backends.base import LOCK_DIR, remove_machine_locks
 from vpngw.dataplane.backends.lab import topology
 from vpngw.dataplane.backends.lab.topology import LabNames
 from vpngw.dataplane.system import netns
@@ -130,6 +130,7 @@ class Lab:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.owner_path.unlink(missing_ok=True)  # the lab is free for any database again
+        remove_machine_locks(self.names.lab)  # the lab's and its nodes' (none held by then)
 
     def peer_dir(self, name: str) -> Path:
         return self.state_dir / f"p-{name}"
