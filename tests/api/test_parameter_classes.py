@@ -153,3 +153,25 @@ def test_dry_run_is_implemented_wherever_the_public_request_has_it() -> None:
     for name in with_dry_run:
         model = ACTIONS[name].params
         assert "dry_run" in model.model_fields and parameter_class(model, "DryRun") == ("implemented", "")
+
+
+def test_the_legacy_sdks_parameters_are_classified_too() -> None:
+    """aliyun-python-sdk-vpc's request classes name their parameters in add_*_param calls
+    (lists as ``'Tags.' + str(n) + '.Key'``): every one is in a class as well."""
+    import importlib
+    import inspect
+    import re
+
+    unclassified: list[str] = []
+    walked = 0
+    for name, action in ACTIONS.items():
+        if name in EXTENSIONS:
+            continue
+        module = importlib.import_module(f"aliyunsdkvpc.request.v20160428.{name}Request")
+        source = inspect.getsource(getattr(module, f"{name}Request"))
+        names = set(re.findall(r"add_(?:query|body)_params?\('([A-Za-z0-9]+)'", source))
+        names |= set(re.findall(r"add_(?:query|body)_params?\('([A-Za-z0-9]+)\.' \+ str", source))
+        walked += len(names)
+        unclassified += [f"{name}.{n}" for n in sorted(names) if parameter_class(action.params, n) is None]
+    assert walked > 150
+    assert not unclassified, unclassified

@@ -218,3 +218,18 @@ def test_another_accounts_resources_are_not_found(stack: tuple[Api, Database]) -
     ] == {"TagResource": []}
     assert as_other("DescribeVpnGateways", **{"Tag.1.Key": "mine"})["TotalCount"] == 0
     assert _tags(api.ok("DescribeVpnGateway", VpnGatewayId=world.vpn_gateway_id)) == {"mine": ""}
+
+
+def test_a_json_body_may_give_tags_as_an_array(api: Api) -> None:
+    world = build_world(api)
+    body = {
+        "RegionId": REGION,
+        **connection_params(world),
+        "Tags": [{"Key": "env", "Value": "prod"}, {"Key": "solo"}],
+    }
+    response = api.apsara("CreateVpnConnection", json=body)
+    assert response.status_code == 200, response.text
+    vco = response.json()["VpnConnectionId"]
+    assert _tags(api.ok("DescribeVpnConnection", VpnConnectionId=vco)) == {"env": "prod", "solo": ""}
+    bad = api.apsara("CreateVpnConnection", json={**body, "Tags": [{"Key": 1}]})
+    assert (bad.status_code, bad.json()["Code"]) == (400, "InvalidParameter.Tags")

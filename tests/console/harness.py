@@ -222,7 +222,7 @@ def browser(viewport: dict[str, int] = DESKTOP, *, ignore_https_errors: bool = F
                 ignore_https_errors=ignore_https_errors,  # a test CA's certificate
             )
             try:
-                context.set_default_timeout(15_000)
+                context.set_default_timeout(30_000)  # generous: a shared, loaded machine
                 page = context.pages[0] if context.pages else context.new_page()
                 driven = Browser(context, page, downloads_dir=profile / "downloads")
                 context.on("request", lambda request: driven.requests.append(request))
