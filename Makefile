@@ -7,7 +7,7 @@ PORT   ?= 8080
 # More options for `vpngw serve`, e.g. make run SERVE_ARGS="--no-dataplane --db postgresql+psycopg://..."
 SERVE_ARGS ?=
 
-.PHONY: run test check system-packages bench clean
+.PHONY: run test check screenshots system-packages bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ check: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
+
+## screenshots: run the console tests and write their screenshots into docs/console/ (commit when a page changed).
+screenshots: $(VENV)/.test system-packages
+	VPNGW_CONSOLE_SHOTS=$(CURDIR)/docs/console $(PY) -m pytest tests/console -q
 
 system-packages:
 	bash scripts/install-system-packages.sh

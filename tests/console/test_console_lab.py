@@ -2,7 +2,7 @@
 a real Chromium: a bad subnet refused at its field, a good connection created, a lab
 peer brought up (Status established, the topology green), a ping that makes the traffic
 plot rise, a changed Psk diagnosed, charon's log filtered, the configuration downloaded,
-the operator's nodes page, and delete. Screenshots go to docs/console/."""
+the operator's nodes page, and delete. Screenshots go to .artifacts/console/ (docs/console/ under make screenshots)."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def test_a_node_whose_clock_disagrees_with_the_database_s_is_refused(
     import types
 
     from tests.conftest import prepared
-    from vpngw.cli import nodes as nodes_cli
+    from vpngw.cli import clock as nodes_cli
     from vpngw.config import Settings
     from vpngw.dataplane.nodes.placement import LeaseTiming
 

@@ -12,9 +12,11 @@ import subprocess
 from collections.abc import Callable
 from functools import partial
 
+from vpngw.cli.clock import check_clock
 from vpngw.cli.database import admin_db_url, prepare_database
 from vpngw.config import settings_from_env
 from vpngw.dataplane.charon.daemon import missing_prerequisites
+from vpngw.dataplane.nodes.placement import LeaseTiming
 from vpngw.dataplane.system import netns
 from vpngw.resealing import check_opens
 from vpngw.sealing import SealingError, load_sealer
@@ -56,8 +58,6 @@ def checks(args: argparse.Namespace) -> list[tuple[str, Check]]:
 
 
 def _key_and_database(args: argparse.Namespace) -> str | None:
-    from vpngw.cli.nodes import check_clock, timing_of
-
     try:
         sealer, _where = load_sealer(create=False)
         db = prepare_database(settings_from_env(admin_db_url(args.db)))
@@ -67,7 +67,7 @@ def _key_and_database(args: argparse.Namespace) -> str | None:
         return f"cannot open the database: {type(error).__name__}: {str(error).splitlines()[0]}"
     try:
         check_opens(db, sealer)
-        check_clock(db, timing_of(args))
+        check_clock(db, LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s))
     except (SealingError, ValueError) as error:
         return str(error)
     finally:

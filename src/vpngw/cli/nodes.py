@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vpngw import systemd
 from vpngw.cli import lab as lab_cli
+from vpngw.cli.clock import check_clock
 from vpngw.cli.database import admin_db_url, database_identity, live_node_names, prepare_database
 from vpngw.cli.node_check import add_check_parser
 from vpngw.config import settings_from_env
@@ -186,34 +187,6 @@ def timing_of(args: argparse.Namespace) -> LeaseTiming:
     from vpngw.dataplane.nodes.placement import LeaseTiming
 
     return LeaseTiming(lease_s=args.lease_s, renew_s=args.renew_s)
-
-
-def clock_offset_s(db: Database) -> tuple[float, float] | None:
-    """(this machine's clock minus the database's, the uncertainty of that: half the
-    query's round trip) in seconds; None on SQLite."""
-    t0 = time.time()
-    with db.transaction(write=False) as session:
-        remote_ms = lease_store.database_clock_ms(session)
-    t1 = time.time()
-    if remote_ms is None:
-        return None
-    return (t0 + t1) / 2 - remote_ms / 1000, (t1 - t0) / 2
-
-
-def check_clock(db: Database, timing: LeaseTiming) -> None:
-    """Refuse (ValueError) a node whose clock disagrees with the database's by more than
-    the lease protocol tolerates between two nodes (fencing margin plus skew), halved:
-    each of two nodes may be off by that much in opposite directions (docs/hosts.md)."""
-    measured = clock_offset_s(db)
-    if measured is None:
-        return
-    offset, uncertainty = measured
-    allowed = (timing.fence_margin_s + timing.skew_s) / 2
-    if abs(offset) - uncertainty > allowed:
-        raise ValueError(
-            f"this machine's clock is {offset:+.3f} s off the database's (at most {allowed:.3f} s is safe for "
-            "the leases); synchronise it (chrony/NTP, docs/hosts.md) and start again"
-        )
 
 
 def node_reconciler(
