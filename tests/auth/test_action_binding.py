@@ -10,67 +10,32 @@ would.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET, Api, signed_query
+from tests.support.sdk import Captured, capturing_server
 from vpngw.auth.signatures import IncomingRequest, read_credentials, sign_rpc_v1, string_to_sign, verify
 from vpngw.errors import BadRequest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
-@dataclasses.dataclass
-class Captured:
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    captured: ClassVar[list[Captured]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.captured.append(Captured(self.command, self.path, headers, body))
-        payload = json.dumps({"RequestId": "captured"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json;charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+_CAPTURED: list[Captured] = []
 
 
 @pytest.fixture(scope="module")
 def capture_port() -> Iterator[int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with capturing_server({"RequestId": "captured"}, into=_CAPTURED) as port:
+        yield port
 
 
 def _tea_v2(port: int, read: str, params: dict[str, str]) -> Captured:
@@ -94,7 +59,7 @@ def _tea_v2(port: int, read: str, params: dict[str, str]) -> Captured:
         )
     else:
         client.describe_vpcs(models.DescribeVpcsRequest(region_id=REGION, vpc_id=params["Id"]))
-    return _Recorder.captured[-1]
+    return _CAPTURED[-1]
 
 
 def _core(port: int, read: str, params: dict[str, str]) -> Captured:
@@ -115,7 +80,7 @@ def _core(port: int, read: str, params: dict[str, str]) -> Captured:
     request.set_endpoint(f"127.0.0.1:{port}")
     request.set_protocol_type("http")
     AcsClient(TEST_KEY_ID, TEST_KEY_SECRET, REGION).do_action_with_exception(request)
-    return _Recorder.captured[-1]
+    return _CAPTURED[-1]
 
 
 SDKS: dict[str, Callable[[int, str, dict[str, str]], Captured]] = {"tea-v2": _tea_v2, "core": _core}

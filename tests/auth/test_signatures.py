@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from tests.support.sdk import Captured, capturing_server
 from vpngw.auth.signatures import (
     MASK,
     Credentials,
@@ -48,52 +46,18 @@ SIGNATURE_MISMATCH_PREFIX = (
 # --------------------------------------------------------------------------- capture server
 
 
-@dataclasses.dataclass
-class Captured:
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    captured: ClassVar[list[Captured]] = []
-
-    def _record(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.captured.append(Captured(self.command, self.path, headers, body))
-        payload = json.dumps(CANNED).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json;charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = _record
-    do_POST = _record
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+_CAPTURED: list[Captured] = []
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with capturing_server(CANNED, into=_CAPTURED) as port:
+        yield port
 
 
 def _last_capture() -> Captured:
-    assert _Recorder.captured, "the SDK sent nothing"
-    return _Recorder.captured[-1]
+    assert _CAPTURED, "the SDK sent nothing"
+    return _CAPTURED[-1]
 
 
 def to_incoming(cap: Captured) -> IncomingRequest:

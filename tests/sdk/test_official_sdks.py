@@ -29,6 +29,7 @@ from aliyunsdkvpc.request.v20160428 import (
 )
 
 from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET
+from tests.support.sdk import tea_client
 
 ACCESS_KEY_ID = TEST_KEY_ID
 ACCESS_KEY_SECRET = TEST_KEY_SECRET
@@ -108,22 +109,9 @@ def test_legacy_sdk_error_case(server_url: str) -> None:
     )
 
 
-def _tea_client(server_url: str, signature: str | None) -> TeaClient:
-    config = openapi_models.Config(
-        access_key_id=ACCESS_KEY_ID,
-        access_key_secret=ACCESS_KEY_SECRET,
-        region_id=REGION,
-        endpoint=server_url.removeprefix("http://"),
-        protocol="http",
-    )
-    if signature:
-        config.signature_algorithm = signature
-    return TeaClient(config)
-
-
 @pytest.mark.parametrize("signature", [None, "v2"], ids=["acs3", "v2"])
 def test_current_sdk_scenario(server_url: str, signature: str | None) -> None:
-    client = _tea_client(server_url, signature)
+    client = tea_client(server_url, signature)
     vpc = client.create_vpc(tea.CreateVpcRequest(region_id=REGION)).body.vpc_id
     gateway = client.create_vpn_gateway(
         tea.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, bandwidth=10)
@@ -191,7 +179,7 @@ def test_current_sdk_scenario(server_url: str, signature: str | None) -> None:
 
 @pytest.mark.parametrize("signature", [None, "v2"], ids=["acs3", "v2"])
 def test_current_sdk_error_case(server_url: str, signature: str | None) -> None:
-    client = _tea_client(server_url, signature)
+    client = tea_client(server_url, signature)
     with pytest.raises(ClientException) as raised:
         client.create_vpn_connection(
             tea.CreateVpnConnectionRequest(

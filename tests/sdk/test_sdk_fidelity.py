@@ -8,28 +8,15 @@ import json
 import time
 
 import pytest
-from alibabacloud_tea_openapi import models as openapi_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_vpc20160428 import models as tea
 from alibabacloud_vpc20160428.client import Client as TeaClient
 
-from tests.support.api import REGION, TEST_KEY_ID, TEST_KEY_SECRET
+from tests.support.api import REGION
+from tests.support.sdk import tea_client
 from vpngw.cli.main import prepare_database
 from vpngw.config import Settings
 from vpngw.store import queries
-
-
-def _client(server_url: str, signature: str | None) -> TeaClient:
-    config = openapi_models.Config(
-        access_key_id=TEST_KEY_ID,
-        access_key_secret=TEST_KEY_SECRET,
-        region_id=REGION,
-        endpoint=server_url.removeprefix("http://"),
-        protocol="http",
-    )
-    if signature:
-        config.signature_algorithm = signature
-    return TeaClient(config)
 
 
 def _count(client: TeaClient) -> int:
@@ -41,7 +28,7 @@ def _count(client: TeaClient) -> int:
 
 @pytest.mark.parametrize("signature", [None, "v2"], ids=["acs3", "v2"])
 def test_a_terraform_like_sequence(server_url: str, signature: str | None) -> None:
-    client = _client(server_url, signature)
+    client = tea_client(server_url, signature)
     vpc = client.create_vpc(tea.CreateVpcRequest(region_id=REGION, cidr_block="10.0.0.0/8")).body.vpc_id
     gateway = client.create_vpn_gateway(
         tea.CreateVpnGatewayRequest(
@@ -135,7 +122,7 @@ def test_a_terraform_like_sequence(server_url: str, signature: str | None) -> No
 
 
 def test_a_refused_parameter_through_the_sdk(server_url: str) -> None:
-    client = _client(server_url, None)
+    client = tea_client(server_url, None)
     vpc = client.create_vpc(tea.CreateVpcRequest(region_id=REGION)).body.vpc_id
     with pytest.raises(ClientException) as raised:
         client.create_vpn_gateway(
@@ -152,7 +139,7 @@ def test_a_refused_parameter_through_the_sdk(server_url: str) -> None:
 
 
 def test_diagnose_through_the_sdk(server_url: str, settings: Settings) -> None:
-    client = _client(server_url, None)
+    client = tea_client(server_url, None)
     vpc = client.create_vpc(tea.CreateVpcRequest(region_id=REGION)).body.vpc_id
     gateway = client.create_vpn_gateway(
         tea.CreateVpnGatewayRequest(region_id=REGION, vpc_id=vpc, bandwidth=10)
