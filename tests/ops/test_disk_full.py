@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.ops.load import create_params
 from tests.ops.server_process import ServerProcess
@@ -80,13 +79,14 @@ def sqlite_names(db_file: Path) -> Callable[[], list[str]]:
 
 
 def postgres_names(url: str) -> Callable[[], list[str]]:
+    # Connected now, before the disk fills: a backend started while the tablespace is full
+    # cannot write its relation-cache init file there and PostgreSQL refuses the connection
+    # (FATAL "could not write init file"), which says nothing about vpngw. The test drops the
+    # database WITH (FORCE) at the end, which closes this connection.
+    connection = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
     def names() -> list[str]:
-        engine = create_engine(url)
-        try:
-            with engine.connect() as connection:
-                return [row[0] for row in connection.execute(text("SELECT name FROM vpn_connections"))]
-        finally:
-            engine.dispose()
+        return [row[0] for row in connection.execute("SELECT name FROM vpn_connections")]
 
     return names
 
