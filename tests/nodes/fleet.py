@@ -22,6 +22,7 @@ from tests.conftest import TEST_MASTER_KEY
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.backends.lab.node import LabNode
+from vpngw.dataplane.system import netns
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,6 +109,23 @@ class Fleet:
         if site.process is not None and site.process.poll() is None:
             site.process.send_signal(signal.SIGKILL)
             site.process.wait(10)
+
+    def die(self, site: NodeSite) -> None:
+        """The node goes as a machine would: its agent and every process of its gateways'
+        namespaces ``kill -9`` at once, and its uplink down."""
+        self.kill_agent(site)
+        for namespace in site.gateway_namespaces():
+            for pid in netns.namespace_pids(namespace):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "down")
+
+    def revive(self, site: NodeSite) -> None:
+        """A dead node's uplink comes back and its agent starts again."""
+        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "up")
+        self.start_agent(site)
 
     def stop_agent(self, site: NodeSite) -> None:
         if site.process is not None and site.process.poll() is None:

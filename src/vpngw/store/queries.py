@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text
@@ -426,6 +426,17 @@ def tunnels_of(session: Session, connection_ids: Sequence[str]) -> dict[str, lis
     return found
 
 
+def customer_gateway_addresses(session: Session, customer_gateway_ids: Iterable[str]) -> dict[str, str]:
+    """The IpAddress of each of ``customer_gateway_ids`` that exists (all accounts)."""
+    ids = sorted(set(customer_gateway_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CustomerGateway.id, CustomerGateway.ip_address).where(CustomerGateway.id.in_(ids))
+    )
+    return {gateway_id: address for gateway_id, address in rows}
+
+
 def dual_tunnel_connection_ids(session: Session) -> set[str]:
     """The ids of every connection that has tunnel rows (all accounts)."""
     return set(session.scalars(select(VpnConnectionTunnel.vpn_connection_id).distinct()))
@@ -801,7 +812,9 @@ def write_health_status(session: Session, connection_id: str, status: str) -> bo
 
 def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) -> int:
     """Append ``(connection id, time in ms, message)`` log lines; lines of connections
-    that do not exist (any more) are dropped. Returns how many were stored.
+    that do not exist (any more) are dropped. Returns how many were stored. A tunnel of
+    a dual-tunnel connection logs under its TunnelId (DescribeVpnConnectionLogs with
+    ``TunnelId`` reads them); its lines are kept while the tunnel exists.
 
     The connections are share-locked until the transaction ends, so a concurrent
     DeleteVpnConnection (which deletes the connection, then its lines) cannot leave
@@ -819,6 +832,15 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
             .with_for_update(read=True)
         )
     )
+    if ids - existing:
+        existing |= set(
+            session.scalars(
+                select(VpnConnectionTunnel.id)
+                .where(VpnConnectionTunnel.id.in_(ids - existing))
+                .order_by(VpnConnectionTunnel.id)
+                .with_for_update(read=True)
+            )
+        )
     kept = [
         VpnConnectionLog(vpn_connection_id=connection_id, time_ms=time_ms, message=message)
         for connection_id, time_ms, message in rows

@@ -37,11 +37,12 @@ from vpngw.dataplane.core.gateway_agent import GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
 from vpngw.dataplane.observe.diagnosis import diagnose
+from vpngw.dataplane.observe.partner_watch import PartnerWatch, WatchedAddress
 from vpngw.dataplane.observe.prober import Prober, ProbeTarget
 from vpngw.dataplane.observe.status import Observed, Traffic
 from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
-from vpngw.dataplane.spec.render import render_connection
+from vpngw.dataplane.spec.render import child_names, render_connection
 from vpngw.sealing import Sealer
 from vpngw.store import freshness, queries
 from vpngw.store.engine import Database
@@ -103,6 +104,7 @@ class Reconciler:
         self._clock = clock
         self._agents: dict[str, GatewayAgent] = {}
         self._written: dict[str, _Written] = {}
+        self._tunnels: frozenset[str] = frozenset()
         self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
         self._backoff: dict[str, _Backoff] = {}
@@ -116,6 +118,8 @@ class Reconciler:
         self._lock: IO[bytes] | None = None
         self._pass_done = threading.Condition()
         self.prober = Prober(self._health_changed)
+        # Dual-tunnel addresses: the liveness exchange with the other address's node.
+        self.partners = PartnerWatch(on_next_hop=self._next_hop)
         self._pool = ThreadPoolExecutor(max_workers=GATEWAYS_IN_PARALLEL, thread_name_prefix="vpngw-gateway")
 
     # -- lifecycle ----------------------------------------------------------------
@@ -144,6 +148,7 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.prober.stop()
+        self.partners.stop()
         self._pool.shutdown(wait=True)
         for agent in self._agents.values():
             agent.stop()
@@ -201,6 +206,8 @@ class Reconciler:
                 self._written.clear()  # another node may have reported our gateways lost meanwhile
             held = self.leases.held()
             desired = {gateway_id: state for gateway_id, state in desired.items() if gateway_id in held}
+        # Tunnels of dual-tunnel connections: their observations go to the tunnel rows.
+        self._tunnels = frozenset(name for state in desired.values() for name in state.tunnels)
         targets: dict[str, ProbeTarget] = {}
         for gateway_id in desired:
             if gateway_id not in self._agents:
@@ -242,6 +249,21 @@ class Reconciler:
                     check.retry,
                 )
         self.prober.set_targets(targets)
+        self.partners.set_addresses(
+            {
+                gateway_id: WatchedAddress(
+                    gateway_id,
+                    self._agents[gateway_id].host.namespace,
+                    state.internet_ip,
+                    state.partner_ip,
+                    state.preferred,
+                    self._agents[gateway_id].host.vici_path,
+                    tuple(child for spec in state.connections for child in child_names(spec)),
+                )
+                for gateway_id, state in desired.items()
+                if state.partner_ip is not None and gateway_id in self._agents
+            }
+        )
         local = set(self._agents) | self.network.gateway_ids()
         for gateway_id in local - set(desired):
             self._remove_gateway(gateway_id)
@@ -301,6 +323,15 @@ class Reconciler:
             self._store_rejected(state)
             return temporary
         self._store_logs(agent)
+        if state.partner_ip is not None:
+            self.partners.set_tunnels_up(
+                state.vpn_gateway_id,
+                bool(state.connections)
+                and all(
+                    name in seen.by_connection and seen.by_connection[name].status == "ipsec_sa_established"
+                    for name in (spec.name for spec in state.connections)
+                ),
+            )
         for spec in state.connections:
             if self._specs.get(spec.name) != spec:
                 # A Modify resets the stored Status/Diagnosis: what was written before no
@@ -368,16 +399,25 @@ class Reconciler:
         unchanged = last is not None and (last.status, last.diagnosis) == (seen.status, diagnosis)
         if unchanged and last is not None and (last.traffic == traffic or now - last.at < TRAFFIC_WRITE_S):
             return
+        observed_by = self.leases.identity.name if self.leases is not None else None
         with self.db.transaction(write=True) as session:
-            queries.write_observation(
-                session,
-                name,
-                status=seen.status,
-                diagnosis=diagnosis,
-                traffic=traffic,
-                now_ms=self._now_ms(),
-                observed_by=self.leases.identity.name if self.leases is not None else None,
-            )
+            if name in self._tunnels:
+                queries.record_tunnel_observations(
+                    session,
+                    [queries.TunnelObservation(name, seen.status, diagnosis, traffic)],
+                    now_ms=self._now_ms(),
+                    observed_by=observed_by,
+                )
+            else:
+                queries.write_observation(
+                    session,
+                    name,
+                    status=seen.status,
+                    diagnosis=diagnosis,
+                    traffic=traffic,
+                    now_ms=self._now_ms(),
+                    observed_by=observed_by,
+                )
         self._written[name] = _Written(seen.status, diagnosis, traffic, now)
 
     def _confirm(self, outcomes: dict[str, str]) -> None:
@@ -402,6 +442,13 @@ class Reconciler:
             return
         reason = f"its last pass failed ({type(error).__name__}: {error}); see the node's log"
         self._confirm(dict.fromkeys(self.leases.held(), reason))
+
+    def _next_hop(self, key: str, hold: bool) -> None:
+        """The partner watch's verdict on the gateway's VPC-side direction for the address
+        ``key``. The VPC-side next hop that would follow it is #19's (not in this tree
+        yet): until it is, each node's VPC side routes through that node's own tunnel, and
+        this only records the verdict for the log."""
+        log.debug("%s: %s the VPC-side direction", key, "holds" if hold else "leaves")
 
     def _store_logs(self, agent: GatewayAgent) -> None:
         lines = agent.logs.drain()
