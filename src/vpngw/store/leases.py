@@ -42,6 +42,8 @@ class LeaseRow:
     internet_ip: str
     # False once the gateway is deleted (its lease stays until its holder let it go).
     exists: bool = True
+    # The gateway's VPC-side next hop (None: it has none), guarded like the InternetIp.
+    vpc_next_hop: str | None = None
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]  # the two dialects' insert() differ in type; both have on_conflict_do_update
@@ -109,14 +111,23 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
     gateway goes once nobody holds it (its holder released it after tearing it down,
     or the lease ran out): until then it keeps guarding the gateway's address."""
     gateways = {
-        gateway_id: internet_ip
-        for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))
+        gateway_id: (internet_ip, vpc_next_hop)
+        for gateway_id, internet_ip, vpc_next_hop in session.execute(
+            select(VpnGateway.id, VpnGateway.internet_ip, VpnGateway.vpc_next_hop)
+        )
     }
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
     missing = sorted(set(gateways) - leased)
     if missing:
         rows = [
-            {"vpn_gateway_id": g, "internet_ip": gateways[g], "holder": None, "expires_ms": 0, "epoch": 0}
+            {
+                "vpn_gateway_id": g,
+                "internet_ip": gateways[g][0],
+                "vpc_next_hop": gateways[g][1],
+                "holder": None,
+                "expires_ms": 0,
+                "epoch": 0,
+            }
             for g in missing
         ]
         session.execute(_insert(session)(GatewayLease).values(rows).on_conflict_do_nothing())
@@ -132,7 +143,7 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
 
 def leases(session: Session) -> list[LeaseRow]:
     rows = session.execute(
-        select(GatewayLease, VpnGateway.id)
+        select(GatewayLease, VpnGateway.id, VpnGateway.vpc_next_hop)
         .outerjoin(VpnGateway, VpnGateway.id == GatewayLease.vpn_gateway_id)
         .order_by(GatewayLease.vpn_gateway_id)
     ).all()
@@ -146,8 +157,11 @@ def leases(session: Session) -> list[LeaseRow]:
             lease.previous_holder,
             lease.internet_ip,
             exists is not None,
+            # The lease's copy guards a deleted gateway's; the gateway's own is the truth
+            # while it exists (given at an API server's start, it may be newer).
+            next_hop if next_hop is not None else lease.vpc_next_hop,
         )
-        for lease, exists in rows
+        for lease, exists, next_hop in rows
     ]
 
 
