@@ -88,7 +88,7 @@ def test_gateways_older_than_next_hops_get_one_when_a_server_starts(
     made = [api.ok("CreateVpnGateway", VpcId=vpc, Bandwidth=5)["VpnGatewayId"] for _ in range(2)]
     with db.transaction(write=True) as session:
         leases.sync_lease_rows(session, now_ms=0)  # as a node would have made them
-        # As migration 0012 leaves gateways made before it (and their leases).
+        # As migration 0013 leaves gateways made before it (and their leases).
         session.execute(text("UPDATE vpn_gateways SET vpc_next_hop = NULL"))
         session.execute(text("UPDATE gateway_leases SET vpc_next_hop = NULL"))
     assert [_next_hop(api, g) for g in made] == ["", ""]

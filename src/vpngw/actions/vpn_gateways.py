@@ -91,7 +91,7 @@ def allocate_vpc_next_hop(session: Session, pool: str) -> str:
 
 def assign_missing_vpc_next_hops(session: Session, pool: str) -> list[str]:
     """Give a VPC-side next hop to every gateway that has none (created before they
-    existed: migration 0012 cannot know the pool), in creation order; an API server does
+    existed: migration 0013 cannot know the pool), in creation order; an API server does
     it when it starts. Returns the gateways left without one (the pool is full)."""
     queries.lock_internet_ip_pool(session)
     in_use = queries.vpc_next_hops_in_use(session)

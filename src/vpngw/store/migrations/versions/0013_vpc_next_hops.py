@@ -1,7 +1,7 @@
 """the VPC-side next hop of each VPN gateway, and on its lease
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06 12:20:00
 
 Gateways that exist before this revision get no address here: the pool is the API
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
