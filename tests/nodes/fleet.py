@@ -62,9 +62,11 @@ class Fleet:
     nodes: list[NodeSite] = field(default_factory=list)
     lease_s: float = 5.0
 
-    def add_node(self, index: int) -> NodeSite:
+    def add_node(self, index: int, *, shared_vpc: bool = False) -> NodeSite:
+        """A lab node; ``shared_vpc``: on the lab's shared VPC segment (every such node
+        on one segment) instead of a VPC network of its own."""
         node = lab_node.create_node(
-            self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets
+            self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets, shared_vpc=shared_vpc
         )
         site = NodeSite(node, Path(tempfile.mkdtemp(prefix="vn", dir="/tmp")))
         self.nodes.append(site)
@@ -112,7 +114,8 @@ class Fleet:
 
     def die(self, site: NodeSite) -> None:
         """The node goes as a machine would: its agent and every process of its gateways'
-        namespaces ``kill -9`` at once, and its uplink down."""
+        namespaces ``kill -9`` at once, its uplink and its VPC side down (nothing of it
+        answers on either segment any more, as with a dead machine)."""
         self.kill_agent(site)
         for namespace in site.gateway_namespaces():
             for pid in netns.namespace_pids(namespace):
@@ -120,11 +123,13 @@ class Fleet:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "down")
+        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
+            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "down")
 
     def revive(self, site: NodeSite) -> None:
-        """A dead node's uplink comes back and its agent starts again."""
-        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "up")
+        """A dead node's links come back and its agent starts again."""
+        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
+            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "up")
         self.start_agent(site)
 
     def stop_agent(self, site: NodeSite) -> None:

@@ -59,6 +59,9 @@ TRAFFIC_WRITE_S = 2.0
 # A gateway whose pass fails with a TemporaryError waits its delay, doubled on every
 # failure in a row, at most this long.
 BACKOFF_MAX_S = 30.0
+# A dual-tunnel gateway's VPC-side next hop without leases (one data plane per database)
+# is held this long at a time, renewed by the partner watch.
+UNLEASED_NEXT_HOP_S = 30.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
 
@@ -105,6 +108,8 @@ class Reconciler:
         self._agents: dict[str, GatewayAgent] = {}
         self._written: dict[str, _Written] = {}
         self._tunnels: frozenset[str] = frozenset()
+        # The VPC-side next hop of each dual-tunnel address this node runs.
+        self._next_hops: dict[str, str] = {}
         self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
         self._backoff: dict[str, _Backoff] = {}
@@ -249,6 +254,11 @@ class Reconciler:
                     check.retry,
                 )
         self.prober.set_targets(targets)
+        self._next_hops = {
+            gateway_id: state.vpc_next_hop
+            for gateway_id, state in desired.items()
+            if state.partner_ip is not None and state.vpc_next_hop is not None
+        }
         self.partners.set_addresses(
             {
                 gateway_id: WatchedAddress(
@@ -444,11 +454,18 @@ class Reconciler:
         self._confirm(dict.fromkeys(self.leases.held(), reason))
 
     def _next_hop(self, key: str, hold: bool) -> None:
-        """The partner watch's verdict on the gateway's VPC-side direction for the address
-        ``key``. The VPC-side next hop that would follow it is #19's (not in this tree
-        yet): until it is, each node's VPC side routes through that node's own tunnel, and
-        this only records the verdict for the log."""
-        log.debug("%s: %s the VPC-side direction", key, "holds" if hold else "leaves")
+        """The partner watch's verdict for the dual-tunnel address ``key``: answer for the
+        gateway's VPC-side next hop (in that address's namespace, announced by gratuitous
+        ARP when new) or stop. Held no longer than this node's leases are valid."""
+        next_hop = self._next_hops.get(key)
+        if next_hop is None:
+            return  # the gateway has no VPC-side next hop (or this node no longer runs the address)
+        if not hold:
+            self.network.drop_vpc_next_hop(key)
+            return
+        valid_s = self.leases.valid_s() if self.leases is not None else UNLEASED_NEXT_HOP_S
+        if valid_s > 0:
+            self.network.hold_vpc_next_hop(key, next_hop, valid_s)
 
     def _store_logs(self, agent: GatewayAgent) -> None:
         lines = agent.logs.drain()

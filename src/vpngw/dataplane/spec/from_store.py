@@ -61,6 +61,10 @@ class GatewayState:
     # and whether this one carries the VPC-side direction while its tunnels are up.
     partner_ip: str | None = None
     preferred: bool = True
+    # The VPC-side next hop (an address of the VPC segment that follows the gateway's
+    # lease; None for a gateway that has none yet). Both addresses of a dual-tunnel gateway
+    # carry it: the partner watch decides which of their nodes answers for it.
+    vpc_next_hop: str | None = None
 
 
 def connection_spec(
@@ -138,9 +142,11 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
         units: dict[str, _Unit] = {}
         for gateway in gateways:
             first, second = gateway.internet_ip, gateway.disaster_recovery_internet_ip
-            units[lease_key(gateway.id)] = _Unit(first, partner_ip=second or None)
+            units[lease_key(gateway.id)] = _Unit(first, gateway.vpc_next_hop, partner_ip=second or None)
             if second:
-                units[lease_key(gateway.id, 2)] = _Unit(second, partner_ip=first, preferred=False)
+                units[lease_key(gateway.id, 2)] = _Unit(
+                    second, gateway.vpc_next_hop, partner_ip=first, preferred=False
+                )
         masters: dict[str, list[int]] = {}
         for connection, _customer_ip in connections:
             for tunnel in tunnels.get(connection.id, []):
@@ -175,6 +181,7 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
             frozenset(unit.tunnels),
             unit.partner_ip,
             unit.preferred,
+            unit.vpc_next_hop,
         )
         for key, unit in units.items()
     }
@@ -185,6 +192,7 @@ class _Unit:
     """What one gateway address runs, while :func:`load_desired` gathers it."""
 
     internet_ip: str
+    vpc_next_hop: str | None = None
     partner_ip: str | None = None
     preferred: bool = True
     specs: list[ConnectionSpec] = field(default_factory=list)
