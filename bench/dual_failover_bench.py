@@ -16,11 +16,11 @@ the last reply before the kill to the first after it. Then it waits until tunnel
 on another node (the connection dual again), brings the dead node back, and runs again.
 The single-tunnel runs do the same to the single-tunnel gateway's holder.
 
-Directions: customer -> VPC is the peer pinging a VPC host. VPC -> customer needs a VPC
-segment that the nodes share and a VPC-side next hop that follows the gateway (#19); the
-lab nodes here each have a VPC network of their own, where a VPC -> customer ping is only
-answered on the node the customer sends to, so that direction is not measured by this
-script (docs/benchmarks.md says what that leaves).
+The nodes share one VPC segment (``vpngw lab node create --shared-vpc``), whose hosts route
+each peer's subnet to its gateway's VpcNextHop (set once). Both directions are measured
+separately: customer -> VPC is the peer pinging a VPC host, VPC -> customer a VPC host
+pinging the peer (each stream's own outage: its requests and replies take whatever path
+the gateways give them; asymmetric paths work).
 
     .venv/bin/python bench/dual_failover_bench.py [--runs 10] [--db postgresql] [--json FILE]
 """
@@ -131,23 +131,32 @@ def come_back(fleet: Fleet, site: NodeSite) -> None:
         raise RuntimeError(f"node {site.name} kept an address it no longer holds")
 
 
+def outages(pingers: dict[str, Pinger], t0: float) -> dict[str, float]:
+    return {direction: pinger.outage_around(t0) for direction, pinger in pingers.items()}
+
+
 def dual_runs(fleet: Fleet, sites: list[NodeSite], dual: DualConnection, runs: int) -> dict[str, Any]:
-    pinger = Pinger(fleet.lab.names.peer(DUAL_PEER), DUAL_HOST, VPC_HOST)
-    samples: list[float] = []
+    segment = sites[0].vpc_namespace
+    pingers = {
+        "customer_to_vpc": Pinger(fleet.lab.names.peer(DUAL_PEER), DUAL_HOST, VPC_HOST),
+        "vpc_to_customer": Pinger(segment, VPC_HOST, DUAL_HOST),
+    }
+    samples: dict[str, list[float]] = {direction: [] for direction in pingers}
     replaced: list[float] = []
     moves: list[tuple[str, str, str]] = []
     try:
         for _ in range(runs):
             if not netns.wait_until(lambda: both_up_apart(fleet.db_url, dual), timeout_s=60, interval_s=0.2):
                 raise RuntimeError(f"the connection is not dual again: {tunnels_seen(fleet.db_url, dual)}")
-            time.sleep(1.0)  # the two nodes have heard each other
+            time.sleep(1.0)  # the two nodes have heard each other; the next hop is back
             peer_sends_on(fleet, 1)
             seen = tunnels_seen(fleet.db_url, dual)
             victim = site_named(sites, seen[1].holder)
             time.sleep(random.uniform(1.0, 2.0))
             t0 = time.perf_counter()
             fleet.die(victim)
-            samples.append(pinger.outage_around(t0))
+            for direction, outage in outages(pingers, t0).items():
+                samples[direction].append(outage)
             gone = victim.name
             netns.wait_until(
                 functools.partial(replaced_elsewhere, fleet, dual, gone), timeout_s=30, interval_s=0.05
@@ -156,18 +165,23 @@ def dual_runs(fleet: Fleet, sites: list[NodeSite], dual: DualConnection, runs: i
             after = tunnels_seen(fleet.db_url, dual)
             moves.append((victim.name, str(after[1].holder), str(after[2].holder)))
             print(
-                f"dual failover {len(samples)}: customer -> VPC {samples[-1] * 1000:.0f} ms; tunnel 1 "
-                f"{victim.name} -> {after[1].holder} (up again after {replaced[-1]:.2f} s), tunnel 2 on {after[2].holder}",
+                f"dual failover {len(replaced)}: customer -> VPC {samples['customer_to_vpc'][-1] * 1000:.0f} ms, "
+                f"VPC -> customer {samples['vpc_to_customer'][-1] * 1000:.0f} ms; tunnel 1 {victim.name} -> "
+                f"{after[1].holder} (up again after {replaced[-1]:.2f} s), tunnel 2 on {after[2].holder}",
                 flush=True,
             )
             come_back(fleet, victim)
     finally:
-        pinger.stop()
+        for pinger in pingers.values():
+            pinger.stop()
     return {
         "runs": runs,
-        "customer_to_vpc_ms": [round(s * 1000, 1) for s in samples],
-        "customer_to_vpc_median_ms": round(statistics.median(samples) * 1000, 1),
-        "customer_to_vpc_max_ms": round(max(samples) * 1000, 1),
+        **{f"{direction}_ms": [round(s * 1000, 1) for s in values] for direction, values in samples.items()},
+        **{
+            f"{direction}_median_ms": round(statistics.median(values) * 1000, 1)
+            for direction, values in samples.items()
+        },
+        **{f"{direction}_max_ms": round(max(values) * 1000, 1) for direction, values in samples.items()},
         "tunnel_replaced_s": [round(s, 2) for s in replaced],
         "tunnel_replaced_median_s": round(statistics.median(replaced), 2),
         "moves": moves,
@@ -189,35 +203,51 @@ def single_runs(fleet: Fleet, sites: list[NodeSite], api: Api, runs: int) -> dic
     )["VpnConnectionId"]
     config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
     lab_peer.create_peer(fleet.lab, lab_peer.peer_from_download(SINGLE_PEER, config))
+    segment = sites[0].vpc_namespace
+    next_hop = str(api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["VpcNextHop"])
+    netns.run("ip", "-n", segment, "route", "replace", "10.10.1.0/24", "via", next_hop)
 
     def holder() -> str:
         return str(api.ok("DescribeVpnGateway", VpnGatewayId=place.vpn_gateway_id)["NodeName"])
 
-    pinger = Pinger(fleet.lab.names.peer(SINGLE_PEER), SINGLE_HOST, VPC_HOST)
-    samples: list[float] = []
+    pingers = {
+        "customer_to_vpc": Pinger(fleet.lab.names.peer(SINGLE_PEER), SINGLE_HOST, VPC_HOST),
+        "vpc_to_customer": Pinger(segment, VPC_HOST, SINGLE_HOST),
+    }
+    samples: dict[str, list[float]] = {direction: [] for direction in pingers}
     try:
         for _ in range(runs):
             if not netns.wait_until(
-                lambda: bool(pinger.replies) and time.perf_counter() - pinger.replies[-1] < 0.1, timeout_s=60
+                lambda: all(
+                    p.replies and time.perf_counter() - p.replies[-1] < 0.1 for p in pingers.values()
+                ),
+                timeout_s=60,
             ):
-                raise RuntimeError("the single-tunnel connection does not answer")
+                raise RuntimeError("the single-tunnel connection does not answer both ways")
             victim = site_named(sites, holder())
             time.sleep(random.uniform(1.0, 2.0))
             t0 = time.perf_counter()
             fleet.die(victim)
-            samples.append(pinger.outage_around(t0))
+            for direction, outage in outages(pingers, t0).items():
+                samples[direction].append(outage)
             print(
-                f"single failover {len(samples)}: {samples[-1] * 1000:.0f} ms ({victim.name} -> {holder()})",
+                f"single failover {len(samples['customer_to_vpc'])}: customer -> VPC "
+                f"{samples['customer_to_vpc'][-1] * 1000:.0f} ms, VPC -> customer "
+                f"{samples['vpc_to_customer'][-1] * 1000:.0f} ms ({victim.name} -> {holder()})",
                 flush=True,
             )
             come_back(fleet, victim)
     finally:
-        pinger.stop()
+        for pinger in pingers.values():
+            pinger.stop()
     return {
         "runs": runs,
-        "outage_ms": [round(s * 1000, 1) for s in samples],
-        "median_ms": round(statistics.median(samples) * 1000, 1),
-        "max_ms": round(max(samples) * 1000, 1),
+        **{f"{direction}_ms": [round(s * 1000, 1) for s in values] for direction, values in samples.items()},
+        **{
+            f"{direction}_median_ms": round(statistics.median(values) * 1000, 1)
+            for direction, values in samples.items()
+        },
+        **{f"{direction}_max_ms": round(max(values) * 1000, 1) for direction, values in samples.items()},
     }
 
 
