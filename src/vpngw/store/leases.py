@@ -19,6 +19,25 @@ from sqlalchemy.orm import Session
 
 from vpngw.store.models import GatewayLease, Node, VpnConnection, VpnGateway
 
+# The lease key of a dual-tunnel gateway's second address: the gateway's id and this.
+# Gateway ids are ``vpn-`` and lowercase alphanumerics, so the key never names a gateway.
+SECOND_ADDRESS_SUFFIX = ".dr"
+
+
+def lease_key(vpn_gateway_id: str, tunnel_index: int = 1) -> str:
+    """The lease key of the gateway's address that runs tunnel ``tunnel_index`` (1: the
+    InternetIp, the key is the gateway id; 2: the DisasterRecoveryInternetIp)."""
+    if tunnel_index not in (1, 2):
+        raise ValueError(f"tunnel index {tunnel_index!r}: a gateway has addresses 1 and 2")
+    return vpn_gateway_id if tunnel_index == 1 else vpn_gateway_id + SECOND_ADDRESS_SUFFIX
+
+
+def lease_unit(key: str) -> tuple[str, int]:
+    """(gateway id, tunnel index) of a lease key: the inverse of :func:`lease_key`."""
+    if key.endswith(SECOND_ADDRESS_SUFFIX):
+        return key[: -len(SECOND_ADDRESS_SUFFIX)], 2
+    return key, 1
+
 
 @dataclass(frozen=True)
 class NodeRow:
