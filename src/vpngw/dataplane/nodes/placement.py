@@ -78,12 +78,17 @@ def plan(
 ) -> Plan:
     """Pure placement: every node computes the same assignment from the same rows.
 
-    A free gateway (no holder, or a lease that ran out more than ``skew_s`` ago) goes to
-    the live, non-draining node with the lowest load per capacity (ties: the name),
-    counting what the plan has handed out so far; a pinned gateway goes to its pinned
-    node only. Gateways that are pinned elsewhere, or held by a draining node, are given
-    away by their holder. Nothing moves otherwise: a node that joins takes new and
-    orphaned gateways, it does not steal held ones.
+    A free gateway address (no holder, or a lease that ran out more than ``skew_s`` ago)
+    goes to the live, non-draining node with the lowest load per capacity (ties: the
+    name), counting what the plan has handed out so far; a pinned one goes to its pinned
+    node only. The two addresses of a dual-tunnel gateway go to two different nodes
+    whenever two can take them (anti-affinity: a node that holds, or was just given, one
+    of them is passed over for the other while another node can take it). Addresses
+    pinned elsewhere, or held by a draining node, are given away by their holder; so is
+    a dual-tunnel gateway's second address whose holder also holds the first while
+    another node could take it (both ended up on one node while it was the only one
+    live). Nothing moves otherwise: a node that joins takes new and orphaned gateways, it
+    does not steal held ones.
     """
     lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
     rows = list(leases)
@@ -93,32 +98,53 @@ def plan(
     free: list[LeaseRow] = []
     # Addresses some node may still answer for (its lease has not run out, skew included).
     guarded: set[str] = set()
+    # Gateway -> the nodes that hold (or are planned to take) one of its addresses.
+    placed: dict[str, set[str]] = {}
     for lease in rows:
         if lease.holder is not None and lease.expires_ms >= now_ms - skew_ms:
             guarded.add(lease.internet_ip)
+            if lease.vpc_next_hop is not None:
+                guarded.add(lease.vpc_next_hop)
+            placed.setdefault(lease.gateway, set()).add(lease.holder)
             if lease.holder in load:
                 load[lease.holder] += 1
         elif lease.exists:
             free.append(lease)
     take: list[str] = []
     for lease in free:
-        if lease.internet_ip in guarded:
+        if lease.internet_ip in guarded or lease.vpc_next_hop in guarded:
             continue  # a deleted gateway with the same address is not torn down yet
         if lease.pinned_node is not None:
             candidates = [lease.pinned_node] if lease.pinned_node in takers else []
         else:
             candidates = sorted(takers)
+        apart = [name for name in candidates if name not in placed.get(lease.gateway, set())]
+        candidates = apart or candidates
         if not candidates:
             continue
         chosen = min(candidates, key=lambda name: (load[name] / max(takers[name].capacity, 1), name))
         load[chosen] += 1
+        placed.setdefault(lease.gateway, set()).add(chosen)
         if chosen == me:
             take.append(lease.vpn_gateway_id)
     draining = me in live and live[me].draining
+    mine = {lease.vpn_gateway_id for lease in rows if lease.holder == me and lease.exists}
+    others = set(takers) - {me}
     give_away = tuple(
         lease.vpn_gateway_id
         for lease in rows
-        if lease.holder == me and (draining or not lease.exists or lease.pinned_node not in (None, me))
+        if lease.holder == me
+        and (
+            draining
+            or not lease.exists
+            or lease.pinned_node not in (None, me)
+            or (
+                lease.tunnel_index == 2
+                and lease.pinned_node is None
+                and lease.gateway in mine
+                and bool(others)
+            )
+        )
     )
     # A holder whose heartbeat is two renewals late has lost the database or died: its
     # gateways are reported lost at once (by one node: the first other taker by name),
@@ -149,6 +175,7 @@ def plan(
 class _Held:
     gateways: dict[str, str] = field(default_factory=dict)  # id -> InternetIp
     valid_until: float = float("-inf")  # monotonic
+    next_hops: dict[str, str] = field(default_factory=dict)  # id -> VPC-side next hop
 
 
 class LeaseKeeper:
@@ -291,6 +318,7 @@ class LeaseKeeper:
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
+        next_hops = {row.vpn_gateway_id: row.vpc_next_hop for row in rows if row.vpc_next_hop is not None}
         self._next_round_s = self.timing.renew_s
         if decided.next_takeover_ms is not None:
             self._next_round_s = max(
@@ -299,7 +327,11 @@ class LeaseKeeper:
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())
-            self._held = _Held({g: addresses[g] for g in held if g in addresses}, valid_until)
+            self._held = _Held(
+                {g: addresses[g] for g in held if g in addresses},
+                valid_until,
+                {g: next_hops[g] for g in held if g in next_hops},
+            )
             self._giving_away = frozenset(decided.give_away) & set(self._held.gateways)
             after = (set(self._held.gateways), self._giving_away, True)
         for gateway_id, internet_ip in sorted(self._held.gateways.items()):
@@ -307,6 +339,13 @@ class LeaseKeeper:
                 self.backend.hold_internet_ip(gateway_id, internet_ip, valid_until - time.monotonic())
             except Exception as error:
                 log.warning("refreshing the address of %s: %s", gateway_id, error)
+        # The VPC-side next hop follows the same lease (a separate operation: a dual-tunnel
+        # gateway binds it to its preferred live tunnel instead).
+        for gateway_id, next_hop in sorted(self._held.next_hops.items()):
+            try:
+                self.backend.hold_vpc_next_hop(gateway_id, next_hop, valid_until - time.monotonic())
+            except Exception as error:
+                log.warning("refreshing the VPC-side next hop of %s: %s", gateway_id, error)
         if before != after:
             self._on_change()
 
