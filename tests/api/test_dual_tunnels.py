@@ -637,6 +637,8 @@ def test_status_summary_follows_the_tunnels_and_their_observers(dual: Dual) -> N
     observe(second, "ipsec_sa_established", "node-b")
     got = api.ok("DescribeVpnConnection", VpnConnectionId=vco)
     assert got["Status"] == "ipsec_sa_established"
+    with dual.db.transaction(write=False) as session:  # what /metrics reports, the same summary
+        assert [row[2] for row in queries.connection_metric_rows(session)] == ["ipsec_sa_established"]
     assert got["TrafficStatistics"]["BytesIn"] == 10
     # Tunnel 2's address is held by node-b, which stopped confirming it: tunnel 2 reads down.
     with dual.db.transaction(write=True) as session:
@@ -669,6 +671,8 @@ def test_status_summary_follows_the_tunnels_and_their_observers(dual: Dual) -> N
     assert [t["Status"] for t in options] == ["ike_sa_established", "ike_sa_not_established"]
     assert [t["ZoneNo"] for t in options] == ["node-a", "node-b"]
     assert "node-b" in options[1]["Diagnosis"] and got["Status"] == "ike_sa_established"
+    with dual.db.transaction(write=False) as session:
+        assert [row[2] for row in queries.connection_metric_rows(session)] == ["ike_sa_established"]
     diagnosed = api.ok("DiagnoseVpnConnections", VpnGatewayId=dual.gateway_id)["VpnConnections"]
     assert [(d["TunnelId"], d["FailedReasonCode"]) for d in diagnosed] == [
         (first["TunnelId"], ""),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from vpngw import error_codes
 from vpngw.errors import BadRequest
 from vpngw.rules import tunnel_options as rules
+from vpngw.store import freshness
 
 
 def _entry(role: str, cgw: str, **members: Any) -> dict[str, Any]:
@@ -46,14 +47,14 @@ def test_member_given_twice_or_whole_and_by_keys() -> None:
 
 
 def test_summary_status_prefers_traffic_then_the_best_tunnel() -> None:
-    assert rules.summary_status(["ike_sa_not_established", "ipsec_sa_established"]) == "ipsec_sa_established"
-    assert rules.summary_status(["ipsec_sa_not_established", "ike_sa_established"]) == "ike_sa_established"
+    assert freshness.summary(["ike_sa_not_established", "ipsec_sa_established"]) == "ipsec_sa_established"
+    assert freshness.summary(["ipsec_sa_not_established", "ike_sa_established"]) == "ike_sa_established"
     assert (
-        rules.summary_status(["ike_sa_not_established", "ipsec_sa_not_established"])
+        freshness.summary(["ike_sa_not_established", "ipsec_sa_not_established"])
         == "ipsec_sa_not_established"
     )
-    assert rules.summary_status(["weird", "ike_sa_not_established"]) == "ike_sa_not_established"
-    assert rules.summary_status([]) == "ike_sa_not_established"
+    assert freshness.summary(["weird", "ike_sa_not_established"]) == "ike_sa_not_established"
+    assert freshness.summary([]) == "ike_sa_not_established"
 
 
 _member = st.sampled_from(

@@ -261,7 +261,7 @@ def reading(
 def summary_status(readings: Sequence[TunnelReading]) -> str:
     """The connection's Status: ``ipsec_sa_established`` when any tunnel carries traffic,
     else the best of its tunnels' (docs/api.md)."""
-    return tunnel_options.summary_status([r.status for r in readings])
+    return freshness.summary(r.status for r in readings)
 
 
 def tunnel_view(

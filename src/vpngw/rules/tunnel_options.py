@@ -262,23 +262,3 @@ def parse_one_tunnel(value: Any) -> TunnelGiven:
     if given.role is not None:
         raise _invalid("Role", f"{PARAM}.Role", "ModifyTunnelAttribute does not change a tunnel's role")
     return given
-
-
-#: Tunnel Status from worst to best: IKE down; IKE up and a CHILD_SA refused; IKE up and
-#: the CHILD_SAs on their way; traffic flows.
-STATUS_ORDER = (
-    "ike_sa_not_established",
-    "ipsec_sa_not_established",
-    "ike_sa_established",
-    "ipsec_sa_established",
-)
-
-
-def summary_status(statuses: Sequence[str]) -> str:
-    """A dual-tunnel connection's Status: ``ipsec_sa_established`` when any tunnel is
-    (traffic flows), else the best of its tunnels' (an unknown value ranks lowest)."""
-
-    def rank(status: str) -> int:
-        return STATUS_ORDER.index(status) if status in STATUS_ORDER else -1
-
-    return max(statuses, key=rank) if statuses else STATUS_ORDER[0]

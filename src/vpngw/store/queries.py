@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from vpngw.store import freshness, traffic_history
+from vpngw.store import freshness, leases, traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -602,11 +602,33 @@ def connection_metric_rows(
     rows = session.execute(select(*columns).order_by(VpnConnection.seq)).all()
     seen_by = freshness.observers(session, {row[1] for row in rows})
     now_ms = int(time.time() * 1000)
+    # A dual-tunnel connection's Status is its tunnels' summary, each tunnel counted while the
+    # holder of its address confirms it (as the API reports it, actions.tunnels).
+    tunnels = session.execute(
+        select(
+            VpnConnectionTunnel.vpn_connection_id,
+            VpnConnectionTunnel.tunnel_index,
+            VpnConnectionTunnel.status,
+            VpnConnection.vpn_gateway_id,
+        ).join(VpnConnection, VpnConnection.id == VpnConnectionTunnel.vpn_connection_id)
+    ).all()
+    if tunnels:
+        seen_by.update(
+            freshness.observers(session, {leases.lease_key(gid, 2) for _c, _i, _s, gid in tunnels})
+        )
+    by_connection: dict[str, list[str]] = {}
+    for cid, index, status, gid in tunnels:
+        key = leases.lease_key(gid, index)
+        by_connection.setdefault(cid, []).append(
+            freshness.effective(status, "", seen_by.get(key), now_ms=now_ms)[0]
+        )
     return [
         (
             cid,
             gid,
-            freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
+            freshness.summary(by_connection[cid])
+            if cid in by_connection
+            else freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
             check,
             verdict,
             traffic,
