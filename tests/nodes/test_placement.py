@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from vpngw.dataplane.nodes.placement import LeaseTiming, plan
-from vpngw.store.leases import LeaseRow, NodeRow
+from vpngw.store.leases import LeaseRow, NodeRow, lease_key, lease_unit
 
 NOW = 1_000_000
 TIMING = LeaseTiming(lease_s=5, renew_s=1, skew_s=0.5, fence_margin_s=0.5)
@@ -117,3 +117,76 @@ def test_a_silent_holder_s_gateways_are_reported_lost_before_its_lease_runs_out_
 def test_timings_that_cannot_fence_in_time_are_refused() -> None:
     with pytest.raises(ValueError):
         LeaseTiming(lease_s=2, renew_s=1, fence_margin_s=0.5)
+
+
+# -- dual-tunnel gateways: two addresses, two lease units -------------------------------
+
+
+def address(gateway: str, index: int, holder: str | None = None, **kwargs: object) -> LeaseRow:
+    """The lease of one address of a dual-tunnel gateway ``g<N>`` (index 1 or 2)."""
+    row = lease(gateway, holder, **kwargs)  # type: ignore[arg-type]
+    return LeaseRow(
+        lease_key(gateway, index),
+        row.holder,
+        row.expires_ms,
+        row.epoch,
+        row.pinned_node,
+        row.previous_holder,
+        f"198.18.{index}.{int(gateway[1:]) + 2}",
+        row.exists,
+    )
+
+
+def test_lease_keys_name_each_address_and_a_single_tunnel_gateway_keeps_its_id() -> None:
+    assert lease_key("vpn-abc") == "vpn-abc" == lease_key("vpn-abc", 1)
+    assert lease_key("vpn-abc", 2) == "vpn-abc.dr"
+    assert lease_unit("vpn-abc.dr") == ("vpn-abc", 2) and lease_unit("vpn-abc") == ("vpn-abc", 1)
+    with pytest.raises(ValueError):
+        lease_key("vpn-abc", 3)
+    row = address("g3", 2)
+    assert (row.gateway, row.tunnel_index) == ("g3", 2)
+
+
+def test_the_two_addresses_of_a_new_dual_gateway_go_to_two_nodes() -> None:
+    nodes = [node("a"), node("b"), node("c")]
+    rows = [address(f"g{i}", k) for i in range(6) for k in (1, 2)]
+    taken = assignment(rows, nodes)
+    assert len(taken) == 12
+    for i in range(6):
+        assert taken[lease_key(f"g{i}", 1)] != taken[lease_key(f"g{i}", 2)], f"g{i} on one node"
+    assert Counter(taken.values()) == {"a": 4, "b": 4, "c": 4}  # still even
+
+
+def test_a_lost_address_goes_to_a_third_node_not_to_the_holder_of_the_other() -> None:
+    # a died: its address of g0 ran out; b holds the other one and is the least loaded.
+    nodes = [node("a", age_ms=9000), node("b"), node("c")]
+    rows = [address("g0", 1, "a", expires_in_ms=-2000), address("g0", 2, "b")]
+    rows += [address("g1", 1, "c"), address("g1", 2, "c", pinned="c")]
+    assert assignment(rows, nodes) == {lease_key("g0", 1): "c"}
+
+
+def test_with_one_live_node_both_addresses_go_to_it_and_the_second_moves_when_another_is_back() -> None:
+    alone = [node("a", age_ms=9000), node("b")]
+    rows = [address("g0", 1, "a", expires_in_ms=-2000), address("g0", 2, "b")]
+    assert assignment(rows, alone) == {lease_key("g0", 1): "b"}
+    assert plan("b", rows, alone, now_ms=NOW, timing=TIMING).give_away == ()
+    together = [address("g0", 1, "b"), address("g0", 2, "b")]
+    back = [node("a"), node("b")]
+    # b gives the second address away (never the first: its tunnel stays), a takes it.
+    assert plan("b", together, back, now_ms=NOW, timing=TIMING).give_away == (lease_key("g0", 2),)
+    released = [together[0], address("g0", 2)]
+    assert assignment(released, back) == {lease_key("g0", 2): "a"}
+    # A pinned second address stays where it is pinned.
+    pinned = [together[0], address("g0", 2, "b", pinned="b")]
+    assert plan("b", pinned, back, now_ms=NOW, timing=TIMING).give_away == ()
+    # A draining node is no place to move to.
+    assert (
+        plan("b", together, [node("a", draining=True), node("b")], now_ms=NOW, timing=TIMING).give_away == ()
+    )
+
+
+def test_single_tunnel_gateways_are_placed_as_before_beside_dual_ones() -> None:
+    nodes = [node("a"), node("b")]
+    rows = [lease("g0", "a"), lease("g1", "a"), lease("g2")]
+    assert assignment(rows, nodes) == {"g2": "b"}
+    assert plan("a", rows, nodes, now_ms=NOW, timing=TIMING).give_away == ()

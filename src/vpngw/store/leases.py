@@ -5,6 +5,13 @@ holder is one conditional ``UPDATE`` (the row's current holder and expiry are in
 ``WHERE``), so two nodes can never both win a lease, on PostgreSQL (the second UPDATE
 waits for the first and re-checks the condition) as on SQLite (writers are serialised).
 docs/nodes.md describes the protocol and its timings.
+
+The unit of a lease is one gateway *address*: a gateway's InternetIp is leased under the
+gateway's id, and a dual-tunnel gateway's second address (its DisasterRecoveryInternetIp,
+where tunnel 2 of each of its connections runs) under :func:`lease_key` ``(id, 2)``, the
+id with ``.dr`` appended. A single-tunnel gateway has one lease, keyed and behaving as it
+always did. Everything downstream of the lease (a node's namespaces, charons, fencing)
+works per lease key.
 """
 
 from __future__ import annotations
@@ -18,6 +25,25 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from vpngw.store.models import GatewayLease, Node, VpnConnection, VpnGateway
+
+# The lease key of a dual-tunnel gateway's second address: the gateway's id and this.
+# Gateway ids are ``vpn-`` and lowercase alphanumerics, so the key never names a gateway.
+SECOND_ADDRESS_SUFFIX = ".dr"
+
+
+def lease_key(vpn_gateway_id: str, tunnel_index: int = 1) -> str:
+    """The lease key of the gateway's address that runs tunnel ``tunnel_index`` (1: the
+    InternetIp, the key is the gateway id; 2: the DisasterRecoveryInternetIp)."""
+    if tunnel_index not in (1, 2):
+        raise ValueError(f"tunnel index {tunnel_index!r}: a gateway has addresses 1 and 2")
+    return vpn_gateway_id if tunnel_index == 1 else vpn_gateway_id + SECOND_ADDRESS_SUFFIX
+
+
+def lease_unit(key: str) -> tuple[str, int]:
+    """(gateway id, tunnel index) of a lease key: the inverse of :func:`lease_key`."""
+    if key.endswith(SECOND_ADDRESS_SUFFIX):
+        return key[: -len(SECOND_ADDRESS_SUFFIX)], 2
+    return key, 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +59,7 @@ class NodeRow:
 
 @dataclass(frozen=True)
 class LeaseRow:
+    # The lease key (:func:`lease_key`): the gateway id, or the id of its second address.
     vpn_gateway_id: str
     holder: str | None
     expires_ms: int
@@ -42,6 +69,16 @@ class LeaseRow:
     internet_ip: str
     # False once the gateway is deleted (its lease stays until its holder let it go).
     exists: bool = True
+
+    @property
+    def gateway(self) -> str:
+        """The VPN gateway this lease is an address of."""
+        return lease_unit(self.vpn_gateway_id)[0]
+
+    @property
+    def tunnel_index(self) -> int:
+        """1 for the gateway's InternetIp, 2 for a dual-tunnel gateway's second address."""
+        return lease_unit(self.vpn_gateway_id)[1]
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]  # the two dialects' insert() differ in type; both have on_conflict_do_update
@@ -104,23 +141,35 @@ def database_clock_ms(session: Session) -> int | None:
 # -- leases ------------------------------------------------------------------------
 
 
-def sync_lease_rows(session: Session, *, now_ms: int) -> None:
-    """A lease row for every gateway (nobody holds a new one); the row of a deleted
-    gateway goes once nobody holds it (its holder released it after tearing it down,
-    or the lease ran out): until then it keeps guarding the gateway's address."""
-    gateways = {
+def lease_addresses(session: Session) -> dict[str, str]:
+    """Every lease key the gateways of the store need, with its address: the InternetIp of
+    every gateway, and the second address of every dual-tunnel gateway."""
+    return {
         gateway_id: internet_ip
         for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))
     }
+
+
+def sync_lease_rows(session: Session, *, now_ms: int) -> None:
+    """A lease row for every gateway address (nobody holds a new one); the row of a
+    deleted gateway (or address) goes once nobody holds it (its holder released it after
+    tearing it down, or the lease ran out): until then it keeps guarding the address."""
+    addresses = lease_addresses(session)
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
-    missing = sorted(set(gateways) - leased)
+    missing = sorted(set(addresses) - leased)
     if missing:
         rows = [
-            {"vpn_gateway_id": g, "internet_ip": gateways[g], "holder": None, "expires_ms": 0, "epoch": 0}
-            for g in missing
+            {
+                "vpn_gateway_id": key,
+                "internet_ip": addresses[key],
+                "holder": None,
+                "expires_ms": 0,
+                "epoch": 0,
+            }
+            for key in missing
         ]
         session.execute(_insert(session)(GatewayLease).values(rows).on_conflict_do_nothing())
-    gone = sorted(leased - set(gateways))
+    gone = sorted(leased - set(addresses))
     if gone:
         session.execute(
             delete(GatewayLease).where(
@@ -131,11 +180,8 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
 
 
 def leases(session: Session) -> list[LeaseRow]:
-    rows = session.execute(
-        select(GatewayLease, VpnGateway.id)
-        .outerjoin(VpnGateway, VpnGateway.id == GatewayLease.vpn_gateway_id)
-        .order_by(GatewayLease.vpn_gateway_id)
-    ).all()
+    addresses = lease_addresses(session)
+    rows = session.scalars(select(GatewayLease).order_by(GatewayLease.vpn_gateway_id)).all()
     return [
         LeaseRow(
             lease.vpn_gateway_id,
@@ -145,9 +191,9 @@ def leases(session: Session) -> list[LeaseRow]:
             lease.pinned_node,
             lease.previous_holder,
             lease.internet_ip,
-            exists is not None,
+            lease.vpn_gateway_id in addresses,
         )
-        for lease, exists in rows
+        for lease in rows
     ]
 
 
@@ -196,9 +242,10 @@ def release(session: Session, vpn_gateway_id: str, node: str) -> bool:
 
 
 def pin(session: Session, vpn_gateway_id: str, node: str | None) -> bool:
-    """Let only ``node`` hold the gateway (None: any node). False if there is no such
-    gateway. The holder, if another node, gives it away on its next pass."""
-    if session.scalars(select(VpnGateway.id).where(VpnGateway.id == vpn_gateway_id)).first() is None:
+    """Let only ``node`` hold the lease ``vpn_gateway_id`` (a gateway id: its InternetIp;
+    ``<id>.dr``: a dual-tunnel gateway's second address), None: any node. False if there
+    is no such gateway address. The holder, if another node, gives it away on its next pass."""
+    if vpn_gateway_id not in lease_addresses(session):
         return False
     sync_lease_rows(session, now_ms=0)
     session.execute(

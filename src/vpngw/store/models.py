@@ -54,6 +54,7 @@ class VpnGateway(Base):
     __table_args__ = (
         Index("ix_vpn_gateways_owner", "account_id", "region_id", "seq"),
         Index("ix_vpn_gateways_vpc", "vpc_id", "seq"),
+        Index("ix_vpn_gateways_disaster_recovery_internet_ip", "disaster_recovery_internet_ip", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -66,6 +67,11 @@ class VpnGateway(Base):
     description: Mapped[str] = mapped_column(String(256), default="")
     bandwidth: Mapped[int] = mapped_column(Integer)
     internet_ip: Mapped[str] = mapped_column(String(15), unique=True)
+    # A dual-tunnel gateway (DisasterRecoveryVSwitchId) has a second address from the same
+    # pool: tunnel 2 of each of its connections runs on it. A gateway is dual-tunnel iff
+    # this is set (docs/api.md, "Dual-tunnel gateways").
+    disaster_recovery_internet_ip: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    disaster_recovery_v_switch_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16))
     charge_type: Mapped[str] = mapped_column(String(16))
     ipsec_vpn: Mapped[bool] = mapped_column(Boolean)
@@ -144,6 +150,41 @@ class VpnConnection(Base):
     observed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class VpnConnectionTunnel(Base):
+    """One tunnel of a dual-tunnel connection (TunnelOptionsSpecification): tunnel 1 runs
+    on the gateway's InternetIp, tunnel 2 on its DisasterRecoveryInternetIp. A
+    single-tunnel connection has no rows here.
+
+    The settings columns are the API's (``ike_config`` holds the wire's keys, its Psk
+    sealed as a connection's is); the observation columns (``status`` to ``observed_by``)
+    are written only by the data plane, as on ``vpn_connections``.
+    """
+
+    __tablename__ = "vpn_connection_tunnels"
+    __table_args__ = (
+        UniqueConstraint("vpn_connection_id", "tunnel_index", name="uq_vpn_connection_tunnels_index"),
+        Index("ix_vpn_connection_tunnels_customer_gateway", "customer_gateway_id"),
+    )
+
+    # The public TunnelId ("tun-...").
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    vpn_connection_id: Mapped[str] = mapped_column(ForeignKey("vpn_connections.id", ondelete="CASCADE"))
+    tunnel_index: Mapped[int] = mapped_column(Integer)  # 1 or 2
+    role: Mapped[str] = mapped_column(String(8))  # "master" or "slave"
+    customer_gateway_id: Mapped[str] = mapped_column(ForeignKey("customer_gateways.id"))
+    enable_dpd: Mapped[bool] = mapped_column(Boolean)
+    enable_nat_traversal: Mapped[bool] = mapped_column(Boolean)
+    ike_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ipsec_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Written by the data plane (same vocabulary as VpnConnection.status).
+    status: Mapped[str] = mapped_column(String(32))
+    diagnosis: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The counters of the tunnel's current CHILD_SAs, None until observed.
+    traffic: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    observed_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    observed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class VpnConnectionLog(Base):

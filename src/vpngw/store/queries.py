@@ -26,6 +26,7 @@ from vpngw.store.models import (
     Vpc,
     VpnConnection,
     VpnConnectionLog,
+    VpnConnectionTunnel,
     VpnGateway,
 )
 
@@ -385,6 +386,15 @@ def any_connection_uses(
         query = query.where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
     if customer_gateway_id is not None:
         query = query.where(VpnConnection.customer_gateway_id == customer_gateway_id)
+        found = session.scalars(query.limit(1)).first()
+        if found is not None:
+            return found
+        # A tunnel of a dual-tunnel connection may name another customer gateway.
+        return session.scalars(
+            select(VpnConnectionTunnel.vpn_connection_id)
+            .where(VpnConnectionTunnel.customer_gateway_id == customer_gateway_id)
+            .limit(1)
+        ).first()
     return session.scalars(query.limit(1)).first()
 
 
@@ -393,7 +403,85 @@ def any_gateway_in_vpc(session: Session, vpc_id: str) -> str | None:
 
 
 def internet_ips_in_use(session: Session) -> set[str]:
-    return set(session.scalars(select(VpnGateway.internet_ip)).all())
+    """Every gateway's InternetIp and DisasterRecoveryInternetIp."""
+    rows = session.execute(select(VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip)).all()
+    return {address for row in rows for address in row if address}
+
+
+# -- the tunnels of dual-tunnel connections ------------------------------------------
+
+
+def tunnels_of(session: Session, connection_ids: Sequence[str]) -> dict[str, list[VpnConnectionTunnel]]:
+    """The tunnel rows of each connection, by tunnel index (a single-tunnel connection
+    has none: an empty list)."""
+    found: dict[str, list[VpnConnectionTunnel]] = {connection_id: [] for connection_id in connection_ids}
+    if connection_ids:
+        rows = session.scalars(
+            select(VpnConnectionTunnel)
+            .where(VpnConnectionTunnel.vpn_connection_id.in_(list(connection_ids)))
+            .order_by(VpnConnectionTunnel.vpn_connection_id, VpnConnectionTunnel.tunnel_index)
+        )
+        for row in rows:
+            found.setdefault(row.vpn_connection_id, []).append(row)
+    return found
+
+
+def dual_tunnel_connection_ids(session: Session) -> set[str]:
+    """The ids of every connection that has tunnel rows (all accounts)."""
+    return set(session.scalars(select(VpnConnectionTunnel.vpn_connection_id).distinct()))
+
+
+def add_tunnels(session: Session, rows: Sequence[VpnConnectionTunnel]) -> None:
+    session.add_all(rows)
+    session.flush()
+
+
+def all_tunnels(session: Session) -> Sequence[VpnConnectionTunnel]:
+    return session.scalars(select(VpnConnectionTunnel)).all()
+
+
+class TunnelObservation(NamedTuple):
+    """What the data plane sees of one tunnel (as :func:`write_observation` for a connection)."""
+
+    tunnel_id: str
+    status: str
+    diagnosis: str
+    traffic: dict[str, int] | None
+
+
+def record_tunnel_observations(
+    session: Session, observations: Sequence[TunnelObservation], *, now_ms: int, observed_by: str | None
+) -> int:
+    """Store what the data plane sees of tunnels; only differences are written (and
+    ``observed_time``/``observed_by`` move only with them). Tunnels that no longer exist
+    (their connection deleted meanwhile) are skipped. Returns how many rows changed.
+
+    The rows are locked in id order until the transaction ends, so that concurrent
+    writers never wait in a circle; a DeleteVpnConnection either finished first (the row
+    is gone) or waits for this write.
+    """
+    by_id = {observation.tunnel_id: observation for observation in observations}
+    if not by_id:
+        return 0
+    rows = session.scalars(
+        select(VpnConnectionTunnel)
+        .where(VpnConnectionTunnel.id.in_(sorted(by_id)))
+        .order_by(VpnConnectionTunnel.id)
+        .with_for_update()
+    ).all()
+    changed = 0
+    for row in rows:
+        seen = by_id[row.id]
+        if (row.status, row.diagnosis, row.traffic) == (seen.status, seen.diagnosis, seen.traffic):
+            continue
+        row.status = seen.status
+        row.diagnosis = seen.diagnosis
+        row.traffic = None if seen.traffic is None else dict(seen.traffic)
+        row.observed_time = now_ms
+        row.observed_by = observed_by
+        changed += 1
+    session.flush()
+    return changed
 
 
 def customer_gateway_with_ip(

@@ -78,12 +78,17 @@ def plan(
 ) -> Plan:
     """Pure placement: every node computes the same assignment from the same rows.
 
-    A free gateway (no holder, or a lease that ran out more than ``skew_s`` ago) goes to
-    the live, non-draining node with the lowest load per capacity (ties: the name),
-    counting what the plan has handed out so far; a pinned gateway goes to its pinned
-    node only. Gateways that are pinned elsewhere, or held by a draining node, are given
-    away by their holder. Nothing moves otherwise: a node that joins takes new and
-    orphaned gateways, it does not steal held ones.
+    A free gateway address (no holder, or a lease that ran out more than ``skew_s`` ago)
+    goes to the live, non-draining node with the lowest load per capacity (ties: the
+    name), counting what the plan has handed out so far; a pinned one goes to its pinned
+    node only. The two addresses of a dual-tunnel gateway go to two different nodes
+    whenever two can take them (anti-affinity: a node that holds, or was just given, one
+    of them is passed over for the other while another node can take it). Addresses
+    pinned elsewhere, or held by a draining node, are given away by their holder; so is
+    a dual-tunnel gateway's second address whose holder also holds the first while
+    another node could take it (both ended up on one node while it was the only one
+    live). Nothing moves otherwise: a node that joins takes new and orphaned gateways, it
+    does not steal held ones.
     """
     lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
     rows = list(leases)
@@ -93,9 +98,12 @@ def plan(
     free: list[LeaseRow] = []
     # Addresses some node may still answer for (its lease has not run out, skew included).
     guarded: set[str] = set()
+    # Gateway -> the nodes that hold (or are planned to take) one of its addresses.
+    placed: dict[str, set[str]] = {}
     for lease in rows:
         if lease.holder is not None and lease.expires_ms >= now_ms - skew_ms:
             guarded.add(lease.internet_ip)
+            placed.setdefault(lease.gateway, set()).add(lease.holder)
             if lease.holder in load:
                 load[lease.holder] += 1
         elif lease.exists:
@@ -108,17 +116,33 @@ def plan(
             candidates = [lease.pinned_node] if lease.pinned_node in takers else []
         else:
             candidates = sorted(takers)
+        apart = [name for name in candidates if name not in placed.get(lease.gateway, set())]
+        candidates = apart or candidates
         if not candidates:
             continue
         chosen = min(candidates, key=lambda name: (load[name] / max(takers[name].capacity, 1), name))
         load[chosen] += 1
+        placed.setdefault(lease.gateway, set()).add(chosen)
         if chosen == me:
             take.append(lease.vpn_gateway_id)
     draining = me in live and live[me].draining
+    mine = {lease.vpn_gateway_id for lease in rows if lease.holder == me and lease.exists}
+    others = set(takers) - {me}
     give_away = tuple(
         lease.vpn_gateway_id
         for lease in rows
-        if lease.holder == me and (draining or not lease.exists or lease.pinned_node not in (None, me))
+        if lease.holder == me
+        and (
+            draining
+            or not lease.exists
+            or lease.pinned_node not in (None, me)
+            or (
+                lease.tunnel_index == 2
+                and lease.pinned_node is None
+                and lease.gateway in mine
+                and bool(others)
+            )
+        )
     )
     # A holder whose heartbeat is two renewals late has lost the database or died: its
     # gateways are reported lost at once (by one node: the first other taker by name),

@@ -117,8 +117,13 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
         routes: dict[str, list[str]] = {g.id: [] for g in gateways}
         checks: dict[str, list[HealthCheckSpec]] = {g.id: [] for g in gateways}
         addresses = {g.id: g.internet_ip for g in gateways}
+        # Dual-tunnel connections (#20) are run from their tunnel rows, which this data
+        # plane does not do yet: they are skipped, and their tunnels read as not established.
+        dual_tunnel = queries.dual_tunnel_connection_ids(session)
         for connection, customer_ip in connections:
             gateway_id = connection.vpn_gateway_id
+            if connection.id in dual_tunnel:
+                continue
             try:
                 spec = connection_spec(
                     connection_id=connection.id,
