@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -421,6 +422,8 @@ def main() -> int:
     if os.geteuid() != 0 or not shutil.which("swanctl"):
         print("idle_bench: needs root and strongSwan (the lab data plane)", file=sys.stderr)
         return 2
+    # A SIGTERM stops the servers and removes the lab too (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="vpngw-idle-"))
     ab.use_source(work)  # the working tree's src, copied: edits during the run do not mix in
     sources = {"on": ab.SOURCE["src"]}
