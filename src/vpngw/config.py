@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 DEFAULT_DB_URL = "sqlite:///./vpngw.db"
+DEFAULT_VPC_NEXT_HOP_POOL = "100.64.0.0/16"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Settings:
     regions: tuple[Region, ...] = DEFAULT_REGIONS
     # VPN gateways take their InternetIp from this pool (the lab WAN range of docs/lab.md).
     internet_ip_pool: str = "198.18.0.0/16"
+    # Each VPN gateway takes its VPC-side next hop from this pool: a range of the VPC
+    # segment that no VPC host uses (docs/hosts.md, section 5). The default is the lab's
+    # shared VPC segment (docs/lab.md), a range no real VPC segment should hold as is.
+    vpc_next_hop_pool: str = DEFAULT_VPC_NEXT_HOP_POOL
     max_subnets_per_side: int = 10
     max_connections_per_gateway: int = 10
     # Per-account quotas, counted per account and region, for an account the operator gave
@@ -56,7 +61,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "region_ids", frozenset(r.region_id for r in self.regions))
-        ipaddress.IPv4Network(self.internet_ip_pool)
+        for variable, pool in (
+            ("VPNGW_INTERNET_IP_POOL", self.internet_ip_pool),
+            ("VPNGW_VPC_NEXT_HOP_POOL", self.vpc_next_hop_pool),
+        ):
+            try:
+                ipaddress.IPv4Network(pool)
+            except ValueError as error:
+                raise ValueError(f"{variable}={pool!r} is not an IPv4 network: {error}") from None
 
 
 def resolve_db_url(cli_value: str | None) -> str:
@@ -80,6 +92,7 @@ def settings_from_env(db_url: str | None = None) -> Settings:
         db_url=resolve_db_url(db_url),
         regions=_parse_regions(env["VPNGW_REGIONS"]) if env.get("VPNGW_REGIONS") else DEFAULT_REGIONS,
         internet_ip_pool=env.get("VPNGW_INTERNET_IP_POOL", "198.18.0.0/16"),
+        vpc_next_hop_pool=env.get("VPNGW_VPC_NEXT_HOP_POOL", DEFAULT_VPC_NEXT_HOP_POOL),
         max_subnets_per_side=int(env.get("VPNGW_MAX_SUBNETS_PER_SIDE", "10")),
         max_connections_per_gateway=int(env.get("VPNGW_MAX_CONNECTIONS_PER_GATEWAY", "10")),
         client_token_ttl_s=int(env.get("VPNGW_CLIENT_TOKEN_TTL_S", str(24 * 3600))),

@@ -63,10 +63,11 @@ def test_concurrent_gateways_get_distinct_addresses(server_url: str) -> None:
     vpc = _post(server_url, "CreateVpc", {}).json()["VpcId"]
     responses = _together(server_url, [("CreateVpnGateway", {"VpcId": vpc, "Bandwidth": 5})] * 8)
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
-    addresses = {
-        _post(server_url, "DescribeVpnGateway", {"VpnGatewayId": r.json()["VpnGatewayId"]}).json()[
-            "InternetIp"
-        ]
+    described = [
+        _post(server_url, "DescribeVpnGateway", {"VpnGatewayId": r.json()["VpnGatewayId"]}).json()
         for r in responses
-    }
-    assert len(addresses) == 8
+    ]
+    assert len({gateway["InternetIp"] for gateway in described}) == 8
+    # Their VPC-side next hops too (one pool lock for both pools).
+    assert len({gateway["VpcNextHop"] for gateway in described}) == 8
+    assert all(gateway["VpcNextHop"].startswith("100.64.0.") for gateway in described)

@@ -61,9 +61,11 @@ class Fleet:
     nodes: list[NodeSite] = field(default_factory=list)
     lease_s: float = 5.0
 
-    def add_node(self, index: int) -> NodeSite:
+    def add_node(self, index: int, *, shared_vpc: bool = False) -> NodeSite:
+        """A lab node; ``shared_vpc``: on the lab's shared VPC segment (every such node
+        on one segment) instead of a VPC network of its own."""
         node = lab_node.create_node(
-            self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets
+            self.lab, f"{self.lab.names.lab}-n{index}", vpc_subnets=self.local_subnets, shared_vpc=shared_vpc
         )
         site = NodeSite(node, Path(tempfile.mkdtemp(prefix="vn", dir="/tmp")))
         self.nodes.append(site)

@@ -25,6 +25,7 @@ def lease(
     pinned: str | None = None,
     ip: str | None = None,
     exists: bool = True,
+    next_hop: str | None = None,
 ) -> LeaseRow:
     return LeaseRow(
         gateway,
@@ -35,6 +36,7 @@ def lease(
         None,
         ip or f"198.18.0.{int(gateway[1:]) + 2}",
         exists,
+        next_hop or f"100.64.0.{int(gateway[1:]) + 2}",
     )
 
 
@@ -95,6 +97,20 @@ def test_an_address_still_held_for_a_deleted_gateway_is_not_reused_yet() -> None
     assert assignment(rows, nodes) == {"g2": "b"}
     assert plan("a", rows, nodes, now_ms=NOW, timing=TIMING).give_away == ("g0",)
     released = [lease("g0", None, ip="198.18.0.9", exists=False), rows[1], rows[2]]
+    assert set(assignment(released, nodes)) == {"g1", "g2"}
+
+
+def test_a_next_hop_still_held_for_a_deleted_gateway_is_not_reused_yet() -> None:
+    """A new gateway with another InternetIp but the deleted one's VPC-side next hop waits
+    too: two nodes must never answer for one next hop on the VPC segment."""
+    nodes = [node("a"), node("b")]
+    rows = [
+        lease("g0", "a", next_hop="100.64.0.9", exists=False),
+        lease("g1", next_hop="100.64.0.9"),
+        lease("g2"),
+    ]
+    assert assignment(rows, nodes) == {"g2": "b"}
+    released = [lease("g0", None, next_hop="100.64.0.9", exists=False), rows[1], rows[2]]
     assert set(assignment(released, nodes)) == {"g1", "g2"}
 
 

@@ -58,6 +58,7 @@ def test_a_deleted_gateway_s_lease_stays_until_released_and_pins_hold(settings: 
         leases.sync_lease_rows(session, now_ms=2000)
         (row,) = leases.leases(session)
         assert (row.holder, row.exists, row.internet_ip) == ("a", False, world.internet_ip)
+        assert row.vpc_next_hop == "100.64.0.2"  # kept with the lease, guarding it too
         assert leases.release(session, world.vpn_gateway_id, "a")
         leases.sync_lease_rows(session, now_ms=2000)
         assert leases.leases(session) == []

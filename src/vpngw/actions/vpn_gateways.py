@@ -53,20 +53,56 @@ def get_gateway(
     return gateway
 
 
-def allocate_internet_ip(session: Session, pool: str) -> str:
-    """The lowest free address of the pool. The pool's first host is left to the lab's
-    WAN router. Allocation is serialised by a pool lock; the unique constraint on the
-    address is the last line of defence (a violation re-runs the action)."""
-    queries.lock_internet_ip_pool(session)
-    in_use = queries.internet_ips_in_use(session)
+def lowest_free_address(pool: str, in_use: set[str]) -> str | None:
+    """The lowest address of ``pool`` outside ``in_use``, or None. The pool's first host
+    is never handed out: the lab keeps it for the router of the segment (the WAN's for
+    InternetIps, the shared VPC segment's for next hops)."""
     hosts = ipaddress.IPv4Network(pool).hosts()
     next(hosts, None)
-    for host in hosts:
-        if str(host) not in in_use:
-            return str(host)
-    raise BadRequest(
-        "Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool."
-    )
+    return next((str(host) for host in hosts if str(host) not in in_use), None)
+
+
+def allocate_internet_ip(session: Session, pool: str) -> str:
+    """The lowest free address of the pool. Allocation is serialised by a pool lock; the
+    unique constraint on the address is the last line of defence (a violation re-runs the
+    action)."""
+    queries.lock_internet_ip_pool(session)
+    address = lowest_free_address(pool, queries.internet_ips_in_use(session))
+    if address is None:
+        raise BadRequest(
+            "Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool."
+        )
+    return address
+
+
+def allocate_vpc_next_hop(session: Session, pool: str) -> str:
+    """The gateway's VPC-side next hop: the lowest free address of ``VPNGW_VPC_NEXT_HOP_POOL``,
+    under the same lock and with the same last line of defence as the InternetIp."""
+    queries.lock_internet_ip_pool(session)
+    address = lowest_free_address(pool, queries.vpc_next_hops_in_use(session))
+    if address is None:
+        raise BadRequest(
+            "Resource.QuotaFull",
+            "The quota of resource is full: no free VPC-side next hop is left in the pool "
+            "(VPNGW_VPC_NEXT_HOP_POOL).",
+        )
+    return address
+
+
+def assign_missing_vpc_next_hops(session: Session, pool: str) -> list[str]:
+    """Give a VPC-side next hop to every gateway that has none (created before they
+    existed: migration 0013 cannot know the pool), in creation order; an API server does
+    it when it starts. Returns the gateways left without one (the pool is full)."""
+    queries.lock_internet_ip_pool(session)
+    in_use = queries.vpc_next_hops_in_use(session)
+    missing = queries.gateways_without_vpc_next_hop(session)
+    for index, gateway_id in enumerate(missing):
+        address = lowest_free_address(pool, in_use)
+        if address is None:
+            return missing[index:]
+        in_use.add(address)
+        queries.set_vpc_next_hop(session, gateway_id, address)
+    return []
 
 
 class CreateVpnGatewayParams(RegionParams):
@@ -123,6 +159,7 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         description=p.description or "",
         bandwidth=p.bandwidth,
         internet_ip=allocate_internet_ip(session, ctx.settings.internet_ip_pool),
+        vpc_next_hop=allocate_vpc_next_hop(session, ctx.settings.vpc_next_hop_pool),
         status="active",
         charge_type="Prepay" if prepaid else "PostpayByFlow",
         ipsec_vpn=p.enable_ipsec,
@@ -172,6 +209,9 @@ class VpnGatewayItem(Response):
     tags: TagList
     # Extension: the data-plane node that runs the gateway now ('' while none does).
     node_name: str = ""
+    # Extension: the gateway's VPC-side next hop, where VPC hosts route the remote
+    # subnets; it follows the gateway from node to node (docs/hosts.md, section 5).
+    vpc_next_hop: str = ""
 
 
 def gateway_view(
@@ -201,6 +241,7 @@ def gateway_view(
         resource_group_id="",
         tags=tag_list(tags),
         node_name=node_name,
+        vpc_next_hop=gateway.vpc_next_hop or "",
     )
 
 

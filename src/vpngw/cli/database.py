@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from vpngw.actions.vpn_gateways import assign_missing_vpc_next_hops
 from vpngw.config import Settings
 from vpngw.store import migrate, queries
 from vpngw.store.engine import Database
@@ -21,6 +23,21 @@ def prepare_database(settings: Settings) -> Database:
     with db.transaction(write=True) as session:
         queries.ensure_account(session, settings.default_account_id, "default", int(time.time() * 1000))
     return db
+
+
+def assign_vpc_next_hops(db: Database, settings: Settings) -> None:
+    """An API server's start: gateways created before VPC-side next hops existed get one
+    from this server's pool (the pool is the API servers' setting, as the InternetIp's)."""
+    with db.transaction(write=True) as session:
+        left = assign_missing_vpc_next_hops(session, settings.vpc_next_hop_pool)
+    if left:
+        print(
+            f"vpngw: WARNING: VPNGW_VPC_NEXT_HOP_POOL ({settings.vpc_next_hop_pool}) is full: "
+            f"{len(left)} gateways have no VPC-side next hop ({', '.join(left[:5])}"
+            f"{', ...' if len(left) > 5 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def database_identity(url: str) -> str:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from vpngw.cli.call import CallError, call_action
+from vpngw.config import settings_from_env
 from vpngw.dataplane.backends.base import remove_machine_locks
 from vpngw.dataplane.backends.lab import lab as lab_dirs
 from vpngw.dataplane.backends.lab import node as lab_node
@@ -102,6 +103,13 @@ def build_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="CIDR",
         help="a VPC subnet reached through the VPC side (default 10.1.0.0/16; repeatable)",
     )
+    node_create.add_argument(
+        "--shared-vpc",
+        action="store_true",
+        help="put the node's VPC side on the lab's shared VPC segment (<lab>-vpc, made if missing) "
+        "instead of a VPC network of its own: VPC hosts route remote subnets to a gateway's "
+        "VpcNextHop (docs/lab.md)",
+    )
     add_lab_options(node_create)
     node_create.set_defaults(run=cmd_node_create)
     node_delete = node_sub.add_parser("delete", help="remove a lab node and what its agent left on it")
@@ -121,6 +129,11 @@ def build_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     where.add_argument("--node", metavar="NAME", help="a lab node's host namespace")
     where.add_argument("--node-vpc", metavar="NAME", help="the VPC network behind a lab node")
+    where.add_argument(
+        "--shared-vpc",
+        action="store_true",
+        help="the lab's shared VPC segment (its router and hosts; nodes made with --shared-vpc)",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_lab_options(run)
     run.set_defaults(run=cmd_exec)
@@ -213,6 +226,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         namespace = names.peer(args.peer)
     elif args.vpc:
         namespace = names.vpc(args.vpc)
+    elif args.shared_vpc:
+        namespace = names.vpc_segment
     elif args.node or args.node_vpc:
         namespace = lab_node.node_namespace(network_of(args), args.node or args.node_vpc) + (
             "-v" if args.node_vpc else ""
@@ -239,13 +254,22 @@ def cmd_node_create(args: argparse.Namespace) -> int:
         return _fail(reason)
     try:
         node = lab_node.create_node(
-            network_of(args), args.name, vpc_subnets=args.vpc_subnet or lab_node.DEFAULT_VPC_SUBNETS
+            network_of(args),
+            args.name,
+            vpc_subnets=args.vpc_subnet or lab_node.DEFAULT_VPC_SUBNETS,
+            shared_vpc=args.shared_vpc,
+            next_hop_pool=settings_from_env().vpc_next_hop_pool,
         )
     except (netns.NetnsError, ValueError) as error:
         return _fail(f"cannot create node {args.name}: {error}")
     print(
         f"vpngw lab: node {node.name} is up: namespace {node.namespace}, uplink {lab_node.UPLINK} {node.uplink_ip}, "
-        f"VPC side {lab_node.VPC_SIDE} (the VPC network is {node.vpc_namespace})"
+        f"VPC side {lab_node.VPC_SIDE} (the VPC network is {node.vpc_namespace}"
+        + (
+            ", shared: vpngw lab exec --shared-vpc -- ip route add REMOTE_SUBNET via VPC_NEXT_HOP)"
+            if node.shared_vpc
+            else ")"
+        )
     )
     print(f"  run its agent: vpngw agent {' '.join(node.agent_arguments())} --db URL")
     return 0

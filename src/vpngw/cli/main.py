@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from vpngw import accounts, files, logs
 from vpngw.cli import lab as lab_cli
 from vpngw.cli import nodes as nodes_cli
-from vpngw.cli.database import admin_db_url, live_node_names, prepare_database
+from vpngw.cli.database import admin_db_url, assign_vpc_next_hops, live_node_names, prepare_database
 from vpngw.config import Settings, settings_from_env
 from vpngw.sealing import Sealer, SealingError, load_sealer
 from vpngw.store import backup, migrate
@@ -132,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_env(args.db)
     db = prepare_database(settings)
+    assign_vpc_next_hops(db, settings)
     try:
         # A new master key only for a database that holds no secret yet: on one that
         # does, it would open nothing (and an agent never makes one).

@@ -69,6 +69,8 @@ class LeaseRow:
     internet_ip: str
     # False once the gateway is deleted (its lease stays until its holder let it go).
     exists: bool = True
+    # The gateway's VPC-side next hop (None: it has none), guarded like the InternetIp.
+    vpc_next_hop: str | None = None
 
     @property
     def gateway(self) -> str:
@@ -150,11 +152,25 @@ def lease_addresses(session: Session) -> dict[str, str]:
     }
 
 
+def gateway_next_hops(session: Session) -> dict[str, str]:
+    """The VPC-side next hop of every gateway that has one, by the lease key of its first
+    address (the gateway id): the holder of that lease answers for it (docs/nodes.md)."""
+    return {
+        gateway_id: next_hop
+        for gateway_id, next_hop in session.execute(
+            select(VpnGateway.id, VpnGateway.vpc_next_hop).where(VpnGateway.vpc_next_hop.is_not(None))
+        )
+        if next_hop is not None
+    }
+
+
 def sync_lease_rows(session: Session, *, now_ms: int) -> None:
     """A lease row for every gateway address (nobody holds a new one); the row of a
     deleted gateway (or address) goes once nobody holds it (its holder released it after
-    tearing it down, or the lease ran out): until then it keeps guarding the address."""
+    tearing it down, or the lease ran out): until then it keeps guarding the address
+    (and the gateway's VPC-side next hop, on its first address's row)."""
     addresses = lease_addresses(session)
+    next_hops = gateway_next_hops(session)
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
     missing = sorted(set(addresses) - leased)
     if missing:
@@ -162,6 +178,7 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
             {
                 "vpn_gateway_id": key,
                 "internet_ip": addresses[key],
+                "vpc_next_hop": next_hops.get(key),
                 "holder": None,
                 "expires_ms": 0,
                 "epoch": 0,
@@ -181,6 +198,7 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
 
 def leases(session: Session) -> list[LeaseRow]:
     addresses = lease_addresses(session)
+    next_hops = gateway_next_hops(session)
     rows = session.scalars(select(GatewayLease).order_by(GatewayLease.vpn_gateway_id)).all()
     return [
         LeaseRow(
@@ -192,6 +210,9 @@ def leases(session: Session) -> list[LeaseRow]:
             lease.previous_holder,
             lease.internet_ip,
             lease.vpn_gateway_id in addresses,
+            # The lease's copy guards a deleted gateway's; the gateway's own is the truth
+            # while it exists (given at an API server's start, it may be newer).
+            next_hops.get(lease.vpn_gateway_id) or lease.vpc_next_hop,
         )
         for lease in rows
     ]

@@ -54,6 +54,7 @@ class VpnGateway(Base):
     __table_args__ = (
         Index("ix_vpn_gateways_owner", "account_id", "region_id", "seq"),
         Index("ix_vpn_gateways_vpc", "vpc_id", "seq"),
+        Index("ix_vpn_gateways_vpc_next_hop", "vpc_next_hop", unique=True),
         Index("ix_vpn_gateways_disaster_recovery_internet_ip", "disaster_recovery_internet_ip", unique=True),
     )
 
@@ -67,6 +68,10 @@ class VpnGateway(Base):
     description: Mapped[str] = mapped_column(String(256), default="")
     bandwidth: Mapped[int] = mapped_column(Integer)
     internet_ip: Mapped[str] = mapped_column(String(15), unique=True)
+    # The VPC-side next hop (docs/hosts.md, section 5): an address of the VPC segment that
+    # follows the gateway's lease. None only for a gateway created before it existed,
+    # until an API server starts and gives it one.
+    vpc_next_hop: Mapped[str | None] = mapped_column(String(15), nullable=True)
     # A dual-tunnel gateway (DisasterRecoveryVSwitchId) has a second address from the same
     # pool: tunnel 2 of each of its connections runs on it. A gateway is dual-tunnel iff
     # this is set (docs/api.md, "Dual-tunnel gateways").
@@ -341,6 +346,8 @@ class GatewayLease(Base):
     # The gateway's address, kept here so that a deleted gateway's lease still guards
     # it: a new gateway that reuses the address waits until the old one is torn down.
     internet_ip: Mapped[str] = mapped_column(String(15))
+    # Likewise the gateway's VPC-side next hop (None: the gateway has none).
+    vpc_next_hop: Mapped[str | None] = mapped_column(String(15), nullable=True)
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_ms: Mapped[int] = mapped_column(BigInteger)
     epoch: Mapped[int] = mapped_column(Integer)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,6 +19,7 @@ from vpngw.store.models import (
     Account,
     AccountQuota,
     CustomerGateway,
+    GatewayLease,
     IdempotencyRecord,
     ResourceCount,
     ResourceTag,
@@ -482,6 +483,30 @@ def record_tunnel_observations(
         changed += 1
     session.flush()
     return changed
+
+
+def vpc_next_hops_in_use(session: Session) -> set[str]:
+    return {
+        address for address in session.scalars(select(VpnGateway.vpc_next_hop)).all() if address is not None
+    }
+
+
+def gateways_without_vpc_next_hop(session: Session) -> list[str]:
+    """Gateways created before VPC-side next hops existed, in creation order."""
+    return list(
+        session.scalars(
+            select(VpnGateway.id).where(VpnGateway.vpc_next_hop.is_(None)).order_by(VpnGateway.seq)
+        ).all()
+    )
+
+
+def set_vpc_next_hop(session: Session, vpn_gateway_id: str, address: str) -> None:
+    """Give an existing gateway its next hop, on its lease row too (which guards the
+    address once the gateway is deleted, as it guards the InternetIp)."""
+    session.execute(update(VpnGateway).where(VpnGateway.id == vpn_gateway_id).values(vpc_next_hop=address))
+    session.execute(
+        update(GatewayLease).where(GatewayLease.vpn_gateway_id == vpn_gateway_id).values(vpc_next_hop=address)
+    )
 
 
 def customer_gateway_with_ip(

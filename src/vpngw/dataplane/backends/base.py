@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 # Inside every gateway's namespace, whatever the backend: ``wan0`` holds the InternetIp,
 # ``vpc0`` is the transit link toward the VPC side. Every gateway has a namespace of its
-# own, so every one uses the same two transit addresses.
+# own, so every one uses the same two transit addresses. On a host, ``nexthop0`` (a
+# macvlan of the VPC-side interface) holds the gateway's VPC-side next hop.
 WAN_IF = "wan0"
 GATEWAY_VPC_IF = "vpc0"
+VPC_NEXT_HOP_IF = "nexthop0"
 TRANSIT_GATEWAY = "169.254.100.1"  # the gateway's end of the transit link
 TRANSIT_VPC = "169.254.100.2"  # the VPC side's end (the lab's VPC namespace; a host's veth)
 TRANSIT_PREFIX = 30
@@ -113,10 +115,23 @@ class NetworkBackend(Protocol):
         may keep the address for ever."""
         ...
 
+    def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
+        """Keep answering for the gateway's VPC-side next hop for ``valid_s`` more seconds,
+        as :meth:`hold_internet_ip` does for its InternetIp (kernel lifetime, gratuitous ARP
+        when new here). A separate operation: the lease keeper binds it to the gateway's
+        lease today; a dual-tunnel gateway binds it to the node of its preferred live
+        tunnel. A backend without a shared VPC segment may ignore it."""
+        ...
+
+    def drop_vpc_next_hop(self, vpn_gateway_id: str) -> None:
+        """Stop answering for the gateway's VPC-side next hop at once (another node is to
+        answer for it), leaving the rest of the gateway running."""
+        ...
+
     def fence(self, vpn_gateway_id: str) -> None:
         """Stop answering for the gateway at once (its lease could not be renewed): drop
-        its InternetIp and stop its charon. Needs no database; the next pass removes
-        the rest."""
+        its InternetIp and its VPC-side next hop and stop its charon. Needs no database;
+        the next pass removes the rest."""
         ...
 
 

@@ -103,6 +103,8 @@ def plan(
     for lease in rows:
         if lease.holder is not None and lease.expires_ms >= now_ms - skew_ms:
             guarded.add(lease.internet_ip)
+            if lease.vpc_next_hop is not None:
+                guarded.add(lease.vpc_next_hop)
             placed.setdefault(lease.gateway, set()).add(lease.holder)
             if lease.holder in load:
                 load[lease.holder] += 1
@@ -110,7 +112,7 @@ def plan(
             free.append(lease)
     take: list[str] = []
     for lease in free:
-        if lease.internet_ip in guarded:
+        if lease.internet_ip in guarded or lease.vpc_next_hop in guarded:
             continue  # a deleted gateway with the same address is not torn down yet
         if lease.pinned_node is not None:
             candidates = [lease.pinned_node] if lease.pinned_node in takers else []
@@ -173,6 +175,7 @@ def plan(
 class _Held:
     gateways: dict[str, str] = field(default_factory=dict)  # id -> InternetIp
     valid_until: float = float("-inf")  # monotonic
+    next_hops: dict[str, str] = field(default_factory=dict)  # id -> VPC-side next hop
 
 
 class LeaseKeeper:
@@ -315,6 +318,7 @@ class LeaseKeeper:
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
+        next_hops = {row.vpn_gateway_id: row.vpc_next_hop for row in rows if row.vpc_next_hop is not None}
         self._next_round_s = self.timing.renew_s
         if decided.next_takeover_ms is not None:
             self._next_round_s = max(
@@ -323,7 +327,11 @@ class LeaseKeeper:
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())
-            self._held = _Held({g: addresses[g] for g in held if g in addresses}, valid_until)
+            self._held = _Held(
+                {g: addresses[g] for g in held if g in addresses},
+                valid_until,
+                {g: next_hops[g] for g in held if g in next_hops},
+            )
             self._giving_away = frozenset(decided.give_away) & set(self._held.gateways)
             after = (set(self._held.gateways), self._giving_away, True)
         for gateway_id, internet_ip in sorted(self._held.gateways.items()):
@@ -331,6 +339,13 @@ class LeaseKeeper:
                 self.backend.hold_internet_ip(gateway_id, internet_ip, valid_until - time.monotonic())
             except Exception as error:
                 log.warning("refreshing the address of %s: %s", gateway_id, error)
+        # The VPC-side next hop follows the same lease (a separate operation: a dual-tunnel
+        # gateway binds it to its preferred live tunnel instead).
+        for gateway_id, next_hop in sorted(self._held.next_hops.items()):
+            try:
+                self.backend.hold_vpc_next_hop(gateway_id, next_hop, valid_until - time.monotonic())
+            except Exception as error:
+                log.warning("refreshing the VPC-side next hop of %s: %s", gateway_id, error)
         if before != after:
             self._on_change()
 

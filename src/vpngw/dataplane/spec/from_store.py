@@ -51,6 +51,9 @@ class GatewayState:
     auto_routes: tuple[str, ...] = ()
     health_checks: tuple[HealthCheckSpec, ...] = ()
     rejected: tuple[RejectedConnection, ...] = ()
+    # The VPC-side next hop (an address of the VPC segment that follows the gateway's
+    # lease; None for a gateway that has none yet).
+    vpc_next_hop: str | None = None
 
 
 def connection_spec(
@@ -117,6 +120,7 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
         routes: dict[str, list[str]] = {g.id: [] for g in gateways}
         checks: dict[str, list[HealthCheckSpec]] = {g.id: [] for g in gateways}
         addresses = {g.id: g.internet_ip for g in gateways}
+        next_hops = {g.id: g.vpc_next_hop for g in gateways}
         # Dual-tunnel connections (#20) are run from their tunnel rows, which this data
         # plane does not do yet: they are skipped, and their tunnels read as not established.
         dual_tunnel = queries.dual_tunnel_connection_ids(session)
@@ -158,6 +162,7 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
             tuple(sorted(set(routes[gateway_id]))),
             tuple(checks[gateway_id]),
             tuple(rejected[gateway_id]),
+            next_hops[gateway_id],
         )
         for gateway_id, specs in by_gateway.items()
     }

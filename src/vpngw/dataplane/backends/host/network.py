@@ -7,12 +7,13 @@ from the others (docs/nodes.md)::
 
       the host (or the namespace given as --host-netns)
       uplink  (e.g. eth0, on the Internet side)    vpc-side (e.g. br-vpc, toward the VPC)
-        │  macvlan child, moved into the gateway        ▲  the host routes the local
-        ▼                                               │  subnets there (its own routes)
-      vpngw-<node>-g-vpn-AAA                            │
-        wan0  InternetIp/32 (valid_lft = the lease)      │
-        vpc0  169.254.100.1/30 ── veth ── vg<hash> 169.254.100.2/32 in the host
-        lo    first host of every local subnet, health-check sips
+        │  macvlan child, moved into the gateway     │   ▲  the host routes the local
+        ▼                                            │   │  subnets there (its own routes)
+      vpngw-<node>-g-vpn-AAA                         │   │
+        wan0      InternetIp/32 (valid_lft = the lease)  │
+        nexthop0  VpcNextHop/32 (valid_lft = the lease), macvlan child of the vpc-side
+        vpc0      169.254.100.1/30 ── veth ── vg<hash> 169.254.100.2/32 in the host
+        lo        first host of every local subnet, health-check sips
         charon
 
 * The InternetIp sits on a macvlan child of the uplink (the uplink's L2 segment, a MAC of
@@ -21,6 +22,11 @@ from the others (docs/nodes.md)::
   the node's lease and refreshed at every renewal: a node that dies or loses the
   database stops answering for the address, by the kernel's hand, before another node
   may take the lease.
+* The VPC-side next hop (the gateway's ``VpcNextHop``, docs/hosts.md section 5) sits on a
+  macvlan child of the VPC-side interface in the same way, bound to the same lease and
+  announced the same way: VPC hosts route the remote subnets to it once, and the route
+  follows the gateway to whichever node holds it. Traffic from the VPC enters there and
+  goes to charon's routes (kernel-libipsec's TUN); the way back leaves by the transit veth.
 * The gateway routes its local subnets to the host over its transit veth; the host
   reaches them through its VPC-side interface (its own routes: the VPC's network is the
   operator's). With AutoConfigRoute, the host gets routes to the RemoteSubnets through
@@ -37,8 +43,6 @@ import ipaddress
 import logging
 import shutil
 import subprocess
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -48,6 +52,7 @@ from vpngw.dataplane.backends.base import (
     TRANSIT_GATEWAY,
     TRANSIT_PREFIX,
     TRANSIT_VPC,
+    VPC_NEXT_HOP_IF,
     WAN_IF,
     GatewayHost,
     gateway_addresses,
@@ -56,16 +61,28 @@ from vpngw.dataplane.backends.base import (
     routed_local_subnets,
 )
 from vpngw.dataplane.backends.host import charon_profile
+from vpngw.dataplane.backends.host.leased_address import ARPING, LeasedAddresses
 from vpngw.dataplane.spec.from_store import GatewayState
 from vpngw.dataplane.system import netns
 from vpngw.dataplane.system.netns import NetnsError, Route, ip_args, link_exists
 
 log = logging.getLogger(__name__)
 
-ARPING = "arping"
-# A lease renewal refreshes an InternetIp's lifetime only once less than this is left
-# (one ``ip`` call per gateway every few seconds instead of every renewal).
-REFRESH_BELOW_S = 2.5
+# The next hop's macvlan sits on the VPC segment, where other hosts live. In the gateway's
+# namespace: ARP is answered only for an address of the interface asked on (never for the
+# anchors and sips on lo, which may be real VPC hosts' addresses) and asked from that
+# interface's own address; no reverse-path check (traffic from VPC hosts enters on the
+# macvlan but the way back to them is the transit veth, and a VPC router may ARP from an
+# address the namespace has no route to); no IPv6 chatter on the segment. Set on "all" and
+# "default" before the macvlan is made, so that it is born with them (a crash in between
+# leaves nothing half-set); the effective value is the larger of "all" and the interface's.
+NEXT_HOP_SYSCTLS = (
+    "net.ipv4.conf.all.rp_filter=0",
+    "net.ipv4.conf.default.rp_filter=0",
+    "net.ipv4.conf.all.arp_ignore=1",
+    "net.ipv4.conf.all.arp_announce=2",
+    "net.ipv6.conf.default.disable_ipv6=1",
+)
 
 
 @dataclass(frozen=True)
@@ -96,11 +113,8 @@ class HostNetwork:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.prefix = node_gateway_prefix(config.node)
-        self._lock = threading.Lock()
-        # Until when (monotonic) each gateway's InternetIp may be held: its lease.
-        self._valid_until: dict[str, float] = {}
-        # When (monotonic) the kernel drops each InternetIp, as this process last set it.
-        self._address_until: dict[str, float] = {}
+        self._internet_ips = LeasedAddresses(WAN_IF, self._namespace)
+        self._next_hops = LeasedAddresses(VPC_NEXT_HOP_IF, self._namespace)
 
     # -- NetworkBackend -------------------------------------------------------------
 
@@ -128,11 +142,14 @@ class HostNetwork:
     def gateway(self, vpn_gateway_id: str) -> GatewayHost:
         return GatewayHost(
             vpn_gateway_id,
-            f"{self.prefix}{vpn_gateway_id}",
+            self._namespace(vpn_gateway_id),
             self.config.host_namespace,
             self.config.state_dir / f"g-{vpn_gateway_id}",
             charon_profile.strongswan_conf,
         )
+
+    def _namespace(self, vpn_gateway_id: str) -> str:
+        return f"{self.prefix}{vpn_gateway_id}"
 
     def gateway_ids(self) -> set[str]:
         return {ns[len(self.prefix) :] for ns in netns.namespaces() if ns.startswith(self.prefix)}
@@ -141,9 +158,14 @@ class HostNetwork:
         gateway = self.gateway(state.vpn_gateway_id)
         namespace = gateway.namespace
         netns.ensure_namespace(namespace)
-        self._ensure_wan(namespace)
+        self._ensure_macvlan(namespace, self.config.uplink, WAN_IF)
         transit = self._ensure_transit(gateway)
-        self._ensure_internet_ip(state.vpn_gateway_id, state.internet_ip)
+        self._internet_ips.ensure(state.vpn_gateway_id, state.internet_ip)
+        if state.vpc_next_hop is not None:
+            if not link_exists(namespace, VPC_NEXT_HOP_IF):
+                netns.run("ip", "netns", "exec", namespace, "sysctl", "-q", "-w", *NEXT_HOP_SYSCTLS)
+                self._ensure_macvlan(namespace, self.config.vpc_side, VPC_NEXT_HOP_IF)
+            self._next_hops.ensure(state.vpn_gateway_id, state.vpc_next_hop)
         netns.sync_lo_addresses(namespace, gateway_addresses(state))
         netns.sync_routes(namespace, self._gateway_routes(state))
         host_routes = {
@@ -154,31 +176,26 @@ class HostNetwork:
         gateway.state_dir.mkdir(parents=True, exist_ok=True)
 
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
-        with self._lock:
-            self._valid_until[vpn_gateway_id] = time.monotonic() + valid_s
-        with self._lock:
-            fresh = (
-                self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic() > REFRESH_BELOW_S
-            )
-        if not fresh and link_exists(self.gateway(vpn_gateway_id).namespace, WAN_IF):
-            self._ensure_internet_ip(vpn_gateway_id, internet_ip)
+        self._internet_ips.hold(vpn_gateway_id, internet_ip, valid_s)
+
+    def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
+        self._next_hops.hold(vpn_gateway_id, address, valid_s)
+
+    def drop_vpc_next_hop(self, vpn_gateway_id: str) -> None:
+        self._next_hops.drop(vpn_gateway_id)
 
     def fence(self, vpn_gateway_id: str) -> None:
-        with self._lock:
-            self._valid_until[vpn_gateway_id] = float("-inf")
-            self._address_until.pop(vpn_gateway_id, None)
-        namespace = self.gateway(vpn_gateway_id).namespace
+        self._internet_ips.drop(vpn_gateway_id)
+        self._next_hops.drop(vpn_gateway_id)
+        namespace = self._namespace(vpn_gateway_id)
         if namespace in netns.namespaces():
-            if link_exists(namespace, WAN_IF):
-                netns.run("ip", "-n", namespace, "addr", "flush", "dev", WAN_IF)
             netns.kill_namespace_processes(namespace)
 
     def remove_gateway(self, vpn_gateway_id: str) -> None:
         """Every process of the gateway's namespace, the namespace (its macvlan and
         veth, and the host's routes on that veth, go with it) and its state."""
-        with self._lock:
-            self._valid_until.pop(vpn_gateway_id, None)
-            self._address_until.pop(vpn_gateway_id, None)
+        self._internet_ips.forget(vpn_gateway_id)
+        self._next_hops.forget(vpn_gateway_id)
         gateway = self.gateway(vpn_gateway_id)
         netns.kill_namespace_processes(gateway.namespace)
         netns.delete_namespace(gateway.namespace)
@@ -193,30 +210,21 @@ class HostNetwork:
 
     # -- pieces ---------------------------------------------------------------------
 
-    def _ensure_wan(self, namespace: str) -> None:
-        if link_exists(namespace, WAN_IF):
+    def _ensure_macvlan(self, namespace: str, parent: str, name: str) -> None:
+        """A macvlan child of the host's ``parent`` (a MAC of its own on that segment),
+        moved into the gateway's namespace as ``name``."""
+        if link_exists(namespace, name):
             return
         host = ip_args(self.config.host_namespace)
-        temporary = _hashed("mv", namespace)
+        temporary = _hashed("mv", f"{namespace}/{name}")
         if link_exists(self.config.host_namespace, temporary):
             netns.run("ip", *host, "link", "del", temporary)
         netns.run(
-            "ip",
-            *host,
-            "link",
-            "add",
-            "link",
-            self.config.uplink,
-            "name",
-            temporary,
-            "type",
-            "macvlan",
-            "mode",
-            "bridge",
+            "ip", *host, "link", "add", "link", parent, "name", temporary, "type", "macvlan", "mode", "bridge"
         )
         netns.run("ip", *host, "link", "set", temporary, "netns", namespace)
-        netns.run("ip", "-n", namespace, "link", "set", temporary, "name", WAN_IF)
-        netns.run("ip", "-n", namespace, "link", "set", WAN_IF, "up")
+        netns.run("ip", "-n", namespace, "link", "set", temporary, "name", name)
+        netns.run("ip", "-n", namespace, "link", "set", name, "up")
 
     def _ensure_transit(self, gateway: GatewayHost) -> str:
         transit = _hashed("vg", gateway.vpn_gateway_id)
@@ -244,41 +252,6 @@ class HostNetwork:
         netns.add_address(gateway.namespace, GATEWAY_VPC_IF, f"{TRANSIT_GATEWAY}/{TRANSIT_PREFIX}")
         netns.run("ip", "-n", gateway.namespace, "link", "set", GATEWAY_VPC_IF, "up")
         return transit
-
-    def _ensure_internet_ip(self, vpn_gateway_id: str, internet_ip: str) -> None:
-        """Add or refresh the InternetIp with what is left of the lease as its lifetime,
-        and announce it (gratuitous ARP) when it is new here."""
-        namespace = self.gateway(vpn_gateway_id).namespace
-        with self._lock:
-            until = self._valid_until.get(vpn_gateway_id, float("-inf"))
-        seconds = int(until - time.monotonic())
-        if seconds <= 0:
-            return  # no lease (yet, or any more): a host never answers for an address it does not hold
-        lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
-        with self._lock:
-            known = self._address_until.get(vpn_gateway_id, float("-inf")) > time.monotonic()
-        # Trust what this process set while it lasts (a hand-deleted address comes back
-        # when that runs out, within a lease time); else ask the kernel.
-        present = known or f"{internet_ip}/32" in netns.lo_addresses(namespace, WAN_IF)
-        set_at = time.monotonic()
-        netns.run("ip", "-n", namespace, "addr", "replace", f"{internet_ip}/32", "dev", WAN_IF, *lifetime)
-        with self._lock:
-            self._address_until[vpn_gateway_id] = set_at + seconds
-        if not present:
-            self._announce(namespace, internet_ip)
-
-    def _announce(self, namespace: str, internet_ip: str) -> None:
-        """Gratuitous ARP, so that the uplink's neighbours forget the node that held the
-        address before (in the background: arping takes a second)."""
-        if shutil.which(ARPING) is None:
-            return
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, ARPING, "-q", "-U", "-c", "2", "-I", WAN_IF, internet_ip],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        threading.Thread(target=process.wait, name="vpngw-arping", daemon=True).start()
 
     def _gateway_routes(self, state: GatewayState) -> set[Route]:
         routes = {

@@ -140,6 +140,13 @@ class LabNetwork(Lab):
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
         """The lab is one machine, guarded by its lock: the address stays for ever."""
 
+    def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
+        """Each lab gateway has a VPC side of its own, routed to it directly: no segment
+        is shared, so no next hop is needed (lab nodes, on the host backend, have one)."""
+
+    def drop_vpc_next_hop(self, vpn_gateway_id: str) -> None:
+        """Nothing to drop (see :meth:`hold_vpc_next_hop`)."""
+
     def fence(self, vpn_gateway_id: str) -> None:
         host = self.gateway(vpn_gateway_id)
         if host.namespace in namespaces():

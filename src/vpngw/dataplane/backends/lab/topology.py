@@ -8,6 +8,7 @@ never touches another lab::
     <lab>-g-<vpn-id>   one per VPN gateway: charon, ``wan0`` (InternetIp/32), ``vpc0``
     <lab>-v-<vpn-id>   the VPC side behind that gateway: ``gw0``, hosts of the local subnets
     <lab>-p-<name>     one per lab peer (customer gateway): charon, ``wan0``, its hosts
+    <lab>-vpc          the VPC segment that lab nodes made with ``--shared-vpc`` share
 
 docs/lab.md draws the same picture for people who attach their own IPsec peer.
 """
@@ -63,6 +64,11 @@ class LabNames:
     def wan(self) -> str:
         return f"{self.lab}-wan"
 
+    @property
+    def vpc_segment(self) -> str:
+        """The VPC segment that the lab's ``--shared-vpc`` nodes share (lab/node.py)."""
+        return f"{self.lab}-vpc"
+
     def gateway(self, vpn_gateway_id: str) -> str:
         return f"{self.lab}-g-{vpn_gateway_id}"
 
@@ -81,7 +87,7 @@ class LabNames:
         return namespace[len(prefix) :] if namespace.startswith(prefix) else None
 
     def owns(self, namespace: str) -> bool:
-        return namespace == self.wan or any(
+        return namespace in (self.wan, self.vpc_segment) or any(
             namespace.startswith(f"{self.lab}-{kind}-") for kind in ("g", "v", "p")
         )
 
