@@ -9,6 +9,7 @@ docs/errors.md: a code added to one must be added to the other.
 
 from __future__ import annotations
 
+from vpngw.rules import tunnel_options
 from vpngw.rules.tunnel_config import HEALTH_CHECK_KEYS, IKE_KEYS, IPSEC_KEYS
 
 DOCUMENTED = frozenset(
@@ -22,6 +23,8 @@ DOCUMENTED = frozenset(
         "IllegalParam.RemoteSubnet",
         "IllegalParam.TimeRange",
         "IncompleteSignature",
+        "IncorrectTunnelMode.DualTunnelGateway",
+        "IncorrectTunnelMode.SingleTunnelGateway",
         "InternalError",
         "InvalidAccessKeyId.Inactive",
         "InvalidAccessKeyId.NotFound",
@@ -41,6 +44,7 @@ DOCUMENTED = frozenset(
         "InvalidParameter.Bandwidth",
         "InvalidParameter.BgpConfig",
         "InvalidParameter.ClientToken",
+        "InvalidParameter.DisasterRecoveryVSwitchId",
         "InvalidParameter.From",
         "InvalidParameter.HealthCheckConfig",
         "InvalidParameter.IkeConfig",
@@ -53,6 +57,7 @@ DOCUMENTED = frozenset(
         "InvalidParameter.SignatureNonce",
         "InvalidParameter.SignatureVersion",
         "InvalidParameter.To",
+        "InvalidParameter.TunnelOptionsSpecification",
         "InvalidProduct.NotFound",
         "InvalidRegionId.NotFound",
         "InvalidResourceType.NotSupported",
@@ -62,6 +67,7 @@ DOCUMENTED = frozenset(
         "InvalidTagValue.Malformed",
         "InvalidTimeStamp.Expired",
         "InvalidTimeStamp.Format",
+        "InvalidTunnelId.NotFound",
         "InvalidVersion",
         "InvalidVpcId.NotFound",
         "InvalidVpnConnectionInstanceId.NotFound",
@@ -71,10 +77,11 @@ DOCUMENTED = frozenset(
         "MissingParameter.FromOrMinutePeriod",
         "MissingParameter.ResourceIdOrTag",
         "MissingParameter.ToOrMinutePeriod",
+        "MissingParameter.TunnelOptionsSpecification",
+        "MissingParameter.VSwitchId",
         "OperationUnsupported.Bgp",
         "OperationUnsupported.DestinationRouting",
         "OperationUnsupported.DhcpOptionsSetId",
-        "OperationUnsupported.DisasterRecoveryVSwitchId",
         "OperationUnsupported.EnableDnsHostname",
         "OperationUnsupported.EnableIpv6",
         "OperationUnsupported.EnableSsl",
@@ -89,8 +96,6 @@ DOCUMENTED = frozenset(
         "OperationUnsupported.Ipv6Isp",
         "OperationUnsupported.RemoteCaCertificate",
         "OperationUnsupported.ResourceGroupId",
-        "OperationUnsupported.TunnelIds",
-        "OperationUnsupported.TunnelOptionsSpecification",
         "OperationUnsupported.UserCidr",
         "OperationUnsupported.VpcOwnerId",
         "OperationUnsupported.VpnType",
@@ -113,10 +118,14 @@ TEMPLATES = (
     "InvalidParameter.IkeConfig.<Key>",
     "InvalidParameter.IpsecConfig.<Key>",
     "InvalidParameter.HealthCheckConfig.<Key>",
+    "MissingParameter.TunnelOptionsSpecification.<Key>",
+    "InvalidParameter.TunnelOptionsSpecification.<Key>",
 )
 PARAMETER_FAMILIES = ("MissingParameter", "InvalidParameter")
 CONFIG_KEYS = {
     "IkeConfig": frozenset(key.name for key in IKE_KEYS),
     "IpsecConfig": frozenset(key.name for key in IPSEC_KEYS),
     "HealthCheckConfig": frozenset(key.name for key in HEALTH_CHECK_KEYS),
+    # A tunnel's member, or a key of its TunnelIkeConfig / TunnelIpsecConfig ("TunnelIkeConfig.Psk").
+    "TunnelOptionsSpecification": tunnel_options.ERROR_KEYS,
 }

@@ -77,6 +77,9 @@ RECONCILE_PASS_SECONDS = Histogram(
     "Duration of one data-plane reconcile pass (every gateway this node holds).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+# The data plane's own families: in vpngw serve they come from its data-plane process
+# (cli/dataplane_process.py), not from the API's copies of them (which stay at zero).
+DATAPLANE_FAMILIES = ("vpngw_reconcile_pass_duration_seconds", "vpngw_charon_restarts")
 CHARON_RESTARTS = Counter(
     "vpngw_charon_restarts",
     "charons found dead and started again by the data plane, by VPN gateway.",
@@ -235,13 +238,19 @@ def store_registry(db: Database) -> CollectorRegistry:
 
 
 class _ProcessAndStore(Collector):
-    """This process's metrics (the default registry), then the store's."""
+    """This process's metrics (the default registry), ``also``'s (serve's data-plane
+    process), then the store's."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, also: Collector | None = None) -> None:
         self.store = StoreCollector(db)
+        self.also = also
 
     def collect(self) -> Iterator[Metric]:
-        yield from REGISTRY.collect()
+        if self.also is None:
+            yield from REGISTRY.collect()
+        else:
+            yield from (f for f in REGISTRY.collect() if f.name not in DATAPLANE_FAMILIES)
+            yield from self.also.collect()
         yield from self.store.collect()
 
 
@@ -253,9 +262,9 @@ class OperatorListener:
     daemon thread, answers the scrape (on any path) with this process's metrics and the
     store's."""
 
-    def __init__(self, db: Database, host: str, port: int) -> None:
+    def __init__(self, db: Database, host: str, port: int, *, also: Collector | None = None) -> None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_ProcessAndStore(db))
+        registry.register(_ProcessAndStore(db, also))
         self.server, self.thread = start_http_server(port, addr=host, registry=registry)
 
     @property

@@ -128,8 +128,8 @@ def test_failing_connections_are_diagnosed_and_healthy_ones_are_empty(stack: Sta
     assert api.ok("DiagnoseVpnConnections")["TotalCount"] == 3
     api.fails(
         "DiagnoseVpnConnections",
-        400,
-        "OperationUnsupported.TunnelIds",
+        404,
+        "InvalidTunnelId.NotFound",
         VpnGatewayId=world.vpn_gateway_id,
         **{"TunnelIds.1": "tun-1"},
     )

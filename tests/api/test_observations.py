@@ -270,7 +270,10 @@ def test_log_paging_counts_everything_and_completes_on_the_last_page(stack: Stac
     assert page(PageNumber=3) == (20, 3, 10, True, [])  # past the end
     assert page(PageSize=20) == (20, 1, 20, True, [f"line {n:02d}" for n in range(20)])
     assert page(PageSize=7, PageNumber=3)[3:] == (True, [f"line {n:02d}" for n in range(14, 20)])
-    assert page(PageSize=50, TunnelId="tun-ignored") == page(PageSize=50)  # TunnelId is accepted and ignored
+    # A single-tunnel connection has no tunnels: a TunnelId names none of them.
+    stack.api.fails(
+        "DescribeVpnConnectionLogs", 404, "InvalidTunnelId.NotFound", VpnConnectionId=vco, TunnelId="tun-x"
+    )
     empty = stack.api.ok("DescribeVpnConnectionLogs", VpnConnectionId=vco, From=base - 600, MinutePeriod=5)
     assert (empty["Count"], empty["IsCompleted"], empty["Data"]) == (0, True, {"Logs": []})
 

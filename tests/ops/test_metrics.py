@@ -173,3 +173,42 @@ def test_a_scrape_answers_when_the_store_cannot_be_read(tmp_path: Any) -> None:
     samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples["vpngw_store_up"] == 0 and "vpngw_connections" not in samples
     assert "vpngw_api_requests_total" in text or "vpngw_api_requests" in text
+
+
+def test_serve_s_scrape_takes_the_data_plane_s_families_from_its_process(settings: Settings) -> None:
+    """With the data plane in its own process (cli/dataplane_process.py), serve's scrape
+    holds the child's reconcile and charon families once (not serve's idle copies, not
+    the child's process_* families), and still answers when the child does not."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    from vpngw.cli.dataplane_process import ChildMetrics
+
+    child_registry = CollectorRegistry()
+    passes = Histogram(
+        "vpngw_reconcile_pass_duration_seconds", "passes", registry=child_registry, buckets=(1.0,)
+    )
+    restarts = Counter("vpngw_charon_restarts", "restarts", ["vpn_gateway_id"], registry=child_registry)
+    Counter("process_pretend_seconds", "the child's own process family", registry=child_registry).inc()
+    for _ in range(3):
+        passes.observe(0.2)
+    restarts.labels("vpn-1").inc()
+    child_port = free_port()
+    child_server, _thread = start_http_server(child_port, addr="127.0.0.1", registry=child_registry)
+    db, _authenticator = prepared(settings)
+    listener = metrics.OperatorListener(db, "127.0.0.1", free_port(), also=ChildMetrics(child_port))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{listener.port}", timeout=10) as client:
+            text = client.get("/metrics").text
+            samples = scrape(client)
+            assert text.count("# TYPE vpngw_reconcile_pass_duration_seconds histogram") == 1
+            assert value(samples, "vpngw_reconcile_pass_duration_seconds_count") == 3
+            assert value(samples, "vpngw_charon_restarts_total", vpn_gateway_id="vpn-1") == 1
+            assert "process_pretend_seconds" not in text
+            child_server.shutdown()
+            child_server.server_close()
+            samples = scrape(client)  # the child is gone (restarting): the rest still answers
+            assert value(samples, "vpngw_store_up") == 1
+            assert value(samples, "vpngw_reconcile_pass_duration_seconds_count") == 0
+    finally:
+        listener.stop()
+        db.dispose()

@@ -127,13 +127,10 @@ def test_a_refused_parameter_through_the_sdk(server_url: str) -> None:
     with pytest.raises(ClientException) as raised:
         client.create_vpn_gateway(
             tea.CreateVpnGatewayRequest(
-                region_id=REGION, vpc_id=vpc, bandwidth=10, disaster_recovery_vswitch_id="vsw-2"
+                region_id=REGION, vpc_id=vpc, bandwidth=10, vpn_type="NationalStandard"
             )
         )
-    assert (raised.value.status_code, raised.value.code) == (
-        400,
-        "OperationUnsupported.DisasterRecoveryVSwitchId",
-    )
+    assert (raised.value.status_code, raised.value.code) == (400, "OperationUnsupported.VpnType")
     gateways = client.describe_vpn_gateways(tea.DescribeVpnGatewaysRequest(region_id=REGION)).body
     assert gateways.total_count == 0
 
@@ -187,4 +184,4 @@ def test_diagnose_through_the_sdk(server_url: str, settings: Settings) -> None:
         client.diagnose_vpn_connections(
             tea.DiagnoseVpnConnectionsRequest(region_id=REGION, vpn_gateway_id=gateway, tunnel_ids=["tun-1"])
         )
-    assert raised.value.code == "OperationUnsupported.TunnelIds"
+    assert (raised.value.status_code, raised.value.code) == (404, "InvalidTunnelId.NotFound")

@@ -53,13 +53,15 @@ def find_action(name: str) -> Action[Any]:
     return action
 
 
-_REPEATED = re.compile(r"^([A-Za-z]+)\.(\d{1,9})(?:\.([A-Za-z]+))?$")
+# ``Name.N``, ``Name.N.Member`` and ``Name.N.Member.Key`` (TunnelOptionsSpecification.1.TunnelIkeConfig.Psk).
+_REPEATED = re.compile(r"^([A-Za-z]+)\.(\d{1,9})(?:\.([A-Za-z]+(?:\.[A-Za-z]+)?))?$")
 MAX_REPEATS = 50  # the largest N of a repeated parameter (Tag.N takes at most 20)
 
 
 def gather_lists(model: type[Params], given: dict[str, str]) -> dict[str, Any]:
     """The SDKs' flattened lists (``Tags.1.Key``, ``ResourceId.1``) of the model's declared
-    list fields, gathered into lists ordered by N; everything else as it came."""
+    list fields, gathered into lists ordered by N (a member's own keys, ``Name.N.Member.Key``,
+    stay dotted in the item: ``{"Member.Key": value}``); everything else as it came."""
     heads = list_fields(model)
     out: dict[str, Any] = {}
     items: dict[str, dict[int, Any]] = {}
@@ -83,6 +85,12 @@ def gather_lists(model: type[Params], given: dict[str, str]) -> dict[str, Any]:
         if head in out:
             raise invalid_parameter(head, f"{head} is given both whole and as {head}.N")
         out[head] = [slot[index] for index in sorted(slot)]
+    for head in model.OBJECTS:
+        members = {key[len(head) + 1 :]: out.pop(key) for key in list(out) if key.startswith(head + ".")}
+        if members:
+            if head in out:
+                raise invalid_parameter(head, f"{head} is given both whole and as {head}.Member")
+            out[head] = members
     return out
 
 

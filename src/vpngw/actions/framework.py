@@ -82,6 +82,9 @@ class Params(BaseModel):
 
     NO_OP: ClassVar[Mapping[str, str]] = {}
     REFUSED: ClassVar[Mapping[str, Refused]] = {}
+    #: Wire names of fields sent as one flattened object, ``Name.Member[.Key]`` (ModifyTunnelAttribute's
+    #: ``TunnelOptionsSpecification.TunnelIkeConfig.Psk``): dispatch gathers them into ``{"Member.Key": value}``.
+    OBJECTS: ClassVar[frozenset[str]] = frozenset()
 
 
 def unsupported(param: str, why: str, when: Any = GIVEN) -> Refused:

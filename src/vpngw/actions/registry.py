@@ -12,6 +12,7 @@ from vpngw.actions import vpn_connection_traffic as vco_traffic
 from vpngw.actions import vpn_connections as vco
 from vpngw.actions import vpn_gateways as vpn
 from vpngw.actions import vpn_route_entries as routes
+from vpngw.actions import vpn_tunnels as tunnels
 from vpngw.actions.framework import Action
 
 _ALL: tuple[Action[Any], ...] = (
@@ -67,6 +68,12 @@ _ALL: tuple[Action[Any], ...] = (
         writes=True,
     ),
     Action("DeleteVpnConnection", vco.DeleteVpnConnectionParams, vco.delete_vpn_connection, writes=True),
+    Action(
+        "ModifyTunnelAttribute",
+        tunnels.ModifyTunnelAttributeParams,
+        tunnels.modify_tunnel_attribute,
+        writes=True,
+    ),
     Action(
         "DownloadVpnConnectionConfig",
         vco.DownloadVpnConnectionConfigParams,

@@ -4,7 +4,7 @@ The data plane stores every log line charon emits about the connection (see
 ``vpngw.dataplane.observe.connection_logs``). The window follows the public API: ``From`` and
 ``To`` are unix seconds; one of them with ``MinutePeriod`` (1-10 minutes) spans that
 many minutes from ``From`` or up to ``To``; ``MinutePeriod`` alone (or nothing, with 10)
-means the last minutes. Both ends are inclusive, at second precision. ``Count`` is the
+means the last minutes. ``TunnelId`` picks one tunnel of a dual-tunnel connection. Both ends are inclusive, at second precision. ``Count`` is the
 number of lines in the window, ``IsCompleted`` whether this page reaches its last line.
 """
 
@@ -24,6 +24,7 @@ from vpngw.actions.framework import (
     Response,
     int_in,
 )
+from vpngw.actions.tunnels import tunnel_not_found
 from vpngw.actions.vpn_connections import get_connection
 from vpngw.errors import BadRequest
 from vpngw.store import queries
@@ -34,10 +35,6 @@ Minutes = Annotated[int, int_in(1, 10)]
 
 
 class DescribeVpnConnectionLogsParams(RegionParams):
-    NO_OP = {
-        "TunnelId": "Connections have one tunnel (no dual tunnels yet): every log line is the connection's."
-    }
-
     vpn_connection_id: str
     from_: Seconds | None = Field(default=None, alias="From")
     to: Seconds | None = None
@@ -85,12 +82,21 @@ def time_window(p: DescribeVpnConnectionLogsParams, now_s: int) -> tuple[int, in
 def describe_vpn_connection_logs(
     ctx: Context, session: Session, p: DescribeVpnConnectionLogsParams
 ) -> DescribeVpnConnectionLogsResponse:
-    get_connection(ctx, session, p.region_id, p.vpn_connection_id)
+    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
     first, last = time_window(p, ctx.now_ms // 1000)
+    # A dual-tunnel connection's tunnels keep their own lines: TunnelId picks one tunnel's,
+    # without it the lines of both tunnels (and the connection's own) come interleaved by time.
+    tunnel_ids = [row.id for row in queries.tunnels_of(session, [connection.id])[connection.id]]
+    if p.tunnel_id is not None:
+        if p.tunnel_id not in tunnel_ids:
+            raise tunnel_not_found(p.tunnel_id)
+        keys = [p.tunnel_id]
+    else:
+        keys = [connection.id, *tunnel_ids]
     offset = (p.page_number - 1) * p.page_size
     total, lines = queries.connection_log_page(
         session,
-        p.vpn_connection_id,
+        keys,
         from_ms=first * 1000,
         to_ms=(last + 1) * 1000,
         offset=offset,

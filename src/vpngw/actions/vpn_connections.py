@@ -9,6 +9,7 @@ modification merges what it is given into what is stored before validating the w
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from ipaddress import IPv4Network
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from vpngw import ids
+from vpngw.actions import tunnels
 from vpngw.actions.customer_gateways import customer_gateway_not_found, get_customer_gateway
 from vpngw.actions.framework import (
     NO_RESOURCE_GROUPS,
@@ -32,8 +34,9 @@ from vpngw.actions.framework import (
     unsupported,
 )
 from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
+from vpngw.actions.tunnels import ChangedTunnels, NewTunnels, TunnelAddresses, TunnelOptionsView
 from vpngw.actions.vpn_gateways import EmptyResponse, gateway_not_found, get_gateway
-from vpngw.errors import BadRequest, NotFound, invalid_parameter
+from vpngw.errors import BadRequest, NotFound, invalid_parameter, missing_parameter
 from vpngw.ike_config import opened_ike, peer_ike, sealed_ike
 from vpngw.rules import subnets
 from vpngw.rules.tunnel_config import (
@@ -53,7 +56,7 @@ from vpngw.rules.tunnel_config import (
 from vpngw.rules.values import parse_bool
 from vpngw.sealing import Sealer
 from vpngw.store import freshness, queries, traffic_history
-from vpngw.store.models import VpnConnection
+from vpngw.store.models import VpnConnection, VpnConnectionTunnel
 
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
 INITIAL_STATUS = "ike_sa_not_established"
@@ -93,11 +96,7 @@ HealthCheckGiven = Annotated[dict[str, Any], _config("HealthCheckConfig", HEALTH
 BgpConfig = Annotated[str, BeforeValidator(_check_bgp_config)]
 
 
-_DUAL_TUNNEL: dict[str, Refused] = {
-    "TunnelOptionsSpecification": unsupported(
-        "TunnelOptionsSpecification",
-        "dual-tunnel connections are not offered yet (a gateway has one tunnel).",
-    ),
+_REFUSED: dict[str, Refused] = {
     "EnableTunnelsBgp": unsupported(
         "EnableTunnelsBgp", "BGP over the tunnels is not offered (EnableTunnelsBgp=false is accepted).", True
     ),
@@ -108,10 +107,11 @@ _DUAL_TUNNEL: dict[str, Refused] = {
 
 
 class CreateVpnConnectionParams(RegionParams):
-    REFUSED = _DUAL_TUNNEL
+    REFUSED = _REFUSED
 
     vpn_gateway_id: str
-    customer_gateway_id: str
+    # Required on a single-tunnel gateway; a dual-tunnel one takes it per tunnel instead.
+    customer_gateway_id: str | None = None
     local_subnet: str
     remote_subnet: str
     name: Name | None = None
@@ -124,6 +124,7 @@ class CreateVpnConnectionParams(RegionParams):
     health_check_config: HealthCheckGiven | None = None
     bgp_config: BgpConfig | None = None
     enable_tunnels_bgp: Bool = False
+    tunnel_options_specification: NewTunnels | None = None
     tags: TagsToSet | None = None
     dry_run: DryRun = False
     client_token: ClientToken | None = None
@@ -185,17 +186,50 @@ def create_vpn_connection(
     # row is locked (PostgreSQL) so that the quota and selector checks hold until commit.
     gateway = queries.vpn_gateway_endpoint(session, ctx.account_id, p.region_id, p.vpn_gateway_id, lock=True)
     if gateway is None:
+        if p.customer_gateway_id is None and p.tunnel_options_specification is None:
+            raise missing_parameter("CustomerGatewayId")
         raise gateway_not_found(p.vpn_gateway_id)
-    customer_gateway = queries.customer_gateway_endpoint(
-        session, ctx.account_id, p.region_id, p.customer_gateway_id
-    )
-    if customer_gateway is None:
-        raise customer_gateway_not_found(p.customer_gateway_id)
-    _check_gateway_room(ctx, session, gateway.id, local, remote)
     connection_id = ids.new_resource_id("vco")
-    ike = merge_ike(
-        default_ike(ids.new_psk(), gateway.ip_address, customer_gateway.ip_address), p.ike_config or {}
-    )
+    new_tunnels: list[VpnConnectionTunnel] = []
+    if gateway.second_ip is None:
+        if p.tunnel_options_specification is not None:
+            raise tunnels.single_tunnel_gateway(gateway.id)
+        if p.customer_gateway_id is None:
+            raise missing_parameter("CustomerGatewayId")
+        customer_gateway = queries.customer_gateway_endpoint(
+            session, ctx.account_id, p.region_id, p.customer_gateway_id
+        )
+        if customer_gateway is None:
+            raise customer_gateway_not_found(p.customer_gateway_id)
+        ike = merge_ike(
+            default_ike(ids.new_psk(), gateway.ip_address, customer_gateway.ip_address), p.ike_config or {}
+        )
+        settings: dict[str, Any] = {
+            "customer_gateway_id": customer_gateway.id,
+            "enable_dpd": p.enable_dpd,
+            "enable_nat_traversal": p.enable_nat_traversal,
+            "ike_config": sealed_ike(ctx.sealer, ike),
+            "ipsec_config": dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
+        }
+    else:
+        if p.tunnel_options_specification is None:
+            raise missing_parameter("TunnelOptionsSpecification")
+        tunnels.check_no_single_tunnel_settings(
+            gateway.id,
+            {
+                "CustomerGatewayId": p.customer_gateway_id is not None,
+                "IkeConfig": bool(p.ike_config),
+                "IpsecConfig": bool(p.ipsec_config),
+                "EnableDpd": "enable_dpd" in p.model_fields_set,
+                "EnableNatTraversal": "enable_nat_traversal" in p.model_fields_set,
+            },
+        )
+        addresses = TunnelAddresses(gateway.id, gateway.ip_address, gateway.second_ip)
+        new_tunnels = tunnels.new_tunnel_rows(
+            ctx, session, p.region_id, connection_id, addresses, p.tunnel_options_specification
+        )
+        settings = tunnels.master_columns(new_tunnels)
+    _check_gateway_room(ctx, session, gateway.id, local, remote)
     name = p.name or connection_id
     queries.insert_connection(
         session,
@@ -204,16 +238,12 @@ def create_vpn_connection(
             "account_id": ctx.account_id,
             "region_id": p.region_id,
             "vpn_gateway_id": gateway.id,
-            "customer_gateway_id": customer_gateway.id,
             "name": name,
             "local_subnet": subnets.join_subnets(local),
             "remote_subnet": subnets.join_subnets(remote),
             "effect_immediately": p.effect_immediately,
             "auto_config_route": p.auto_config_route,
-            "enable_dpd": p.enable_dpd,
-            "enable_nat_traversal": p.enable_nat_traversal,
-            "ike_config": sealed_ike(ctx.sealer, ike),
-            "ipsec_config": dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
+            **settings,
             "health_check": dict(health_check),
             "status": INITIAL_STATUS,
             "health_check_status": _initial_health_status(health_check),
@@ -221,6 +251,8 @@ def create_vpn_connection(
             "create_time": ctx.now_ms,
         },
     )
+    if new_tunnels:
+        queries.add_tunnels(session, new_tunnels)
     queries.set_tags(
         session,
         account_id=ctx.account_id,
@@ -292,6 +324,8 @@ class VpnConnectionItem(Response):
     network_type: str
     attach_type: str
     resource_group_id: str
+    # The tunnels of a dual-tunnel connection ({"TunnelOptions": []} for a single-tunnel one).
+    tunnel_options_specification: TunnelOptionsView
     # vpngw extensions (docs/api.md): why negotiation fails, and the live counters.
     diagnosis: str
     traffic_statistics: TrafficStatistics
@@ -305,10 +339,68 @@ class VpnConnectionListItem(VpnConnectionItem):
     tag: TagList
 
 
-def _fields(ctx: Context, c: VpnConnection, observer: freshness.Observer | None = None) -> dict[str, Any]:
+class Views:
+    """What the views of some connections need beyond their rows, read in a few queries:
+    the observers of their gateways' addresses, and for dual-tunnel connections their
+    tunnels, their gateways' two addresses and the nodes that hold them."""
+
+    def __init__(self, ctx: Context, session: Session, rows: Sequence[VpnConnection]) -> None:
+        self.ctx = ctx
+        self.tunnels = queries.tunnels_of(session, [c.id for c in rows])
+        gateway_ids = sorted({c.vpn_gateway_id for c in rows})
+        dual_gateways = sorted({c.vpn_gateway_id for c in rows if self.tunnels[c.id]})
+        self.seen_by = freshness.observers(session, gateway_ids)
+        if dual_gateways:
+            self.seen_by.update(tunnels.observers_of(session, dual_gateways))
+        self.nodes = tunnels.holders_of(ctx, session, dual_gateways)
+        self.addresses = {
+            gateway_id: TunnelAddresses(gateway_id, first, second or "")
+            for gateway_id, (first, second) in queries.gateway_addresses(session, dual_gateways).items()
+        }
+
+    def readings(self, c: VpnConnection) -> list[tunnels.TunnelReading]:
+        return [
+            tunnels.reading(row, c.vpn_gateway_id, self.seen_by, self.ctx.now_ms)
+            for row in self.tunnels[c.id]
+        ]
+
+    def fields(self, c: VpnConnection) -> dict[str, Any]:
+        found = self.readings(c)
+        if not found:
+            return _fields(self.ctx, c, self.seen_by.get(c.vpn_gateway_id))
+        addresses = self.addresses[c.vpn_gateway_id]
+        traffic: dict[str, int] = {}
+        for r in found:
+            for key, value in (r.row.traffic or {}).items():
+                traffic[key] = traffic.get(key, 0) + value
+        return _fields(
+            self.ctx,
+            c,
+            None,
+            status=tunnels.summary_status(found),
+            diagnosis=" ".join(f"Tunnel {r.row.id}: {r.diagnosis}" for r in found if r.diagnosis),
+            traffic=traffic,
+            options=[tunnels.tunnel_view(self.ctx, r, addresses, self.nodes) for r in found],
+        )
+
+
+def _fields(
+    ctx: Context,
+    c: VpnConnection,
+    observer: freshness.Observer | None = None,
+    *,
+    status: str | None = None,
+    diagnosis: str | None = None,
+    traffic: dict[str, int] | None = None,
+    options: list[tunnels.TunnelOption] | None = None,
+) -> dict[str, Any]:
+    """A connection's fields; a dual-tunnel connection's Status, Diagnosis and traffic are
+    its tunnels' (given), a single-tunnel one's come from its row."""
     check = c.health_check
-    # An observation counts only while its observer confirms it (store/freshness.py).
-    status, diagnosis = freshness.effective(c.status, c.diagnosis, observer, now_ms=ctx.now_ms)
+    if status is None or diagnosis is None:
+        # An observation counts only while its observer confirms it (store/freshness.py).
+        status, diagnosis = freshness.effective(c.status, c.diagnosis, observer, now_ms=ctx.now_ms)
+        traffic = c.traffic
     return {
         "vpn_connection_id": c.id,
         "vpn_gateway_id": c.vpn_gateway_id,
@@ -340,15 +432,15 @@ def _fields(ctx: Context, c: VpnConnection, observer: freshness.Observer | None 
         "network_type": "public",
         "attach_type": "VPNGW",
         "resource_group_id": "",
+        "tunnel_options_specification": TunnelOptionsView(tunnel_options=options or []),
         "diagnosis": diagnosis,
-        "traffic_statistics": TrafficStatistics.model_validate(c.traffic or {}),
+        "traffic_statistics": TrafficStatistics.model_validate(traffic or {}),
     }
 
 
 def connection_view(ctx: Context, session: Session, c: VpnConnection) -> VpnConnectionDetail:
-    observer = freshness.observers(session, [c.vpn_gateway_id]).get(c.vpn_gateway_id)
     return VpnConnectionDetail(
-        **_fields(ctx, c, observer), tags=tag_list(queries.tags_of(session, [c.id])[c.id])
+        **Views(ctx, session, [c]).fields(c), tags=tag_list(queries.tags_of(session, [c.id])[c.id])
     )
 
 
@@ -402,24 +494,19 @@ def describe_vpn_connections(
         session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
     )
     tags = queries.tags_of(session, [c.id for c in rows])
-    seen_by = freshness.observers(session, {c.vpn_gateway_id for c in rows})
+    views = Views(ctx, session, rows)
     return DescribeVpnConnectionsResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
         vpn_connections=VpnConnectionList(
-            vpn_connection=[
-                VpnConnectionListItem(
-                    **_fields(ctx, c, seen_by.get(c.vpn_gateway_id)), tag=tag_list(tags[c.id])
-                )
-                for c in rows
-            ]
+            vpn_connection=[VpnConnectionListItem(**views.fields(c), tag=tag_list(tags[c.id])) for c in rows]
         ),
     )
 
 
 class ModifyVpnConnectionAttributeParams(RegionParams):
-    REFUSED = _DUAL_TUNNEL
+    REFUSED = _REFUSED
 
     vpn_connection_id: str
     name: Name | None = None
@@ -434,6 +521,7 @@ class ModifyVpnConnectionAttributeParams(RegionParams):
     health_check_config: HealthCheckGiven | None = None
     bgp_config: BgpConfig | None = None
     enable_tunnels_bgp: Bool | None = None
+    tunnel_options_specification: ChangedTunnels | None = None
     client_token: ClientToken | None = None
 
 
@@ -464,6 +552,27 @@ def modify_vpn_connection_attribute(
     health_check = merge_health_check(connection.health_check, p.health_check_config or {})
     check_health_check(health_check, local, remote)
     _check_gateway_room(ctx, session, gateway.id, local, remote, except_id=connection.id)
+    rows = queries.tunnels_of(session, [connection.id])[connection.id]
+    if rows:
+        tunnels.check_no_single_tunnel_settings(
+            gateway.id,
+            {
+                "IkeConfig": bool(p.ike_config),
+                "IpsecConfig": bool(p.ipsec_config),
+                "EnableDpd": p.enable_dpd is not None,
+                "EnableNatTraversal": p.enable_nat_traversal is not None,
+            },
+        )
+        for change in p.tunnel_options_specification or []:
+            if change.tunnel_id is not None:
+                row = tunnels.find_tunnel(rows, change.tunnel_id)
+            else:
+                row = next(r for r in rows if r.tunnel_index == change.tunnel_index)
+            tunnels.apply_change(ctx, session, p.region_id, row, change)
+        tunnels.check_roles(rows)
+        tunnels.mirror_master(connection, rows)
+    elif p.tunnel_options_specification is not None:
+        raise tunnels.single_tunnel_gateway(gateway.id)
     tunnel_before = _tunnel_settings(ctx.sealer, connection)
     if p.name is not None:
         connection.name = p.name
@@ -473,10 +582,11 @@ def modify_vpn_connection_attribute(
         given = getattr(p, field)
         if given is not None:
             setattr(connection, field, given)
-    connection.ike_config = sealed_ike(
-        ctx.sealer, merge_ike(opened_ike(ctx.sealer, connection.ike_config), p.ike_config or {})
-    )
-    connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
+    if not rows:
+        connection.ike_config = sealed_ike(
+            ctx.sealer, merge_ike(opened_ike(ctx.sealer, connection.ike_config), p.ike_config or {})
+        )
+        connection.ipsec_config = dict(merge_ipsec(connection.ipsec_config, p.ipsec_config or {}))
     if p.health_check_config:
         connection.health_check = dict(health_check)
         connection.health_check_status = _initial_health_status(health_check)
@@ -496,8 +606,10 @@ def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnection
     get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
     # The row first: a data-plane transaction adding log lines (which share-locks the
     # row) then either finished before, and its lines are deleted below, or finds no row.
+    tunnel_ids = [row.id for row in queries.tunnels_of(session, [connection.id])[connection.id]]
+    # Its tunnels go with it (ON DELETE CASCADE), and their log lines below.
     queries.delete_owned(session, connection)
-    queries.delete_connection_logs(session, connection.id)
+    queries.delete_connection_logs(session, connection.id, tunnel_ids)
     traffic_history.forget(session, connection.id)
     return EmptyResponse()
 
@@ -517,8 +629,31 @@ class PeerConfig(Response):
     ipsec_config: dict[str, Any]
 
 
+class TunnelPeerConfig(Response):
+    """One tunnel of a dual-tunnel connection as the customer's device sees it."""
+
+    tunnel_id: str
+    # Extensions: which tunnel (1 on the InternetIp, 2 on the DisasterRecoveryInternetIp) and its role.
+    tunnel_index: int
+    role: str
+    local: str
+    remote: str
+    ike_config: dict[str, Any]
+    ipsec_config: dict[str, Any]
+
+
+class TunnelsConfig(Response):
+    tunnel_config: list[TunnelPeerConfig]
+
+
+class PeerConfigWithTunnels(PeerConfig):
+    # The tunnels of a dual-tunnel connection ({"TunnelConfig": []} for a single-tunnel one);
+    # the top level is then the master tunnel's.
+    tunnels_config: TunnelsConfig
+
+
 class DownloadVpnConnectionConfigResponse(Response):
-    vpn_connection_config: PeerConfig
+    vpn_connection_config: PeerConfigWithTunnels
 
 
 def download_vpn_connection_config(
@@ -530,13 +665,36 @@ def download_vpn_connection_config(
     gateway = get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id)
     customer_gateway = get_customer_gateway(ctx, session, p.region_id, connection.customer_gateway_id)
     ike = opened_ike(ctx.sealer, connection.ike_config)
+    rows = queries.tunnels_of(session, [connection.id])[connection.id]
+    addresses = TunnelAddresses(gateway.id, gateway.internet_ip, gateway.disaster_recovery_internet_ip or "")
+    customer_ips = {
+        row.customer_gateway_id: get_customer_gateway(
+            ctx, session, p.region_id, row.customer_gateway_id
+        ).ip_address
+        for row in rows
+    }
+    master = next((row for row in rows if row.role == "master"), None)
     return DownloadVpnConnectionConfigResponse(
-        vpn_connection_config=PeerConfig(
+        vpn_connection_config=PeerConfigWithTunnels(
             local=customer_gateway.ip_address,
-            remote=gateway.internet_ip,
+            remote=addresses.of(master.tunnel_index) if master else gateway.internet_ip,
             local_subnet=connection.remote_subnet,
             remote_subnet=connection.local_subnet,
             ike_config=dict(peer_ike(ike)),
             ipsec_config=connection.ipsec_config,
+            tunnels_config=TunnelsConfig(
+                tunnel_config=[
+                    TunnelPeerConfig(
+                        tunnel_id=row.id,
+                        tunnel_index=row.tunnel_index,
+                        role=row.role,
+                        local=customer_ips[row.customer_gateway_id],
+                        remote=addresses.of(row.tunnel_index),
+                        ike_config=dict(peer_ike(opened_ike(ctx.sealer, row.ike_config))),
+                        ipsec_config=dict(row.ipsec_config),
+                    )
+                    for row in rows
+                ]
+            ),
         )
     )

@@ -28,7 +28,7 @@ from vpngw.actions.framework import (
 from vpngw.actions.quotas import check_room
 from vpngw.actions.tagging import TagFilters, TagList, TagsToSet, tag_list
 from vpngw.actions.vpcs import get_vpc
-from vpngw.errors import BadRequest, NotFound
+from vpngw.errors import BadRequest, NotFound, invalid_parameter, missing_parameter
 from vpngw.rules.gateways import parse_bandwidth
 from vpngw.rules.values import check_max_length, parse_int
 from vpngw.store import leases, queries
@@ -62,12 +62,15 @@ def lowest_free_address(pool: str, in_use: set[str]) -> str | None:
     return next((str(host) for host in hosts if str(host) not in in_use), None)
 
 
-def allocate_internet_ip(session: Session, pool: str) -> str:
-    """The lowest free address of the pool. Allocation is serialised by a pool lock; the
-    unique constraint on the address is the last line of defence (a violation re-runs the
+def allocate_internet_ip(
+    session: Session, pool: str, *, taken: set[str] | frozenset[str] = frozenset()
+) -> str:
+    """The lowest free address of the pool (not in ``taken`` either: an address this
+    transaction allocated already). Allocation is serialised by a pool lock; the unique
+    constraints on the addresses are the last line of defence (a violation re-runs the
     action)."""
     queries.lock_internet_ip_pool(session)
-    address = lowest_free_address(pool, queries.internet_ips_in_use(session))
+    address = lowest_free_address(pool, queries.internet_ips_in_use(session) | set(taken))
     if address is None:
         raise BadRequest(
             "Resource.QuotaFull", "The quota of resource is full: no free InternetIp is left in the pool."
@@ -115,9 +118,6 @@ class CreateVpnGatewayParams(RegionParams):
         "VpnType": unsupported(
             "VpnType", "NationalStandard (SM) VPN gateways are not supported.", "NationalStandard"
         ),
-        "DisasterRecoveryVSwitchId": unsupported(
-            "DisasterRecoveryVSwitchId", "dual-tunnel gateways (a second zone's vSwitch) are not offered yet."
-        ),
         **NO_RESOURCE_GROUPS,
     }
     vpc_id: str
@@ -131,6 +131,10 @@ class CreateVpnGatewayParams(RegionParams):
     enable_ssl: Bool = False
     ssl_connections: Annotated[int, BeforeValidator(lambda v: parse_int("SslConnections", v, 5, 1000))] = 5
     v_switch_id: Annotated[str, AfterValidator(lambda v: check_max_length("VSwitchId", v, 64))] | None = None
+    # A second vSwitch makes a dual-tunnel gateway: a second address (docs/api.md).
+    disaster_recovery_v_switch_id: (
+        Annotated[str, AfterValidator(lambda v: check_max_length("DisasterRecoveryVSwitchId", v, 64))] | None
+    ) = None
     vpn_type: Annotated[str, choice("Normal", "NationalStandard")] = "Normal"
     network_type: Annotated[str, choice("public", "private")] = "public"
     # Not in the SDK's CreateVpnGateway (which tags gateways with TagResources): an extension.
@@ -145,10 +149,24 @@ class CreateVpnGatewayResponse(Response):
 
 
 def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams) -> CreateVpnGatewayResponse:
+    if p.disaster_recovery_v_switch_id is not None:
+        if p.v_switch_id is None:
+            raise missing_parameter("VSwitchId")
+        if p.disaster_recovery_v_switch_id == p.v_switch_id:
+            raise invalid_parameter(
+                "DisasterRecoveryVSwitchId", "must be another vSwitch than VSwitchId (the second zone's)"
+            )
     vpc = get_vpc(ctx, session, p.region_id, p.vpc_id)
     check_room(ctx, session, VpnGateway, p.region_id)  # before the pool: the quota is the first limit
     gateway_id = ids.new_resource_id("vpn")
     prepaid = p.instance_charge_type == "PREPAY"
+    internet_ip = allocate_internet_ip(session, ctx.settings.internet_ip_pool)
+    # A dual-tunnel gateway's second address: from the same pool, in the same transaction.
+    second_ip = (
+        allocate_internet_ip(session, ctx.settings.internet_ip_pool, taken={internet_ip})
+        if p.disaster_recovery_v_switch_id is not None
+        else None
+    )
     gateway = VpnGateway(
         id=gateway_id,
         account_id=ctx.account_id,
@@ -158,7 +176,9 @@ def create_vpn_gateway(ctx: Context, session: Session, p: CreateVpnGatewayParams
         name=p.name or gateway_id,
         description=p.description or "",
         bandwidth=p.bandwidth,
-        internet_ip=allocate_internet_ip(session, ctx.settings.internet_ip_pool),
+        internet_ip=internet_ip,
+        disaster_recovery_internet_ip=second_ip,
+        disaster_recovery_v_switch_id=p.disaster_recovery_v_switch_id or "",
         vpc_next_hop=allocate_vpc_next_hop(session, ctx.settings.vpc_next_hop_pool),
         status="active",
         charge_type="Prepay" if prepaid else "PostpayByFlow",
@@ -207,15 +227,23 @@ class VpnGatewayItem(Response):
     network_type: str
     resource_group_id: str
     tags: TagList
-    # Extension: the data-plane node that runs the gateway now ('' while none does).
+    # A dual-tunnel gateway's second address and vSwitch ('' for a single-tunnel gateway).
+    disaster_recovery_internet_ip: str = ""
+    disaster_recovery_v_switch_id: str = ""
+    # Extension: the data-plane node that runs the gateway now ('' while none does), and
+    # the one that holds a dual-tunnel gateway's second address.
     node_name: str = ""
+    disaster_recovery_node_name: str = ""
     # Extension: the gateway's VPC-side next hop, where VPC hosts route the remote
     # subnets; it follows the gateway from node to node (docs/hosts.md, section 5).
     vpc_next_hop: str = ""
 
 
 def gateway_view(
-    gateway: VpnGateway, node_name: str = "", tags: Sequence[tuple[str, str]] = ()
+    gateway: VpnGateway,
+    node_name: str = "",
+    tags: Sequence[tuple[str, str]] = (),
+    disaster_recovery_node_name: str = "",
 ) -> VpnGatewayItem:
     return VpnGatewayItem(
         vpn_gateway_id=gateway.id,
@@ -240,13 +268,29 @@ def gateway_view(
         network_type=gateway.network_type,
         resource_group_id="",
         tags=tag_list(tags),
+        disaster_recovery_internet_ip=gateway.disaster_recovery_internet_ip or "",
+        disaster_recovery_v_switch_id=gateway.disaster_recovery_v_switch_id,
         node_name=node_name,
+        disaster_recovery_node_name=disaster_recovery_node_name,
         vpc_next_hop=gateway.vpc_next_hop or "",
     )
 
 
-def node_of(ctx: Context, session: Session, vpn_gateway_id: str) -> str:
-    return leases.holders(session, [vpn_gateway_id], now_ms=ctx.now_ms).get(vpn_gateway_id, "")
+def nodes_of(ctx: Context, session: Session, gateway_ids: Sequence[str]) -> dict[tuple[str, int], str]:
+    """The node holding each address of the gateways now, by (gateway id, tunnel index)."""
+    keys = [leases.lease_key(g, index) for g in gateway_ids for index in (1, 2)]
+    held = leases.holders(session, keys, now_ms=ctx.now_ms)
+    return {leases.lease_unit(key): node for key, node in held.items()}
+
+
+def view_of(ctx: Context, session: Session, gateway: VpnGateway) -> VpnGatewayItem:
+    nodes = nodes_of(ctx, session, [gateway.id])
+    return gateway_view(
+        gateway,
+        nodes.get((gateway.id, 1), ""),
+        queries.tags_of(session, [gateway.id])[gateway.id],
+        nodes.get((gateway.id, 2), ""),
+    )
 
 
 class DescribeVpnGatewayParams(RegionParams):
@@ -259,10 +303,7 @@ class DescribeVpnGatewayParams(RegionParams):
 
 
 def describe_vpn_gateway(ctx: Context, session: Session, p: DescribeVpnGatewayParams) -> VpnGatewayItem:
-    gateway = get_gateway(ctx, session, p.region_id, p.vpn_gateway_id)
-    return gateway_view(
-        gateway, node_of(ctx, session, gateway.id), queries.tags_of(session, [gateway.id])[gateway.id]
-    )
+    return view_of(ctx, session, get_gateway(ctx, session, p.region_id, p.vpn_gateway_id))
 
 
 class DescribeVpnGatewaysParams(PageParams):
@@ -302,14 +343,16 @@ def describe_vpn_gateways(
     )
     if p.business_status == "FinancialLocked":
         rows, total = [], 0
-    nodes = leases.holders(session, [g.id for g in rows], now_ms=ctx.now_ms)
+    nodes = nodes_of(ctx, session, [g.id for g in rows])
     tags = queries.tags_of(session, [g.id for g in rows])
     return DescribeVpnGatewaysResponse(
         total_count=total,
         page_number=p.page_number,
         page_size=p.page_size,
         vpn_gateways=VpnGatewayList(
-            vpn_gateway=[gateway_view(g, nodes.get(g.id, ""), tags[g.id]) for g in rows]
+            vpn_gateway=[
+                gateway_view(g, nodes.get((g.id, 1), ""), tags[g.id], nodes.get((g.id, 2), "")) for g in rows
+            ]
         ),
     )
 
@@ -333,9 +376,7 @@ def modify_vpn_gateway_attribute(
     if p.auto_propagate is not None:
         gateway.auto_propagate = p.auto_propagate
     session.flush()
-    return gateway_view(
-        gateway, node_of(ctx, session, gateway.id), queries.tags_of(session, [gateway.id])[gateway.id]
-    )
+    return view_of(ctx, session, gateway)
 
 
 class DeleteVpnGatewayParams(RegionParams):

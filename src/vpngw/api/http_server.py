@@ -153,6 +153,14 @@ class ApiServer(NotifyingServer):
     def __init__(self, config: uvicorn.Config, tls: TlsCertificate | None) -> None:
         super().__init__(config)
         self.tls = tls
+        # Run (in a thread) once the API has shut down, before the process ends: uvicorn
+        # re-raises SIGTERM after run() returns, so code after run() never sees a signal's stop.
+        self.after_shutdown: Callable[[], None] | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.after_shutdown is not None:
+            await asyncio.to_thread(self.after_shutdown)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from vpngw.store.engine import Database
 
 if TYPE_CHECKING:
     from vpngw.auth.authenticator import Authenticator
-    from vpngw.dataplane.core.reconciler import Reconciler
+    from vpngw.cli.dataplane_process import DataplaneProcess
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +94,7 @@ def configure_authentication(
 def cmd_serve(args: argparse.Namespace) -> int:
     from vpngw.api.app import build_app
     from vpngw.api.http_server import TlsCertificate, api_server
+    from vpngw.cli.dataplane_process import ChildMetrics
     from vpngw.metrics import OperatorListener
 
     if args.insecure_no_auth and not _is_loopback(args.host):
@@ -142,39 +143,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     print(f"vpngw: {key_source}", flush=True)
     authenticator = configure_authentication(args, settings, db, sealer, dict(os.environ))
-    reconciler = start_dataplane(args, db, sealer)
-    app = build_app(db, settings, authenticator, on_change=reconciler.wake if reconciler else None)
+    dataplane = start_dataplane(args, db, sealer)
+    app = build_app(db, settings, authenticator, on_change=dataplane.wake if dataplane else None)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on {scheme}://{args.host}:{args.port}/ (database {shown})", flush=True)
     print(f"vpngw: spec route POST {scheme}://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)
     listener: OperatorListener | None = None
     try:
         if metrics_address is not None:
-            listener = OperatorListener(db, *metrics_address)
+            child = ChildMetrics(dataplane.metrics_port) if dataplane and dataplane.metrics_port else None
+            listener = OperatorListener(db, *metrics_address, also=child)
             print(
                 f"vpngw: operator metrics on http://{args.metrics}/metrics (not on the API port)", flush=True
             )
         if args.workers > 1:
             return _serve_workers(args, app, db, tls)
         server = api_server(app, host=args.host, port=args.port, log_level=args.log_level, tls=tls)
+        if dataplane is not None:
+            server.after_shutdown = lambda: _stop_dataplane(args, dataplane)
         server.run()
         if not server.started:
             return 1  # uvicorn logged why (the port is taken, ...)
     finally:
         if listener is not None:
             listener.stop()
-        if reconciler is not None:
-            reconciler.stop()
-            print(
-                "vpngw: data plane stopped; charons keep running "
-                + (
-                    "(the next start adopts them)"
-                    if args.backend == "host"
-                    else f"(vpngw lab down --lab {args.lab} removes them)"
-                ),
-                flush=True,
-            )
+        if dataplane is not None:
+            _stop_dataplane(args, dataplane)
     return 0
+
+
+def _stop_dataplane(args: argparse.Namespace, dataplane: DataplaneProcess) -> None:
+    if dataplane.stop():
+        where = (
+            "(the next start adopts them)"
+            if args.backend == "host"
+            else f"(vpngw lab down --lab {args.lab} removes them)"
+        )
+        print(f"vpngw: data plane stopped; charons keep running {where}", flush=True)
 
 
 def _serve_workers(args: argparse.Namespace, app: Any, db: Database, tls: Any) -> int:
@@ -239,11 +244,12 @@ def host_agents(db: Database, *, besides: str | None) -> list[str]:
         return [n.name for n in lease_store.nodes(session) if n.backend == "host" and n.name != besides]
 
 
-def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> Reconciler | None:
-    """The data plane of ``--backend`` (lab or host), when this machine can run it (root,
-    strongSwan, TUN)."""
+def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> DataplaneProcess | None:
+    """The data plane of ``--backend`` (lab or host) in its own process, when this machine
+    can run it (root, strongSwan, TUN). ``sealer``: the key the API opened the database
+    with; the process loads the same one (the environment or the key file)."""
+    from vpngw.cli.dataplane_process import DataplaneProcess
     from vpngw.dataplane.charon.daemon import missing_prerequisites
-    from vpngw.dataplane.errors import DataplaneError
 
     if args.no_dataplane:
         print(
@@ -266,17 +272,21 @@ def start_dataplane(args: argparse.Namespace, db: Database, sealer: Sealer) -> R
             flush=True,
         )
         return None
-    try:
-        network = nodes_cli.backend_of(args, db_url=db.url)
-        # The data plane is a node like any agent's, so that serve and agents on one
-        # database never run the same gateway twice (docs/nodes.md).
-        reconciler = nodes_cli.node_reconciler(args, db, network, sealer)
-        reconciler.start()
-    except (ValueError, DataplaneError) as error:  # BackendBusy, a missing --uplink, ...
-        print(f"vpngw: no data plane: {error}; the API runs alone", flush=True)
+    # The data plane runs in a process of its own, so that the API's interpreter does not
+    # pay for it (cli/dataplane_process.py; docs/operations.md, "The data-plane process").
+    dataplane = DataplaneProcess(args, db.url, with_metrics=bool(args.metrics))
+    refused = dataplane.start()
+    if refused is not None:
+        print(
+            f"vpngw: no data plane: its process exited with code {refused} (why is above); the API runs alone",
+            flush=True,
+        )
         return None
-    print(f"vpngw: data plane: node {args.node}, {nodes_cli.describe_backend(args)}", flush=True)
-    return reconciler
+    print(
+        f"vpngw: data plane: node {args.node}, {nodes_cli.describe_backend(args)} (process {dataplane.pid})",
+        flush=True,
+    )
+    return dataplane
 
 
 def cmd_account_create(args: argparse.Namespace) -> int:

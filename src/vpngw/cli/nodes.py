@@ -148,6 +148,8 @@ def add_agent_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="log lines on stderr as text or as one JSON object each (docs/operations.md)",
     )
     agent.add_argument("--db", metavar="URL", default=None, help="database URL (default $VPNGW_DB)")
+    # vpngw serve's data-plane process: the read end of serve's wake-up pipe (cli/dataplane_process.py).
+    agent.add_argument("--wake-fd", type=int, default=None, help=argparse.SUPPRESS)
     agent.set_defaults(run=cmd_agent)
 
 
@@ -288,8 +290,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
         print(f"vpngw agent: refusing to start: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    orphaned = threading.Event()  # serve, whose data plane this is, is gone: nobody to notify
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.wake_fd is not None:
+        from vpngw.cli.dataplane_process import follow_wake_pipe
+
+        def serve_gone() -> None:
+            orphaned.set()
+            stop.set()
+
+        # serve's writes wake a pass; the pipe's end means serve is gone: stop as on SIGTERM.
+        follow_wake_pipe(args.wake_fd, reconciler.wake, serve_gone)
     if metrics_address is not None:
         from prometheus_client import start_http_server
 
@@ -302,7 +314,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     try:
         stop.wait()
     finally:
-        systemd.notify("STOPPING=1")
+        if not orphaned.is_set():
+            systemd.notify("STOPPING=1")
         reconciler.stop()
         db.dispose()
         print(f"vpngw agent: node {args.node} stopped; its leases run out in {args.lease_s:g} s", flush=True)

@@ -21,7 +21,12 @@ CODES: tuple[tuple[str, str, str], ...] = (
 #: What the store reports when no node confirms it runs the gateway (``store.freshness``):
 #: nothing negotiates at all, whatever the last diagnosis was.
 NOT_RUNNING = "GatewayNotRunning"
-_NOT_RUNNING_PREFIXES = ("No data-plane node runs this gateway", "Node ")
+_NOT_RUNNING_PREFIXES = (
+    "No data-plane node runs this gateway",
+    "Node ",
+    # A tunnel of a dual-tunnel connection that no node has reported (actions.tunnels).
+    "No data-plane node has reported this tunnel",
+)
 #: A diagnosis whose wording this table does not know (a newer data plane's).
 UNKNOWN = "NegotiationFailed"
 

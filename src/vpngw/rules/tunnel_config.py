@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 from typing_extensions import TypedDict
 
-from vpngw.errors import invalid_parameter
+from vpngw.errors import BadRequest, invalid_parameter
 from vpngw.ike_config import IKE_MODES, IKE_VERSIONS, IkeConfig
 from vpngw.rules.values import check_choice, parse_bool, parse_int
 
@@ -156,6 +156,16 @@ def parse_config(param: str, text: str, keys: tuple[Key, ...]) -> dict[str, Any]
         raise invalid_parameter(param, "must be a JSON object") from None
     if not isinstance(document, dict):
         raise invalid_parameter(param, "must be a JSON object")
+    return parse_keys(param, document, keys)
+
+
+def parse_keys(
+    param: str, document: Mapping[str, Any], keys: tuple[Key, ...], *, where: str = ""
+) -> dict[str, Any]:
+    """The keys given in one config object (already decoded), canonically named and typed.
+    ``param`` names the error codes (``InvalidParameter.<param>[.<Key>]``); ``where`` (default
+    ``param``) is the name the messages show, e.g. ``TunnelOptionsSpecification.2.TunnelIkeConfig``."""
+    where = where or param
     by_lower = {key.name.lower(): key for key in keys}
     given: dict[str, Any] = {}
     for raw_name, value in document.items():
@@ -163,13 +173,24 @@ def parse_config(param: str, text: str, keys: tuple[Key, ...]) -> dict[str, Any]
         key = by_lower.get(_KEY_ALIASES.get(lowered, lowered))
         if key is None:
             known = ", ".join(k.name for k in keys)
-            raise invalid_parameter(param, f"unknown key {raw_name!r}; the keys are {known}")
+            raise _invalid(param, where, f"unknown key {raw_name!r}; the keys are {known}")
         if value is None or value == "":
             continue
         if key.name in given:
-            raise invalid_parameter(param, f"key {key.name} is given twice")
-        given[key.name] = _parse_value(param, key, value)
+            raise _invalid(param, where, f"key {key.name} is given twice")
+        try:
+            given[key.name] = _parse_value(param, key, value)
+        except BadRequest as error:
+            if where == param:
+                raise
+            # The code keeps the parameter's family; the message names the entry.
+            raise BadRequest(error.code, error.message.replace(f'"{param}.', f'"{where}.', 1)) from None
     return given
+
+
+def _invalid(param: str, where: str, reason: str) -> BadRequest:
+    error = invalid_parameter(param, reason)
+    return BadRequest(error.code, error.message.replace(f'"{param}"', f'"{where}"', 1))
 
 
 def merge_ike(base: Mapping[str, Any], given: Mapping[str, Any]) -> IkeConfig:

@@ -24,6 +24,14 @@ from sqlalchemy.orm import Session
 from vpngw.store.models import GatewayLease
 
 NOT_UP = "ike_sa_not_established"
+#: Status from worst to best: IKE down; IKE up and a CHILD_SA refused; IKE up and the
+#: CHILD_SAs on their way; traffic flows.
+STATUS_ORDER = (
+    "ike_sa_not_established",
+    "ipsec_sa_not_established",
+    "ike_sa_established",
+    "ipsec_sa_established",
+)
 # A pass error is stored at most this long (the Diagnosis quotes it).
 ERROR_CHARS = 500
 
@@ -92,3 +100,14 @@ def confirm(session: Session, node: str, outcomes: Mapping[str, str], *, until_m
             .where(GatewayLease.vpn_gateway_id.in_(sorted(ids)), GatewayLease.holder == node)
             .values(observed_by=node, observed_until_ms=until_ms, pass_error=error)
         )
+
+
+def summary(statuses: Iterable[str]) -> str:
+    """A dual-tunnel connection's Status from its tunnels' (each already :func:`effective`):
+    ``ipsec_sa_established`` when any tunnel is (traffic flows), else the best of them (an
+    unknown value ranks lowest)."""
+
+    def rank(status: str) -> int:
+        return STATUS_ORDER.index(status) if status in STATUS_ORDER else -1
+
+    return max(statuses, key=rank, default=NOT_UP)

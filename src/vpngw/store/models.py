@@ -193,7 +193,8 @@ class VpnConnectionTunnel(Base):
 
 
 class VpnConnectionLog(Base):
-    """One line of a connection's negotiation log, as charon wrote it.
+    """One line of a connection's negotiation log, as charon wrote it. A tunnel of a
+    dual-tunnel connection keeps its own lines: ``vpn_connection_id`` is then its TunnelId.
 
     No foreign key: the data plane writes lines asynchronously, possibly just after the
     connection was deleted (those are dropped by ``add_connection_logs``);

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from vpngw.store import freshness, traffic_history
+from vpngw.store import freshness, leases, traffic_history
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -304,10 +304,12 @@ def insert_connection(session: Session, values: dict[str, Any]) -> None:
 
 
 class Endpoint(NamedTuple):
-    """What a create needs of a gateway (VPN or customer): its id and public address."""
+    """What a create needs of a gateway (VPN or customer): its id and public address (and
+    a dual-tunnel VPN gateway's second one, its DisasterRecoveryInternetIp)."""
 
     id: str
     ip_address: str
+    second_ip: str | None = None
 
 
 def vpn_gateway_endpoint(
@@ -321,7 +323,7 @@ def vpn_gateway_endpoint(
         .execute(statement, {"i": vpn_gateway_id, "a": account_id, "r": region_id})
         .first()
     )
-    return None if row is None else Endpoint(row[0], row[1])
+    return None if row is None else Endpoint(row[0], row[1], row[2])
 
 
 def customer_gateway_endpoint(
@@ -343,7 +345,9 @@ def _owned_columns(model: type[Owned], *columns: Any) -> Any:
 
 _CONNECTIONS: Table = VpnConnection.__table__  # type: ignore[assignment]
 _INSERT_CONNECTION = _CONNECTIONS.insert()
-_VPN_GATEWAY_ENDPOINT = _owned_columns(VpnGateway, VpnGateway.id, VpnGateway.internet_ip)
+_VPN_GATEWAY_ENDPOINT = _owned_columns(
+    VpnGateway, VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip
+)
 _VPN_GATEWAY_ENDPOINT_LOCKED = _VPN_GATEWAY_ENDPOINT.with_for_update()
 _CUSTOMER_GATEWAY_ENDPOINT = _owned_columns(CustomerGateway, CustomerGateway.id, CustomerGateway.ip_address)
 
@@ -436,6 +440,27 @@ def customer_gateway_addresses(session: Session, customer_gateway_ids: Iterable[
         select(CustomerGateway.id, CustomerGateway.ip_address).where(CustomerGateway.id.in_(ids))
     )
     return {gateway_id: address for gateway_id, address in rows}
+
+
+def gateway_addresses(session: Session, gateway_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """(InternetIp, DisasterRecoveryInternetIp) of each gateway."""
+    if not gateway_ids:
+        return {}
+    rows = session.execute(
+        select(VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip).where(
+            VpnGateway.id.in_(sorted(set(gateway_ids)))
+        )
+    ).all()
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def tunnels_by_id(session: Session, tunnel_ids: Sequence[str]) -> dict[str, VpnConnectionTunnel]:
+    if not tunnel_ids:
+        return {}
+    rows = session.scalars(
+        select(VpnConnectionTunnel).where(VpnConnectionTunnel.id.in_(sorted(set(tunnel_ids))))
+    )
+    return {row.id: row for row in rows}
 
 
 def dual_tunnel_connection_ids(session: Session) -> set[str]:
@@ -588,11 +613,33 @@ def connection_metric_rows(
     rows = session.execute(select(*columns).order_by(VpnConnection.seq)).all()
     seen_by = freshness.observers(session, {row[1] for row in rows})
     now_ms = int(time.time() * 1000)
+    # A dual-tunnel connection's Status is its tunnels' summary, each tunnel counted while the
+    # holder of its address confirms it (as the API reports it, actions.tunnels).
+    tunnels = session.execute(
+        select(
+            VpnConnectionTunnel.vpn_connection_id,
+            VpnConnectionTunnel.tunnel_index,
+            VpnConnectionTunnel.status,
+            VpnConnection.vpn_gateway_id,
+        ).join(VpnConnection, VpnConnection.id == VpnConnectionTunnel.vpn_connection_id)
+    ).all()
+    if tunnels:
+        seen_by.update(
+            freshness.observers(session, {leases.lease_key(gid, 2) for _c, _i, _s, gid in tunnels})
+        )
+    by_connection: dict[str, list[str]] = {}
+    for cid, index, status, gid in tunnels:
+        key = leases.lease_key(gid, index)
+        by_connection.setdefault(cid, []).append(
+            freshness.effective(status, "", seen_by.get(key), now_ms=now_ms)[0]
+        )
     return [
         (
             cid,
             gid,
-            freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
+            freshness.summary(by_connection[cid])
+            if cid in by_connection
+            else freshness.effective(status, "", seen_by.get(gid), now_ms=now_ms)[0],
             check,
             verdict,
             traffic,
@@ -836,10 +883,9 @@ def write_health_status(session: Session, connection_id: str, status: str) -> bo
 
 
 def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) -> int:
-    """Append ``(connection id, time in ms, message)`` log lines; lines of connections
-    that do not exist (any more) are dropped. Returns how many were stored. A tunnel of
-    a dual-tunnel connection logs under its TunnelId (DescribeVpnConnectionLogs with
-    ``TunnelId`` reads them); its lines are kept while the tunnel exists.
+    """Append ``(connection id, time in ms, message)`` log lines (a tunnel of a dual-tunnel
+    connection: its TunnelId instead of the connection's id); lines of connections or
+    tunnels that do not exist (any more) are dropped. Returns how many were stored.
 
     The connections are share-locked until the transaction ends, so a concurrent
     DeleteVpnConnection (which deletes the connection, then its lines) cannot leave
@@ -858,10 +904,11 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
         )
     )
     if ids - existing:
+        # A tunnel of a dual-tunnel connection keeps its own lines, under its TunnelId.
         existing |= set(
             session.scalars(
                 select(VpnConnectionTunnel.id)
-                .where(VpnConnectionTunnel.id.in_(ids - existing))
+                .where(VpnConnectionTunnel.id.in_(sorted(ids - existing)))
                 .order_by(VpnConnectionTunnel.id)
                 .with_for_update(read=True)
             )
@@ -876,10 +923,14 @@ def add_connection_logs(session: Session, rows: Sequence[tuple[str, int, str]]) 
     return len(kept)
 
 
-def delete_connection_logs(session: Session, connection_id: str) -> None:
-    session.execute(
-        delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == connection_id)
-    )
+def delete_connection_logs(session: Session, connection_id: str, tunnel_ids: Sequence[str] = ()) -> None:
+    """Delete the lines of a connection and of its tunnels."""
+    keys = [connection_id, *tunnel_ids]
+    session.execute(delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id.in_(keys)))
+
+
+def _log_keys(keys: str | Sequence[str]) -> list[str]:
+    return [keys] if isinstance(keys, str) else list(keys)
 
 
 def prune_connection_logs(session: Session, *, older_than_ms: int, keep_per_connection: int = 10000) -> int:
@@ -925,12 +976,16 @@ def _rowcount(result: Any) -> int:
 
 
 def last_connection_logs(
-    session: Session, connection_id: str, *, until_ms: int, limit: int
+    session: Session, connection_id: str | Sequence[str], *, until_ms: int, limit: int
 ) -> list[VpnConnectionLog]:
-    """The connection's newest ``limit`` lines with ``time_ms <= until_ms``, oldest first."""
+    """The newest ``limit`` lines with ``time_ms <= until_ms`` of a connection (or of
+    several log keys: a connection's and its tunnels'), oldest first."""
     newest = session.scalars(
         select(VpnConnectionLog)
-        .where(VpnConnectionLog.vpn_connection_id == connection_id, VpnConnectionLog.time_ms <= until_ms)
+        .where(
+            VpnConnectionLog.vpn_connection_id.in_(_log_keys(connection_id)),
+            VpnConnectionLog.time_ms <= until_ms,
+        )
         .order_by(VpnConnectionLog.time_ms.desc(), VpnConnectionLog.seq.desc())
         .limit(limit)
     ).all()
@@ -938,12 +993,21 @@ def last_connection_logs(
 
 
 def connection_log_page(
-    session: Session, connection_id: str, *, from_ms: int, to_ms: int, offset: int, limit: int
+    session: Session,
+    connection_id: str | Sequence[str],
+    *,
+    from_ms: int,
+    to_ms: int,
+    offset: int,
+    limit: int,
 ) -> tuple[int, Sequence[VpnConnectionLog]]:
-    """(total, one page) of a connection's lines with ``from_ms <= time_ms < to_ms``,
-    oldest first (ties in the order they were stored)."""
+    """(total, one page) of a connection's lines (or of several log keys) with
+    ``from_ms <= time_ms < to_ms``, oldest first (ties in the order they were stored)."""
+    keys = _log_keys(connection_id)
     window = (
-        VpnConnectionLog.vpn_connection_id == connection_id,
+        VpnConnectionLog.vpn_connection_id.in_(keys)
+        if len(keys) > 1
+        else VpnConnectionLog.vpn_connection_id == keys[0],
         VpnConnectionLog.time_ms >= from_ms,
         VpnConnectionLog.time_ms < to_ms,
     )

@@ -15,6 +15,7 @@ up or down so that ``Status`` follows quickly.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,9 +46,13 @@ log = logging.getLogger(__name__)
 # charon tries once (keyingtries=1); long-term retries are ours, with backoff.
 RETRY_FIRST_S = 2.0
 RETRY_MAX_S = 30.0
-# Even when nothing changed, the network (addresses, routes) is re-checked this often,
-# so that a hand-made change heals.
-NETWORK_RECHECK_S = 10.0
+# Even when nothing changed, the network (addresses, routes) is re-checked about this
+# often, so that a hand-made change heals. Each re-check runs a handful of `ip` commands
+# per gateway: every 10 s that was most of an idle fleet's CPU (docs/benchmarks.md, "Idle
+# data plane"); a change of the gateway's desired state syncs at once whatever this says.
+# Each gateway's next re-check falls at a random point of the last quarter, so that a
+# fleet started together does not re-check in one pass.
+NETWORK_RECHECK_S = 300.0
 VICI_TIMEOUT_S = 10.0
 
 
@@ -62,7 +67,7 @@ class _Network:
     """What the last network sync realised, to skip it while nothing changes."""
 
     fingerprint: tuple[object, ...] = ()
-    synced_at: float = float("-inf")
+    recheck_at: float = float("-inf")  # monotonic
 
 
 @dataclass
@@ -141,10 +146,10 @@ class GatewayAgent:
     def _sync_network(self, state: GatewayState) -> None:
         fingerprint = network_fingerprint(state)
         now = time.monotonic()
-        if fingerprint == self._network.fingerprint and now - self._network.synced_at < NETWORK_RECHECK_S:
+        if fingerprint == self._network.fingerprint and now < self._network.recheck_at:
             return
         self.network.sync_gateway(state)
-        self._network = _Network(fingerprint, now)
+        self._network = _Network(fingerprint, now + NETWORK_RECHECK_S * random.uniform(0.75, 1.0))
 
     # -- charon -------------------------------------------------------------------
 

@@ -84,6 +84,14 @@ class _Written:
     at: float
 
 
+@dataclass(frozen=True)
+class _Observation:
+    """A connection's observation waiting for its gateway's transaction."""
+
+    name: str
+    written: _Written
+
+
 class Reconciler:
     """Runs passes on its own thread until :meth:`stop`."""
 
@@ -300,7 +308,17 @@ class Reconciler:
             self._pruned_at = time.monotonic()
 
     def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> TemporaryError | None:
-        """One gateway's step; the temporary error that stopped it, or None."""
+        """One gateway's step; the temporary error that stopped it, or None. What it
+        observed is written in one transaction, and only what changed (_store_observation)."""
+        pending: list[_Observation] = []
+        try:
+            return self._gateway_step(agent, state, pending)
+        finally:
+            self._write_observations(pending)
+
+    def _gateway_step(
+        self, agent: GatewayAgent, state: GatewayState, pending: list[_Observation]
+    ) -> TemporaryError | None:
         try:
             agent.sync(state)
             rejected = agent.rejected()
@@ -317,8 +335,8 @@ class Reconciler:
                 # connection, and wait for the desired state to change.
                 log.warning("gateway %s: %s (until its settings change)", state.vpn_gateway_id, error)
                 for spec in state.connections:
-                    self._store_observation(spec.name, _NOT_UP, _cannot_run(error))
-                self._store_rejected(state)
+                    self._store_observation(pending, spec.name, _NOT_UP, _cannot_run(error))
+                self._store_rejected(pending, state)
                 # Not a hot loop: tried again when the state changes, or after the longest backoff.
                 return TemporaryError(str(error), delay=BACKOFF_MAX_S)
             temporary = error if isinstance(error, TemporaryError) else TemporaryError(str(error), delay=1.0)
@@ -326,11 +344,12 @@ class Reconciler:
             # Honest meanwhile: nothing is known to be up while the gateway cannot be read.
             for spec in state.connections:
                 self._store_observation(
+                    pending,
                     spec.name,
                     _NOT_UP,
                     f"The gateway's IPsec daemon is not reachable ({error}); vpngw is restarting it.",
                 )
-            self._store_rejected(state)
+            self._store_rejected(pending, state)
             return temporary
         self._store_logs(agent)
         if state.partner_ip is not None:
@@ -349,17 +368,17 @@ class Reconciler:
                 self._written.pop(spec.name, None)
                 self._specs[spec.name] = spec
             if spec.name in rejected:
-                self._store_observation(spec.name, _NOT_UP, _cannot_run(rejected[spec.name]))
+                self._store_observation(pending, spec.name, _NOT_UP, _cannot_run(rejected[spec.name]))
                 continue
             kind_message = diagnoses[spec.name]
-            self._store_observation(spec.name, seen.by_connection[spec.name], kind_message[1])
-        self._store_rejected(state)
+            self._store_observation(pending, spec.name, seen.by_connection[spec.name], kind_message[1])
+        self._store_rejected(pending, state)
         return None
 
-    def _store_rejected(self, state: GatewayState) -> None:
+    def _store_rejected(self, pending: list[_Observation], state: GatewayState) -> None:
         """Connections the store holds but no spec could be built from (load_desired)."""
         for rejected in state.rejected:
-            self._store_observation(rejected.name, _NOT_UP, _cannot_run(rejected.reason))
+            self._store_observation(pending, rejected.name, _NOT_UP, _cannot_run(rejected.reason))
 
     def _note_outcome(self, gateway_id: str, state: GatewayState, error: TemporaryError | None) -> None:
         """Back off a gateway that failed with a temporary error; forget it once it passes."""
@@ -400,7 +419,11 @@ class Reconciler:
 
     # -- writing back -------------------------------------------------------------
 
-    def _store_observation(self, name: str, seen: Observed, diagnosis: str) -> None:
+    def _store_observation(
+        self, pending: list[_Observation], name: str, seen: Observed, diagnosis: str
+    ) -> None:
+        """Queue the observation for :meth:`_write_observations` unless the store already
+        holds it (traffic counters: at most every TRAFFIC_WRITE_S)."""
         if seen.status == "ipsec_sa_established":
             diagnosis = ""
         traffic = seen.traffic.as_api()
@@ -409,26 +432,36 @@ class Reconciler:
         unchanged = last is not None and (last.status, last.diagnosis) == (seen.status, diagnosis)
         if unchanged and last is not None and (last.traffic == traffic or now - last.at < TRAFFIC_WRITE_S):
             return
+        pending.append(_Observation(name, _Written(seen.status, diagnosis, traffic, now)))
+
+    def _write_observations(self, pending: list[_Observation]) -> None:
+        """One gateway's changed observations in one transaction, rows in id order (as
+        every writer of several connection rows locks them)."""
+        if not pending:
+            return
         observed_by = self.leases.identity.name if self.leases is not None else None
+        latest = {item.name: item.written for item in pending}  # the last word on each
         with self.db.transaction(write=True) as session:
-            if name in self._tunnels:
-                queries.record_tunnel_observations(
-                    session,
-                    [queries.TunnelObservation(name, seen.status, diagnosis, traffic)],
-                    now_ms=self._now_ms(),
-                    observed_by=observed_by,
-                )
-            else:
+            now_ms = self._now_ms()
+            tunnels = [
+                queries.TunnelObservation(name, written.status, written.diagnosis, written.traffic)
+                for name, written in sorted(latest.items())
+                if name in self._tunnels
+            ]
+            queries.record_tunnel_observations(session, tunnels, now_ms=now_ms, observed_by=observed_by)
+            for name, written in sorted(latest.items()):
+                if name in self._tunnels:
+                    continue  # a tunnel of a dual-tunnel connection: its row, above
                 queries.write_observation(
                     session,
                     name,
-                    status=seen.status,
-                    diagnosis=diagnosis,
-                    traffic=traffic,
-                    now_ms=self._now_ms(),
+                    status=written.status,
+                    diagnosis=written.diagnosis,
+                    traffic=written.traffic,
+                    now_ms=now_ms,
                     observed_by=observed_by,
                 )
-        self._written[name] = _Written(seen.status, diagnosis, traffic, now)
+        self._written.update(latest)
 
     def _confirm(self, outcomes: dict[str, str]) -> None:
         """Tell readers this node ran these gateways just now (gateway -> the error of its

@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Idle cost of the data plane (issue 18, items 2, 3 and 5): what ``vpngw serve`` costs
+while G gateways x K connections sit idle, and what the API pays for it.
+
+    .venv/bin/python bench/idle_bench.py --gateways 100 --per-gateway 10
+    .venv/bin/python bench/idle_bench.py --gateways 100 --baseline 15207e6   # before/after, one run
+    .venv/bin/python bench/idle_bench.py --gateways 10,100 --rounds 1 --idle-s 20
+
+Root, strongSwan and TUN are needed (the lab backend). For each fleet size:
+
+1. A fresh SQLite database is filled through the API (``vpngw serve --no-dataplane``): one
+   VPC, G VPN gateways, K customer gateways, K connections per gateway
+   (``EffectImmediately=false``: trapped, nothing negotiates, nothing changes: idle).
+2. Rounds, interleaved so that the machine's drift hits every variant alike:
+   * ``off``: ``vpngw serve --no-dataplane`` on that database;
+   * ``on``: ``vpngw serve`` with its lab data plane (one charon per gateway);
+   * ``baseline`` (``--baseline REV``): the same as ``on`` with the source of git revision REV
+     (e.g. the commit before the data plane moved to its own process).
+   Each waits until every gateway's charon runs and the observations have settled, then
+   measures, idle: CPU over ``--idle-s`` of serve and every process it started, charons
+   apart (and the charons' own); memory (RSS and PSS from /proc/<pid>/smaps_rollup) of
+   serve, of its data-plane process, and per charon; then DescribeVpnConnections page 1
+   (PageSize 10, signed) ``--calls`` times from one client: p50/p99.
+3. Prints a Markdown table and writes everything to bench/results/idle-<date>.json.
+
+The charons are left to the next round (each start adopts them) and removed at the end with
+``vpngw lab down``. The lab is named ``vb-<random>``: nothing of anyone else's is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import api_bench as ab
+
+LAB = "vb-" + secrets.token_hex(3)
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, charons excluded (they are not serve's children anyway)."""
+    out = [pid]
+    for child in children(pid):
+        if comm(child) != "charon":
+            out += tree(child)
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / CLK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+                out[key] = int(rest.split()[0])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def lab_charons() -> list[int]:
+    """pids of this lab's gateway charons (from their pid files)."""
+    run_dir = Path("/run/vpngw") / LAB
+    pids = []
+    for pid_file in run_dir.glob("g-*/charon.pid"):
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if comm(pid) == "charon":
+            pids.append(pid)
+    return pids
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Server:
+    """One ``vpngw serve`` (stopped by its own pid only)."""
+
+    db_url: str
+    workdir: Path
+    src: str
+    dataplane: bool
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, label: str) -> None:
+        self.port = ab.free_port()
+        self.log_path = self.workdir / f"serve-{label}.log"
+        plane = ["--lab", LAB, "--node", f"{LAB}-n"] if self.dataplane else ["--no-dataplane"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vpngw.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            self.db_url,
+            "--log-level",
+            "warning",
+            *plane,
+        ]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("VPNGW_")},
+            "VPNGW_MASTER_KEY": ab.MASTER_KEY,
+            "VPNGW_ACCESS_KEY_ID": ab.KEY_ID,
+            "VPNGW_ACCESS_KEY_SECRET": ab.KEY_SECRET,
+            "VPNGW_QUOTA_VPCS": "1000000",
+            "VPNGW_QUOTA_VPN_GATEWAYS": "1000000",
+            "VPNGW_QUOTA_CUSTOMER_GATEWAYS": "1000000",
+            "PYTHONPATH": self.src,
+        }
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                httpx.get(self.base_url + "/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"serve did not answer in 120 s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- the world
+
+
+def fill(server: Server, gateways: int, per_gateway: int) -> None:
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        vpc = ab.call(client, "CreateVpc", CidrBlock="10.0.0.0/8")["VpcId"]
+        cgws = [
+            ab.call(client, "CreateCustomerGateway", IpAddress=f"198.19.{k // 250}.{k % 250 + 1}")[
+                "CustomerGatewayId"
+            ]
+            for k in range(per_gateway)
+        ]
+        for g in range(gateways):
+            gid = ab.call(client, "CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"]
+            for k in range(per_gateway):
+                ab.call(
+                    client,
+                    "CreateVpnConnection",
+                    VpnGatewayId=gid,
+                    CustomerGatewayId=cgws[k],
+                    LocalSubnet=f"10.{k}.0.0/24",
+                    RemoteSubnet=f"172.16.{k}.0/24",
+                    EffectImmediately="false",
+                )
+            if (g + 1) % 50 == 0:
+                print(f"[idle] {g + 1}/{gateways} gateways filled", flush=True)
+
+
+def wait_settled(server: Server, gateways: int, timeout_s: float) -> dict[str, float]:
+    """Until every gateway's charon runs and serve's CPU has fallen to its idle level."""
+    assert server.proc is not None
+    started = time.monotonic()
+    while len(lab_charons()) < gateways:
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"only {len(lab_charons())}/{gateways} charons after {timeout_s} s")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"serve exited:\n{server.log_tail()}")
+        time.sleep(0.5)
+    all_up = time.monotonic() - started
+    # Settled: two 3-s windows in a row within 20 % of each other (the first passes write
+    # every observation; after that the passes only look).
+    previous = None
+    while time.monotonic() - started < timeout_s:
+        current = idle_cpu(server.proc.pid, 3.0)["serve_tree_cores"]
+        if previous is not None and abs(current - previous) <= max(0.2 * previous, 0.005):
+            break
+        previous = current
+    return {"charons_up_s": round(all_up, 1), "settled_s": round(time.monotonic() - started, 1)}
+
+
+def idle_cpu(pid: int, seconds: float) -> dict[str, Any]:
+    pids = tree(pid)
+    charons = lab_charons()
+    t0 = time.perf_counter()
+    serve0 = {p: cpu_s(p) for p in pids}
+    charon0 = {p: cpu_s(p) for p in charons}
+    busy0 = ab._system_busy_s()
+    time.sleep(seconds)
+    wall = time.perf_counter() - t0
+    serve_cores = sum(cpu_s(p) - serve0[p] for p in pids) / wall
+    charon_cores = sum(cpu_s(p) - charon0[p] for p in charons) / wall
+    machine = (ab._system_busy_s() - busy0) / wall
+    return {
+        "seconds": round(wall, 1),
+        "serve_tree_cores": round(serve_cores, 4),
+        "by_process_cores": {str(p): round((cpu_s(p) - serve0[p]) / wall, 4) for p in pids},
+        "charons_cores": round(charon_cores, 4),
+        "charons": len(charons),
+        "machine_other_cores": round(max(0.0, machine - serve_cores - charon_cores), 2),
+    }
+
+
+def memory(pid: int) -> dict[str, Any]:
+    pids = tree(pid)
+    charons = [memory_kib(p) for p in lab_charons()]
+    n = max(1, len(charons))
+    return {
+        "serve": memory_kib(pid),
+        "children": [memory_kib(p) for p in pids[1:]],
+        "serve_tree_rss_mib": round(sum(memory_kib(p).get("Rss", 0) for p in pids) / 1024, 1),
+        "serve_tree_pss_mib": round(sum(memory_kib(p).get("Pss", 0) for p in pids) / 1024, 1),
+        "charons": len(charons),
+        "charon_rss_mib_mean": round(sum(c.get("Rss", 0) for c in charons) / n / 1024, 2),
+        "charon_pss_mib_mean": round(sum(c.get("Pss", 0) for c in charons) / n / 1024, 2),
+        "charon_private_mib_mean": round(
+            sum(c.get("Private_Clean", 0) + c.get("Private_Dirty", 0) for c in charons) / n / 1024, 2
+        ),
+        "charons_pss_mib_total": round(sum(c.get("Pss", 0) for c in charons) / 1024, 1),
+    }
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def export_source(rev: str, where: Path) -> str:
+    """``src/vpngw`` of git revision ``rev``, unpacked under ``where``; its path for PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "src/vpngw"], cwd=ab.REPO, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    return str(where / "src")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_size(args: argparse.Namespace, gateways: int, sources: dict[str, str], work: Path) -> dict[str, Any]:
+    folder = work / f"g{gateways}"
+    folder.mkdir()
+    db_url = f"sqlite:///{folder / 'vpngw.db'}"
+    filler = Server(db_url, folder, sources["on"], dataplane=False)
+    t0 = time.monotonic()
+    filler.start("fill")
+    try:
+        fill(filler, gateways, args.per_gateway)
+    finally:
+        filler.stop()
+    print(f"[idle] {gateways} x {args.per_gateway} stored in {time.monotonic() - t0:.0f} s", flush=True)
+    variants = ["off", "on"] + (["baseline"] if "baseline" in sources else [])
+    rounds: list[dict[str, Any]] = []
+    for round_no in range(args.rounds):
+        for variant in variants:
+            server = Server(
+                db_url, folder, sources["baseline" if variant == "baseline" else "on"], variant != "off"
+            )
+            label = f"{variant}-{round_no}"
+            print(f"[idle] {gateways} gateways, round {round_no + 1}: {variant}", flush=True)
+            server.start(label)
+            try:
+                assert server.proc is not None
+                settle = (
+                    wait_settled(server, gateways, args.settle_timeout_s)
+                    if variant != "off"
+                    else {"settled_s": 0.0}
+                )
+                if variant == "off":
+                    time.sleep(3)
+                cpu = idle_cpu(server.proc.pid, args.idle_s)
+                mem = memory(server.proc.pid)
+                describe = ab.describe_latency(
+                    server.base_url, {"PageSize": "10", "PageNumber": "1"}, args.calls
+                )
+            finally:
+                server.stop()
+            result = {
+                "variant": variant,
+                "round": round_no,
+                **settle,
+                "cpu": cpu,
+                "memory": mem,
+                "describe": describe,
+            }
+            print(
+                f"[idle]   serve tree {cpu['serve_tree_cores']:.4f} cores, charons {cpu['charons_cores']:.4f}, "
+                f"describe p50 {describe['p50_ms']} p99 {describe['p99_ms']} ms, serve tree RSS "
+                f"{mem['serve_tree_rss_mib']} MiB, charon PSS {mem['charon_pss_mib_mean']} MiB "
+                f"(other load {cpu['machine_other_cores']} cores)",
+                flush=True,
+            )
+            rounds.append(result)
+    return {"gateways": gateways, "per_gateway": args.per_gateway, "rounds": rounds}
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def table(sizes: list[dict[str, Any]]) -> str:
+    lines = [
+        "| gateways x conns | variant | serve tree CPU (cores) | charons CPU (cores) | Describe p1 p50 / p99 ms "
+        "| p99 / off (same round) | serve RSS MiB | data-plane process RSS MiB | charon RSS / PSS MiB (mean) "
+        "| other load (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        by_round: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in size["rounds"]:
+            by_round.setdefault(r["round"], {})[r["variant"]] = r
+        for variant in ("off", "on", "baseline"):
+            rows = [r for r in size["rounds"] if r["variant"] == variant]
+            if not rows:
+                continue
+            ratios = [
+                r["describe"]["p99_ms"] / by_round[r["round"]]["off"]["describe"]["p99_ms"]
+                for r in rows
+                if "off" in by_round[r["round"]]
+            ]
+            child_rss = [c.get("Rss", 0) / 1024 for r in rows for c in r["memory"]["children"][:1]]
+            cells = [
+                f"{size['gateways']} x {size['per_gateway']}",
+                variant,
+                f"{median([r['cpu']['serve_tree_cores'] for r in rows]):.4f}",
+                f"{median([r['cpu']['charons_cores'] for r in rows]):.3f}",
+                f"{median([r['describe']['p50_ms'] for r in rows]):.1f} / "
+                f"{median([r['describe']['p99_ms'] for r in rows]):.1f}",
+                ", ".join(f"{x:.2f}" for x in ratios),
+                f"{median([r['memory']['serve'].get('Rss', 0) / 1024 for r in rows]):.0f}",
+                f"{median(child_rss):.0f}" if child_rss else "-",
+                f"{median([r['memory']['charon_rss_mib_mean'] for r in rows]):.1f} / "
+                f"{median([r['memory']['charon_pss_mib_mean'] for r in rows]):.1f}",
+                f"{median([r['cpu']['machine_other_cores'] for r in rows]):.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--gateways", default="100", help="fleet sizes, comma-separated (default 100)")
+    parser.add_argument("--per-gateway", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument("--calls", type=int, default=300, help="DescribeVpnConnections calls per variant")
+    parser.add_argument("--settle-timeout-s", type=float, default=600.0)
+    parser.add_argument("--baseline", metavar="REV", help="also measure the data plane of this git revision")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if os.geteuid() != 0 or not shutil.which("swanctl"):
+        print("idle_bench: needs root and strongSwan (the lab data plane)", file=sys.stderr)
+        return 2
+    # A SIGTERM stops the servers and removes the lab too (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="vpngw-idle-"))
+    ab.use_source(work)  # the working tree's src, copied: edits during the run do not mix in
+    sources = {"on": ab.SOURCE["src"]}
+    if args.baseline:
+        sources["baseline"] = export_source(args.baseline, work / "baseline")
+    started = datetime.datetime.now(datetime.UTC)
+    sizes: list[dict[str, Any]] = []
+    try:
+        for gateways in (int(x) for x in args.gateways.split(",")):
+            sizes.append(run_size(args, gateways, sources, work))
+            subprocess.run(
+                [sys.executable, "-m", "vpngw.cli.main", "lab", "down", "--lab", LAB],
+                env={**os.environ, "PYTHONPATH": sources["on"]},
+                capture_output=True,
+                check=False,
+            )
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "vpngw.cli.main", "lab", "down", "--lab", LAB],
+            env={**os.environ, "PYTHONPATH": sources["on"]},
+            capture_output=True,
+            check=False,
+        )
+        report = {
+            "started": started.isoformat(timespec="seconds"),
+            "machine": ab.machine(),
+            "source": ab.SOURCE,
+            "baseline": args.baseline,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "sizes": sizes,
+        }
+        out = args.out or ab.BENCH_DIR / "results" / f"idle-{started:%Y-%m-%d-%H%M}.json"
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"[idle] raw numbers: {out}", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
