@@ -1,31 +1,23 @@
-"""A dual-tunnel connection for the node tests and the dual failover bench.
-
-The store rows are what CreateVpnGateway with DisasterRecoveryVSwitchId and
-CreateVpnConnection with TunnelOptionsSpecification write (docs/api.md): a second
-address on the gateway and one ``vpn_connection_tunnels`` row per tunnel. While those
-actions are not on main yet, :func:`make_dual_connection` writes the rows itself over an
-ordinary connection made through the API, and :func:`dual_peer_config` builds the
-DownloadVpnConnectionConfig document of the public API's shape
-(``TunnelsConfig.TunnelConfig[]``) from the connection's own download.
+"""A dual-tunnel connection for the node tests and the dual failover bench, made as a user
+would: CreateVpnGateway with DisasterRecoveryVSwitchId (two addresses), CreateVpnConnection
+with TunnelOptionsSpecification (tunnel 1 master, tunnel 2 slave, IKEv2), and the peer's
+configuration from DownloadVpnConnectionConfig (``TunnelsConfig.TunnelConfig[]``).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import secrets
-import string
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
-from tests.support.api import Api, build_world, connection_params
+from tests.support.api import Api
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
-from vpngw.store.models import VpnConnection, VpnConnectionTunnel, VpnGateway
+from vpngw.store.models import VpnConnectionTunnel
 
+TOS = "TunnelOptionsSpecification"
 IKEV2 = {"IkeVersion": "ikev2", "IkeEncAlg": "aes", "IkeAuthAlg": "sha256", "IkePfs": "group14"}
 
 
@@ -38,8 +30,15 @@ class DualConnection:
     peer_config: dict[str, Any]
 
 
-def _tunnel_id() -> str:
-    return "tun-" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(21))
+def tunnel_options(customer_gateway_id: str, **extra: str) -> dict[str, str]:
+    """TunnelOptionsSpecification for two IKEv2 tunnels to one customer gateway."""
+    params: dict[str, str] = {}
+    for index, role in ((1, "master"), (2, "slave")):
+        params[f"{TOS}.{index}.CustomerGatewayId"] = customer_gateway_id
+        params[f"{TOS}.{index}.Role"] = role
+        for key, value in IKEV2.items():
+            params[f"{TOS}.{index}.TunnelIkeConfig.{key}"] = value
+    return {**params, **extra}
 
 
 def make_dual_connection(
@@ -50,65 +49,29 @@ def make_dual_connection(
     remote_subnet: str = "10.10.1.0/24",
     customer_ip: str = "198.19.0.10",
 ) -> DualConnection:
-    place = build_world(api, customer_ip=customer_ip)
+    vpc = api.ok("CreateVpc", CidrBlock="10.0.0.0/8")["VpcId"]
+    gateway_id = api.ok(
+        "CreateVpnGateway", VpcId=vpc, Bandwidth=10, VSwitchId="vsw-a", DisasterRecoveryVSwitchId="vsw-b"
+    )["VpnGatewayId"]
+    gateway = api.ok("DescribeVpnGateway", VpnGatewayId=gateway_id)
+    customer = api.ok("CreateCustomerGateway", IpAddress=customer_ip)["CustomerGatewayId"]
     connection_id = api.ok(
         "CreateVpnConnection",
-        **connection_params(
-            place,
-            LocalSubnet=local_subnet,
-            RemoteSubnet=remote_subnet,
-            EffectImmediately="true",
-            AutoConfigRoute="true",
-            IkeConfig=json.dumps(IKEV2),
-        ),
+        VpnGatewayId=gateway_id,
+        LocalSubnet=local_subnet,
+        RemoteSubnet=remote_subnet,
+        AutoConfigRoute="true",
+        **tunnel_options(customer),
     )["VpnConnectionId"]
+    described = api.ok("DescribeVpnConnection", VpnConnectionId=connection_id)
+    tunnels = sorted(described[TOS]["TunnelOptions"], key=lambda t: int(t["TunnelIndex"]))
     config = api.ok("DownloadVpnConnectionConfig", VpnConnectionId=connection_id)["VpnConnectionConfig"]
-    second = str(ipaddress.ip_address(place.internet_ip) + 4096)
-    tunnel_ids = (_tunnel_id(), _tunnel_id())
-    db = Database(db_url)
-    try:
-        with db.transaction(write=True) as session:
-            gateway = session.scalars(select(VpnGateway).where(VpnGateway.id == place.vpn_gateway_id)).one()
-            gateway.disaster_recovery_internet_ip = second
-            gateway.disaster_recovery_v_switch_id = "vsw-dr"
-            connection = session.scalars(select(VpnConnection).where(VpnConnection.id == connection_id)).one()
-            for index, (tunnel_id, address) in enumerate(
-                zip(tunnel_ids, (place.internet_ip, second), strict=True), start=1
-            ):
-                session.add(
-                    VpnConnectionTunnel(
-                        id=tunnel_id,
-                        vpn_connection_id=connection_id,
-                        tunnel_index=index,
-                        role="master" if index == 1 else "slave",
-                        customer_gateway_id=place.customer_gateway_id,
-                        enable_dpd=True,
-                        enable_nat_traversal=True,
-                        ike_config={
-                            **connection.ike_config,
-                            "LocalId": address,
-                            "RemoteId": place.customer_ip,
-                        },
-                        ipsec_config=dict(connection.ipsec_config),
-                        status="ike_sa_not_established",
-                        diagnosis="",
-                    )
-                )
-    finally:
-        db.dispose()
-    tunnels = [
-        {
-            "TunnelId": tunnel_id,
-            "Local": place.customer_ip,
-            "Remote": address,
-            "IkeConfig": {**config["IkeConfig"], "LocalId": place.customer_ip, "RemoteId": address},
-            "IpsecConfig": config["IpsecConfig"],
-        }
-        for tunnel_id, address in zip(tunnel_ids, (place.internet_ip, second), strict=True)
-    ]
-    peer_config = {**config, "TunnelsConfig": {"TunnelConfig": tunnels}}
     return DualConnection(
-        place.vpn_gateway_id, connection_id, (place.internet_ip, second), tunnel_ids, peer_config
+        gateway_id,
+        connection_id,
+        (str(gateway["InternetIp"]), str(gateway["DisasterRecoveryInternetIp"])),
+        (str(tunnels[0]["TunnelId"]), str(tunnels[1]["TunnelId"])),
+        config,
     )
 
 

@@ -55,6 +55,12 @@ def _peer_sends_on(fleet: Fleet, tunnel: int) -> None:
         client.rekey(f"peer-cpe-{tunnel}")
 
 
+def _peer_ike_sas(fleet: Fleet) -> dict[str, int]:
+    """The peer's established IKE_SAs: connection name -> unique id."""
+    with ViciClient.connect(str(fleet.lab.peer_run_dir("cpe") / "charon.vici"), 5) as client:
+        return {sa.name: sa.uniqueid for sa in client.list_sas() if sa.state == "ESTABLISHED"}
+
+
 def test_both_tunnels_come_up_on_two_different_nodes(fleet_on: tuple[Fleet, Api]) -> None:
     fleet, api = fleet_on
     sites, dual, next_hop = _up(fleet, api, 2)
@@ -73,6 +79,23 @@ def test_both_tunnels_come_up_on_two_different_nodes(fleet_on: tuple[Fleet, Api]
         _peer_sends_on(fleet, tunnel)
         assert netns.wait_until(lambda: _peer_reaches_vpc(fleet), timeout_s=10)
         assert netns.wait_until(lambda: _vpc_reaches_peer(sites[0]), timeout_s=10)
+    # ModifyTunnelAttribute renegotiates that tunnel only: its IKE_SA is new (seen from the
+    # peer), the other tunnel's is the same one, and both are up again.
+    before = _peer_ike_sas(fleet)
+    api.ok(
+        "ModifyTunnelAttribute",
+        VpnConnectionId=dual.connection_id,
+        TunnelId=dual.tunnel_ids[1],
+        **{"TunnelOptionsSpecification.TunnelIkeConfig.IkeLifetime": "3600"},
+    )
+    assert netns.wait_until(
+        lambda: _peer_ike_sas(fleet).get("peer-cpe-2", before["peer-cpe-2"]) != before["peer-cpe-2"],
+        timeout_s=15,
+        interval_s=0.1,
+    ), _peer_ike_sas(fleet)
+    assert netns.wait_until(lambda: both_up_apart(fleet.db_url, dual), timeout_s=20, interval_s=0.2)
+    assert _peer_ike_sas(fleet)["peer-cpe-1"] == before["peer-cpe-1"]
+    assert netns.wait_until(lambda: _peer_reaches_vpc(fleet), timeout_s=10)
     # The connection's own row is not run (its tunnels are).
     for site in sites:
         assert dual.connection_id not in fleet.log_of(site)
