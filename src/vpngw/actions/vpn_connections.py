@@ -272,14 +272,23 @@ def _dual_tunnel_rows(
             "CustomerGatewayId": p.customer_gateway_id is not None,
             "IkeConfig": bool(p.ike_config),
             "IpsecConfig": bool(p.ipsec_config),
-            "EnableDpd": "enable_dpd" in p.model_fields_set,
-            "EnableNatTraversal": "enable_nat_traversal" in p.model_fields_set,
         },
     )
     addresses = TunnelAddresses(gateway.id, gateway.ip_address, gateway.second_ip or "")
-    return tunnels.new_tunnel_rows(
+    rows = tunnels.new_tunnel_rows(
         ctx, session, p.region_id, connection_id, addresses, p.tunnel_options_specification
     )
+    tunnels.check_echoed_flags(
+        gateway.id,
+        {
+            "EnableDpd": p.enable_dpd if "enable_dpd" in p.model_fields_set else None,
+            "EnableNatTraversal": p.enable_nat_traversal
+            if "enable_nat_traversal" in p.model_fields_set
+            else None,
+        },
+        rows,
+    )
+    return rows
 
 
 def _initial_health_status(check: HealthCheck) -> str:
@@ -577,8 +586,6 @@ def modify_vpn_connection_attribute(
             {
                 "IkeConfig": bool(p.ike_config),
                 "IpsecConfig": bool(p.ipsec_config),
-                "EnableDpd": p.enable_dpd is not None,
-                "EnableNatTraversal": p.enable_nat_traversal is not None,
             },
         )
         for change in p.tunnel_options_specification or []:
@@ -588,6 +595,9 @@ def modify_vpn_connection_attribute(
                 row = next(r for r in rows if r.tunnel_index == change.tunnel_index)
             tunnels.apply_change(ctx, session, p.region_id, row, change)
         tunnels.check_roles(rows)
+        tunnels.check_echoed_flags(
+            gateway.id, {"EnableDpd": p.enable_dpd, "EnableNatTraversal": p.enable_nat_traversal}, rows
+        )
         tunnels.mirror_master(connection, rows)
     elif p.tunnel_options_specification is not None:
         raise tunnels.single_tunnel_gateway(gateway.id)
