@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 PORT = 4510
 INTERVAL_S = 0.1
-# Three and a half intervals without a word: a datagram or two may be lost on the way.
-LOST_AFTER_S = 0.35
+# Five intervals without a word: a datagram or two may be lost, or a loaded node late.
+LOST_AFTER_S = 0.5
 _MAGIC = b"vpngw-live1"
 VICI_TIMEOUT_S = 2.0
 # While an address holds the VPC-side direction, it is confirmed this often (a lifetime).
