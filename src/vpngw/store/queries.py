@@ -778,6 +778,41 @@ def forget_idempotency_record(session: Session, account_id: str, action: str, cl
     session.connection().execute(_IDEMPOTENCY_FORGET, _key(account_id, action, client_token))
 
 
+_IDEMPOTENCY_ROW: dict[str, Any] = {
+    "account_id": bindparam("a"),
+    "action": bindparam("x"),
+    "client_token": bindparam("t"),
+    "request_hash": bindparam("h"),
+    "response": bindparam("response"),
+    "create_time": bindparam("c"),
+}
+_TRY_CLAIM_IDEMPOTENCY = {
+    "sqlite": sqlite_insert(_IDEMPOTENCY)
+    .values(**_IDEMPOTENCY_ROW)
+    .on_conflict_do_nothing()
+    .returning(_IDEMPOTENCY.c.create_time),
+    "postgresql": postgresql_insert(_IDEMPOTENCY)
+    .values(**_IDEMPOTENCY_ROW)
+    .on_conflict_do_nothing()
+    .returning(_IDEMPOTENCY.c.create_time),
+}
+
+
+def try_claim_idempotency_record(
+    session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
+) -> bool:
+    """Insert the token's record unless it exists (one statement on a create's path
+    instead of a read and an insert); False when it exists. A concurrent transaction
+    holding the same token uncommitted makes this wait for its end (the primary key): then
+    the record is there to read (committed) or this insert goes in (rolled back)."""
+    connection = session.connection()
+    result = connection.execute(
+        _TRY_CLAIM_IDEMPOTENCY[connection.dialect.name],
+        {**_key(account_id, action, client_token), "h": request_hash, "response": {}, "c": now_ms},
+    )
+    return result.first() is not None
+
+
 def claim_idempotency_record(
     session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
 ) -> None:
