@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
@@ -493,6 +493,17 @@ def tunnels_of(session: Session, connection_ids: Sequence[str]) -> dict[str, lis
         for row in rows:
             found.setdefault(row.vpn_connection_id, []).append(row)
     return found
+
+
+def customer_gateway_addresses(session: Session, customer_gateway_ids: Iterable[str]) -> dict[str, str]:
+    """The IpAddress of each of ``customer_gateway_ids`` that exists (all accounts)."""
+    ids = sorted(set(customer_gateway_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CustomerGateway.id, CustomerGateway.ip_address).where(CustomerGateway.id.in_(ids))
+    )
+    return {gateway_id: address for gateway_id, address in rows}
 
 
 def gateway_addresses(session: Session, gateway_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
