@@ -317,10 +317,46 @@ BAD_CREATES: list[tuple[dict[str, Any], int, str]] = [
     ({f"{TOS}.2.CustomerGatewayId": "cgw-nothere"}, 404, "InvalidCustomerGatewayInstanceId.NotFound"),
     ({"IkeConfig": json.dumps({"Psk": "top"})}, 400, "IncorrectTunnelMode.DualTunnelGateway"),
     ({"IpsecConfig": json.dumps({"IpsecPfs": "group5"})}, 400, "IncorrectTunnelMode.DualTunnelGateway"),
-    ({"EnableDpd": "true"}, 400, "IncorrectTunnelMode.DualTunnelGateway"),
+    # A top-level flag that disagrees with the tunnels' (both on by default).
+    ({"EnableDpd": "false"}, 400, "IncorrectTunnelMode.DualTunnelGateway"),
     ({"EnableNatTraversal": "false"}, 400, "IncorrectTunnelMode.DualTunnelGateway"),
+    (
+        {"EnableDpd": "true", f"{TOS}.2.EnableDpd": "false"},
+        400,
+        "IncorrectTunnelMode.DualTunnelGateway",
+    ),
     ({"EnableTunnelsBgp": "true"}, 400, "OperationUnsupported.EnableTunnelsBgp"),
 ]
+
+
+def test_top_level_flags_that_echo_the_tunnels_are_accepted(dual: Dual) -> None:
+    """Terraform's provider sends EnableDpd / EnableNatTraversal whenever its state knows
+    them (read from the top level, a copy of the master tunnel's): an echo is no error."""
+    api = dual.api
+    base = {"VpnGatewayId": dual.gateway_id, "LocalSubnet": "10.1.1.0/24", "RemoteSubnet": "10.10.1.0/24"}
+    created = api.ok(
+        "CreateVpnConnection", **base, **dual.tunnels(), EnableDpd="true", EnableNatTraversal="true"
+    )
+    vco = created["VpnConnectionId"]
+    got = api.ok("DescribeVpnConnection", VpnConnectionId=vco)
+    assert [t["EnableDpd"] for t in got["TunnelOptionsSpecification"]["TunnelOptions"]] == ["true", "true"]
+    assert got["EnableDpd"] is True
+    renamed = api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=vco,
+        Name="echo",
+        EnableDpd="true",
+        EnableNatTraversal="true",
+    )
+    assert renamed["Name"] == "echo"
+    api.fails(
+        "ModifyVpnConnectionAttribute",
+        400,
+        "IncorrectTunnelMode.DualTunnelGateway",
+        VpnConnectionId=vco,
+        EnableDpd="false",
+    )
+    assert api.ok("DescribeVpnConnection", VpnConnectionId=vco)["Name"] == "echo"
 
 
 def test_bad_tunnel_options_get_specific_errors_and_write_nothing(dual: Dual) -> None:

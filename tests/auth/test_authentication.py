@@ -97,6 +97,38 @@ def test_refusals(stack: tuple[Database, Authenticator, TestClient]) -> None:
     assert client.post("/", params=_v1(DESCRIBE)).status_code == 200
 
 
+def test_a_key_changed_after_this_process_checked_it_is_refused_at_once(
+    settings: Settings, stack: tuple[Database, Authenticator, TestClient]
+) -> None:
+    """The server keeps a copy of each AccessKey it checked (no read per request) and reads
+    the key again in the transaction that claims the nonce: a key disabled, given another
+    secret or deleted since (by the CLI, another process) is refused by the next request,
+    write or read, which changes nothing and records no nonce."""
+    db, authenticator, client = stack
+    create = {"Action": "CreateVpc", "RegionId": REGION, "CidrBlock": "10.0.0.0/8"}
+    assert client.post("/", params=_v1(create)).status_code == 200  # the key is kept now
+    accounts.set_key_status(db, TEST_KEY_ID, "disabled")  # as `vpngw account` does, elsewhere
+    nonce = uuid.uuid4().hex
+    assert _code(client.post("/", params=_v1(create, nonce=nonce))) == (400, "InvalidAccessKeyId.Inactive")
+    assert _code(client.post("/", params=_v1(DESCRIBE))) == (400, "InvalidAccessKeyId.Inactive")
+    accounts.set_key_status(db, TEST_KEY_ID, "enabled")
+    assert client.post("/", params=_v1(create, nonce=nonce)).status_code == 200  # the nonce was not burnt
+    vpcs = client.post("/", params=_v1({"Action": "DescribeVpcs", "RegionId": REGION})).json()
+    assert vpcs["TotalCount"] == 2  # the refused create wrote nothing
+    accounts.ensure_key(db, authenticator.sealer, settings.default_account_id, TEST_KEY_ID, "another-secret")
+    assert _code(client.post("/", params=_v1(create))) == (400, "SignatureDoesNotMatch")
+    assert client.post("/", params=_v1(DESCRIBE, secret="another-secret")).status_code == 200
+    accounts.delete_key(db, TEST_KEY_ID)
+    assert _code(client.post("/", params=_v1(create, secret="another-secret"))) == (
+        400,
+        "InvalidAccessKeyId.NotFound",
+    )
+    assert _code(client.post("/", params=_v1(DESCRIBE, secret="another-secret"))) == (
+        400,
+        "InvalidAccessKeyId.NotFound",
+    )
+
+
 def test_a_forged_request_does_not_burn_its_nonce(stack: tuple[Database, Authenticator, TestClient]) -> None:
     _db, _auth, client = stack
     nonce = uuid.uuid4().hex

@@ -22,6 +22,7 @@ from tests.conftest import TEST_MASTER_KEY
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.backends.lab.node import LabNode
+from vpngw.dataplane.system import netns
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +111,26 @@ class Fleet:
         if site.process is not None and site.process.poll() is None:
             site.process.send_signal(signal.SIGKILL)
             site.process.wait(10)
+
+    def die(self, site: NodeSite) -> None:
+        """The node goes as a machine would: its agent and every process of its gateways'
+        namespaces ``kill -9`` at once, its uplink and its VPC side down (nothing of it
+        answers on either segment any more, as with a dead machine)."""
+        self.kill_agent(site)
+        for namespace in site.gateway_namespaces():
+            for pid in netns.namespace_pids(namespace):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
+            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "down")
+
+    def revive(self, site: NodeSite) -> None:
+        """A dead node's links come back and its agent starts again."""
+        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
+            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "up")
+        self.start_agent(site)
 
     def stop_agent(self, site: NodeSite) -> None:
         if site.process is not None and site.process.poll() is None:

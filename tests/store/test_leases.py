@@ -124,3 +124,56 @@ def test_a_lost_gateway_s_connections_read_not_established_with_the_node_named(
         "node n1 stopped answering",
     )
     db.dispose()
+
+
+def test_a_dual_tunnel_gateway_has_a_lease_per_address_and_a_lost_one_marks_its_tunnels(
+    settings: Settings, api: Api
+) -> None:
+    from tests.nodes.dual import make_dual_connection
+    from vpngw.store import queries
+
+    dual = make_dual_connection(api, settings.db_url)
+    gateway_id, second = dual.vpn_gateway_id, leases.lease_key(dual.vpn_gateway_id, 2)
+    db = Database(settings.db_url)
+    with db.transaction(write=True) as session:
+        leases.sync_lease_rows(session, now_ms=1000)
+        rows = {row.vpn_gateway_id: row for row in leases.leases(session)}
+        assert set(rows) == {gateway_id, second}
+        assert (rows[second].internet_ip, rows[second].exists, rows[second].gateway) == (
+            dual.addresses[1],
+            True,
+            gateway_id,
+        )
+        assert leases.acquire(session, gateway_id, "a", now_ms=1000, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.acquire(session, second, "b", now_ms=1000, lease_ms=LEASE_MS, skew_ms=500)
+        assert leases.address_holders(session, [gateway_id], now_ms=2000) == {
+            (gateway_id, 1): "a",
+            (gateway_id, 2): "b",
+        }
+        queries.record_tunnel_observations(
+            session,
+            [queries.TunnelObservation(t, "ipsec_sa_established", "", None) for t in dual.tunnel_ids],
+            now_ms=1500,
+            observed_by="a",
+        )
+    with db.transaction(write=True) as session:
+        # Node b is lost: only tunnel 2 (on b's address) reads down; the connection row is untouched.
+        assert leases.mark_gateway_lost(session, second, "node b stopped answering", now_ms=2000) == 1
+        assert leases.mark_gateway_lost(session, second, "node b stopped answering", now_ms=2000) == 0
+        (tunnels,) = queries.tunnels_of(session, [dual.connection_id]).values()
+        assert [(t.tunnel_index, t.status, t.diagnosis) for t in tunnels] == [
+            (1, "ipsec_sa_established", ""),
+            (2, "ike_sa_not_established", "node b stopped answering"),
+        ]
+        # A tunnel's log lines are kept under its TunnelId; unknown ids are dropped.
+        assert (
+            queries.add_connection_logs(session, [(dual.tunnel_ids[1], 5, "up"), ("tun-nosuch", 5, "x")]) == 1
+        )
+        # The second address pins on its own.
+        assert leases.pin(session, second, "c")
+        assert not leases.pin(session, leases.lease_key("vpn-nosuchgateway", 2), "c")
+        assert {r.vpn_gateway_id: r.pinned_node for r in leases.leases(session)} == {
+            gateway_id: None,
+            second: "c",
+        }
+    db.dispose()

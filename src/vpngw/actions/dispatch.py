@@ -153,28 +153,34 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
     # comes back, and all expired ones about once a minute (queries.prune_idempotency_records).
     expired_before = ctx.now_ms - ctx.settings.client_token_ttl_s * 1000
     queries.prune_idempotency_records(session, expired_before, ctx.now_ms)
-    record = queries.idempotency_record(session, ctx.account_id, action.name, token)
-    if record is not None and record.create_time < expired_before:
-        queries.forget_idempotency_record(session, ctx.account_id, action.name, token)
-        record = None
-    if record is not None:
-        # None: an unkeyed hash from before migration 0008, or its master key was retired
-        # from the keyring; such a record still replays (the same token is almost always
-        # the same request), it just cannot tell other parameters (docs/security.md).
-        same = ctx.sealer.digest_matches(record.request_hash, _request_bytes(params), REQUEST_HASH_PURPOSE)
-        if same is False:
-            raise BadRequest(
-                "IdempotentParameterMismatch",
-                "The request is retried with the same ClientToken but other parameters.",
+    # Claim the token before doing anything (the common case: one INSERT that went in). A
+    # concurrent request with the same token waits on this row's unique key until we
+    # commit, then finds our result.
+    digest = request_hash(params, ctx.sealer)
+    if not queries.try_claim_idempotency_record(
+        session, ctx.account_id, action.name, token, digest, ctx.now_ms
+    ):
+        record = queries.idempotency_record(session, ctx.account_id, action.name, token)
+        if record is not None and record.create_time < expired_before:
+            queries.forget_idempotency_record(session, ctx.account_id, action.name, token)
+            record = None
+        if record is not None:
+            # None: an unkeyed hash from before migration 0008, or its master key was retired
+            # from the keyring; such a record still replays (the same token is almost always
+            # the same request), it just cannot tell other parameters (docs/security.md).
+            same = ctx.sealer.digest_matches(
+                record.request_hash, _request_bytes(params), REQUEST_HASH_PURPOSE
             )
-        replay: dict[str, Any] = json.loads(ctx.sealer.open(record.response["sealed"], RESPONSE_PURPOSE))
-        return replay
-    # Claim the token before doing anything: a concurrent request with the same token
-    # blocks on this row's unique key until we commit, then fails and is retried by
-    # dispatch(), and its retry finds our result.
-    queries.claim_idempotency_record(
-        session, ctx.account_id, action.name, token, request_hash(params, ctx.sealer), ctx.now_ms
-    )
+            if same is False:
+                raise BadRequest(
+                    "IdempotentParameterMismatch",
+                    "The request is retried with the same ClientToken but other parameters.",
+                )
+            replay: dict[str, Any] = json.loads(ctx.sealer.open(record.response["sealed"], RESPONSE_PURPOSE))
+            return replay
+        # Expired (or gone since the insert met it): an insert of our own; a concurrent
+        # claim makes it fail with IntegrityError, and dispatch() runs the request again.
+        queries.claim_idempotency_record(session, ctx.account_id, action.name, token, digest, ctx.now_ms)
     result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
     # Responses can hold secrets (a Modify response carries the Psk): sealed at rest.
     queries.set_idempotency_response(

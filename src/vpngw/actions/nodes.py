@@ -78,7 +78,7 @@ def describe_nodes(ctx: Context, session: Session, _p: DescribeNodesParams) -> D
         if lease.exists and lease.holder and lease.expires_ms >= now:
             held.setdefault(lease.holder, []).append(
                 NodeGateway(
-                    vpn_gateway_id=lease.vpn_gateway_id,
+                    vpn_gateway_id=lease.gateway,  # a dual-tunnel gateway: twice, one per address
                     internet_ip=lease.internet_ip,
                     lease_left_ms=lease.expires_ms - now,
                     pinned_node=lease.pinned_node or "",

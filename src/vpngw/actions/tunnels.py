@@ -43,6 +43,11 @@ OneTunnel = Annotated[TunnelGiven, BeforeValidator(tunnel_options.parse_one_tunn
 #: The top-level parameters that hold one tunnel's settings: on a dual-tunnel gateway they
 #: are given per tunnel instead (``TunnelOptionsSpecification.N.*``).
 SINGLE_TUNNEL_SETTINGS = ("CustomerGatewayId", "IkeConfig", "IpsecConfig", "EnableDpd", "EnableNatTraversal")
+#: The top-level flags a dual-tunnel request may still carry, as long as each equals the
+#: value of every tunnel: Terraform's provider sends ``EnableDpd`` / ``EnableNatTraversal``
+#: whenever its state knows them, and its state reads them from the top level (a copy of
+#: the master tunnel's), so an echo must not fail; a value that disagrees is refused.
+ECHOED_FLAGS = {"EnableDpd": "enable_dpd", "EnableNatTraversal": "enable_nat_traversal"}
 
 
 def single_tunnel_gateway(gateway_id: str) -> BadRequest:
@@ -61,6 +66,22 @@ def dual_tunnel_gateway(gateway_id: str, parameter: str) -> BadRequest:
         "TunnelOptionsSpecification.N (CustomerGatewayId, EnableDpd, EnableNatTraversal, "
         "TunnelIkeConfig, TunnelIpsecConfig).",
     )
+
+
+def check_echoed_flags(
+    gateway_id: str, given: Mapping[str, bool | None], rows: Sequence[VpnConnectionTunnel]
+) -> None:
+    """Refuse a top-level ``EnableDpd`` / ``EnableNatTraversal`` on a dual-tunnel
+    connection unless it equals that flag of every tunnel (:data:`ECHOED_FLAGS`)."""
+    for parameter, column in ECHOED_FLAGS.items():
+        value = given.get(parameter)
+        if value is not None and any(getattr(row, column) != value for row in rows):
+            raise BadRequest(
+                "IncorrectTunnelMode.DualTunnelGateway",
+                f'The VPN gateway {gateway_id} is dual-tunnel: "{parameter}" is set per tunnel, in '
+                f"TunnelOptionsSpecification.N.{parameter}; {parameter} outside it is accepted only "
+                "when it equals the value of both tunnels.",
+            )
 
 
 def tunnel_not_found(tunnel_id: str) -> NotFound:

@@ -192,42 +192,9 @@ def create_vpn_connection(
     connection_id = ids.new_resource_id("vco")
     new_tunnels: list[VpnConnectionTunnel] = []
     if gateway.second_ip is None:
-        if p.tunnel_options_specification is not None:
-            raise tunnels.single_tunnel_gateway(gateway.id)
-        if p.customer_gateway_id is None:
-            raise missing_parameter("CustomerGatewayId")
-        customer_gateway = queries.customer_gateway_endpoint(
-            session, ctx.account_id, p.region_id, p.customer_gateway_id
-        )
-        if customer_gateway is None:
-            raise customer_gateway_not_found(p.customer_gateway_id)
-        ike = merge_ike(
-            default_ike(ids.new_psk(), gateway.ip_address, customer_gateway.ip_address), p.ike_config or {}
-        )
-        settings: dict[str, Any] = {
-            "customer_gateway_id": customer_gateway.id,
-            "enable_dpd": p.enable_dpd,
-            "enable_nat_traversal": p.enable_nat_traversal,
-            "ike_config": sealed_ike(ctx.sealer, ike),
-            "ipsec_config": dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
-        }
+        settings = _single_tunnel_columns(ctx, session, p, gateway)
     else:
-        if p.tunnel_options_specification is None:
-            raise missing_parameter("TunnelOptionsSpecification")
-        tunnels.check_no_single_tunnel_settings(
-            gateway.id,
-            {
-                "CustomerGatewayId": p.customer_gateway_id is not None,
-                "IkeConfig": bool(p.ike_config),
-                "IpsecConfig": bool(p.ipsec_config),
-                "EnableDpd": "enable_dpd" in p.model_fields_set,
-                "EnableNatTraversal": "enable_nat_traversal" in p.model_fields_set,
-            },
-        )
-        addresses = TunnelAddresses(gateway.id, gateway.ip_address, gateway.second_ip)
-        new_tunnels = tunnels.new_tunnel_rows(
-            ctx, session, p.region_id, connection_id, addresses, p.tunnel_options_specification
-        )
+        new_tunnels = _dual_tunnel_rows(ctx, session, p, gateway, connection_id)
         settings = tunnels.master_columns(new_tunnels)
     _check_gateway_room(ctx, session, gateway.id, local, remote)
     name = p.name or connection_id
@@ -262,6 +229,66 @@ def create_vpn_connection(
         tags=p.tags or [],
     )
     return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=name, create_time=ctx.now_ms)
+
+
+def _single_tunnel_columns(
+    ctx: Context, session: Session, p: CreateVpnConnectionParams, gateway: queries.Endpoint
+) -> dict[str, Any]:
+    """The tunnel columns of a connection on a single-tunnel gateway (top-level settings)."""
+    if p.tunnel_options_specification is not None:
+        raise tunnels.single_tunnel_gateway(gateway.id)
+    if p.customer_gateway_id is None:
+        raise missing_parameter("CustomerGatewayId")
+    customer_gateway = queries.customer_gateway_endpoint(
+        session, ctx.account_id, p.region_id, p.customer_gateway_id
+    )
+    if customer_gateway is None:
+        raise customer_gateway_not_found(p.customer_gateway_id)
+    ike = merge_ike(
+        default_ike(ids.new_psk(), gateway.ip_address, customer_gateway.ip_address), p.ike_config or {}
+    )
+    return {
+        "customer_gateway_id": customer_gateway.id,
+        "enable_dpd": p.enable_dpd,
+        "enable_nat_traversal": p.enable_nat_traversal,
+        "ike_config": sealed_ike(ctx.sealer, ike),
+        "ipsec_config": dict(merge_ipsec(DEFAULT_IPSEC, p.ipsec_config or {})),
+    }
+
+
+def _dual_tunnel_rows(
+    ctx: Context,
+    session: Session,
+    p: CreateVpnConnectionParams,
+    gateway: queries.Endpoint,
+    connection_id: str,
+) -> list[VpnConnectionTunnel]:
+    """The two tunnel rows of a connection on a dual-tunnel gateway (TunnelOptionsSpecification)."""
+    if p.tunnel_options_specification is None:
+        raise missing_parameter("TunnelOptionsSpecification")
+    tunnels.check_no_single_tunnel_settings(
+        gateway.id,
+        {
+            "CustomerGatewayId": p.customer_gateway_id is not None,
+            "IkeConfig": bool(p.ike_config),
+            "IpsecConfig": bool(p.ipsec_config),
+        },
+    )
+    addresses = TunnelAddresses(gateway.id, gateway.ip_address, gateway.second_ip or "")
+    rows = tunnels.new_tunnel_rows(
+        ctx, session, p.region_id, connection_id, addresses, p.tunnel_options_specification
+    )
+    tunnels.check_echoed_flags(
+        gateway.id,
+        {
+            "EnableDpd": p.enable_dpd if "enable_dpd" in p.model_fields_set else None,
+            "EnableNatTraversal": p.enable_nat_traversal
+            if "enable_nat_traversal" in p.model_fields_set
+            else None,
+        },
+        rows,
+    )
+    return rows
 
 
 def _initial_health_status(check: HealthCheck) -> str:
@@ -559,8 +586,6 @@ def modify_vpn_connection_attribute(
             {
                 "IkeConfig": bool(p.ike_config),
                 "IpsecConfig": bool(p.ipsec_config),
-                "EnableDpd": p.enable_dpd is not None,
-                "EnableNatTraversal": p.enable_nat_traversal is not None,
             },
         )
         for change in p.tunnel_options_specification or []:
@@ -570,6 +595,9 @@ def modify_vpn_connection_attribute(
                 row = next(r for r in rows if r.tunnel_index == change.tunnel_index)
             tunnels.apply_change(ctx, session, p.region_id, row, change)
         tunnels.check_roles(rows)
+        tunnels.check_echoed_flags(
+            gateway.id, {"EnableDpd": p.enable_dpd, "EnableNatTraversal": p.enable_nat_traversal}, rows
+        )
         tunnels.mirror_master(connection, rows)
     elif p.tunnel_options_specification is not None:
         raise tunnels.single_tunnel_gateway(gateway.id)

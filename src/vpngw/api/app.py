@@ -27,7 +27,7 @@ from vpngw.actions.dispatch import dispatch, find_action
 from vpngw.actions.registry import ACTIONS
 from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
-from vpngw.auth.authenticator import Authenticator
+from vpngw.auth.authenticator import CLAIM_ERRORS, Authenticator
 from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
@@ -83,8 +83,8 @@ class Api:
                 lambda session: self.authenticator.claim_nonce(verified, session),
             )
         except ApiError as error:
-            if error.code != "SignatureNonceUsed":
-                self.authenticator.record_nonce(verified)  # SignatureNonceUsed for a replay
+            if error.code not in CLAIM_ERRORS:  # a replay, or a key changed meanwhile
+                self.authenticator.record_nonce(verified)
             raise
         except Exception:
             self.authenticator.record_nonce(verified)

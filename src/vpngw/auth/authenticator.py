@@ -3,7 +3,10 @@
 Order of checks: credentials present and complete, timestamp inside the window, the
 AccessKey exists and is enabled, the signature matches (in constant time), and last the
 nonce is new. The nonce is recorded only for a request that proved it holds the secret,
-so forged requests cannot burn nonces. Nonces live in the database, so a replay to
+so forged requests cannot burn nonces. The AccessKey is checked against a copy this
+process read earlier (no read transaction per request), and read again inside the
+transaction that claims the nonce: a key disabled, deleted or given another secret since
+is refused there, as if the copy had never been kept. Nonces live in the database, so a replay to
 another server process of the same database is refused too. A write action records its
 nonce in its own transaction (one write transaction per create, not two: the API's
 hot path); a read, or an action that fails, records it in a transaction of its own. Before all of it, a client
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from vpngw.accounts import ACCESS_KEY_PURPOSE
 from vpngw.auth.signatures import (
+    Credentials,
     IncomingRequest,
     check_timestamp,
     read_credentials,
@@ -34,6 +38,9 @@ from vpngw.store.engine import Database
 
 MAX_SKEW_S = 900
 PRUNE_EVERY_MS = 60_000
+KEYS_KEPT = 4096  # AccessKeys whose stored columns a process keeps (all dropped when full)
+
+StoredKey = tuple[str, str, str]  # (account id, status, sealed secret), as the store has them
 
 
 def _utcnow() -> datetime.datetime:
@@ -50,6 +57,10 @@ class Verified:
     access_key_id: str = ""
     nonce: str | None = None
     now_ms: int = 0
+    # The stored key the signature was checked against, and what to check it again with.
+    key: StoredKey | None = field(default=None, compare=False)
+    request: IncomingRequest | None = field(default=None, compare=False, repr=False)
+    credentials: Credentials | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Authenticator:
     clock: Callable[[], datetime.datetime] = _utcnow
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     _pruned_at_ms: int = 0
+    _keys: dict[str, StoredKey] = field(default_factory=dict)
 
     def account_of(self, req: IncomingRequest, client: str = "-") -> str:
         """The account of the key that signed ``req``, its nonce recorded. ``client`` is
@@ -92,6 +104,10 @@ class Authenticator:
         any process of the database claimed it before (and committed)."""
         if verified.nonce is None:
             return
+        connection = session.connection() if isinstance(session, Session) else session
+        stored = queries.access_key_credentials(connection, verified.access_key_id)
+        if stored != verified.key:
+            self._key_changed(verified, stored)
         now_ms = verified.now_ms
         if now_ms - self._pruned_at_ms > PRUNE_EVERY_MS:
             queries.forget_expired_nonces(session, now_ms)
@@ -100,6 +116,21 @@ class Authenticator:
         if not queries.claim_nonce(session, verified.access_key_id, verified.nonce, expires):
             self.throttle.failed(verified.client)
             raise nonce_used()
+
+    def _key_changed(self, verified: Verified, stored: StoredKey | None) -> None:
+        """The key changed since the copy the signature was checked against: the error
+        the stored key gives (raises), or nothing when it still accepts the signature (its
+        secret sealed anew, or the key enabled again)."""
+        self._keys.pop(verified.access_key_id, None)
+        try:
+            _check_key(stored)
+            assert stored is not None and verified.request is not None and verified.credentials is not None
+            verify(verified.request, verified.credentials, self.sealer.open(stored[2], ACCESS_KEY_PURPOSE))
+            if stored[0] != verified.account_id:
+                raise BadRequest("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        except BadRequest:
+            self.throttle.failed(verified.client)
+            raise
 
     def _verified(self, req: IncomingRequest, client: str) -> Verified:
         creds = read_credentials(req)
@@ -111,15 +142,63 @@ class Authenticator:
             )
         now = self.clock()
         check_timestamp(creds, now, MAX_SKEW_S)
+        kept = self._keys.get(creds.access_key_id)
+        if kept is not None:
+            try:
+                return self._checked(req, creds, kept, client, now)
+            except BadRequest:
+                # The kept copy may be stale: the stored key decides.
+                self._keys.pop(creds.access_key_id, None)
         with self.db.connection(write=False) as connection:
             key = queries.access_key_credentials(connection, creds.access_key_id)
-        if key is None:
-            raise BadRequest("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-        account_id, status, sealed = key
-        if status != "enabled":
-            raise BadRequest("InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
-        verify(req, creds, self.sealer.open(sealed, ACCESS_KEY_PURPOSE))
-        return Verified(account_id, client, creds.access_key_id, creds.nonce, int(now.timestamp() * 1000))
+        if key is not None:
+            if len(self._keys) >= KEYS_KEPT:
+                self._keys.clear()
+            self._keys[creds.access_key_id] = key
+        return self._checked(req, creds, key, client, now)
+
+    def _checked(
+        self,
+        req: IncomingRequest,
+        creds: Credentials,
+        key: StoredKey | None,
+        client: str,
+        now: datetime.datetime,
+    ) -> Verified:
+        _check_key(key)
+        assert key is not None
+        verify(req, creds, self.sealer.open(key[2], ACCESS_KEY_PURPOSE))
+        return Verified(
+            key[0],
+            client,
+            creds.access_key_id,
+            creds.nonce,
+            int(now.timestamp() * 1000),
+            key=key,
+            request=req,
+            credentials=creds,
+        )
+
+
+def _check_key(key: StoredKey | None) -> None:
+    if key is None:
+        raise BadRequest("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    if key[1] != "enabled":
+        raise BadRequest("InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
+
+
+# The errors a nonce's claim itself can raise (a replay; a key changed since the copy the
+# signature was checked against): a request failing with one of them records no nonce.
+CLAIM_ERRORS = frozenset(
+    {
+        "SignatureNonceUsed",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSignatureMethod",
+    }
+)
 
 
 def nonce_used() -> BadRequest:

@@ -177,8 +177,10 @@ def cmd_peer_create(args: argparse.Namespace) -> int:
         return _fail(f"cannot create peer {args.name}: {error}")
     spec = peer.connection
     print(f"vpngw lab: peer {peer.name} is up: namespace {network.names.peer(peer.name)}, charon pid {pid}")
+    talks_to = " and ".join(each.remote_addr for each in peer.connections)
+    tunnels = f" ({len(peer.connections)} tunnels, both started)" if peer.dual else ""
     print(
-        f"  WAN address {spec.local_addr}, talks to {spec.remote_addr}; hosts: every address of {', '.join(spec.local_subnets)}"
+        f"  WAN address {', '.join(peer.wan_ips)}, talks to {talks_to}{tunnels}; hosts: every address of {', '.join(spec.local_subnets)}"
     )
     print(
         f"  try: vpngw lab exec --peer {peer.name} -- ping -I <an address of {spec.local_subnets[0]}> <a VPC address>"

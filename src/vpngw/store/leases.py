@@ -24,7 +24,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from vpngw.store.models import GatewayLease, Node, VpnConnection, VpnGateway
+from vpngw.store.models import GatewayLease, Node, VpnConnection, VpnConnectionTunnel, VpnGateway
+
+NOT_UP = "ike_sa_not_established"
 
 # The lease key of a dual-tunnel gateway's second address: the gateway's id and this.
 # Gateway ids are ``vpn-`` and lowercase alphanumerics, so the key never names a gateway.
@@ -146,10 +148,15 @@ def database_clock_ms(session: Session) -> int | None:
 def lease_addresses(session: Session) -> dict[str, str]:
     """Every lease key the gateways of the store need, with its address: the InternetIp of
     every gateway, and the second address of every dual-tunnel gateway."""
-    return {
-        gateway_id: internet_ip
-        for gateway_id, internet_ip in session.execute(select(VpnGateway.id, VpnGateway.internet_ip))
-    }
+    found: dict[str, str] = {}
+    rows = session.execute(
+        select(VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip)
+    )
+    for gateway_id, internet_ip, second_ip in rows:
+        found[gateway_id] = internet_ip
+        if second_ip:
+            found[lease_key(gateway_id, 2)] = second_ip
+    return found
 
 
 def gateway_next_hops(session: Session) -> dict[str, str]:
@@ -291,21 +298,57 @@ def holders(session: Session, gateway_ids: Iterable[str], *, now_ms: int) -> dic
 
 
 def mark_gateway_lost(session: Session, vpn_gateway_id: str, diagnosis: str, *, now_ms: int) -> int:
-    """The gateway's node is lost: nothing is known to be up until another node has it.
-    Returns how many connections changed."""
-    connections = session.scalars(
-        select(VpnConnection)
-        .where(
-            VpnConnection.vpn_gateway_id == vpn_gateway_id,
-            or_(VpnConnection.status != "ike_sa_not_established", VpnConnection.diagnosis != diagnosis),
-        )
-        .order_by(VpnConnection.id)
-        .with_for_update()
-    ).all()
+    """The node of the lease ``vpn_gateway_id`` (a lease key) is lost: nothing it ran is
+    known to be up until another node has it. That is every single-tunnel connection of
+    the gateway for its InternetIp, and the tunnels of that address's index of its
+    dual-tunnel connections. Returns how many connections and tunnels changed."""
+    gateway_id, index = lease_unit(vpn_gateway_id)
+    dual = select(VpnConnectionTunnel.vpn_connection_id)
+    connections = (
+        session.scalars(
+            select(VpnConnection)
+            .where(
+                VpnConnection.vpn_gateway_id == gateway_id,
+                VpnConnection.id.not_in(dual),
+                or_(VpnConnection.status != NOT_UP, VpnConnection.diagnosis != diagnosis),
+            )
+            .order_by(VpnConnection.id)
+            .with_for_update()
+        ).all()
+        if index == 1
+        else []
+    )
     for connection in connections:
-        connection.status = "ike_sa_not_established"
+        connection.status = NOT_UP
         connection.diagnosis = diagnosis
         connection.traffic = None
         connection.observed_time = now_ms
+    tunnels = session.scalars(
+        select(VpnConnectionTunnel)
+        .join(VpnConnection, VpnConnection.id == VpnConnectionTunnel.vpn_connection_id)
+        .where(
+            VpnConnection.vpn_gateway_id == gateway_id,
+            VpnConnectionTunnel.tunnel_index == index,
+            or_(VpnConnectionTunnel.status != NOT_UP, VpnConnectionTunnel.diagnosis != diagnosis),
+        )
+        .order_by(VpnConnectionTunnel.id)
+        .with_for_update()
+    ).all()
+    for tunnel in tunnels:
+        tunnel.status = NOT_UP
+        tunnel.diagnosis = diagnosis
+        tunnel.traffic = None
+        tunnel.observed_time = now_ms
     session.flush()
-    return len(connections)
+    return len(connections) + len(tunnels)
+
+
+def address_holders(
+    session: Session, gateway_ids: Iterable[str], *, now_ms: int
+) -> dict[tuple[str, int], str]:
+    """The node that holds each address of ``gateway_ids`` now, by (gateway id, tunnel
+    index): index 1 is the InternetIp, 2 a dual-tunnel gateway's second address (its
+    ``DisasterRecoveryNodeName``). Addresses nobody holds are absent."""
+    ids = list(gateway_ids)
+    keys = ids + [lease_key(gateway_id, 2) for gateway_id in ids]
+    return {lease_unit(key): node for key, node in holders(session, keys, now_ms=now_ms).items()}

@@ -282,6 +282,10 @@ class ResourceCount(Base):
     region_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+    # How many times ``count`` was changed (every create and delete of the kind): with
+    # ``count``, it tells whether the listing's keys moved since a page cache was built
+    # (``queries.page``'s page boundaries).
+    changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class AccountQuota(Base):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
@@ -75,7 +75,9 @@ def page(
     """One page in creation order and the total count, both served from indexes.
 
     The page's keys are found on the index alone (a deferred join), so rows skipped by
-    the offset are never loaded; an unfiltered total comes from ``resource_counts``.
+    the offset are never loaded; an unfiltered total comes from ``resource_counts``. On
+    SQLite an unfiltered deep page seeks from a cached page boundary (``_page_boundaries``),
+    a filtered one in the second half is read from the end of the index.
     """
     conditions = [model.account_id == account_id, model.region_id == region_id]
     conditions += [
@@ -84,15 +86,28 @@ def page(
         if value is not None
     ]
     conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    offset = (page_number - 1) * page_size
+    changes = -1
     if len(conditions) == 2:
-        total = _counted(session, model, account_id, region_id)
+        total, changes = _counter(session, model, account_id, region_id)
     else:
         total = session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-    offset = (page_number - 1) * page_size
     keys: Sequence[int]
-    if offset >= total > 0 and session.get_bind().dialect.name == "sqlite":
+    if offset >= total and sqlite:
         keys = []  # past the end (the total and the rows are one snapshot)
-    elif offset > total // 2 and session.get_bind().dialect.name == "sqlite":
+    elif offset >= PAGE_BOUNDARY_EVERY and changes >= 0 and sqlite:
+        # Seek from the nearest cached boundary: at most PAGE_BOUNDARY_EVERY entries walked.
+        boundaries = _page_boundaries(session, model, account_id, region_id, total, changes)
+        start = boundaries[offset // PAGE_BOUNDARY_EVERY]
+        keys = session.scalars(
+            select(model.seq)
+            .where(*conditions, model.seq >= start)
+            .order_by(model.seq)
+            .offset(offset % PAGE_BOUNDARY_EVERY)
+            .limit(page_size)
+        ).all()
+    elif offset > total // 2 and sqlite:
         # A page in the second half is read from the end of the index: the walk over skipped
         # entries is at most half of them (the deepest page is the cheapest). Only where the
         # total and the keys come from one snapshot (SQLite's read transaction): a total
@@ -204,9 +219,49 @@ def tag_rows(
     ).all()
 
 
-def _counted(session: Session, model: type[Owned], account_id: str, region_id: str) -> int:
-    row = session.get(ResourceCount, (account_id, region_id, model.__tablename__))
-    return row.count if row else 0
+def _counter(session: Session, model: type[Owned], account_id: str, region_id: str) -> tuple[int, int]:
+    """The listing's ``(count, changes)`` (``(0, -1)`` when it has no counter yet)."""
+    row = (
+        session.connection()
+        .execute(_COUNTER, {"a": account_id, "r": region_id, "k": model.__tablename__})
+        .first()
+    )
+    return (0, -1) if row is None else (row[0], row[1])
+
+
+# Page boundaries (SQLite): the seq of every PAGE_BOUNDARY_EVERY-th row of a listing, so that
+# a deep page seeks to the boundary before it and walks at most that many index entries
+# instead of up to half the listing (docs/benchmarks.md). One cache per process, by database,
+# table, account and region; an entry holds while the listing's ``(count, changes)`` is the
+# one it was built from: every create and delete bumps ``changes`` (``_count``), so any
+# change to the listing's keys makes the next deep page rebuild it (one walk of the index).
+PAGE_BOUNDARY_EVERY = 512
+PAGE_BOUNDARY_LISTINGS = 256  # listings cached per process (the oldest is dropped)
+_page_boundary_cache: dict[tuple[str, str, str, str], tuple[int, int, list[int]]] = {}
+
+
+def _page_boundaries(
+    session: Session, model: type[Owned], account_id: str, region_id: str, total: int, changes: int
+) -> list[int]:
+    key = (str(session.get_bind().engine.url), model.__tablename__, account_id, region_id)
+    cached = _page_boundary_cache.get(key)
+    if cached is not None and cached[0] == total and cached[1] == changes:
+        return cached[2]
+    ranked = (
+        select(model.seq, (func.row_number().over(order_by=model.seq) - 1).label("position"))
+        .where(model.account_id == account_id, model.region_id == region_id)
+        .subquery()
+    )
+    boundaries = list(
+        session.scalars(
+            select(ranked.c.seq).where(ranked.c.position % PAGE_BOUNDARY_EVERY == 0).order_by(ranked.c.seq)
+        ).all()
+    )
+    _page_boundary_cache.pop(key, None)
+    while len(_page_boundary_cache) >= PAGE_BOUNDARY_LISTINGS:
+        _page_boundary_cache.pop(next(iter(_page_boundary_cache)), None)
+    _page_boundary_cache[key] = (total, changes, boundaries)
+    return boundaries
 
 
 _COUNTS: Table = ResourceCount.__table__  # type: ignore[assignment]
@@ -219,8 +274,15 @@ _BUMP = (
         _COUNTS.c.region_id == bindparam("r"),
         _COUNTS.c.kind == bindparam("k"),
     )
-    .values(count=_COUNTS.c.count + bindparam("d"))
+    .values(count=_COUNTS.c.count + bindparam("d"), changes=_COUNTS.c.changes + 1)
     .returning(_COUNTS.c.count)  # whether a row was there (psycopg's rowcount is not to be trusted)
+)
+
+
+_COUNTER = select(_COUNTS.c.count, _COUNTS.c.changes).where(
+    _COUNTS.c.account_id == bindparam("a"),
+    _COUNTS.c.region_id == bindparam("r"),
+    _COUNTS.c.kind == bindparam("k"),
 )
 
 
@@ -233,7 +295,9 @@ def _count(session: Session, account_id: str, region_id: str, kind: str, delta: 
     """One UPDATE in Core (it locks the counter row until commit), an INSERT the first time."""
     updated = session.connection().execute(_BUMP, {"a": account_id, "r": region_id, "k": kind, "d": delta})
     if updated.first() is None:
-        session.add(ResourceCount(account_id=account_id, region_id=region_id, kind=kind, count=delta))
+        session.add(
+            ResourceCount(account_id=account_id, region_id=region_id, kind=kind, count=delta, changes=1)
+        )
         session.flush()
     else:
         # An ORM copy of the counter in this session (count_for_update's) must not hide the new count.
@@ -429,6 +493,17 @@ def tunnels_of(session: Session, connection_ids: Sequence[str]) -> dict[str, lis
         for row in rows:
             found.setdefault(row.vpn_connection_id, []).append(row)
     return found
+
+
+def customer_gateway_addresses(session: Session, customer_gateway_ids: Iterable[str]) -> dict[str, str]:
+    """The IpAddress of each of ``customer_gateway_ids`` that exists (all accounts)."""
+    ids = sorted(set(customer_gateway_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CustomerGateway.id, CustomerGateway.ip_address).where(CustomerGateway.id.in_(ids))
+    )
+    return {gateway_id: address for gateway_id, address in rows}
 
 
 def gateway_addresses(session: Session, gateway_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
@@ -712,6 +787,41 @@ def idempotency_record(
 
 def forget_idempotency_record(session: Session, account_id: str, action: str, client_token: str) -> None:
     session.connection().execute(_IDEMPOTENCY_FORGET, _key(account_id, action, client_token))
+
+
+_IDEMPOTENCY_ROW: dict[str, Any] = {
+    "account_id": bindparam("a"),
+    "action": bindparam("x"),
+    "client_token": bindparam("t"),
+    "request_hash": bindparam("h"),
+    "response": bindparam("response"),
+    "create_time": bindparam("c"),
+}
+_TRY_CLAIM_IDEMPOTENCY = {
+    "sqlite": sqlite_insert(_IDEMPOTENCY)
+    .values(**_IDEMPOTENCY_ROW)
+    .on_conflict_do_nothing()
+    .returning(_IDEMPOTENCY.c.create_time),
+    "postgresql": postgresql_insert(_IDEMPOTENCY)
+    .values(**_IDEMPOTENCY_ROW)
+    .on_conflict_do_nothing()
+    .returning(_IDEMPOTENCY.c.create_time),
+}
+
+
+def try_claim_idempotency_record(
+    session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
+) -> bool:
+    """Insert the token's record unless it exists (one statement on a create's path
+    instead of a read and an insert); False when it exists. A concurrent transaction
+    holding the same token uncommitted makes this wait for its end (the primary key): then
+    the record is there to read (committed) or this insert goes in (rolled back)."""
+    connection = session.connection()
+    result = connection.execute(
+        _TRY_CLAIM_IDEMPOTENCY[connection.dialect.name],
+        {**_key(account_id, action, client_token), "h": request_hash, "response": {}, "c": now_ms},
+    )
+    return result.first() is not None
 
 
 def claim_idempotency_record(

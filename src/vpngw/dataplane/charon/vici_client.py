@@ -172,6 +172,13 @@ class ViciClient:
             message["force"] = "yes"
         self._stream("terminate", "control-log", message, wait_ms=timeout_ms)
 
+    def rekey(self, child: str) -> int:
+        """Rekey every CHILD_SA of config ``child`` now (the new SAs are the peer's newest:
+        kernel-libipsec sends on its newest outbound SA). Returns how many were rekeyed;
+        charon answers with an error if there is none."""
+        reply = self._request("rekey", {"child": child})
+        return _int(reply.get("matches", 0))
+
     def list_sas(self, ike: str | None = None) -> list[IkeSa]:
         """Current IKE_SAs (of connection ``ike`` only, if given) with their CHILD_SAs."""
         filters = {"ike": ike} if ike is not None else None

@@ -319,6 +319,7 @@ def network_fingerprint(state: GatewayState) -> tuple[object, ...]:
     skipped (but for a periodic re-check that heals hand-made changes)."""
     return (
         state.internet_ip,
+        state.partner_ip,
         tuple(sorted(state.auto_routes)),
         tuple(sorted((s.remote_addr, s.local_subnets) for s in state.connections)),
         tuple(sorted((c.sip, c.dip) for c in state.health_checks)),

@@ -37,11 +37,12 @@ from vpngw.dataplane.core.gateway_agent import GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
 from vpngw.dataplane.observe.diagnosis import diagnose
+from vpngw.dataplane.observe.partner_watch import PartnerWatch, WatchedAddress
 from vpngw.dataplane.observe.prober import Prober, ProbeTarget
 from vpngw.dataplane.observe.status import Observed, Traffic
 from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
-from vpngw.dataplane.spec.render import render_connection
+from vpngw.dataplane.spec.render import child_names, render_connection
 from vpngw.sealing import Sealer
 from vpngw.store import freshness, queries
 from vpngw.store.engine import Database
@@ -58,6 +59,9 @@ TRAFFIC_WRITE_S = 2.0
 # A gateway whose pass fails with a TemporaryError waits its delay, doubled on every
 # failure in a row, at most this long.
 BACKOFF_MAX_S = 30.0
+# A dual-tunnel gateway's VPC-side next hop without leases (one data plane per database)
+# is held this long at a time, renewed by the partner watch.
+UNLEASED_NEXT_HOP_S = 30.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
 
@@ -111,6 +115,9 @@ class Reconciler:
         self._clock = clock
         self._agents: dict[str, GatewayAgent] = {}
         self._written: dict[str, _Written] = {}
+        self._tunnels: frozenset[str] = frozenset()
+        # The VPC-side next hop of each dual-tunnel address this node runs.
+        self._next_hops: dict[str, str] = {}
         self._continuity = 0
         self._specs: dict[str, ConnectionSpec] = {}
         self._backoff: dict[str, _Backoff] = {}
@@ -124,6 +131,8 @@ class Reconciler:
         self._lock: IO[bytes] | None = None
         self._pass_done = threading.Condition()
         self.prober = Prober(self._health_changed)
+        # Dual-tunnel addresses: the liveness exchange with the other address's node.
+        self.partners = PartnerWatch(on_next_hop=self._next_hop)
         self._pool = ThreadPoolExecutor(max_workers=GATEWAYS_IN_PARALLEL, thread_name_prefix="vpngw-gateway")
 
     # -- lifecycle ----------------------------------------------------------------
@@ -152,6 +161,7 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.prober.stop()
+        self.partners.stop()
         self._pool.shutdown(wait=True)
         for agent in self._agents.values():
             agent.stop()
@@ -209,6 +219,8 @@ class Reconciler:
                 self._written.clear()  # another node may have reported our gateways lost meanwhile
             held = self.leases.held()
             desired = {gateway_id: state for gateway_id, state in desired.items() if gateway_id in held}
+        # Tunnels of dual-tunnel connections: their observations go to the tunnel rows.
+        self._tunnels = frozenset(name for state in desired.values() for name in state.tunnels)
         targets: dict[str, ProbeTarget] = {}
         for gateway_id in desired:
             if gateway_id not in self._agents:
@@ -250,6 +262,26 @@ class Reconciler:
                     check.retry,
                 )
         self.prober.set_targets(targets)
+        self._next_hops = {
+            gateway_id: state.vpc_next_hop
+            for gateway_id, state in desired.items()
+            if state.partner_ip is not None and state.vpc_next_hop is not None
+        }
+        self.partners.set_addresses(
+            {
+                gateway_id: WatchedAddress(
+                    gateway_id,
+                    self._agents[gateway_id].host.namespace,
+                    state.internet_ip,
+                    state.partner_ip,
+                    state.preferred,
+                    self._agents[gateway_id].host.vici_path,
+                    tuple(child for spec in state.connections for child in child_names(spec)),
+                )
+                for gateway_id, state in desired.items()
+                if state.partner_ip is not None and gateway_id in self._agents
+            }
+        )
         local = set(self._agents) | self.network.gateway_ids()
         for gateway_id in local - set(desired):
             self._remove_gateway(gateway_id)
@@ -320,6 +352,15 @@ class Reconciler:
             self._store_rejected(pending, state)
             return temporary
         self._store_logs(agent)
+        if state.partner_ip is not None:
+            self.partners.set_tunnels_up(
+                state.vpn_gateway_id,
+                bool(state.connections)
+                and all(
+                    name in seen.by_connection and seen.by_connection[name].status == "ipsec_sa_established"
+                    for name in (spec.name for spec in state.connections)
+                ),
+            )
         for spec in state.connections:
             if self._specs.get(spec.name) != spec:
                 # A Modify resets the stored Status/Diagnosis: what was written before no
@@ -402,7 +443,15 @@ class Reconciler:
         latest = {item.name: item.written for item in pending}  # the last word on each
         with self.db.transaction(write=True) as session:
             now_ms = self._now_ms()
+            tunnels = [
+                queries.TunnelObservation(name, written.status, written.diagnosis, written.traffic)
+                for name, written in sorted(latest.items())
+                if name in self._tunnels
+            ]
+            queries.record_tunnel_observations(session, tunnels, now_ms=now_ms, observed_by=observed_by)
             for name, written in sorted(latest.items()):
+                if name in self._tunnels:
+                    continue  # a tunnel of a dual-tunnel connection: its row, above
                 queries.write_observation(
                     session,
                     name,
@@ -436,6 +485,20 @@ class Reconciler:
             return
         reason = f"its last pass failed ({type(error).__name__}: {error}); see the node's log"
         self._confirm(dict.fromkeys(self.leases.held(), reason))
+
+    def _next_hop(self, key: str, hold: bool) -> None:
+        """The partner watch's verdict for the dual-tunnel address ``key``: answer for the
+        gateway's VPC-side next hop (in that address's namespace, announced by gratuitous
+        ARP when new) or stop. Held no longer than this node's leases are valid."""
+        next_hop = self._next_hops.get(key)
+        if next_hop is None:
+            return  # the gateway has no VPC-side next hop (or this node no longer runs the address)
+        if not hold:
+            self.network.drop_vpc_next_hop(key)
+            return
+        valid_s = self.leases.valid_s() if self.leases is not None else UNLEASED_NEXT_HOP_S
+        if valid_s > 0:
+            self.network.hold_vpc_next_hop(key, next_hop, valid_s)
 
     def _store_logs(self, agent: GatewayAgent) -> None:
         lines = agent.logs.drain()

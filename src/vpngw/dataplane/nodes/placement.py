@@ -219,6 +219,13 @@ class LeaseKeeper:
                 return set()
             return set(self._held.gateways) - self._giving_away
 
+    def valid_s(self) -> float:
+        """How long this node may still answer for what it holds, by its own clock (0 once
+        fenced): the bound of any address it holds for a lease (the VPC-side next hop of a
+        dual-tunnel gateway too)."""
+        with self._lock:
+            return max(0.0, self._held.valid_until - time.monotonic())
+
     def giving_away(self) -> frozenset[str]:
         with self._lock:
             return self._giving_away
@@ -318,7 +325,14 @@ class LeaseKeeper:
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
-        next_hops = {row.vpn_gateway_id: row.vpc_next_hop for row in rows if row.vpc_next_hop is not None}
+        # A dual-tunnel gateway's next hop is not bound to a lease: the partner watch gives it
+        # to the node of the preferred live tunnel (observe/partner_watch.py).
+        dual = {row.gateway for row in rows if row.tunnel_index == 2 and row.exists}
+        next_hops = {
+            row.vpn_gateway_id: row.vpc_next_hop
+            for row in rows
+            if row.vpc_next_hop is not None and row.gateway not in dual
+        }
         self._next_round_s = self.timing.renew_s
         if decided.next_takeover_ms is not None:
             self._next_round_s = max(

@@ -8,7 +8,7 @@ conversion of one stored connection, :func:`connection_spec`, is pure.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vpngw.dataplane.errors import PermanentError
@@ -18,6 +18,8 @@ from vpngw.ike_config import opened_ike
 from vpngw.sealing import Sealer, SealingError
 from vpngw.store import queries
 from vpngw.store.engine import Database
+from vpngw.store.leases import lease_key
+from vpngw.store.models import VpnConnection, VpnConnectionTunnel
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ class RejectedConnection:
 
 @dataclass(frozen=True)
 class GatewayState:
-    """One VPN gateway (one charon) and everything its data plane must realise."""
+    """One VPN gateway address (one charon) and everything its data plane must realise."""
 
+    # The lease key: the gateway id, or ``<id>.dr`` for a dual-tunnel gateway's second address.
     vpn_gateway_id: str
     internet_ip: str
     connections: tuple[ConnectionSpec, ...]
@@ -51,8 +54,16 @@ class GatewayState:
     auto_routes: tuple[str, ...] = ()
     health_checks: tuple[HealthCheckSpec, ...] = ()
     rejected: tuple[RejectedConnection, ...] = ()
+    # The names (TunnelIds) of the specs and rejected connections that are tunnels of
+    # dual-tunnel connections: their observations go to the tunnel rows.
+    tunnels: frozenset[str] = frozenset()
+    # A dual-tunnel gateway's address: the other address (the partner it watches, docs/nodes.md)
+    # and whether this one carries the VPC-side direction while its tunnels are up.
+    partner_ip: str | None = None
+    preferred: bool = True
     # The VPC-side next hop (an address of the VPC segment that follows the gateway's
-    # lease; None for a gateway that has none yet).
+    # lease; None for a gateway that has none yet). Both addresses of a dual-tunnel gateway
+    # carry it: the partner watch decides which of their nodes answers for it.
     vpc_next_hop: str | None = None
 
 
@@ -112,57 +123,145 @@ def health_check_spec(connection_id: str, check: Mapping[str, Any]) -> HealthChe
 
 
 def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
-    """Every gateway with the specs of its connections, keyed by gateway id."""
+    """Every gateway address with the specs it runs, keyed by lease key
+    (:func:`vpngw.store.leases.lease_key`).
+
+    A single-tunnel gateway is one state under its id, as always. A dual-tunnel gateway is
+    two: its InternetIp (under its id) runs tunnel 1 of each of its connections, its
+    DisasterRecoveryInternetIp (``<id>.dr``) tunnel 2; each tunnel is a charon connection
+    named after its TunnelId, always up, with the tunnel's own customer gateway and
+    settings, and the connection's subnets. Each address runs in its own charon, on the
+    node that holds its lease.
+    """
     with db.transaction(write=False) as session:
         gateways, connections = queries.desired_rows(session)
-        by_gateway: dict[str, list[ConnectionSpec]] = {g.id: [] for g in gateways}
-        rejected: dict[str, list[RejectedConnection]] = {g.id: [] for g in gateways}
-        routes: dict[str, list[str]] = {g.id: [] for g in gateways}
-        checks: dict[str, list[HealthCheckSpec]] = {g.id: [] for g in gateways}
-        addresses = {g.id: g.internet_ip for g in gateways}
-        next_hops = {g.id: g.vpc_next_hop for g in gateways}
-        # Dual-tunnel connections (#20) are run from their tunnel rows, which this data
-        # plane does not do yet: they are skipped, and their tunnels read as not established.
-        dual_tunnel = queries.dual_tunnel_connection_ids(session)
-        for connection, customer_ip in connections:
-            gateway_id = connection.vpn_gateway_id
-            if connection.id in dual_tunnel:
-                continue
-            try:
-                spec = connection_spec(
-                    connection_id=connection.id,
-                    gateway_ip=addresses[connection.vpn_gateway_id],
-                    customer_ip=customer_ip,
-                    local_subnet=connection.local_subnet,
-                    remote_subnet=connection.remote_subnet,
-                    ike_config=opened_ike(sealer, connection.ike_config),
-                    ipsec_config=connection.ipsec_config,
-                    effect_immediately=connection.effect_immediately,
-                    enable_dpd=connection.enable_dpd,
-                    enable_nat_traversal=connection.enable_nat_traversal,
-                    reqid=connection.seq * REQIDS_PER_CONNECTION,
-                )
-            except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
-                # One unusable row (written by another version, or by hand) stops only
-                # its own connection. Messages name fields, never the Psk.
-                reason = f"{type(error).__name__}: {error}" if isinstance(error, KeyError) else str(error)
-                rejected[gateway_id].append(RejectedConnection(connection.id, reason))
-                continue
-            if connection.auto_config_route:
-                routes[gateway_id].extend(connection.remote_subnet.split(","))
-            check = health_check_spec(connection.id, connection.health_check)
-            if check is not None:
-                checks[gateway_id].append(check)
-            by_gateway[gateway_id].append(spec)
-    return {
-        gateway_id: GatewayState(
-            gateway_id,
-            addresses[gateway_id],
-            tuple(specs),
-            tuple(sorted(set(routes[gateway_id]))),
-            tuple(checks[gateway_id]),
-            tuple(rejected[gateway_id]),
-            next_hops[gateway_id],
+        tunnels = queries.tunnels_of(session, [connection.id for connection, _ip in connections])
+        tunnel_addresses = queries.customer_gateway_addresses(
+            session, {t.customer_gateway_id for rows in tunnels.values() for t in rows}
         )
-        for gateway_id, specs in by_gateway.items()
+        units: dict[str, _Unit] = {}
+        for gateway in gateways:
+            first, second = gateway.internet_ip, gateway.disaster_recovery_internet_ip
+            units[lease_key(gateway.id)] = _Unit(first, gateway.vpc_next_hop, partner_ip=second or None)
+            if second:
+                units[lease_key(gateway.id, 2)] = _Unit(
+                    second, gateway.vpc_next_hop, partner_ip=first, preferred=False
+                )
+        masters: dict[str, list[int]] = {}
+        for connection, _customer_ip in connections:
+            for tunnel in tunnels.get(connection.id, []):
+                if tunnel.role == "master":
+                    masters.setdefault(connection.vpn_gateway_id, []).append(tunnel.tunnel_index)
+        for gateway_id, indexes in masters.items():
+            # The address that runs most master tunnels (ties: the first) is preferred.
+            second_wins = indexes.count(2) > indexes.count(1)
+            units[lease_key(gateway_id)].preferred = not second_wins
+            if lease_key(gateway_id, 2) in units:
+                units[lease_key(gateway_id, 2)].preferred = second_wins
+        for connection, customer_ip in connections:
+            rows = tunnels.get(connection.id, [])
+            if not rows:
+                _add_connection(units[lease_key(connection.vpn_gateway_id)], connection, customer_ip, sealer)
+                continue
+            for tunnel in rows:
+                unit = units.get(lease_key(connection.vpn_gateway_id, tunnel.tunnel_index))
+                if unit is None:
+                    continue  # tunnel 2 of a gateway without a second address: nowhere to run it
+                _add_tunnel(
+                    unit, connection, tunnel, tunnel_addresses.get(tunnel.customer_gateway_id, ""), sealer
+                )
+    return {
+        key: GatewayState(
+            key,
+            unit.internet_ip,
+            tuple(unit.specs),
+            tuple(sorted(set(unit.routes))),
+            tuple(unit.checks),
+            tuple(unit.rejected),
+            frozenset(unit.tunnels),
+            unit.partner_ip,
+            unit.preferred,
+            unit.vpc_next_hop,
+        )
+        for key, unit in units.items()
     }
+
+
+@dataclass
+class _Unit:
+    """What one gateway address runs, while :func:`load_desired` gathers it."""
+
+    internet_ip: str
+    vpc_next_hop: str | None = None
+    partner_ip: str | None = None
+    preferred: bool = True
+    specs: list[ConnectionSpec] = field(default_factory=list)
+    rejected: list[RejectedConnection] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+    checks: list[HealthCheckSpec] = field(default_factory=list)
+    tunnels: set[str] = field(default_factory=set)
+
+
+def _rejected(name: str, error: Exception) -> RejectedConnection:
+    # One unusable row (written by another version, or by hand) stops only its own
+    # connection. Messages name fields, never the Psk.
+    reason = f"{type(error).__name__}: {error}" if isinstance(error, KeyError) else str(error)
+    return RejectedConnection(name, reason)
+
+
+def _add_connection(unit: _Unit, connection: VpnConnection, customer_ip: str, sealer: Sealer) -> None:
+    """A single-tunnel connection, on its gateway's InternetIp."""
+    try:
+        spec = connection_spec(
+            connection_id=connection.id,
+            gateway_ip=unit.internet_ip,
+            customer_ip=customer_ip,
+            local_subnet=connection.local_subnet,
+            remote_subnet=connection.remote_subnet,
+            ike_config=opened_ike(sealer, connection.ike_config),
+            ipsec_config=connection.ipsec_config,
+            effect_immediately=connection.effect_immediately,
+            enable_dpd=connection.enable_dpd,
+            enable_nat_traversal=connection.enable_nat_traversal,
+            reqid=connection.seq * REQIDS_PER_CONNECTION,
+        )
+    except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
+        unit.rejected.append(_rejected(connection.id, error))
+        return
+    if connection.auto_config_route:
+        unit.routes.extend(connection.remote_subnet.split(","))
+    check = health_check_spec(connection.id, connection.health_check)
+    if check is not None:
+        unit.checks.append(check)
+    unit.specs.append(spec)
+
+
+def _add_tunnel(
+    unit: _Unit, connection: VpnConnection, tunnel: VpnConnectionTunnel, customer_ip: str, sealer: Sealer
+) -> None:
+    """One tunnel of a dual-tunnel connection, on the address of its index: always up
+    (both tunnels of a connection are, docs/nodes.md), whatever EffectImmediately says.
+    Its reqid is the connection's: the two tunnels run in two charons."""
+    unit.tunnels.add(tunnel.id)
+    try:
+        if not customer_ip:
+            raise ValueError(f"the tunnel's customer gateway {tunnel.customer_gateway_id} does not exist")
+        spec = connection_spec(
+            connection_id=tunnel.id,
+            gateway_ip=unit.internet_ip,
+            customer_ip=customer_ip,
+            local_subnet=connection.local_subnet,
+            remote_subnet=connection.remote_subnet,
+            ike_config=opened_ike(sealer, tunnel.ike_config),
+            ipsec_config=tunnel.ipsec_config,
+            effect_immediately=True,
+            enable_dpd=tunnel.enable_dpd,
+            enable_nat_traversal=tunnel.enable_nat_traversal,
+            reqid=connection.seq * REQIDS_PER_CONNECTION,
+        )
+    except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
+        unit.rejected.append(_rejected(tunnel.id, error))
+        return
+    if connection.auto_config_route:
+        unit.routes.extend(connection.remote_subnet.split(","))
+    unit.specs.append(spec)

@@ -13,11 +13,14 @@ are ever touched by ``sync_routes``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,6 +97,70 @@ def ensure_namespace(name: str) -> bool:
     create_namespace(name)
     run("ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     return True
+
+
+# Bytes of packets a neighbour-table entry may queue while its address resolves (the
+# kernel's default is the socket send-buffer maximum, 212,992).
+UNRESOLVED_QUEUE_BYTES = 16384
+
+
+def limit_unresolved_queue(namespace: str, ifname: str) -> None:
+    """Cap what may wait for an unresolved neighbour on ``ifname`` in ``namespace``.
+
+    A charon sends all ESP (kernel-libipsec forces UDP encapsulation) and IKE through one
+    UDP socket: with the default cap, packets to a dead peer on the same link fill that
+    socket's whole send buffer while its address fails to resolve, and charon's sender
+    blocks, stalling every other tunnel of that charon with no log line
+    (/work/shared/reference/dualtunnel.md, "A hazard found on a flat test WAN").
+    """
+    run(
+        "ip",
+        "netns",
+        "exec",
+        namespace,
+        "sysctl",
+        "-q",
+        "-w",
+        f"net.ipv4.neigh.{ifname}.unres_qlen_bytes={UNRESOLVED_QUEUE_BYTES}",
+    )
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def udp_socket_in(namespace: str, address: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``address``:``port`` inside ``namespace``, usable from here.
+
+    A socket belongs to the namespace it was created in, whatever thread uses it later:
+    a short-lived thread enters the namespace (``setns`` moves only that thread), creates
+    and binds it, and ends.
+    """
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{namespace}", "rb") as handle:
+                if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address, port))
+            except BaseException:
+                sock.close()
+                raise
+            made.append(sock)
+        except BaseException as error:  # handed to the caller's thread
+            failed.append(error)
+
+    worker = threading.Thread(target=create, name=f"setns-{namespace}", daemon=True)
+    worker.start()
+    worker.join()
+    if failed:
+        raise NetnsError(f"a UDP socket on {address}:{port} in {namespace}: {failed[0]}")
+    return made[0]
 
 
 def delete_namespace(name: str) -> None:

@@ -55,7 +55,8 @@ class LeasedAddresses:
         namespace = self._namespace_of(vpn_gateway_id)
         with self._lock:
             until = self._valid_until.get(vpn_gateway_id, float("-inf"))
-        seconds = int(until - time.monotonic())
+        left = until - time.monotonic()  # -inf without a hold
+        seconds = int(left) if left >= 1 else 0
         if seconds <= 0:
             return  # no hold (yet, or any more): a host never answers for an address it does not hold
         lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]

@@ -224,6 +224,10 @@ class HostNetwork:
         )
         netns.run("ip", *host, "link", "set", temporary, "netns", namespace)
         netns.run("ip", "-n", namespace, "link", "set", temporary, "name", name)
+        if name == WAN_IF:
+            # Customer gateways on the uplink's own segment: one that dies must not stall
+            # this charon's other tunnels (docs/nodes.md, "Dual-tunnel connections").
+            netns.limit_unresolved_queue(namespace, WAN_IF)
         netns.run("ip", "-n", namespace, "link", "set", name, "up")
 
     def _ensure_transit(self, gateway: GatewayHost) -> str:
@@ -260,8 +264,13 @@ class HostNetwork:
         on_link = self._uplink_networks()
         for network in on_link:
             routes.add(Route(str(network), WAN_IF))
-        for spec in state.connections:
-            address = ipaddress.ip_address(spec.remote_addr)
+        # Customer gateways, and a dual-tunnel gateway's other address (its partner, which
+        # this address's charon namespace exchanges liveness datagrams with).
+        far = [spec.remote_addr for spec in state.connections]
+        if state.partner_ip is not None:
+            far.append(state.partner_ip)
+        for remote in far:
+            address = ipaddress.ip_address(remote)
             if any(address in network for network in on_link):
                 continue
             routes.add(

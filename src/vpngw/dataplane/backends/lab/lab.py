@@ -100,6 +100,8 @@ class Lab:
             netns.run(
                 "ip", "-n", namespace, "route", "add", str(topology.WAN_NETWORK), "dev", topology.WAN_IF
             )
+            # The lab WAN is one flat bridge: a dead gateway's address is on the same link.
+            netns.limit_unresolved_queue(namespace, topology.WAN_IF)
 
     def detach_from_wan(self, namespace: str) -> None:
         """Remove the bridge end of a deleted namespace's WAN veth, if it is still there.

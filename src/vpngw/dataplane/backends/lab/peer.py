@@ -35,37 +35,102 @@ from vpngw.dataplane.system.netns import Route
 
 @dataclass(frozen=True)
 class PeerSpec:
-    """A lab peer: its name and its one connection, seen from the peer."""
+    """A lab peer: its name and its connections, seen from the peer (one for a
+    single-tunnel connection; one per tunnel of a dual-tunnel connection)."""
 
     name: str
     connection: ConnectionSpec
+    # The tunnels of a dual-tunnel connection beyond the first (``connection``).
+    more: tuple[ConnectionSpec, ...] = ()
+    # A dual-tunnel connection's peer: customer-side settings of dualtunnel.md.
+    dual: bool = False
+
+    @property
+    def connections(self) -> tuple[ConnectionSpec, ...]:
+        return (self.connection, *self.more)
 
     @property
     def wan_ip(self) -> str:
         return self.connection.local_addr
 
+    @property
+    def wan_ips(self) -> list[str]:
+        """Every address of the peer on the WAN (tunnels may name two customer gateways)."""
+        return list(dict.fromkeys(spec.local_addr for spec in self.connections))
+
+
+# A dual-tunnel peer's DPD: its dead tunnel's CHILD_SA goes within about a second plus
+# its retransmits, and its traffic then leaves through the other tunnel at once.
+PEER_DPD_DELAY = "1s"
+
 
 def peer_from_download(name: str, config: Mapping[str, Any], *, initiate: bool = False) -> PeerSpec:
     """A peer configured from DownloadVpnConnectionConfig's ``VpnConnectionConfig``
     (already the customer's perspective: ``Local`` is the customer gateway, and its
-    IkeConfig/IpsecConfig carry the same keys as a stored connection's)."""
-    spec = connection_spec(
-        connection_id=f"peer-{name}",
-        gateway_ip=str(config["Local"]),
-        customer_ip=str(config["Remote"]),
+    IkeConfig/IpsecConfig carry the same keys as a stored connection's).
+
+    A dual-tunnel connection's configuration lists its tunnels under
+    ``TunnelsConfig.TunnelConfig`` (each with ``TunnelId``, ``Local``, ``Remote``,
+    ``IkeConfig``, ``IpsecConfig``; the subnets are the connection's): the peer then runs
+    one connection per tunnel, both initiated at once, as a customer's device should
+    (docs/nodes.md, "What a customer should set")."""
+    tunnels = _tunnel_configs(config)
+    if not tunnels:
+        spec = _peer_connection(f"peer-{name}", config, config, initiate=initiate)
+        return PeerSpec(topology.check_peer_name(name), spec)
+    specs = [
+        _peer_connection(f"peer-{name}-{index}", config, tunnel, initiate=True)
+        for index, tunnel in enumerate(tunnels, start=1)
+    ]
+    return PeerSpec(topology.check_peer_name(name), specs[0], tuple(specs[1:]), dual=True)
+
+
+def _tunnel_configs(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    listed = config.get("TunnelsConfig")
+    if isinstance(listed, Mapping):
+        listed = listed.get("TunnelConfig")
+    if not isinstance(listed, list):
+        return []
+    return [tunnel for tunnel in listed if isinstance(tunnel, Mapping)]
+
+
+def _peer_connection(
+    name: str, config: Mapping[str, Any], tunnel: Mapping[str, Any], *, initiate: bool
+) -> ConnectionSpec:
+    return connection_spec(
+        connection_id=name,
+        gateway_ip=str(tunnel["Local"]),
+        customer_ip=str(tunnel["Remote"]),
         local_subnet=str(config["LocalSubnet"]),
         remote_subnet=str(config["RemoteSubnet"]),
-        ike_config=config["IkeConfig"],
-        ipsec_config=config["IpsecConfig"],
+        ike_config=tunnel["IkeConfig"],
+        ipsec_config=tunnel["IpsecConfig"],
         effect_immediately=initiate,
         enable_dpd=True,
         enable_nat_traversal=True,
     )
-    return PeerSpec(topology.check_peer_name(name), spec)
+
+
+def peer_conn(peer: PeerSpec, spec: ConnectionSpec) -> dict[str, Any]:
+    """The ``load-conn`` message of one of the peer's connections."""
+    conn = render_connection(spec)
+    settings = conn[spec.name]
+    if peer.dual:
+        # dualtunnel.md's customer: both tunnels started, a short DPD whose verdict only
+        # clears the dead tunnel (the gateway side re-initiates a re-placed tunnel).
+        settings["dpd_delay"] = PEER_DPD_DELAY
+        settings["keyingtries"] = "1"
+        for child in settings["children"].values():
+            child["dpd_action"] = "clear"
+            child["close_action"] = "none"
+    elif spec.effect_immediately:
+        # A customer's device keeps trying (vpngw's own side retries in the reconciler).
+        settings["keyingtries"] = "0"
+    return conn
 
 
 def create_peer(network: Lab, peer: PeerSpec) -> int:
-    """Build the peer's namespace, start its charon and load its connection; return the
+    """Build the peer's namespace, start its charon and load its connections; return the
     charon's pid. Fails if a peer of that name exists (remove it first)."""
     namespace = network.names.peer(peer.name)
     if namespace in netns.namespaces():
@@ -74,17 +139,15 @@ def create_peer(network: Lab, peer: PeerSpec) -> int:
         charon = start_peer_site(
             network,
             peer.name,
-            [peer.wan_ip],
+            peer.wan_ips,
             peer.connection.local_subnets,
-            far_addresses=[peer.connection.remote_addr],
+            far_addresses=[spec.remote_addr for spec in peer.connections],
         )
-        conn = render_connection(peer.connection)
-        if peer.connection.effect_immediately:
-            # A customer's device keeps trying (vpngw's own side retries in the reconciler).
-            conn[peer.connection.name]["keyingtries"] = "0"
         with charon.client() as client:
-            client.load_shared(render_shared_key(peer.connection))
-            client.load_conn(conn)
+            for spec in peer.connections:
+                client.load_shared(render_shared_key(spec))
+            for spec in peer.connections:
+                client.load_conn(peer_conn(peer, spec))
         return charon.pid
     except BaseException:
         remove_peer(network, peer.name)
