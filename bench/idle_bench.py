@@ -3,7 +3,7 @@
 while G gateways x K connections sit idle, and what the API pays for it.
 
     .venv/bin/python bench/idle_bench.py --gateways 100 --per-gateway 10
-    .venv/bin/python bench/idle_bench.py --gateways 100 --baseline 15207e6   # before/after, one run
+    .venv/bin/python bench/idle_bench.py --gateways 100 --baseline before=REV   # before/after, one run
     .venv/bin/python bench/idle_bench.py --gateways 10,100 --rounds 1 --idle-s 20
 
 Root, strongSwan and TUN are needed (the lab backend). For each fleet size:
@@ -14,13 +14,16 @@ Root, strongSwan and TUN are needed (the lab backend). For each fleet size:
 2. Rounds, interleaved so that the machine's drift hits every variant alike:
    * ``off``: ``vpngw serve --no-dataplane`` on that database;
    * ``on``: ``vpngw serve`` with its lab data plane (one charon per gateway);
-   * ``baseline`` (``--baseline REV``): the same as ``on`` with the source of git revision REV
-     (e.g. the commit before the data plane moved to its own process).
+   * ``LABEL`` (``--baseline LABEL=REV``, repeatable): the same as ``on`` with the source of git
+     revision REV (e.g. the code before the data plane moved to its own process).
    Each waits until every gateway's charon runs and the observations have settled, then
-   measures, idle: CPU over ``--idle-s`` of serve and every process it started, charons
-   apart (and the charons' own); memory (RSS and PSS from /proc/<pid>/smaps_rollup) of
-   serve, of its data-plane process, and per charon; then DescribeVpnConnections page 1
-   (PageSize 10, signed) ``--calls`` times from one client: p50/p99.
+   measures, idle: CPU over ``--idle-s`` of serve and every process it started (the ended
+   ``ip`` commands included), charons apart (and the charons' own); memory (RSS and PSS from
+   /proc/<pid>/smaps_rollup) of serve, of its data-plane process, and per charon. Then
+   DescribeVpnConnections page 1 (PageSize 10, signed), ``--calls`` times from one client,
+   asked in turn of that server and of the ``off`` server of the round, which stays up beside
+   it on the same database: the machine's load falls on both alike (p50/p99 of both, and
+   the p99 ratio, the target's measure).
 3. Prints a Markdown table and writes everything to bench/results/idle-<date>.json.
 
 The charons are left to the next round (each start adopts them) and removed at the end with
@@ -86,9 +89,10 @@ def tree(pid: int) -> list[int]:
 
 
 def cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children that have ended (the `ip` commands)."""
     try:
         parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / CLK
+        return sum(int(x) for x in parts[11:15]) / CLK
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -275,7 +279,8 @@ def memory(pid: int) -> dict[str, Any]:
     n = max(1, len(charons))
     return {
         "serve": memory_kib(pid),
-        "children": [memory_kib(p) for p in pids[1:]],
+        # The data-plane process (a running `ip` command is not a process of serve's to count here).
+        "children": [memory_kib(p) for p in pids[1:] if comm(p) != "ip"],
         "serve_tree_rss_mib": round(sum(memory_kib(p).get("Rss", 0) for p in pids) / 1024, 1),
         "serve_tree_pss_mib": round(sum(memory_kib(p).get("Pss", 0) for p in pids) / 1024, 1),
         "charons": len(charons),
@@ -316,49 +321,95 @@ def run_size(args: argparse.Namespace, gateways: int, sources: dict[str, str], w
     finally:
         filler.stop()
     print(f"[idle] {gateways} x {args.per_gateway} stored in {time.monotonic() - t0:.0f} s", flush=True)
-    variants = ["off", "on"] + (["baseline"] if "baseline" in sources else [])
     rounds: list[dict[str, Any]] = []
+    page = {"PageSize": "10", "PageNumber": "1"}
     for round_no in range(args.rounds):
-        for variant in variants:
-            server = Server(
-                db_url, folder, sources["baseline" if variant == "baseline" else "on"], variant != "off"
+        # The API alone first, measured idle; it then keeps running beside each data-plane
+        # variant, so that Describe can be asked of both in turn, call by call: the machine's
+        # load (shared, noisy) falls on both alike, and the ratio is what the data plane costs.
+        off = Server(db_url, folder, sources["on"], dataplane=False)
+        print(f"[idle] {gateways} gateways, round {round_no + 1}: off", flush=True)
+        off.start(f"off-{round_no}")
+        try:
+            assert off.proc is not None
+            time.sleep(3)
+            cpu = idle_cpu(off.proc.pid, args.idle_s)
+            rounds.append(
+                {
+                    "variant": "off",
+                    "round": round_no,
+                    "cpu": cpu,
+                    "memory": memory(off.proc.pid),
+                    "describe": {},
+                }
             )
-            label = f"{variant}-{round_no}"
-            print(f"[idle] {gateways} gateways, round {round_no + 1}: {variant}", flush=True)
-            server.start(label)
-            try:
-                assert server.proc is not None
-                settle = (
-                    wait_settled(server, gateways, args.settle_timeout_s)
-                    if variant != "off"
-                    else {"settled_s": 0.0}
+            report(rounds[-1])
+            for variant in sources:
+                server = Server(db_url, folder, sources[variant], dataplane=True)
+                print(f"[idle] {gateways} gateways, round {round_no + 1}: {variant}", flush=True)
+                server.start(f"{variant}-{round_no}")
+                try:
+                    assert server.proc is not None
+                    settle = wait_settled(server, gateways, args.settle_timeout_s)
+                    cpu = idle_cpu(server.proc.pid, args.idle_s)
+                    mem = memory(server.proc.pid)
+                    describe = describe_interleaved(server.base_url, off.base_url, page, args.calls)
+                finally:
+                    server.stop()
+                rounds.append(
+                    {
+                        "variant": variant,
+                        "round": round_no,
+                        **settle,
+                        "cpu": cpu,
+                        "memory": mem,
+                        "describe": describe,
+                    }
                 )
-                if variant == "off":
-                    time.sleep(3)
-                cpu = idle_cpu(server.proc.pid, args.idle_s)
-                mem = memory(server.proc.pid)
-                describe = ab.describe_latency(
-                    server.base_url, {"PageSize": "10", "PageNumber": "1"}, args.calls
-                )
-            finally:
-                server.stop()
-            result = {
-                "variant": variant,
-                "round": round_no,
-                **settle,
-                "cpu": cpu,
-                "memory": mem,
-                "describe": describe,
-            }
-            print(
-                f"[idle]   serve tree {cpu['serve_tree_cores']:.4f} cores, charons {cpu['charons_cores']:.4f}, "
-                f"describe p50 {describe['p50_ms']} p99 {describe['p99_ms']} ms, serve tree RSS "
-                f"{mem['serve_tree_rss_mib']} MiB, charon PSS {mem['charon_pss_mib_mean']} MiB "
-                f"(other load {cpu['machine_other_cores']} cores)",
-                flush=True,
-            )
-            rounds.append(result)
+                report(rounds[-1])
+        finally:
+            off.stop()
     return {"gateways": gateways, "per_gateway": args.per_gateway, "rounds": rounds}
+
+
+def describe_interleaved(url: str, off_url: str, params: dict[str, str], calls: int) -> dict[str, Any]:
+    """DescribeVpnConnections (signed) of ``url`` and of ``off_url`` in turn, ``calls`` each
+    (after 10 each of warm-up): p50/p99 of both, and the ratio of the p99s."""
+    times: dict[str, list[float]] = {"dataplane": [], "off": []}
+    with httpx.Client(base_url=url, timeout=30) as mine, httpx.Client(base_url=off_url, timeout=30) as other:
+        for n in range(10 + calls):
+            for key, client in (("dataplane", mine), ("off", other)):
+                query = ab.signed("DescribeVpnConnections", {"RegionId": ab.REGION, **params})
+                t0 = time.perf_counter()
+                response = client.post("/", params=query)
+                elapsed = time.perf_counter() - t0
+                if response.status_code != 200:
+                    raise RuntimeError(f"Describe answered {response.status_code}: {response.text[:300]}")
+                if n >= 10:
+                    times[key].append(elapsed)
+    mine_s, off_s = ab.summarize(times["dataplane"]), ab.summarize(times["off"])
+    return {
+        "calls": calls,
+        **mine_s,
+        "off": off_s,
+        "p99_ratio": round(mine_s["p99_ms"] / off_s["p99_ms"], 2),
+        "p50_ratio": round(mine_s["p50_ms"] / off_s["p50_ms"], 2),
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    cpu, mem, describe = result["cpu"], result["memory"], result["describe"]
+    line = (
+        f"[idle]   serve tree {cpu['serve_tree_cores']:.4f} cores, charons {cpu['charons_cores']:.4f}, "
+        f"serve tree RSS {mem['serve_tree_rss_mib']} MiB, charon PSS {mem['charon_pss_mib_mean']} MiB "
+        f"(other load {cpu['machine_other_cores']} cores)"
+    )
+    if describe:
+        line += (
+            f"; describe p50/p99 {describe['p50_ms']}/{describe['p99_ms']} ms, off beside it "
+            f"{describe['off']['p50_ms']}/{describe['off']['p99_ms']} ms: p99 x{describe['p99_ratio']}"
+        )
+    print(line, flush=True)
 
 
 def median(values: list[float]) -> float:
@@ -369,37 +420,46 @@ def median(values: list[float]) -> float:
 
 def table(sizes: list[dict[str, Any]]) -> str:
     lines = [
-        "| gateways x conns | variant | serve tree CPU (cores) | charons CPU (cores) | Describe p1 p50 / p99 ms "
-        "| p99 / off (same round) | serve RSS MiB | data-plane process RSS MiB | charon RSS / PSS MiB (mean) "
-        "| other load (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| gateways x conns | variant | serve tree CPU (cores) | charons CPU (cores) "
+        "| Describe p1 p50 / p99 ms | the API alone beside it, p50 / p99 ms | p99 ratio (per round) "
+        "| serve RSS MiB | data-plane process RSS MiB | charon RSS / PSS MiB (mean) | other load (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in sizes:
-        by_round: dict[int, dict[str, dict[str, Any]]] = {}
-        for r in size["rounds"]:
-            by_round.setdefault(r["round"], {})[r["variant"]] = r
-        for variant in ("off", "on", "baseline"):
+        for variant in dict.fromkeys(r["variant"] for r in size["rounds"]):
             rows = [r for r in size["rounds"] if r["variant"] == variant]
-            if not rows:
-                continue
-            ratios = [
-                r["describe"]["p99_ms"] / by_round[r["round"]]["off"]["describe"]["p99_ms"]
+            described = [r["describe"] for r in rows if r["describe"]]
+            child_rss = [
+                c.get("Rss", 0) / 1024
                 for r in rows
-                if "off" in by_round[r["round"]]
+                for c in r["memory"]["children"][:1]
+                if c.get("Rss", 0) > 10240
             ]
-            child_rss = [c.get("Rss", 0) / 1024 for r in rows for c in r["memory"]["children"][:1]]
             cells = [
                 f"{size['gateways']} x {size['per_gateway']}",
                 variant,
                 f"{median([r['cpu']['serve_tree_cores'] for r in rows]):.4f}",
                 f"{median([r['cpu']['charons_cores'] for r in rows]):.3f}",
-                f"{median([r['describe']['p50_ms'] for r in rows]):.1f} / "
-                f"{median([r['describe']['p99_ms'] for r in rows]):.1f}",
-                ", ".join(f"{x:.2f}" for x in ratios),
+                (
+                    f"{median([d['p50_ms'] for d in described]):.1f} / {median([d['p99_ms'] for d in described]):.1f}"
+                    if described
+                    else "-"
+                ),
+                (
+                    f"{median([d['off']['p50_ms'] for d in described]):.1f} / "
+                    f"{median([d['off']['p99_ms'] for d in described]):.1f}"
+                    if described
+                    else "-"
+                ),
+                ", ".join(f"{d['p99_ratio']:.2f}" for d in described) or "-",
                 f"{median([r['memory']['serve'].get('Rss', 0) / 1024 for r in rows]):.0f}",
                 f"{median(child_rss):.0f}" if child_rss else "-",
-                f"{median([r['memory']['charon_rss_mib_mean'] for r in rows]):.1f} / "
-                f"{median([r['memory']['charon_pss_mib_mean'] for r in rows]):.1f}",
+                (
+                    f"{median([r['memory']['charon_rss_mib_mean'] for r in rows]):.1f} / "
+                    f"{median([r['memory']['charon_pss_mib_mean'] for r in rows]):.1f}"
+                    if variant != "off"
+                    else "-"
+                ),
                 f"{median([r['cpu']['machine_other_cores'] for r in rows]):.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -416,9 +476,21 @@ def main() -> int:
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--calls", type=int, default=300, help="DescribeVpnConnections calls per variant")
     parser.add_argument("--settle-timeout-s", type=float, default=600.0)
-    parser.add_argument("--baseline", metavar="REV", help="also measure the data plane of this git revision")
+    parser.add_argument(
+        "--baseline",
+        metavar="[LABEL=]REV",
+        action="append",
+        default=[],
+        help="also measure the data plane of this git revision (repeatable; label default 'baseline')",
+    )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--table", type=Path, metavar="JSON", help="print the table of an earlier run and stop"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())["sizes"]))
+        return 0
     if os.geteuid() != 0 or not shutil.which("swanctl"):
         print("idle_bench: needs root and strongSwan (the lab data plane)", file=sys.stderr)
         return 2
@@ -427,8 +499,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vpngw-idle-"))
     ab.use_source(work)  # the working tree's src, copied: edits during the run do not mix in
     sources = {"on": ab.SOURCE["src"]}
-    if args.baseline:
-        sources["baseline"] = export_source(args.baseline, work / "baseline")
+    for given in args.baseline:
+        label, _, rev = given.rpartition("=")
+        label = label or "baseline"
+        sources[label] = export_source(rev, work / label)
     started = datetime.datetime.now(datetime.UTC)
     sizes: list[dict[str, Any]] = []
     try:
