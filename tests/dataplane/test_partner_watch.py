@@ -49,7 +49,7 @@ def two_sides() -> Iterator[tuple[str, str]]:
             netns.delete_namespace(namespace)
 
 
-def test_two_watches_see_each_other_and_the_survivor_takes_over_within_half_a_second(
+def test_two_watches_see_each_other_and_the_survivor_takes_over_within_a_second(
     two_sides: tuple[str, str],
 ) -> None:
     a, b = two_sides
@@ -84,7 +84,7 @@ def test_two_watches_see_each_other_and_the_survivor_takes_over_within_half_a_se
 
         assert netns.wait_until(lambda: bool(taken_at()), timeout_s=2, interval_s=0.01)
         took = taken_at()[0]
-        assert took - lost_at < 0.6  # 100 ms datagrams, lost after 350 ms
+        assert took - lost_at < 0.8  # 100 ms datagrams, lost after 500 ms
         assert watches[1].rekeys("vpn-x.dr") == 1  # one rekey per loss (the charon is absent here)
         # The link returns: the preferred address's partner is OK again, and it gives way.
         netns.run("ip", "-n", a, "link", "set", "wan0", "up")

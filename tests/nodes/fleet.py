@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import TEST_MASTER_KEY
+from vpngw.dataplane.backends.base import VPC_NEXT_HOP_IF
 from vpngw.dataplane.backends.lab import node as lab_node
 from vpngw.dataplane.backends.lab.network import LabNetwork
 from vpngw.dataplane.backends.lab.node import LabNode
@@ -114,8 +115,10 @@ class Fleet:
 
     def die(self, site: NodeSite) -> None:
         """The node goes as a machine would: its agent and every process of its gateways'
-        namespaces ``kill -9`` at once, its uplink and its VPC side down (nothing of it
-        answers on either segment any more, as with a dead machine)."""
+        namespaces ``kill -9`` at once, its uplink down, and its gateways' VPC-side next
+        hops silent (a dead machine answers nothing on the VPC segment either; the node's
+        VPC-side interface itself stays up, or the kernel would drop the node's own routes
+        through it and a revived node could not reach the VPC)."""
         self.kill_agent(site)
         for namespace in site.gateway_namespaces():
             for pid in netns.namespace_pids(namespace):
@@ -123,13 +126,15 @@ class Fleet:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
-            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "down")
+        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "down")
+        for namespace in site.gateway_namespaces():
+            if netns.link_exists(namespace, VPC_NEXT_HOP_IF):
+                netns.run("ip", "-n", namespace, "link", "set", VPC_NEXT_HOP_IF, "down")
 
     def revive(self, site: NodeSite) -> None:
-        """A dead node's links come back and its agent starts again."""
-        for link in (lab_node.UPLINK, lab_node.VPC_SIDE):
-            netns.run("ip", "-n", site.node.namespace, "link", "set", link, "up")
+        """A dead node's uplink comes back and its agent starts again (it removes the
+        gateways it no longer holds)."""
+        netns.run("ip", "-n", site.node.namespace, "link", "set", lab_node.UPLINK, "up")
         self.start_agent(site)
 
     def stop_agent(self, site: NodeSite) -> None:

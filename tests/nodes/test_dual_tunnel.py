@@ -72,7 +72,7 @@ def test_both_tunnels_come_up_on_two_different_nodes(fleet_on: tuple[Fleet, Api]
         assert site.gateway_namespaces() == {site.gateway_prefix + lease_key(dual.vpn_gateway_id, index)}
     # The node of the preferred (master) tunnel answers for the VPC-side next hop, alone.
     assert netns.wait_until(
-        lambda: list(next_hop_holders(sites, next_hop)) == [seen[1].holder], timeout_s=10, interval_s=0.1
+        lambda: list(next_hop_holders(sites, next_hop)) == [seen[1].holder], timeout_s=30, interval_s=0.1
     ), next_hop_holders(sites, next_hop)
     # Both directions, whichever tunnel the peer sends on.
     for tunnel in (1, 2):

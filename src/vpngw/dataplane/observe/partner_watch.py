@@ -4,7 +4,7 @@ The two nodes holding a dual-tunnel gateway's two addresses tell each other, eve
 :data:`INTERVAL_S` (100 ms), that they are alive and whether their tunnels are up: a small
 UDP datagram from each address to the other, on :data:`PORT`, sent and read from inside
 the addresses' namespaces, over the same uplink the customer's traffic uses. A partner
-not heard for :data:`LOST_AFTER_S`, or reporting its tunnels down, is *lost*.
+not heard for :data:`LOST_AFTER_S`, or reporting its tunnels down for as long, is *lost*.
 
 What a loss does, at once and without the database:
 
@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 PORT = 4510
 INTERVAL_S = 0.1
-# Three and a half intervals without a word: a datagram or two may be lost on the way.
-LOST_AFTER_S = 0.35
+# Five intervals without a word: a datagram or two may be lost, or a loaded node late.
+LOST_AFTER_S = 0.5
 _MAGIC = b"vpngw-live1"
 VICI_TIMEOUT_S = 2.0
 # While an address holds the VPC-side direction, it is confirmed this often (a lifetime).
@@ -68,6 +68,7 @@ class _State:
     address: WatchedAddress
     sock: socket.socket
     heard_at: float = float("-inf")  # monotonic
+    up_at: float = float("-inf")  # monotonic: when it last reported its tunnels up
     partner_up: bool = False
     partner_was_ok: bool = False
     holds_next_hop: bool | None = None
@@ -199,9 +200,14 @@ class PartnerWatch:
                 continue
             state.heard_at = time.monotonic()
             state.partner_up = parts[2] == b"1"
+            if state.partner_up:
+                state.up_at = state.heard_at
 
     def _partner_ok(self, state: _State, now: float) -> bool:
-        return state.partner_up and now - state.heard_at <= self.lost_after_s
+        """Heard lately, and its tunnels up lately: a report of tunnels down counts only
+        once it lasts as long as a silence would (a CHILD_SA being rekeyed, a pass that
+        saw one in between, is not a loss)."""
+        return now - state.heard_at <= self.lost_after_s and now - state.up_at <= self.lost_after_s
 
     def _judge(self) -> None:
         now = time.monotonic()
