@@ -8,8 +8,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from alibabacloud_vpc20160428 import models as tea
 
-from tests.support.api import Api
+from tests.conftest import prepared
+from tests.support.api import REGION, Api
+from tests.support.sdk import tea_client
+from tests.support.servers import live_server
+from vpngw.config import Settings
 from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.charon.vici_client import ViciClient
 from vpngw.dataplane.system import netns
@@ -66,6 +71,28 @@ def _peer_ike_sas(fleet: Fleet) -> dict[str, set[int]]:
     return found
 
 
+def _sdk_sees_both_tunnels_up(fleet: Fleet, dual: DualConnection, holders: dict[int, str]) -> None:
+    """DescribeVpnConnection through the official Tea SDK, served by a real HTTP server on
+    the fleet's database: both tunnels ipsec_sa_established, each on its address and node."""
+    db, authenticator = prepared(Settings(db_url=fleet.db_url))
+    with live_server(db, Settings(db_url=fleet.db_url), authenticator) as url:
+        read = (
+            tea_client(url, "v2")
+            .describe_vpn_connection(
+                tea.DescribeVpnConnectionRequest(region_id=REGION, vpn_connection_id=dual.connection_id)
+            )
+            .body
+        )
+    options = read.tunnel_options_specification.tunnel_options
+    assert [
+        (t.tunnel_id, t.tunnel_index, t.role, t.internet_ip, t.zone_no, t.state, t.status) for t in options
+    ] == [
+        (dual.tunnel_ids[0], 1, "master", dual.addresses[0], holders[1], "active", "ipsec_sa_established"),
+        (dual.tunnel_ids[1], 2, "slave", dual.addresses[1], holders[2], "active", "ipsec_sa_established"),
+    ]
+    assert read.status == "ipsec_sa_established"
+
+
 def test_both_tunnels_come_up_on_two_different_nodes(fleet_on: tuple[Fleet, Api]) -> None:
     fleet, api = fleet_on
     sites, dual, next_hop = _up(fleet, api, 2)
@@ -75,6 +102,8 @@ def test_both_tunnels_come_up_on_two_different_nodes(fleet_on: tuple[Fleet, Api]
     for index in (1, 2):
         site = by_name[str(seen[index].holder)]
         assert site.gateway_namespaces() == {site.gateway_prefix + lease_key(dual.vpn_gateway_id, index)}
+    # Per tunnel, live, as the official SDK reads it: each up, on its own address and node.
+    _sdk_sees_both_tunnels_up(fleet, dual, {index: str(seen[index].holder) for index in (1, 2)})
     # The node of the preferred (master) tunnel answers for the VPC-side next hop, alone.
     assert netns.wait_until(
         lambda: list(next_hop_holders(sites, next_hop)) == [seen[1].holder], timeout_s=30, interval_s=0.1
