@@ -209,31 +209,58 @@ def _rejected(name: str, error: Exception) -> RejectedConnection:
     return RejectedConnection(name, reason)
 
 
-def _add_connection(unit: _Unit, connection: VpnConnection, customer_ip: str, sealer: Sealer) -> None:
-    """A single-tunnel connection, on its gateway's InternetIp."""
+def _add_spec(
+    unit: _Unit,
+    connection: VpnConnection,
+    name: str,
+    settings: VpnConnection | VpnConnectionTunnel,
+    customer_ip: str,
+    sealer: Sealer,
+    *,
+    effect_immediately: bool,
+) -> bool:
+    """One charon connection named ``name`` for ``connection``'s selectors, negotiated from
+    ``settings`` (the connection's own row, or one of its tunnels): added to ``unit``, or
+    recorded as rejected (False)."""
     try:
+        if not customer_ip:
+            raise ValueError(f"the customer gateway {settings.customer_gateway_id} of {name} does not exist")
         spec = connection_spec(
-            connection_id=connection.id,
+            connection_id=name,
             gateway_ip=unit.internet_ip,
             customer_ip=customer_ip,
             local_subnet=connection.local_subnet,
             remote_subnet=connection.remote_subnet,
-            ike_config=opened_ike(sealer, connection.ike_config),
-            ipsec_config=connection.ipsec_config,
-            effect_immediately=connection.effect_immediately,
-            enable_dpd=connection.enable_dpd,
-            enable_nat_traversal=connection.enable_nat_traversal,
+            ike_config=opened_ike(sealer, settings.ike_config),
+            ipsec_config=settings.ipsec_config,
+            effect_immediately=effect_immediately,
+            enable_dpd=settings.enable_dpd,
+            enable_nat_traversal=settings.enable_nat_traversal,
             reqid=connection.seq * REQIDS_PER_CONNECTION,
         )
     except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
-        unit.rejected.append(_rejected(connection.id, error))
-        return
+        unit.rejected.append(_rejected(name, error))
+        return False
     if connection.auto_config_route:
         unit.routes.extend(connection.remote_subnet.split(","))
-    check = health_check_spec(connection.id, connection.health_check)
+    unit.specs.append(spec)
+    return True
+
+
+def _add_connection(unit: _Unit, connection: VpnConnection, customer_ip: str, sealer: Sealer) -> None:
+    """A single-tunnel connection, on its gateway's InternetIp."""
+    added = _add_spec(
+        unit,
+        connection,
+        connection.id,
+        connection,
+        customer_ip,
+        sealer,
+        effect_immediately=connection.effect_immediately,
+    )
+    check = health_check_spec(connection.id, connection.health_check) if added else None
     if check is not None:
         unit.checks.append(check)
-    unit.specs.append(spec)
 
 
 def _add_tunnel(
@@ -243,25 +270,4 @@ def _add_tunnel(
     (both tunnels of a connection are, docs/nodes.md), whatever EffectImmediately says.
     Its reqid is the connection's: the two tunnels run in two charons."""
     unit.tunnels.add(tunnel.id)
-    try:
-        if not customer_ip:
-            raise ValueError(f"the tunnel's customer gateway {tunnel.customer_gateway_id} does not exist")
-        spec = connection_spec(
-            connection_id=tunnel.id,
-            gateway_ip=unit.internet_ip,
-            customer_ip=customer_ip,
-            local_subnet=connection.local_subnet,
-            remote_subnet=connection.remote_subnet,
-            ike_config=opened_ike(sealer, tunnel.ike_config),
-            ipsec_config=tunnel.ipsec_config,
-            effect_immediately=True,
-            enable_dpd=tunnel.enable_dpd,
-            enable_nat_traversal=tunnel.enable_nat_traversal,
-            reqid=connection.seq * REQIDS_PER_CONNECTION,
-        )
-    except (PermanentError, SealingError, KeyError, TypeError, ValueError) as error:
-        unit.rejected.append(_rejected(tunnel.id, error))
-        return
-    if connection.auto_config_route:
-        unit.routes.extend(connection.remote_subnet.split(","))
-    unit.specs.append(spec)
+    _add_spec(unit, connection, tunnel.id, tunnel, customer_ip, sealer, effect_immediately=True)
