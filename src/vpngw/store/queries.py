@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
@@ -909,15 +909,24 @@ def lock_internet_ip_pool(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POOL_LOCK_KEY})
 
 
-def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
-    """Everything the data plane must realise: every VPN gateway, and every connection
-    with its customer gateway's address (all accounts: the data plane serves them all)."""
-    gateways = session.scalars(select(VpnGateway).order_by(VpnGateway.seq)).all()
-    connections = session.execute(
+def desired_rows(
+    session: Session, gateway_ids: Collection[str] | None = None
+) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
+    """Everything the data plane must realise: every VPN gateway (or those of
+    ``gateway_ids``), and their connections with their customer gateway's address (all
+    accounts: the data plane serves them all)."""
+    gateways_query = select(VpnGateway).order_by(VpnGateway.seq)
+    connections_query = (
         select(VpnConnection, CustomerGateway.ip_address)
         .join(CustomerGateway, CustomerGateway.id == VpnConnection.customer_gateway_id)
         .order_by(VpnConnection.seq)
-    ).all()
+    )
+    if gateway_ids is not None:
+        ids = sorted(gateway_ids)
+        gateways_query = gateways_query.where(VpnGateway.id.in_(ids))
+        connections_query = connections_query.where(VpnConnection.vpn_gateway_id.in_(ids))
+    gateways = session.scalars(gateways_query).all()
+    connections = session.execute(connections_query).all()
     return gateways, [(connection, address) for connection, address in connections]
 
 
