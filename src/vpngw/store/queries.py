@@ -12,6 +12,7 @@ from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from vpngw.store import freshness, leases, traffic_history
 from vpngw.store.models import (
@@ -71,8 +72,11 @@ def page(
     page_number: int,
     page_size: int,
     tagged: Sequence[tuple[str, str | None]] = (),
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[Sequence[Owned], int]:
     """One page in creation order and the total count, both served from indexes.
+
+    ``where``: further conditions, for a filter that is not one column's value.
 
     The page's keys are found on the index alone (a deferred join), so rows skipped by
     the offset are never loaded; an unfiltered total comes from ``resource_counts``. On
@@ -86,6 +90,7 @@ def page(
         if value is not None
     ]
     conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
+    conditions += where
     sqlite = session.get_bind().dialect.name == "sqlite"
     offset = (page_number - 1) * page_size
     changes = -1
@@ -444,6 +449,19 @@ def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[Vp
         .where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
         .order_by(VpnConnection.seq)
     ).all()
+
+
+def uses_customer_gateway(customer_gateway_id: str) -> ColumnElement[bool]:
+    """A connection names the customer gateway: its own, or one of its tunnels' (a
+    dual-tunnel connection's tunnels may each name another)."""
+    return or_(
+        VpnConnection.customer_gateway_id == customer_gateway_id,
+        VpnConnection.id.in_(
+            select(VpnConnectionTunnel.vpn_connection_id).where(
+                VpnConnectionTunnel.customer_gateway_id == customer_gateway_id
+            )
+        ),
+    )
 
 
 def any_connection_uses(
