@@ -524,10 +524,19 @@ def describe_vpn_connections(
     filters = {
         "id": p.vpn_connection_id,
         "vpn_gateway_id": p.vpn_gateway_id,
-        "customer_gateway_id": p.customer_gateway_id,
     }
+    # A dual-tunnel connection is found by either tunnel's customer gateway.
+    where = () if p.customer_gateway_id is None else (queries.uses_customer_gateway(p.customer_gateway_id),)
     rows, total = queries.page(
-        session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
+        session,
+        VpnConnection,
+        ctx.account_id,
+        p.region_id,
+        filters,
+        p.page_number,
+        p.page_size,
+        p.tag or (),
+        where,
     )
     tags = queries.tags_of(session, [c.id for c in rows])
     views = Views(ctx, session, rows)

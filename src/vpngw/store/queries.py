@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
@@ -12,6 +12,7 @@ from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from vpngw.store import freshness, leases, traffic_history
 from vpngw.store.direct import Prepared, Where, rows
@@ -73,8 +74,11 @@ def page(
     page_number: int,
     page_size: int,
     tagged: Sequence[tuple[str, str | None]] = (),
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[Sequence[Owned], int]:
     """One page in creation order and the total count, both served from indexes.
+
+    ``where``: further conditions, for a filter that is not one column's value.
 
     The page's keys are found on the index alone (a deferred join), so rows skipped by
     the offset are never loaded; an unfiltered total comes from ``resource_counts``. On
@@ -88,6 +92,7 @@ def page(
         if value is not None
     ]
     conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
+    conditions += where
     sqlite = session.get_bind().dialect.name == "sqlite"
     offset = (page_number - 1) * page_size
     changes = -1
@@ -528,6 +533,19 @@ def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[Vp
         .where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
         .order_by(VpnConnection.seq)
     ).all()
+
+
+def uses_customer_gateway(customer_gateway_id: str) -> ColumnElement[bool]:
+    """A connection names the customer gateway: its own, or one of its tunnels' (a
+    dual-tunnel connection's tunnels may each name another)."""
+    return or_(
+        VpnConnection.customer_gateway_id == customer_gateway_id,
+        VpnConnection.id.in_(
+            select(VpnConnectionTunnel.vpn_connection_id).where(
+                VpnConnectionTunnel.customer_gateway_id == customer_gateway_id
+            )
+        ),
+    )
 
 
 def any_connection_uses(
@@ -1003,15 +1021,24 @@ def lock_internet_ip_pool(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POOL_LOCK_KEY})
 
 
-def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
-    """Everything the data plane must realise: every VPN gateway, and every connection
-    with its customer gateway's address (all accounts: the data plane serves them all)."""
-    gateways = session.scalars(select(VpnGateway).order_by(VpnGateway.seq)).all()
-    connections = session.execute(
+def desired_rows(
+    session: Session, gateway_ids: Collection[str] | None = None
+) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
+    """Everything the data plane must realise: every VPN gateway (or those of
+    ``gateway_ids``), and their connections with their customer gateway's address (all
+    accounts: the data plane serves them all)."""
+    gateways_query = select(VpnGateway).order_by(VpnGateway.seq)
+    connections_query = (
         select(VpnConnection, CustomerGateway.ip_address)
         .join(CustomerGateway, CustomerGateway.id == VpnConnection.customer_gateway_id)
         .order_by(VpnConnection.seq)
-    ).all()
+    )
+    if gateway_ids is not None:
+        ids = sorted(gateway_ids)
+        gateways_query = gateways_query.where(VpnGateway.id.in_(ids))
+        connections_query = connections_query.where(VpnConnection.vpn_gateway_id.in_(ids))
+    gateways = session.scalars(gateways_query).all()
+    connections = session.execute(connections_query).all()
     return gateways, [(connection, address) for connection, address in connections]
 
 
