@@ -234,6 +234,27 @@ def test_every_tunnel_setting_is_honoured_and_sealed_at_rest(dual: Dual) -> None
     assert "first*psk/1" not in stored and "second-psk" not in stored and "sealed:v1:" in stored
 
 
+def test_the_customer_gateway_filter_finds_either_tunnel(dual: Dual) -> None:
+    """DescribeVpnConnections' CustomerGatewayId finds a connection by the customer
+    gateway of its master tunnel or of its slave tunnel."""
+    api = dual.api
+    cgw3 = api.ok("CreateCustomerGateway", IpAddress="198.19.0.12")["CustomerGatewayId"]
+    first = dual.create()  # master on cgw1, slave on cgw2
+    second = dual.create(
+        RemoteSubnet="10.10.2.0/24",
+        **{f"{TOS}.1.CustomerGatewayId": dual.cgw2, f"{TOS}.2.CustomerGatewayId": cgw3},
+    )
+    expected = {dual.cgw1: [first], dual.cgw2: [first, second], cgw3: [second]}
+    for cgw, ids in expected.items():
+        got = api.ok("DescribeVpnConnections", CustomerGatewayId=cgw, PageSize=1)
+        assert got["TotalCount"] == len(ids)
+        listed = api.ok("DescribeVpnConnections", CustomerGatewayId=cgw)["VpnConnections"]["VpnConnection"]
+        assert [c["VpnConnectionId"] for c in listed] == ids
+    assert api.ok("DescribeVpnConnections", CustomerGatewayId="cgw-nothere")["TotalCount"] == 0
+    both = api.ok("DescribeVpnConnections", CustomerGatewayId=cgw3, VpnGatewayId=dual.gateway_id)
+    assert [c["VpnConnectionId"] for c in both["VpnConnections"]["VpnConnection"]] == [second]
+
+
 def test_tunnel_index_orders_the_entries(dual: Dual) -> None:
     vco = dual.create(**{f"{TOS}.1.TunnelIndex": "2", f"{TOS}.2.TunnelIndex": "1"})
     options = dual.api.ok("DescribeVpnConnection", VpnConnectionId=vco)["TunnelOptionsSpecification"][

@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from vpngw.actions.framework import GIVEN, Action, Context, Params, list_fields
 from vpngw.actions.registry import ACTIONS
@@ -34,6 +33,7 @@ from vpngw.errors import (
 from vpngw.rules.values import check_storable
 from vpngw.sealing import Sealer
 from vpngw.store import queries
+from vpngw.store.direct import NeedsSession, Where
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,20 @@ def request_hash(params: Params, sealer: Sealer) -> str:
     return sealer.digest(_request_bytes(params), REQUEST_HASH_PURPOSE)
 
 
-def _run(action: Action[Any], ctx: Context, session: Session, params: Params) -> dict[str, Any]:
+Handler = Callable[[Context, Any, Params], Any]
+
+
+def _run(
+    handler: Handler, action: Action[Any], ctx: Context, session: Where, params: Params
+) -> dict[str, Any]:
     if getattr(params, "dry_run", False):
         # Every check of the real call runs (references, quotas, conflicts), then the error
         # leaves the transaction, which rolls everything back; no ClientToken is recorded.
-        action.handler(ctx, session, params)
+        handler(ctx, session, params)
         raise dry_run_passed()
     token: str | None = getattr(params, "client_token", None)
     if token is None:
-        return action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
+        return dict(handler(ctx, session, params).model_dump(by_alias=True, mode="json"))
     # Past its lifetime a token counts as new: an expired record is dropped when its token
     # comes back, and all expired ones about once a minute (queries.prune_idempotency_records).
     expired_before = ctx.now_ms - ctx.settings.client_token_ttl_s * 1000
@@ -181,7 +186,7 @@ def _run(action: Action[Any], ctx: Context, session: Session, params: Params) ->
         # Expired (or gone since the insert met it): an insert of our own; a concurrent
         # claim makes it fail with IntegrityError, and dispatch() runs the request again.
         queries.claim_idempotency_record(session, ctx.account_id, action.name, token, digest, ctx.now_ms)
-    result = action.handler(ctx, session, params).model_dump(by_alias=True, mode="json")
+    result: dict[str, Any] = handler(ctx, session, params).model_dump(by_alias=True, mode="json")
     # Responses can hold secrets (a Modify response carries the Psk): sealed at rest.
     queries.set_idempotency_response(
         session,
@@ -203,11 +208,15 @@ def dispatch(
     account_id: str,
     request_id: str,
     host: str,
-    first: Callable[[Session], None] | None = None,
+    first: Callable[[Where], None] | None = None,
 ) -> dict[str, Any]:
     """The action's response fields (without RequestId). ``first`` runs at the start of
     the action's transaction, and again on each retry (the API claims the request's
-    SignatureNonce there: one write transaction per write action)."""
+    SignatureNonce there: one write transaction per write action).
+
+    An action with a ``direct`` handler runs on the DBAPI cursor (vpngw.store.direct); a
+    request it cannot serve there (NeedsSession) runs again, from the start of a new
+    transaction, in an ORM session."""
     action = find_action(action_name)
     params = parse_params(action, raw)
     region_id = getattr(params, "region_id", None)
@@ -221,12 +230,21 @@ def dispatch(
         host=host,
         sealer=sealer,
     )
+    direct = action.direct
     for attempt in range(1, ATTEMPTS + 1):
         try:
+            if direct is not None:
+                try:
+                    with db.direct(write=action.writes) as tx:
+                        if first is not None:
+                            first(tx)
+                        return _run(direct, action, ctx, tx, params)
+                except NeedsSession:
+                    direct = None
             with db.transaction(write=action.writes) as session:
                 if first is not None:
                     first(session)
-                return _run(action, ctx, session, params)
+                return _run(action.handler, action, ctx, session, params)
         except (IntegrityError, OperationalError) as error:
             # A concurrent transaction took the same unique value (an InternetIp, a
             # ClientToken) or the database was busy: the whole action runs again and

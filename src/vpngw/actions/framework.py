@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from vpngw.config import Settings
 from vpngw.rules import names, values
 from vpngw.sealing import Sealer
+from vpngw.store.direct import Tx
 
 T = TypeVar("T")
 
@@ -128,6 +130,10 @@ class Action(Generic[P]):
     params: type[P]
     handler: Callable[[Context, Session, P], Response]
     writes: bool
+    # The same handler when it also runs on a Direct transaction (the DBAPI cursor, no ORM:
+    # vpngw.store.direct), which dispatch then prefers; it raises NeedsSession for a request
+    # it cannot serve there.
+    direct: Callable[[Context, Tx, P], Response] | None = None
 
 
 def wire_name(info: ValidationInfo) -> str:
@@ -179,6 +185,7 @@ class PageResponse(Response):
     page_size: int
 
 
+@cache
 def list_fields(model: type[Params]) -> frozenset[str]:
     """The wire names of the model's list fields (sent flattened: ``Name.N`` or ``Name.N.Member``)."""
     return frozenset(

@@ -54,7 +54,13 @@ _ALL: tuple[Action[Any], ...] = (
     Action(
         "DeleteCustomerGateway", cgw.DeleteCustomerGatewayParams, cgw.delete_customer_gateway, writes=True
     ),
-    Action("CreateVpnConnection", vco.CreateVpnConnectionParams, vco.create_vpn_connection, writes=True),
+    Action(
+        "CreateVpnConnection",
+        vco.CreateVpnConnectionParams,
+        vco.create_vpn_connection,
+        writes=True,
+        direct=vco.create_vpn_connection,
+    ),
     Action(
         "DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False
     ),
@@ -67,7 +73,13 @@ _ALL: tuple[Action[Any], ...] = (
         vco.modify_vpn_connection_attribute,
         writes=True,
     ),
-    Action("DeleteVpnConnection", vco.DeleteVpnConnectionParams, vco.delete_vpn_connection, writes=True),
+    Action(
+        "DeleteVpnConnection",
+        vco.DeleteVpnConnectionParams,
+        vco.delete_vpn_connection,
+        writes=True,
+        direct=vco.delete_vpn_connection,
+    ),
     Action(
         "ModifyTunnelAttribute",
         tunnels.ModifyTunnelAttributeParams,

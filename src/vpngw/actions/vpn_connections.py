@@ -55,7 +55,8 @@ from vpngw.rules.tunnel_config import (
 )
 from vpngw.rules.values import parse_bool
 from vpngw.sealing import Sealer
-from vpngw.store import freshness, queries, traffic_history
+from vpngw.store import freshness, queries
+from vpngw.store.direct import Direct, NeedsSession, Tx, Where
 from vpngw.store.models import VpnConnection, VpnConnectionTunnel
 
 # Until the data plane reports what strongSwan holds, no IKE SA exists.
@@ -148,7 +149,7 @@ def _selectors(
 
 def _check_gateway_room(
     ctx: Context,
-    session: Session,
+    session: Where,
     gateway_id: str,
     local: tuple[IPv4Network, ...],
     remote: tuple[IPv4Network, ...],
@@ -177,8 +178,12 @@ def _check_gateway_room(
 
 
 def create_vpn_connection(
-    ctx: Context, session: Session, p: CreateVpnConnectionParams
+    ctx: Context, session: Tx, p: CreateVpnConnectionParams
 ) -> CreateVpnConnectionResponse:
+    """Runs on the DBAPI cursor (a Direct transaction) unless the request has tags or its
+    gateway has two tunnels: those need the ORM session (NeedsSession)."""
+    if isinstance(session, Direct) and (p.tags or p.tunnel_options_specification is not None):
+        raise NeedsSession()
     local, remote = _selectors(ctx, p.local_subnet, p.remote_subnet)
     health_check = merge_health_check(DEFAULT_HEALTH_CHECK, p.health_check_config or {})
     check_health_check(health_check, local, remote)
@@ -194,6 +199,8 @@ def create_vpn_connection(
     if gateway.second_ip is None:
         settings = _single_tunnel_columns(ctx, session, p, gateway)
     else:
+        if isinstance(session, Direct):
+            raise NeedsSession()
         new_tunnels = _dual_tunnel_rows(ctx, session, p, gateway, connection_id)
         settings = tunnels.master_columns(new_tunnels)
     _check_gateway_room(ctx, session, gateway.id, local, remote)
@@ -218,6 +225,8 @@ def create_vpn_connection(
             "create_time": ctx.now_ms,
         },
     )
+    if isinstance(session, Direct):
+        return CreateVpnConnectionResponse(vpn_connection_id=connection_id, name=name, create_time=ctx.now_ms)
     if new_tunnels:
         queries.add_tunnels(session, new_tunnels)
     queries.set_tags(
@@ -232,7 +241,7 @@ def create_vpn_connection(
 
 
 def _single_tunnel_columns(
-    ctx: Context, session: Session, p: CreateVpnConnectionParams, gateway: queries.Endpoint
+    ctx: Context, session: Where, p: CreateVpnConnectionParams, gateway: queries.Endpoint
 ) -> dict[str, Any]:
     """The tunnel columns of a connection on a single-tunnel gateway (top-level settings)."""
     if p.tunnel_options_specification is not None:
@@ -515,10 +524,19 @@ def describe_vpn_connections(
     filters = {
         "id": p.vpn_connection_id,
         "vpn_gateway_id": p.vpn_gateway_id,
-        "customer_gateway_id": p.customer_gateway_id,
     }
+    # A dual-tunnel connection is found by either tunnel's customer gateway.
+    where = () if p.customer_gateway_id is None else (queries.uses_customer_gateway(p.customer_gateway_id),)
     rows, total = queries.page(
-        session, VpnConnection, ctx.account_id, p.region_id, filters, p.page_number, p.page_size, p.tag or ()
+        session,
+        VpnConnection,
+        ctx.account_id,
+        p.region_id,
+        filters,
+        p.page_number,
+        p.page_size,
+        p.tag or (),
+        where,
     )
     tags = queries.tags_of(session, [c.id for c in rows])
     views = Views(ctx, session, rows)
@@ -629,16 +647,20 @@ class DeleteVpnConnectionParams(RegionParams):
     client_token: ClientToken | None = None
 
 
-def delete_vpn_connection(ctx: Context, session: Session, p: DeleteVpnConnectionParams) -> EmptyResponse:
-    connection = get_connection(ctx, session, p.region_id, p.vpn_connection_id)
-    get_gateway(ctx, session, p.region_id, connection.vpn_gateway_id, lock=True)
-    # The row first: a data-plane transaction adding log lines (which share-locks the
-    # row) then either finished before, and its lines are deleted below, or finds no row.
-    tunnel_ids = [row.id for row in queries.tunnels_of(session, [connection.id])[connection.id]]
-    # Its tunnels go with it (ON DELETE CASCADE), and their log lines below.
-    queries.delete_owned(session, connection)
-    queries.delete_connection_logs(session, connection.id, tunnel_ids)
-    traffic_history.forget(session, connection.id)
+def delete_vpn_connection(ctx: Context, session: Tx, p: DeleteVpnConnectionParams) -> EmptyResponse:
+    """Runs on the DBAPI cursor (a Direct transaction) as well as in a session: a handful of
+    statements by key, no ORM object (queries.delete_connection)."""
+    key = queries.connection_key(session, ctx.account_id, p.region_id, p.vpn_connection_id)
+    if key is None:
+        raise connection_not_found(p.vpn_connection_id)
+    # The gateway's lock first (as create and modify take it).
+    if (
+        queries.vpn_gateway_endpoint(session, ctx.account_id, p.region_id, key.vpn_gateway_id, lock=True)
+        is None
+    ):
+        raise gateway_not_found(key.vpn_gateway_id)
+    tunnel_ids = queries.tunnel_ids_of(session, key.id)
+    queries.delete_connection(session, ctx.account_id, p.region_id, key, tunnel_ids)
     return EmptyResponse()
 
 

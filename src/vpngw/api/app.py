@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +30,7 @@ from vpngw.auth.authenticator import CLAIM_ERRORS, Authenticator
 from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
+from vpngw.store.direct import Where
 from vpngw.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Api:
         account_id: str,
         request_id: str,
         host: str,
-        first: Callable[[Session], None] | None,
+        first: Callable[[Where], None] | None,
     ) -> dict[str, Any]:
         return dispatch(
             self.db,

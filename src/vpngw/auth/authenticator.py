@@ -19,9 +19,6 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
-
 from vpngw.accounts import ACCESS_KEY_PURPOSE
 from vpngw.auth.signatures import (
     Credentials,
@@ -34,6 +31,7 @@ from vpngw.auth.throttle import FailureThrottle
 from vpngw.errors import BadRequest
 from vpngw.sealing import Sealer
 from vpngw.store import queries
+from vpngw.store.direct import Where
 from vpngw.store.engine import Database
 
 MAX_SKEW_S = 900
@@ -96,16 +94,15 @@ class Authenticator:
     def record_nonce(self, verified: Verified) -> None:
         """Claim the nonce in a write transaction of its own."""
         if verified.nonce is not None:
-            with self.db.connection(write=True) as connection:
-                self.claim_nonce(verified, connection)
+            with self.db.direct(write=True) as tx:
+                self.claim_nonce(verified, tx)
 
-    def claim_nonce(self, verified: Verified, session: Session | Connection) -> None:
+    def claim_nonce(self, verified: Verified, session: Where) -> None:
         """Claim the nonce in the caller's write transaction: ``SignatureNonceUsed`` when
         any process of the database claimed it before (and committed)."""
         if verified.nonce is None:
             return
-        connection = session.connection() if isinstance(session, Session) else session
-        stored = queries.access_key_credentials(connection, verified.access_key_id)
+        stored = queries.access_key_credentials(session, verified.access_key_id)
         if stored != verified.key:
             self._key_changed(verified, stored)
         now_ms = verified.now_ms
@@ -149,8 +146,8 @@ class Authenticator:
             except BadRequest:
                 # The kept copy may be stale: the stored key decides.
                 self._keys.pop(creds.access_key_id, None)
-        with self.db.connection(write=False) as connection:
-            key = queries.access_key_credentials(connection, creds.access_key_id)
+        with self.db.direct(write=False) as tx:
+            key = queries.access_key_credentials(tx, creds.access_key_id)
         if key is not None:
             if len(self._keys) >= KEYS_KEPT:
                 self._keys.clear()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vpngw import files
 from vpngw.errors import StorageFull
+from vpngw.store.direct import Direct
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class Database:
         self.reader = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
         self.writer = sessionmaker(self._write_engine, expire_on_commit=False)
-        self._write_lock = threading.Lock() if is_sqlite(url) else None
+        self._sqlite = is_sqlite(url)
+        self._write_lock = threading.Lock() if self._sqlite else None
 
     def session(self, *, write: bool) -> Session:
         return (self.writer if write else self.reader)()
@@ -132,6 +134,35 @@ class Database:
             with self._write_lock if (write and self._write_lock) else nullcontext():
                 with (self._write_engine if write else self.engine).begin() as connection:
                     yield connection
+        except DBAPIError as error:
+            self._storage_full_or_raise(error)
+
+    @contextmanager
+    def direct(self, *, write: bool) -> Iterator[Direct]:
+        """One transaction on a pooled DBAPI connection, for the statements of the API's hot
+        path (vpngw.store.direct): the same locks, ``BEGIN IMMEDIATE`` for a write on SQLite,
+        commit on success, rollback on error, and the same exceptions as :meth:`transaction`."""
+        try:
+            with self._write_lock if (write and self._write_lock) else nullcontext():
+                raw = self.engine.raw_connection()
+                tx = Direct(raw, self.engine.dialect)
+                try:
+                    if self._sqlite:
+                        tx.run("BEGIN IMMEDIATE" if write else "BEGIN")
+                    yield tx
+                    tx.commit()
+                except BaseException as error:
+                    if isinstance(error, DBAPIError) and error.connection_invalidated:
+                        raw.invalidate()
+                    else:
+                        try:
+                            raw.rollback()
+                        except Exception:  # noqa: BLE001 - the first error is the one to raise
+                            raw.invalidate()
+                    raise
+                finally:
+                    tx.close()
+                    raw.close()
         except DBAPIError as error:
             self._storage_full_or_raise(error)
 

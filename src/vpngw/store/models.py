@@ -78,6 +78,9 @@ class VpnGateway(Base):
     disaster_recovery_internet_ip: Mapped[str | None] = mapped_column(String(15), nullable=True)
     disaster_recovery_v_switch_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16))
+    # The change stamp of what the data plane realises for this gateway: bumped by
+    # database triggers (migration 0015) in every transaction that changes it.
+    desired_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     charge_type: Mapped[str] = mapped_column(String(16))
     ipsec_vpn: Mapped[bool] = mapped_column(Boolean)
     ssl_vpn: Mapped[bool] = mapped_column(Boolean)

@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from vpngw.store import freshness, leases, traffic_history
+from vpngw.store.direct import Prepared, Where, rows
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -27,6 +29,7 @@ from vpngw.store.models import (
     Vpc,
     VpnConnection,
     VpnConnectionLog,
+    VpnConnectionTrafficPoint,
     VpnConnectionTunnel,
     VpnGateway,
 )
@@ -71,8 +74,11 @@ def page(
     page_number: int,
     page_size: int,
     tagged: Sequence[tuple[str, str | None]] = (),
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[Sequence[Owned], int]:
     """One page in creation order and the total count, both served from indexes.
+
+    ``where``: further conditions, for a filter that is not one column's value.
 
     The page's keys are found on the index alone (a deferred join), so rows skipped by
     the offset are never loaded; an unfiltered total comes from ``resource_counts``. On
@@ -86,6 +92,7 @@ def page(
         if value is not None
     ]
     conditions += [model.id.in_(_tagged_ids(account_id, key, value)) for key, value in tagged]
+    conditions += where
     sqlite = session.get_bind().dialect.name == "sqlite"
     offset = (page_number - 1) * page_size
     changes = -1
@@ -279,6 +286,18 @@ _BUMP = (
 )
 
 
+_BUMP_PREPARED = Prepared(_BUMP)
+_FIRST_COUNT = Prepared(
+    _COUNTS.insert().values(
+        account_id=bindparam("a"),
+        region_id=bindparam("r"),
+        kind=bindparam("k"),
+        count=bindparam("d"),
+        changes=1,
+    )
+)
+
+
 _COUNTER = select(_COUNTS.c.count, _COUNTS.c.changes).where(
     _COUNTS.c.account_id == bindparam("a"),
     _COUNTS.c.region_id == bindparam("r"),
@@ -291,15 +310,13 @@ def _bump(session: Session, row: Owned, delta: int) -> None:
     _count(session, row.account_id, row.region_id, type(row).__tablename__, delta)
 
 
-def _count(session: Session, account_id: str, region_id: str, kind: str, delta: int) -> None:
-    """One UPDATE in Core (it locks the counter row until commit), an INSERT the first time."""
-    updated = session.connection().execute(_BUMP, {"a": account_id, "r": region_id, "k": kind, "d": delta})
-    if updated.first() is None:
-        session.add(
-            ResourceCount(account_id=account_id, region_id=region_id, kind=kind, count=delta, changes=1)
-        )
-        session.flush()
-    else:
+def _count(session: Where, account_id: str, region_id: str, kind: str, delta: int) -> None:
+    """One UPDATE (it locks the counter row until commit), an INSERT the first time (a
+    concurrent first INSERT makes one of the two fail with IntegrityError: dispatch retries)."""
+    values = {"a": account_id, "r": region_id, "k": kind, "d": delta}
+    if not rows(session, _BUMP_PREPARED, values):
+        rows(session, _FIRST_COUNT, values)
+    elif isinstance(session, Session):
         # An ORM copy of the counter in this session (count_for_update's) must not hide the new count.
         counter = session.identity_map.get(session.identity_key(ResourceCount, (account_id, region_id, kind)))
         if counter is not None:
@@ -360,10 +377,11 @@ def add_owned(session: Session, row: Owned) -> None:
     session.flush()
 
 
-def insert_connection(session: Session, values: dict[str, Any]) -> None:
-    """Insert a VpnConnection row (Core: no ORM object, no unit of work) and count it;
-    ``values`` are the columns by name, ``seq`` left to the database."""
-    session.connection().execute(_INSERT_CONNECTION, values)
+def insert_connection(session: Where, values: dict[str, Any]) -> None:
+    """Insert a VpnConnection row (no ORM object, no unit of work) and count it;
+    ``values`` are the columns by name (all of ``CONNECTION_COLUMNS``), ``seq`` left to the
+    database."""
+    rows(session, _INSERT_CONNECTION, values)
     _count(session, values["account_id"], values["region_id"], VpnConnection.__tablename__, +1)
 
 
@@ -377,28 +395,22 @@ class Endpoint(NamedTuple):
 
 
 def vpn_gateway_endpoint(
-    session: Session, account_id: str, region_id: str, vpn_gateway_id: str, *, lock: bool
+    session: Where, account_id: str, region_id: str, vpn_gateway_id: str, *, lock: bool
 ) -> Endpoint | None:
     """The gateway's id and InternetIp, if the account owns it in the region; ``lock`` as
     in :func:`get_owned`."""
     statement = _VPN_GATEWAY_ENDPOINT_LOCKED if lock else _VPN_GATEWAY_ENDPOINT
-    row = (
-        session.connection()
-        .execute(statement, {"i": vpn_gateway_id, "a": account_id, "r": region_id})
-        .first()
-    )
-    return None if row is None else Endpoint(row[0], row[1], row[2])
+    found = rows(session, statement, {"i": vpn_gateway_id, "a": account_id, "r": region_id})
+    return Endpoint(found[0][0], found[0][1], found[0][2]) if found else None
 
 
 def customer_gateway_endpoint(
-    session: Session, account_id: str, region_id: str, customer_gateway_id: str
+    session: Where, account_id: str, region_id: str, customer_gateway_id: str
 ) -> Endpoint | None:
-    row = (
-        session.connection()
-        .execute(_CUSTOMER_GATEWAY_ENDPOINT, {"i": customer_gateway_id, "a": account_id, "r": region_id})
-        .first()
+    found = rows(
+        session, _CUSTOMER_GATEWAY_ENDPOINT, {"i": customer_gateway_id, "a": account_id, "r": region_id}
     )
-    return None if row is None else Endpoint(row[0], row[1])
+    return Endpoint(found[0][0], found[0][1]) if found else None
 
 
 def _owned_columns(model: type[Owned], *columns: Any) -> Any:
@@ -408,12 +420,89 @@ def _owned_columns(model: type[Owned], *columns: Any) -> Any:
 
 
 _CONNECTIONS: Table = VpnConnection.__table__  # type: ignore[assignment]
-_INSERT_CONNECTION = _CONNECTIONS.insert()
-_VPN_GATEWAY_ENDPOINT = _owned_columns(
+# The columns a create writes (the rest take their defaults; ``seq`` is the database's).
+CONNECTION_COLUMNS = (
+    "id",
+    "account_id",
+    "region_id",
+    "vpn_gateway_id",
+    "customer_gateway_id",
+    "name",
+    "local_subnet",
+    "remote_subnet",
+    "effect_immediately",
+    "auto_config_route",
+    "enable_dpd",
+    "enable_nat_traversal",
+    "ike_config",
+    "ipsec_config",
+    "health_check",
+    "status",
+    "health_check_status",
+    "state",
+    "create_time",
+)
+_INSERT_CONNECTION = Prepared(_CONNECTIONS.insert(), column_keys=CONNECTION_COLUMNS)
+_VPN_GATEWAY_ENDPOINT_STATEMENT = _owned_columns(
     VpnGateway, VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip
 )
-_VPN_GATEWAY_ENDPOINT_LOCKED = _VPN_GATEWAY_ENDPOINT.with_for_update()
-_CUSTOMER_GATEWAY_ENDPOINT = _owned_columns(CustomerGateway, CustomerGateway.id, CustomerGateway.ip_address)
+_VPN_GATEWAY_ENDPOINT = Prepared(_VPN_GATEWAY_ENDPOINT_STATEMENT)
+_VPN_GATEWAY_ENDPOINT_LOCKED = Prepared(_VPN_GATEWAY_ENDPOINT_STATEMENT.with_for_update())
+_CUSTOMER_GATEWAY_ENDPOINT = Prepared(
+    _owned_columns(CustomerGateway, CustomerGateway.id, CustomerGateway.ip_address)
+)
+
+
+class ConnectionKey(NamedTuple):
+    id: str
+    vpn_gateway_id: str
+
+
+def connection_key(
+    session: Where, account_id: str, region_id: str, connection_id: str
+) -> ConnectionKey | None:
+    """A connection's id and gateway, if the account owns it in the region (no lock: the
+    caller locks the gateway first, then deletes the row)."""
+    found = rows(session, _CONNECTION_KEY, {"i": connection_id, "a": account_id, "r": region_id})
+    return ConnectionKey(found[0][0], found[0][1]) if found else None
+
+
+def tunnel_ids_of(session: Where, connection_id: str) -> list[str]:
+    return [row[0] for row in rows(session, _TUNNEL_IDS, {"c": connection_id})]
+
+
+def delete_connection(
+    session: Where, account_id: str, region_id: str, key: ConnectionKey, tunnel_ids: Sequence[str]
+) -> None:
+    """DeleteVpnConnection's writes, one statement each: the row (its tunnels go with it,
+    ON DELETE CASCADE), its tags, its count, then the log lines of the connection and of its
+    tunnels and its traffic history. The row first: a data-plane transaction adding log
+    lines (which share-locks the row) then either finished before, and its lines are deleted
+    here, or finds no row."""
+    rows(session, _DELETE_CONNECTION, {"i": key.id})
+    rows(session, _DELETE_TAGS, {"i": key.id})
+    _count(session, account_id, region_id, VpnConnection.__tablename__, -1)
+    for log_key in (key.id, *tunnel_ids):
+        rows(session, _DELETE_LOGS, {"i": log_key})
+    rows(session, _DELETE_TRAFFIC, {"i": key.id})
+
+
+_CONNECTION_KEY = Prepared(_owned_columns(VpnConnection, VpnConnection.id, VpnConnection.vpn_gateway_id))
+_TUNNEL_IDS = Prepared(
+    select(VpnConnectionTunnel.id)
+    .where(VpnConnectionTunnel.vpn_connection_id == bindparam("c"))
+    .order_by(VpnConnectionTunnel.tunnel_index)
+)
+_DELETE_CONNECTION = Prepared(delete_statement(VpnConnection).where(VpnConnection.id == bindparam("i")))
+_DELETE_TAGS = Prepared(delete_statement(ResourceTag).where(ResourceTag.resource_id == bindparam("i")))
+_DELETE_LOGS = Prepared(
+    delete_statement(VpnConnectionLog).where(VpnConnectionLog.vpn_connection_id == bindparam("i"))
+)
+_DELETE_TRAFFIC = Prepared(
+    delete_statement(VpnConnectionTrafficPoint).where(
+        VpnConnectionTrafficPoint.vpn_connection_id == bindparam("i")
+    )
+)
 
 
 def delete_owned(session: Session, row: Owned) -> None:
@@ -423,15 +512,15 @@ def delete_owned(session: Session, row: Owned) -> None:
     session.flush()
 
 
-def selectors_of_gateway(session: Session, vpn_gateway_id: str) -> list[tuple[str, str, str]]:
+def selectors_of_gateway(session: Where, vpn_gateway_id: str) -> list[tuple[str, str, str]]:
     """(id, LocalSubnet, RemoteSubnet) of the gateway's connections, in creation order:
     what a create checks its quota and selectors against, without loading ORM objects."""
-    session.flush()  # this transaction's own pending connections count too
-    rows = session.connection().execute(_SELECTORS_OF_GATEWAY, {"g": vpn_gateway_id})
-    return [(row[0], row[1], row[2]) for row in rows]
+    if isinstance(session, Session):
+        session.flush()  # this transaction's own pending connections count too
+    return [(row[0], row[1], row[2]) for row in rows(session, _SELECTORS_OF_GATEWAY, {"g": vpn_gateway_id})]
 
 
-_SELECTORS_OF_GATEWAY = (
+_SELECTORS_OF_GATEWAY = Prepared(
     select(VpnConnection.id, VpnConnection.local_subnet, VpnConnection.remote_subnet)
     .where(VpnConnection.vpn_gateway_id == bindparam("g"))
     .order_by(VpnConnection.seq)
@@ -444,6 +533,19 @@ def connections_of_gateway(session: Session, vpn_gateway_id: str) -> Sequence[Vp
         .where(VpnConnection.vpn_gateway_id == vpn_gateway_id)
         .order_by(VpnConnection.seq)
     ).all()
+
+
+def uses_customer_gateway(customer_gateway_id: str) -> ColumnElement[bool]:
+    """A connection names the customer gateway: its own, or one of its tunnels' (a
+    dual-tunnel connection's tunnels may each name another)."""
+    return or_(
+        VpnConnection.customer_gateway_id == customer_gateway_id,
+        VpnConnection.id.in_(
+            select(VpnConnectionTunnel.vpn_connection_id).where(
+                VpnConnectionTunnel.customer_gateway_id == customer_gateway_id
+            )
+        ),
+    )
 
 
 def any_connection_uses(
@@ -736,15 +838,20 @@ def all_idempotency_records(session: Session) -> Sequence[IdempotencyRecord]:
     return session.scalars(select(IdempotencyRecord)).all()
 
 
-def forget_idempotency_records_before(session: Session, before_ms: int) -> None:
-    session.execute(delete_statement(IdempotencyRecord).where(IdempotencyRecord.create_time < before_ms))
+def forget_idempotency_records_before(session: Where, before_ms: int) -> None:
+    rows(session, _IDEMPOTENCY_PRUNE, {"b": before_ms})
+
+
+_IDEMPOTENCY_PRUNE = Prepared(
+    delete_statement(IdempotencyRecord).where(IdempotencyRecord.create_time < bindparam("b"))
+)
 
 
 PRUNE_IDEMPOTENCY_EVERY_MS = 60_000
 _idempotency_pruned_at_ms = 0
 
 
-def prune_idempotency_records(session: Session, before_ms: int, now_ms: int) -> None:
+def prune_idempotency_records(session: Where, before_ms: int, now_ms: int) -> None:
     """Delete expired ClientToken records, at most about once a minute per process (a
     range delete on every create cost a third of a millisecond). An expired record found
     before the next prune counts as absent (dispatch drops it)."""
@@ -766,11 +873,15 @@ _IDEMPOTENCY_KEY = and_(
     _IDEMPOTENCY.c.action == bindparam("x"),
     _IDEMPOTENCY.c.client_token == bindparam("t"),
 )
-_IDEMPOTENCY_READ = select(
-    _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.create_time
-).where(_IDEMPOTENCY_KEY)
-_IDEMPOTENCY_FORGET = delete_statement(_IDEMPOTENCY).where(_IDEMPOTENCY_KEY)
-_IDEMPOTENCY_RESPOND = _IDEMPOTENCY.update().where(_IDEMPOTENCY_KEY).values(response=bindparam("response"))
+_IDEMPOTENCY_READ = Prepared(
+    select(_IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.create_time).where(
+        _IDEMPOTENCY_KEY
+    )
+)
+_IDEMPOTENCY_FORGET = Prepared(delete_statement(_IDEMPOTENCY).where(_IDEMPOTENCY_KEY))
+_IDEMPOTENCY_RESPOND = Prepared(
+    _IDEMPOTENCY.update().where(_IDEMPOTENCY_KEY).values(response=bindparam("response"))
+)
 
 
 def _key(account_id: str, action: str, client_token: str) -> dict[str, Any]:
@@ -778,15 +889,15 @@ def _key(account_id: str, action: str, client_token: str) -> dict[str, Any]:
 
 
 def idempotency_record(
-    session: Session, account_id: str, action: str, client_token: str
+    session: Where, account_id: str, action: str, client_token: str
 ) -> IdempotencyRow | None:
-    """The ClientToken record, read in Core (no ORM object: this is every create's path)."""
-    row = session.connection().execute(_IDEMPOTENCY_READ, _key(account_id, action, client_token)).first()
-    return None if row is None else IdempotencyRow(row[0], row[1], row[2])
+    """The ClientToken record, read without an ORM object (this is every create's path)."""
+    found = rows(session, _IDEMPOTENCY_READ, _key(account_id, action, client_token))
+    return IdempotencyRow(found[0][0], found[0][1], found[0][2]) if found else None
 
 
-def forget_idempotency_record(session: Session, account_id: str, action: str, client_token: str) -> None:
-    session.connection().execute(_IDEMPOTENCY_FORGET, _key(account_id, action, client_token))
+def forget_idempotency_record(session: Where, account_id: str, action: str, client_token: str) -> None:
+    rows(session, _IDEMPOTENCY_FORGET, _key(account_id, action, client_token))
 
 
 _IDEMPOTENCY_ROW: dict[str, Any] = {
@@ -798,61 +909,62 @@ _IDEMPOTENCY_ROW: dict[str, Any] = {
     "create_time": bindparam("c"),
 }
 _TRY_CLAIM_IDEMPOTENCY = {
-    "sqlite": sqlite_insert(_IDEMPOTENCY)
-    .values(**_IDEMPOTENCY_ROW)
-    .on_conflict_do_nothing()
-    .returning(_IDEMPOTENCY.c.create_time),
-    "postgresql": postgresql_insert(_IDEMPOTENCY)
-    .values(**_IDEMPOTENCY_ROW)
-    .on_conflict_do_nothing()
-    .returning(_IDEMPOTENCY.c.create_time),
+    "sqlite": Prepared(
+        sqlite_insert(_IDEMPOTENCY)
+        .values(**_IDEMPOTENCY_ROW)
+        .on_conflict_do_nothing()
+        .returning(_IDEMPOTENCY.c.create_time)
+    ),
+    "postgresql": Prepared(
+        postgresql_insert(_IDEMPOTENCY)
+        .values(**_IDEMPOTENCY_ROW)
+        .on_conflict_do_nothing()
+        .returning(_IDEMPOTENCY.c.create_time)
+    ),
 }
+_CLAIM_IDEMPOTENCY = Prepared(_IDEMPOTENCY.insert().values(**_IDEMPOTENCY_ROW))
 
 
 def try_claim_idempotency_record(
-    session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
+    session: Where, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
 ) -> bool:
     """Insert the token's record unless it exists (one statement on a create's path
     instead of a read and an insert); False when it exists. A concurrent transaction
     holding the same token uncommitted makes this wait for its end (the primary key): then
     the record is there to read (committed) or this insert goes in (rolled back)."""
-    connection = session.connection()
-    result = connection.execute(
-        _TRY_CLAIM_IDEMPOTENCY[connection.dialect.name],
-        {**_key(account_id, action, client_token), "h": request_hash, "response": {}, "c": now_ms},
-    )
-    return result.first() is not None
+    values = {**_key(account_id, action, client_token), "h": request_hash, "response": {}, "c": now_ms}
+    return bool(rows(session, _TRY_CLAIM_IDEMPOTENCY[dialect_name(session)], values))
 
 
 def claim_idempotency_record(
-    session: Session, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
+    session: Where, account_id: str, action: str, client_token: str, request_hash: str, now_ms: int
 ) -> None:
     """Insert the token's record (its response comes with set_idempotency_response): a
     concurrent request with the same token waits on the primary key until this transaction
     ends, then fails with IntegrityError (and dispatch runs it again)."""
-    session.connection().execute(
-        _IDEMPOTENCY.insert(),
-        {
-            "account_id": account_id,
-            "action": action,
-            "client_token": client_token,
-            "request_hash": request_hash,
-            "response": {},
-            "create_time": now_ms,
-        },
-    )
+    values = {**_key(account_id, action, client_token), "h": request_hash, "response": {}, "c": now_ms}
+    rows(session, _CLAIM_IDEMPOTENCY, values)
 
 
 def set_idempotency_response(
-    session: Session, account_id: str, action: str, client_token: str, response: dict[str, Any]
+    session: Where, account_id: str, action: str, client_token: str, response: dict[str, Any]
 ) -> None:
-    session.connection().execute(
-        _IDEMPOTENCY_RESPOND, {**_key(account_id, action, client_token), "response": response}
-    )
+    rows(session, _IDEMPOTENCY_RESPOND, {**_key(account_id, action, client_token), "response": response})
 
 
-def forget_expired_nonces(session: Session | Connection, now_ms: int) -> None:
-    session.execute(delete_statement(SignatureNonce).where(SignatureNonce.expire_time < now_ms))
+def dialect_name(where: Where) -> str:
+    if isinstance(where, Session):
+        return where.get_bind().dialect.name
+    return where.dialect.name
+
+
+def forget_expired_nonces(session: Where, now_ms: int) -> None:
+    rows(session, _FORGET_EXPIRED_NONCES, {"n": now_ms})
+
+
+_FORGET_EXPIRED_NONCES = Prepared(
+    delete_statement(SignatureNonce).where(SignatureNonce.expire_time < bindparam("n"))
+)
 
 
 def record_nonce(session: Session, access_key_id: str, nonce: str, expire_time: int) -> None:
@@ -869,33 +981,33 @@ _NONCE_ROW: dict[str, Any] = {
 }
 # RETURNING tells whether the row went in (psycopg reports no rowcount for this insert).
 _CLAIM_NONCE = {
-    "sqlite": sqlite_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce),
-    "postgresql": postgresql_insert(_NONCES)
-    .values(**_NONCE_ROW)
-    .on_conflict_do_nothing()
-    .returning(_NONCES.c.nonce),
+    "sqlite": Prepared(
+        sqlite_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce)
+    ),
+    "postgresql": Prepared(
+        postgresql_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce)
+    ),
 }
-_ACCESS_KEY_READ = select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
-    AccessKey.id == bindparam("k")
+_ACCESS_KEY_READ = Prepared(
+    select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
+        AccessKey.id == bindparam("k")
+    )
 )
 
 
-def claim_nonce(session: Session | Connection, access_key_id: str, nonce: str, expire_time: int) -> bool:
+def claim_nonce(session: Where, access_key_id: str, nonce: str, expire_time: int) -> bool:
     """Record a nonce; False when it was recorded before (by any process of the database).
     A concurrent transaction holding the same nonce uncommitted makes this wait for it
     (the primary key), so a nonce is claimed at most once whatever the interleaving."""
-    connection = session.connection() if isinstance(session, Session) else session
-    result = connection.execute(
-        _CLAIM_NONCE[connection.dialect.name], {"k": access_key_id, "n": nonce, "e": expire_time}
-    )
-    return result.first() is not None
+    values = {"k": access_key_id, "n": nonce, "e": expire_time}
+    return bool(rows(session, _CLAIM_NONCE[dialect_name(session)], values))
 
 
-def access_key_credentials(connection: Connection, access_key_id: str) -> tuple[str, str, str] | None:
+def access_key_credentials(session: Where, access_key_id: str) -> tuple[str, str, str] | None:
     """(account id, status, sealed secret) of an AccessKey: the columns a signature check
     needs, read without building an ORM object."""
-    row = connection.execute(_ACCESS_KEY_READ, {"k": access_key_id}).first()
-    return None if row is None else (row[0], row[1], row[2])
+    found = rows(session, _ACCESS_KEY_READ, {"k": access_key_id})
+    return (found[0][0], found[0][1], found[0][2]) if found else None
 
 
 _POOL_LOCK_KEY = 0x76706E67  # "vpng": one advisory lock for the InternetIp pool
@@ -909,15 +1021,24 @@ def lock_internet_ip_pool(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POOL_LOCK_KEY})
 
 
-def desired_rows(session: Session) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
-    """Everything the data plane must realise: every VPN gateway, and every connection
-    with its customer gateway's address (all accounts: the data plane serves them all)."""
-    gateways = session.scalars(select(VpnGateway).order_by(VpnGateway.seq)).all()
-    connections = session.execute(
+def desired_rows(
+    session: Session, gateway_ids: Collection[str] | None = None
+) -> tuple[Sequence[VpnGateway], Sequence[tuple[VpnConnection, str]]]:
+    """Everything the data plane must realise: every VPN gateway (or those of
+    ``gateway_ids``), and their connections with their customer gateway's address (all
+    accounts: the data plane serves them all)."""
+    gateways_query = select(VpnGateway).order_by(VpnGateway.seq)
+    connections_query = (
         select(VpnConnection, CustomerGateway.ip_address)
         .join(CustomerGateway, CustomerGateway.id == VpnConnection.customer_gateway_id)
         .order_by(VpnConnection.seq)
-    ).all()
+    )
+    if gateway_ids is not None:
+        ids = sorted(gateway_ids)
+        gateways_query = gateways_query.where(VpnGateway.id.in_(ids))
+        connections_query = connections_query.where(VpnConnection.vpn_gateway_id.in_(ids))
+    gateways = session.scalars(gateways_query).all()
+    connections = session.execute(connections_query).all()
     return gateways, [(connection, address) for connection, address in connections]
 
 

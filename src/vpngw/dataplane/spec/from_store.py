@@ -1,13 +1,14 @@
 """The desired state of the whole data plane, read from the store.
 
-The reconciler calls :func:`load_desired` on every pass (level-triggered: it never
-needs to know what changed) and compares the result with what charon holds. The
-conversion of one stored connection, :func:`connection_spec`, is pure.
+The reconciler calls :func:`load_desired` for the gateways whose change stamp moved
+(:mod:`vpngw.store.desired_generation`), and for all of them on its heal pass, and
+compares the result with what charon holds. The conversion of one stored connection,
+:func:`connection_spec`, is pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +123,12 @@ def health_check_spec(connection_id: str, check: Mapping[str, Any]) -> HealthChe
     )
 
 
-def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
+def load_desired(
+    db: Database, sealer: Sealer, gateway_ids: Collection[str] | None = None
+) -> dict[str, GatewayState]:
     """Every gateway address with the specs it runs, keyed by lease key
-    (:func:`vpngw.store.leases.lease_key`).
+    (:func:`vpngw.store.leases.lease_key`); only the addresses of ``gateway_ids`` when
+    given (the gateways whose change stamp moved, :mod:`vpngw.store.desired_generation`).
 
     A single-tunnel gateway is one state under its id, as always. A dual-tunnel gateway is
     two: its InternetIp (under its id) runs tunnel 1 of each of its connections, its
@@ -134,7 +138,7 @@ def load_desired(db: Database, sealer: Sealer) -> dict[str, GatewayState]:
     node that holds its lease.
     """
     with db.transaction(write=False) as session:
-        gateways, connections = queries.desired_rows(session)
+        gateways, connections = queries.desired_rows(session, gateway_ids)
         tunnels = queries.tunnels_of(session, [connection.id for connection, _ip in connections])
         tunnel_addresses = queries.customer_gateway_addresses(
             session, {t.customer_gateway_id for rows in tunnels.values() for t in rows}
