@@ -24,7 +24,13 @@ Root, strongSwan and TUN are needed (the lab backend). For each fleet size:
    asked in turn of that server and of the ``off`` server of the round, which stays up beside
    it on the same database: the machine's load falls on both alike (p50/p99 of both, and
    the p99 ratio, the target's measure).
-3. Prints a Markdown table and writes everything to bench/results/idle-<date>.json.
+   Then, still idle, ``--changes`` times: ModifyVpnConnectionAttribute (signed) of a random
+   connection's IkeLifetime, timed from the request until that connection's ``list-conns``
+   over its charon's VICI socket shows the change (polled every 2 ms): how long a change
+   takes to reach its charon (item 3: within 100 ms).
+3. Prints Markdown tables and writes everything to bench/results/idle-<date>.json. A
+   baseline revision serves the same database: the working tree's migrations it lacks are
+   copied into its source (serve upgrades to its own head when it starts).
 
 The charons are left to the next round (each start adopts them) and removed at the end with
 ``vpngw lab down``. The lab is named ``vb-<random>``: nothing of anyone else's is touched.
@@ -306,6 +312,21 @@ def export_source(rev: str, where: Path) -> str:
     return str(where / "src")
 
 
+def add_missing_migrations(source: str, newer: str) -> list[str]:
+    """Copy into ``source`` the migrations of ``newer`` it lacks: every variant serves the
+    one database the newest code filled (serve upgrades to its own head at start and would
+    not know a newer revision). An older data plane ignores the newer columns and triggers;
+    they cost only on writes, and an idle fleet writes nothing."""
+    versions = Path("vpngw/store/migrations/versions")
+    mine, theirs = Path(source) / versions, Path(newer) / versions
+    added = []
+    for migration in sorted(theirs.glob("*.py")):
+        if not (mine / migration.name).exists():
+            shutil.copy(migration, mine / migration.name)
+            added.append(migration.name)
+    return added
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -354,6 +375,7 @@ def run_size(args: argparse.Namespace, gateways: int, sources: dict[str, str], w
                     cpu = idle_cpu(server.proc.pid, args.idle_s)
                     mem = memory(server.proc.pid)
                     describe = describe_interleaved(server.base_url, off.base_url, page, args.calls)
+                    changes = change_latency(server.base_url, args.changes, seed=round_no)
                 finally:
                     server.stop()
                 rounds.append(
@@ -364,6 +386,7 @@ def run_size(args: argparse.Namespace, gateways: int, sources: dict[str, str], w
                         "cpu": cpu,
                         "memory": mem,
                         "describe": describe,
+                        "changes": changes,
                     }
                 )
                 report(rounds[-1])
@@ -397,6 +420,86 @@ def describe_interleaved(url: str, off_url: str, params: dict[str, str], calls: 
     }
 
 
+def connection_gateways(url: str) -> list[tuple[str, str]]:
+    """(connection id, gateway id) of every stored connection."""
+    found: list[tuple[str, str]] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        page = 1
+        while True:
+            body = ab.call(client, "DescribeVpnConnections", PageSize=50, PageNumber=page)
+            rows = body["VpnConnections"]["VpnConnection"]
+            found += [(row["VpnConnectionId"], row["VpnGatewayId"]) for row in rows]
+            if not rows or len(found) >= int(body["TotalCount"]):
+                return found
+            page += 1
+
+
+def loaded_settings(session: Any, name: str) -> str:
+    """What charon holds of connection ``name`` (``list-conns``), as comparable text."""
+    return repr([dict(conn) for conn in session.list_conns({"ike": name})])
+
+
+def change_latency(url: str, changes: int, *, seed: int) -> dict[str, Any]:
+    """How long a change of one connection takes to reach its charon (issue 18, item 3:
+    within 100 ms): ``changes`` times, on an idle server, ModifyVpnConnectionAttribute
+    (signed) of a random connection's IkeLifetime, then ``list-conns`` of that connection
+    over the gateway's VICI socket every 2 ms until what charon holds differs. Timed from
+    just before the request is sent; the API's own answer time is reported beside it."""
+    import random
+    import socket
+
+    import vici
+
+    if changes <= 0:
+        return {}
+    rng = random.Random(seed)
+    pairs = connection_gateways(url)
+    reach: list[float] = []
+    answered: list[float] = []
+    missed = 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for n in range(changes):
+            connection_id, gateway_id = rng.choice(pairs)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(Path("/run/vpngw") / LAB / f"g-{gateway_id}" / "charon.vici"))
+            session = vici.Session(sock)
+            try:
+                before = loaded_settings(session, connection_id)
+                lifetime = 3600 + 60 * (n + 1) + rng.randrange(60)
+                query = ab.signed(
+                    "ModifyVpnConnectionAttribute",
+                    {
+                        "RegionId": ab.REGION,
+                        "VpnConnectionId": connection_id,
+                        "IkeConfig": json.dumps({"IkeLifetime": lifetime}),
+                    },
+                )
+                t0 = time.perf_counter()
+                response = client.post("/", params=query)
+                answered.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    raise RuntimeError(f"Modify answered {response.status_code}: {response.text[:300]}")
+                deadline = t0 + 10.0
+                while loaded_settings(session, connection_id) == before:
+                    if time.perf_counter() > deadline:
+                        missed += 1
+                        break
+                    time.sleep(0.002)
+                else:
+                    reach.append(time.perf_counter() - t0)
+            finally:
+                sock.close()
+            time.sleep(rng.uniform(0.3, 0.7))  # not in step with the passes
+    return {
+        "changes": changes,
+        "missed_10s": missed,
+        "reach": ab.summarize(reach),
+        "reach_ms": [round(x * 1000, 1) for x in reach],
+        "within_100ms": sum(1 for x in reach if x <= 0.1),
+        "api": ab.summarize(answered),
+    }
+
+
 def report(result: dict[str, Any]) -> None:
     cpu, mem, describe = result["cpu"], result["memory"], result["describe"]
     line = (
@@ -409,7 +512,35 @@ def report(result: dict[str, Any]) -> None:
             f"; describe p50/p99 {describe['p50_ms']}/{describe['p99_ms']} ms, off beside it "
             f"{describe['off']['p50_ms']}/{describe['off']['p99_ms']} ms: p99 x{describe['p99_ratio']}"
         )
+    changes = result.get("changes")
+    if changes:
+        line += (
+            f"; a change reaches charon p50/p90/p99/max {changes['reach']['p50_ms']}/"
+            f"{changes['reach']['p90_ms']}/{changes['reach']['p99_ms']}/{changes['reach']['max_ms']} ms "
+            f"({changes['within_100ms']}/{changes['changes']} within 100 ms, API answer p50 "
+            f"{changes['api']['p50_ms']} ms)"
+        )
     print(line, flush=True)
+
+
+def change_table(sizes: list[dict[str, Any]]) -> str:
+    lines = [
+        "| gateways x conns | variant | round | changes | reached charon p50 / p90 / p99 / max ms "
+        "| within 100 ms | API answer p50 / p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        for r in size["rounds"]:
+            c = r.get("changes")
+            if not c:
+                continue
+            reach, api = c["reach"], c["api"]
+            lines.append(
+                f"| {size['gateways']} x {size['per_gateway']} | {r['variant']} | {r['round'] + 1} | {c['changes']} "
+                f"| {reach['p50_ms']:.1f} / {reach['p90_ms']:.1f} / {reach['p99_ms']:.1f} / {reach['max_ms']:.1f} "
+                f"| {c['within_100ms']} | {api['p50_ms']:.1f} / {api['p99_ms']:.1f} |"
+            )
+    return "\n".join(lines)
 
 
 def median(values: list[float]) -> float:
@@ -477,6 +608,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300, help="DescribeVpnConnections calls per variant")
     parser.add_argument("--settle-timeout-s", type=float, default=600.0)
     parser.add_argument(
+        "--changes",
+        type=int,
+        default=40,
+        help="ModifyVpnConnectionAttribute calls per data-plane variant, each timed until charon holds it",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="[LABEL=]REV",
         action="append",
@@ -489,7 +626,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.table:
-        print(table(json.loads(args.table.read_text())["sizes"]))
+        sizes_read = json.loads(args.table.read_text())["sizes"]
+        print(table(sizes_read))
+        print()
+        print(change_table(sizes_read))
         return 0
     if os.geteuid() != 0 or not shutil.which("swanctl"):
         print("idle_bench: needs root and strongSwan (the lab data plane)", file=sys.stderr)
@@ -503,6 +643,9 @@ def main() -> int:
         label, _, rev = given.rpartition("=")
         label = label or "baseline"
         sources[label] = export_source(rev, work / label)
+        added = add_missing_migrations(sources[label], sources["on"])
+        if added:
+            print(f"[idle] {label}: migrations of the working tree added: {', '.join(added)}", flush=True)
     started = datetime.datetime.now(datetime.UTC)
     sizes: list[dict[str, Any]] = []
     try:
@@ -534,6 +677,8 @@ def main() -> int:
         print(f"[idle] raw numbers: {out}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     print(table(sizes))
+    print()
+    print(change_table(sizes))
     return 0
 
 

@@ -3,8 +3,9 @@
 A listener needs its own VICI session (a session that listens can send nothing else),
 so it lives apart from :class:`~.vici_client.ViciClient`. Events are decoded to plain
 ``str`` values and handed to a callback on the listener's thread; the callback must be
-quick and must not raise. When charon goes away the thread ends and :attr:`alive` turns
-false; the reconciler starts a new listener for the new charon.
+quick and must not raise. When charon goes away the thread ends, :attr:`alive` turns
+false and ``on_end`` is called (the reconciler looks at the gateway at once: it restarts
+charon and starts a new listener).
 """
 
 from __future__ import annotations
@@ -42,9 +43,20 @@ def decode(value: object) -> Any:
 class EventListener:
     """Listens to one charon until :meth:`stop` or until charon's socket closes."""
 
-    def __init__(self, vici_path: str, handler: EventHandler, *, name: str = "vici-events") -> None:
+    def __init__(
+        self,
+        vici_path: str,
+        handler: EventHandler,
+        *,
+        name: str = "vici-events",
+        on_end: Callable[[bool], None] | None = None,
+    ) -> None:
+        """``on_end``: called on the listener's thread when the stream ends by itself
+        (charon went away, or could not be reached), not after :meth:`stop`; its argument
+        says whether the listener had registered (False: it never reached charon)."""
         self._path = vici_path
         self._handler = handler
+        self._on_end = on_end
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -112,3 +124,8 @@ class EventListener:
                     with contextlib.suppress(Exception):
                         session._register_unregister(kind, False)  # noqa: SLF001 - as listen() ends
             sock.close()
+            if self._on_end is not None and not self._stopping.is_set():
+                try:
+                    self._on_end(self._ready.is_set())
+                except Exception:
+                    log.exception("VICI event stream end handler failed")

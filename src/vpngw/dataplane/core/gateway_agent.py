@@ -8,8 +8,10 @@ charon, a restart of vpngw that finds charon still running, a hand-deleted route
 
 Between passes, a listener thread follows charon's VICI events: it files log lines by
 connection (:mod:`.connection_logs`), emulates the acquire strongSwan 5.9.8's
-kernel-libipsec never raises (:mod:`.acquire`), and wakes the reconciler when an SA goes
-up or down so that ``Status`` follows quickly.
+kernel-libipsec never raises (:mod:`.acquire`), and tells the reconciler that the gateway
+needs a look: at once when an SA goes up or down or charon's event stream ends (so that
+``Status`` follows quickly and a dead charon is restarted), on the next pass for a log
+line of one of its connections (a negotiation to diagnose).
 """
 
 from __future__ import annotations
@@ -80,11 +82,24 @@ class AgentObservation:
 class GatewayAgent:
     """The data plane of one VPN gateway (one namespace pair, one charon)."""
 
-    def __init__(self, network: NetworkBackend, vpn_gateway_id: str, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        network: NetworkBackend,
+        vpn_gateway_id: str,
+        wake: Callable[[], None],
+        *,
+        noticed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``wake``: called (on the listener's thread) when an SA goes up or down or the
+        event stream ends (charon is gone): the gateway needs a look now. ``noticed``:
+        called for a log line of one of its connections (a negotiation: lines to store, a
+        diagnosis to make): the gateway needs a look on the next pass. Lines of no
+        connection (interfaces, plugins) ask for nothing."""
         self.network = network
         self.host: GatewayHost = network.gateway(vpn_gateway_id)
         self.logs = ConnectionLogs()
         self._wake = wake
+        self._noticed = noticed
         self._pid: int | None = None
         self._client: ViciClient | None = None
         self._listener: EventListener | None = None
@@ -128,6 +143,11 @@ class GatewayAgent:
             if spec.effect_immediately:
                 self._retry_if_down(client, spec, seen, sas)
         return result
+
+    @property
+    def retrying(self) -> bool:
+        """Whether an always-up connection that is down waits for its next initiate."""
+        return bool(self._retries)
 
     def stop(self) -> None:
         """Stop following charon (charon itself keeps running: vpngw adopts it later)."""
@@ -176,14 +196,23 @@ class GatewayAgent:
         if self._listener is not None and self._listener.alive:
             return
         self._listener = EventListener(
-            self.host.vici_path, self._on_event, name=f"vici-{self.host.vpn_gateway_id}"
+            self.host.vici_path,
+            self._on_event,
+            name=f"vici-{self.host.vpn_gateway_id}",
+            on_end=self._stream_ended,
         )
         self._listener.start()
+
+    def _stream_ended(self, registered: bool) -> None:
+        """charon's event stream ended: charon is gone (look now), or the listener never
+        reached it (look on the next pass, not in a loop of immediate passes)."""
+        (self._wake if registered else self._noticed)()
 
     def _on_event(self, kind: str, event: dict[str, object]) -> None:
         if kind == "log":
             self._acquire.on_log(event)
-            self.logs.add(event)
+            if self.logs.add(event):
+                self._noticed()  # a line of a connection's negotiation: to store, to diagnose
         else:
             self._wake()
 

@@ -1,16 +1,28 @@
 """The reconciler: makes the lab's charons match the store, and reports back.
 
-Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync: every pass
-reads the whole desired state from the store (:func:`~.from_store.load_desired`), makes
-every gateway this node holds (:mod:`.placement`; all of them without leases) match it (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no
-longer exist, and writes what charon holds back to the store (``Status``, diagnosis,
-traffic, log lines). It never needs to know what changed, so nothing is lost when a
-wake-up is missed, charon is killed, or vpngw restarts: the next pass heals it.
+Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync, with two
+kinds of pass:
 
-A pass runs when :meth:`Reconciler.wake` is called (the API does so after every write,
-carrying no data) or every ``period_s`` seconds. Errors are handled kopf's way: a
-temporary error (charon unreachable, a command failing) is logged and retried on the
-next pass; one gateway's failure never stops the others.
+* the **heal pass**, every ``HEAL_EVERY_S`` or so (jittered) and first of all: it reads
+  the whole desired state from the store (:func:`~.from_store.load_desired`), makes every
+  gateway this node holds (:mod:`.placement`; all of them without leases) match it
+  (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no longer exist, and
+  writes what charon holds back to the store (``Status``, diagnosis, traffic, log lines).
+  It needs to know nothing of what changed, so nothing is lost for long when a wake-up or
+  an event is missed, charon is killed, or vpngw restarts.
+* the **ordinary pass**, every ``period_s`` and on every wake-up: it reads each gateway's
+  change stamp (:mod:`vpngw.store.desired_generation`, one query) and reloads only the
+  gateways whose stamp moved; it then looks only at the gateways with something to do:
+  a desired state that changed, a lease just taken, an event of their charon since the
+  last look (an SA up or down, a log line, the event stream ending), something to watch
+  (an SA up: its traffic every ``TRAFFIC_WRITE_S``; a negotiation in progress, a retry
+  pending, a dual-tunnel address: every pass), a backoff that is over. An idle gateway
+  costs nothing between heal passes: no store read, no ``list-sas``, no diagnosis.
+
+A wake-up (:meth:`Reconciler.wake`: the API calls it after every write, carrying no
+data) runs an ordinary pass at once. Errors are handled kopf's way: a temporary error
+(charon unreachable, a command failing) is logged and retried; one gateway's failure
+never stops the others.
 
 Errors act as they say (:mod:`vpngw.dataplane.errors`): a ``PermanentError`` of one
 connection (a spec that cannot be realised, a connection charon refuses) is written on
@@ -24,6 +36,7 @@ of the gateway's desired state retries at once.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +46,7 @@ from typing import IO
 
 from vpngw import metrics
 from vpngw.dataplane.backends.base import NetworkBackend
-from vpngw.dataplane.core.gateway_agent import GatewayAgent
+from vpngw.dataplane.core.gateway_agent import AgentObservation, GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
 from vpngw.dataplane.observe.diagnosis import diagnose
@@ -44,8 +57,9 @@ from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
 from vpngw.dataplane.spec.render import child_names, render_connection
 from vpngw.sealing import Sealer
-from vpngw.store import freshness, queries
+from vpngw.store import desired_generation, freshness, queries
 from vpngw.store.engine import Database
+from vpngw.store.leases import lease_unit
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +76,13 @@ BACKOFF_MAX_S = 30.0
 # A dual-tunnel gateway's VPC-side next hop without leases (one data plane per database)
 # is held this long at a time, renewed by the partner watch.
 UNLEASED_NEXT_HOP_S = 30.0
+# The heal pass (every gateway: desired state reloaded, charon listed, everything
+# compared) runs about this often (a random point of the last quarter), whatever the
+# change stamps and charon's events said: what they missed heals there.
+HEAL_EVERY_S = 60.0
+# This node's confirmation of the gateways it runs (store/freshness.py) is rewritten at
+# least this often while nothing about it changes (it stands lease_s + 3 renewals).
+CONFIRM_EVERY_S = 2.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
 
@@ -123,6 +144,19 @@ class Reconciler:
         self._backoff: dict[str, _Backoff] = {}
         # The error of each gateway's last pass while it fails (confirmed on its lease).
         self._backoff_errors: dict[str, str] = {}
+        # The desired state of every gateway address (all of the store's), as last loaded,
+        # and the change stamps (gateway id -> desired_generation) it was loaded at.
+        self._desired: dict[str, GatewayState] = {}
+        self._stamps: dict[str, int] = {}
+        # What the last pass ran (after leases), and when the next heal pass is due.
+        self._running: frozenset[str] = frozenset()
+        self._heal_at = float("-inf")  # monotonic: the first pass is a heal pass
+        # Gateways charon's events asked to look at (listener threads add, passes take).
+        self._noticed: set[str] = set()
+        self._noticed_lock = threading.Lock()
+        # Gateway -> when (monotonic) to look at it again without an event.
+        self._watch: dict[str, float] = {}
+        self._confirmed: tuple[dict[str, str], float] = ({}, float("-inf"))
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,6 +213,11 @@ class Reconciler:
         """Run a pass soon (the lease keeper's call when what this node holds changed)."""
         self._wakeup.set()
 
+    def heal(self) -> None:
+        """Make the next pass a heal pass, and run it soon (tests, operators)."""
+        self._heal_at = float("-inf")
+        self._wakeup.set()
+
     def wait_for_pass(self, timeout_s: float = 10.0) -> bool:
         """Wait until a pass that started after this call has finished (tests, CLI)."""
         with self._pass_done:
@@ -208,48 +247,137 @@ class Reconciler:
 
     @metrics.RECONCILE_PASS_SECONDS.time()
     def run_once(self) -> None:
-        desired = load_desired(self.db, self.sealer)
+        """One pass: the heal pass (every gateway, everything read afresh) when it is due,
+        else only the gateways with something to do (see the module's docstring)."""
+        now = time.monotonic()
+        full = now >= self._heal_at
+        if self.leases is not None and self.leases.continuity != self._continuity:
+            self._continuity = self.leases.continuity
+            self._written.clear()  # another node may have reported our gateways lost meanwhile
+            full = True
+        changed = self._refresh_desired(full=full)
+        desired = self._desired
         giving_away: frozenset[str] = frozenset()
         if self.leases is not None:
             # Only what this node holds; the rest is removed below, before anything else
             # of it runs here (a node that comes back never fights the new holder).
             giving_away = self.leases.giving_away()
-            if self.leases.continuity != self._continuity:
-                self._continuity = self.leases.continuity
-                self._written.clear()  # another node may have reported our gateways lost meanwhile
             held = self.leases.held()
             desired = {gateway_id: state for gateway_id, state in desired.items() if gateway_id in held}
-        # Tunnels of dual-tunnel connections: their observations go to the tunnel rows.
-        self._tunnels = frozenset(name for state in desired.values() for name in state.tunnels)
-        targets: dict[str, ProbeTarget] = {}
-        for gateway_id in desired:
-            if gateway_id not in self._agents:
-                self._agents[gateway_id] = GatewayAgent(self.network, gateway_id, self.wake)
+        running = frozenset(desired)
+        # What this node runs changed (a write, a lease taken or given away): the pass
+        # re-derives everything that depends on the whole set, as every pass used to.
+        layout_changed = full or bool(changed) or running != self._running or bool(giving_away)
+        if layout_changed:
+            # Tunnels of dual-tunnel connections: their observations go to the tunnel rows.
+            self._tunnels = frozenset(name for state in desired.values() for name in state.tunnels)
+            for gateway_id in desired:
+                if gateway_id not in self._agents:
+                    self._agents[gateway_id] = self._new_agent(gateway_id)
+        to_look = self._to_look(desired, changed | (running - self._running), full=full, now=now)
+        self._running = running
         # Gateways are independent, and their steps mostly wait (on ip, on charon):
         # a few at a time make a cold start of many gateways several times faster.
-        now = time.monotonic()
         due = {
-            gateway_id: state
-            for gateway_id, state in desired.items()
+            gateway_id: desired[gateway_id]
+            for gateway_id in to_look
             if (backoff := self._backoff.get(gateway_id)) is None
-            or backoff.state != state
+            or backoff.state != desired[gateway_id]
             or now >= backoff.next_at
         }
-        failures = dict(
-            zip(
-                due,
-                self._pool.map(
-                    lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), due.items()
-                ),
-                strict=True,
+        if due:
+            failures = dict(
+                zip(
+                    due,
+                    self._pool.map(
+                        lambda item: self._reconcile_gateway(self._agents[item[0]], item[1]), due.items()
+                    ),
+                    strict=True,
+                )
             )
-        )
-        for gateway_id, error in failures.items():
-            self._note_outcome(gateway_id, due[gateway_id], error)
+            for gateway_id, error in failures.items():
+                self._note_outcome(gateway_id, due[gateway_id], error)
+        if layout_changed:
+            self._rearrange(desired)
+        if self.leases is not None and giving_away:
+            still_here = set(self._agents) | self.network.gateway_ids()
+            for gateway_id in giving_away - still_here:
+                self.leases.released(gateway_id)
+        if self.leases is not None:
+            outcomes = {gateway_id: "" for gateway_id in desired}
+            for gateway_id, backoff_error in self._backoff_errors.items():
+                if gateway_id in outcomes:
+                    outcomes[gateway_id] = backoff_error
+            self._confirm(outcomes)
+        if full:
+            self._heal_at = time.monotonic() + HEAL_EVERY_S * random.uniform(0.75, 1.0)
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            with self.db.transaction(write=True) as session:
+                queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
+            self._pruned_at = time.monotonic()
+
+    def _refresh_desired(self, *, full: bool) -> set[str]:
+        """Bring :attr:`_desired` up to date: every gateway on a full pass, else only those
+        whose change stamp moved (one query reads the stamps). The lease keys whose state
+        changed (added, removed, or different)."""
+        with self.db.transaction(write=False) as session:
+            stamps = desired_generation.of_gateways(session)
+        # Read after the stamps: what is loaded is at least as new as the stamps say.
+        moved = set(stamps) if full else {g for g, stamp in stamps.items() if self._stamps.get(g) != stamp}
+        gone = set(self._stamps) - set(stamps)
+        if not moved and not gone:
+            return set()
+        loaded = load_desired(self.db, self.sealer, None if full else moved)
+        if full:
+            desired = loaded
+        else:
+            desired = {
+                key: state for key, state in self._desired.items() if lease_unit(key)[0] not in moved | gone
+            }
+            desired.update(loaded)
+        changed = {
+            key for key in set(desired) | set(self._desired) if desired.get(key) != self._desired.get(key)
+        }
+        self._desired = desired
+        self._stamps = stamps
+        return changed
+
+    def _to_look(
+        self, desired: dict[str, GatewayState], changed: set[str], *, full: bool, now: float
+    ) -> list[str]:
+        """The gateways this pass looks at, in the desired state's order: all on a full
+        pass; else those whose desired state changed or that this node just took, those
+        charon's events (or a listener that ended) marked, those with something to watch
+        (an SA up: its traffic every TRAFFIC_WRITE_S; a negotiation in progress, a retry
+        pending, a dual-tunnel address: every pass) and those whose backoff is over."""
+        with self._noticed_lock:
+            noticed, self._noticed = self._noticed, set()
+        if full:
+            return list(desired)
+        watched = {key for key, at in self._watch.items() if now >= at}
+        backed_off = {key for key, backoff in self._backoff.items() if now >= backoff.next_at}
+        wanted = changed | noticed | watched | backed_off
+        if wanted and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "pass looks at %d gateways: changed %s, events %s, watched %s, backoff over %s",
+                len(wanted),
+                sorted(changed),
+                sorted(noticed),
+                sorted(watched),
+                sorted(backed_off),
+            )
+        return [key for key in desired if key in wanted]
+
+    def _rearrange(self, desired: dict[str, GatewayState]) -> None:
+        """What depends on the whole set this node runs: the prober's targets, the partner
+        watch's addresses, gateways to remove, caches to trim, health verdicts to store."""
         for gateway_id in set(self._backoff) - set(desired):
             del self._backoff[gateway_id]
         for gateway_id in set(self._backoff_errors) - set(desired):
             del self._backoff_errors[gateway_id]
+        for gateway_id in set(self._watch) - set(desired):
+            del self._watch[gateway_id]
+        targets: dict[str, ProbeTarget] = {}
         for gateway_id, state in desired.items():
             agent = self._agents[gateway_id]
             for check in state.health_checks:
@@ -285,10 +413,6 @@ class Reconciler:
         local = set(self._agents) | self.network.gateway_ids()
         for gateway_id in local - set(desired):
             self._remove_gateway(gateway_id)
-        if self.leases is not None:
-            still_here = set(self._agents) | self.network.gateway_ids()
-            for gateway_id in giving_away - still_here:
-                self.leases.released(gateway_id)
         wanted = {spec.name for state in desired.values() for spec in state.connections}
         wanted |= {rejected.name for state in desired.values() for rejected in state.rejected}
         for name in set(self._written) - wanted:
@@ -296,16 +420,37 @@ class Reconciler:
         for name in set(self._specs) - wanted:
             del self._specs[name]
         self._store_health(targets)
-        if self.leases is not None:
-            outcomes = {gateway_id: "" for gateway_id in desired}
-            for gateway_id, backoff_error in self._backoff_errors.items():
-                if gateway_id in outcomes:
-                    outcomes[gateway_id] = backoff_error
-            self._confirm(outcomes)
-        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
-            with self.db.transaction(write=True) as session:
-                queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
-            self._pruned_at = time.monotonic()
+
+    def _new_agent(self, gateway_id: str) -> GatewayAgent:
+        return GatewayAgent(
+            self.network,
+            gateway_id,
+            lambda: self._notice(gateway_id, wake=True),
+            noticed=lambda: self._notice(gateway_id, wake=False),
+        )
+
+    def _notice(self, gateway_id: str, *, wake: bool) -> None:
+        """charon's events (the agent's listener thread): look at this gateway on the next
+        pass, and run that pass now when ``wake`` (an SA went up or down, charon is gone)."""
+        with self._noticed_lock:
+            self._noticed.add(gateway_id)
+        if wake:
+            self._wakeup.set()
+
+    def _watch_after(self, agent: GatewayAgent, state: GatewayState, seen: AgentObservation) -> None:
+        """When this gateway must be looked at again without an event (see _to_look)."""
+        key = state.vpn_gateway_id
+        observed = seen.by_connection.values()
+        if (
+            state.partner_ip is not None
+            or agent.retrying
+            or any(o.in_progress or o.status == "ike_sa_established" for o in observed)
+        ):
+            self._watch[key] = 0.0  # every pass
+        elif any(o.status != _NOT_UP.status for o in observed):
+            self._watch[key] = time.monotonic() + TRAFFIC_WRITE_S
+        else:
+            self._watch.pop(key, None)  # nothing up, nothing on its way: events or the heal pass
 
     def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> TemporaryError | None:
         """One gateway's step; the temporary error that stopped it, or None. What it
@@ -330,6 +475,7 @@ class Reconciler:
             seen = agent.observe(state, lambda name: diagnoses[name][0] in CHILD_FAILURES)
         except (DataplaneError, OSError) as error:
             self._store_logs(agent)
+            self._watch.pop(state.vpn_gateway_id, None)  # its backoff says when to look again
             if isinstance(error, PermanentError):
                 # Nothing of this gateway can run as it is stored: say so on every
                 # connection, and wait for the desired state to change.
@@ -352,6 +498,7 @@ class Reconciler:
             self._store_rejected(pending, state)
             return temporary
         self._store_logs(agent)
+        self._watch_after(agent, state, seen)
         if state.partner_ip is not None:
             self.partners.set_tunnels_up(
                 state.vpn_gateway_id,
@@ -469,6 +616,9 @@ class Reconciler:
         (store/freshness.py)."""
         if self.leases is None or not outcomes:
             return
+        last, at = self._confirmed
+        if outcomes == last and time.monotonic() - at < CONFIRM_EVERY_S:
+            return  # confirmed lately and nothing to add: stands until_ms below
         timing = self.leases.timing
         # A lease time and a few renewals (or passes) more: a slow pass (many charons
         # starting) is not taken for a silent node.
@@ -476,6 +626,7 @@ class Reconciler:
         try:
             with self.db.transaction(write=True) as session:
                 freshness.confirm(session, self.leases.identity.name, outcomes, until_ms=until_ms)
+            self._confirmed = (dict(outcomes), time.monotonic())
         except Exception:
             log.exception("confirming this node's gateways failed (they read as silent until it works)")
 

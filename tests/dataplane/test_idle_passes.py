@@ -1,0 +1,123 @@
+"""Passes that touch only what changed (issue 18, item 3).
+
+An idle gateway (its connection trapped: nothing up, nothing negotiating) is not looked
+at by the ordinary passes: no ``list-sas``; a change through the API still reaches its
+charon at once (its change stamp moved); what the stamps miss (a write made behind the
+triggers' back, here) waits for the heal pass, which reads everything afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+import vici
+from sqlalchemy import text
+
+from tests.support.api import build_world, connection_params
+from vpngw.dataplane.charon.vici_client import IkeSa, ViciClient
+
+from .world import LabWorld
+
+pytestmark = pytest.mark.dataplane
+
+
+def loaded(world: LabWorld, gateway_id: str, connection_id: str) -> str:
+    """What charon holds of the connection (``list-conns``), as text ("" while charon is
+    not up yet)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(world.network.gateway(gateway_id).vici_path)
+    except OSError:
+        sock.close()
+        return ""
+    try:
+        return repr([dict(conn) for conn in vici.Session(sock).list_conns({"ike": connection_id})])
+    finally:
+        sock.close()
+
+
+def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_reads_all(
+    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place = build_world(lab_world.api)
+    connection_id = lab_world.api.ok(
+        "CreateVpnConnection", **connection_params(place, EffectImmediately="false")
+    )["VpnConnectionId"]
+    gateway_id = place.vpn_gateway_id
+    assert lab_world.wait_for(lambda: "rekey_time" in loaded(lab_world, gateway_id, connection_id), 20)
+    assert lab_world.reconciler.wait_for_pass()
+
+    looked: list[float] = []
+    list_sas = ViciClient.list_sas
+
+    def counted(self: ViciClient, ike: str | None = None) -> list[IkeSa]:
+        looked.append(time.monotonic())
+        return list_sas(self, ike)
+
+    monkeypatch.setattr(ViciClient, "list_sas", counted)
+    time.sleep(1.5)  # the look that loading the connection's log lines asked for
+    looked.clear()
+    time.sleep(3.0)  # six ordinary passes (period 0.5 s)
+    assert looked == [], "an idle gateway was listed by ordinary passes"
+
+    # A change through the API reaches charon at once (its stamp moved).
+    before = loaded(lab_world, gateway_id, connection_id)
+    lab_world.api.ok(
+        "ModifyVpnConnectionAttribute",
+        VpnConnectionId=connection_id,
+        IkeConfig=json.dumps({"IkeLifetime": 7200}),
+    )
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 5)
+    assert lab_world.wait_for(lambda: bool(looked), 5), "the changed gateway was looked at"
+
+    # A change the stamps miss (written, then the stamp put back, in one transaction: as if
+    # a trigger were missing) is not seen by the ordinary passes; the heal pass realises it.
+    with lab_world.db.engine.begin() as connection:
+        stamp = connection.execute(
+            text("SELECT desired_generation FROM vpn_gateways WHERE id = :g"), {"g": gateway_id}
+        ).scalar_one()
+        ipsec = json.loads(
+            connection.execute(
+                text("SELECT ipsec_config FROM vpn_connections WHERE id = :i"), {"i": connection_id}
+            ).scalar_one()
+        )
+        ipsec["IpsecLifetime"] = 7000
+        connection.execute(
+            text("UPDATE vpn_connections SET ipsec_config = :c WHERE id = :i"),
+            {"c": json.dumps(ipsec), "i": connection_id},
+        )
+        connection.execute(
+            text("UPDATE vpn_gateways SET desired_generation = :s WHERE id = :g"),
+            {"s": stamp, "g": gateway_id},
+        )
+    before = loaded(lab_world, gateway_id, connection_id)
+    time.sleep(2.0)
+    assert loaded(lab_world, gateway_id, connection_id) == before, "an ordinary pass saw an unmoved stamp"
+    lab_world.reconciler.heal()
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 5)
+
+
+def test_an_idle_gateways_killed_charon_is_restarted_at_once(lab_world: LabWorld) -> None:
+    """Nothing watches an idle gateway, but its charon's event stream ends when charon
+    dies, and that asks for a look: charon is back long before the heal pass."""
+    place = build_world(lab_world.api)
+    connection_id = lab_world.api.ok(
+        "CreateVpnConnection", **connection_params(place, EffectImmediately="false")
+    )["VpnConnectionId"]
+    gateway_id = place.vpn_gateway_id
+    assert lab_world.wait_for(lambda: "rekey_time" in loaded(lab_world, gateway_id, connection_id), 20)
+    pid_path = lab_world.network.gateway(gateway_id).pid_path
+    pid = int(pid_path.read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert lab_world.wait_for(
+        lambda: (
+            pid_path.read_text().strip() != str(pid)
+            and "rekey_time" in loaded(lab_world, gateway_id, connection_id)
+        ),
+        10,
+    )
