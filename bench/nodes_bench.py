@@ -169,7 +169,14 @@ def measure_failover(db_url: str, runs: int) -> dict[str, Any]:
         }
 
 
-def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> dict[str, Any]:
+def measure_spread(
+    db_url: str,
+    gateways: int = 30,
+    per_gateway: int = 10,
+    *,
+    timeout_s: float = 120.0,
+    keep_logs: Path | None = None,
+) -> dict[str, Any]:
     subnets = tuple(f"10.{g}.0.0/16" for g in range(1, gateways + 1))
     with fleet_of(db_url, subnets) as (fleet, api, db):
         sites = [fleet.add_node(i) for i in (1, 2, 3)]
@@ -206,23 +213,42 @@ def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> di
                 fleet.start_agent(site)
             up_at: float | None = None
             marks: dict[str, float] = {}
-            while time.perf_counter() - t0 < 120:
+            timeline: list[tuple[float, int, int, int]] = []
+            printed = -1.0
+            while time.perf_counter() - t0 < timeout_s:
                 with db.transaction(write=False) as session:
                     up = sum(
                         1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established"
                     )
                     now_ms = int(time.time() * 1000)
-                    if "all_nodes_registered_s" not in marks and len(lease_store.nodes(session)) == len(
-                        sites
-                    ):
+                    registered = len(lease_store.nodes(session))
+                    if "all_nodes_registered_s" not in marks and registered == len(sites):
                         marks["all_nodes_registered_s"] = round(time.perf_counter() - t0, 2)
                     held = lease_store.holders(session, gateway_ids, now_ms=now_ms)
                     if "all_gateways_leased_s" not in marks and len(held) == gateways:
                         marks["all_gateways_leased_s"] = round(time.perf_counter() - t0, 2)
+                elapsed = time.perf_counter() - t0
+                if up and "first_established_s" not in marks:
+                    marks["first_established_s"] = round(elapsed, 2)
+                if up >= total // 2 and "half_established_s" not in marks:
+                    marks["half_established_s"] = round(elapsed, 2)
+                if not timeline or timeline[-1][1:] != (registered, len(held), up):
+                    timeline.append((round(elapsed, 2), registered, len(held), up))
+                if elapsed - printed >= 1.0:
+                    printed = elapsed
+                    print(
+                        f"  {elapsed:5.2f} s: {registered} nodes, {len(held)} gateways leased, "
+                        f"{up}/{total} established",
+                        flush=True,
+                    )
                 if up == total:
                     up_at = time.perf_counter() - t0
                     break
                 time.sleep(0.05)
+            if keep_logs is not None:
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                for site in sites:
+                    shutil.copy(site.state_dir / "agent.log", keep_logs / f"{site.name}.log")
             placed = Counter(node_of(api, gateway_id) for gateway_id in gateway_ids)
             return {
                 "connections": total,
@@ -230,6 +256,7 @@ def measure_spread(db_url: str, gateways: int = 30, per_gateway: int = 10) -> di
                 "nodes": len(sites),
                 "all_established_s": round(up_at, 2) if up_at else None,
                 **marks,
+                "timeline": timeline,
                 "gateways_per_node": dict(placed),
             }
         finally:
@@ -246,6 +273,9 @@ def main() -> int:
     parser.add_argument("--skip-spread", action="store_true")
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--gateways", type=int, default=30, help="spread: gateways (10 connections each)")
+    parser.add_argument("--spread-timeout", type=float, default=120.0)
+    parser.add_argument("--keep-logs", type=Path, default=None, help="spread: copy the agents' logs here")
     args = parser.parse_args()
     reason = charon_daemon.missing_prerequisites()
     if reason:
@@ -261,7 +291,9 @@ def main() -> int:
         spread = None
         if not args.skip_spread:
             with database(args.db, work) as url:
-                spread = measure_spread(url)
+                spread = measure_spread(
+                    url, args.gateways, timeout_s=args.spread_timeout, keep_logs=args.keep_logs
+                )
             print("spread:", spread, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

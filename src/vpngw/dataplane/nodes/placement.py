@@ -204,6 +204,7 @@ class LeaseKeeper:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._next_round_s = self.timing.renew_s
+        self._round_started = time.monotonic()
         self.fenced = 0  # how many times this node fenced itself
         # Grows at the first successful round after a failed one: what this node wrote
         # before may have been overwritten meanwhile (its gateways reported lost), so the
@@ -268,12 +269,15 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wakeup.wait(self._next_round_s)
+            # Due a period after the last round *started*: a slow round (a loaded node)
+            # must not stretch the time between renewals toward the fence.
+            self._wakeup.wait(max(0.0, self._round_started + self._next_round_s - time.monotonic()))
             self._wakeup.clear()
             if not self._stopping.is_set():
                 self._renew_logged()
 
     def _renew_logged(self, *, starting: bool = False) -> None:
+        self._round_started = time.monotonic()
         try:
             self.renew_once(starting=starting)
             if self._failed:
@@ -324,6 +328,7 @@ class LeaseKeeper:
                 ):
                     held.add(gateway_id)
                     log.info("node %s took gateway %s", me, gateway_id)
+        in_database = time.monotonic() - started
         addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
         # A dual-tunnel gateway's next hop is not bound to a lease: the partner watch gives it
         # to the node of the preferred live tunnel (observe/partner_watch.py).
@@ -360,6 +365,14 @@ class LeaseKeeper:
                 self.backend.hold_vpc_next_hop(gateway_id, next_hop, valid_until - time.monotonic())
             except Exception as error:
                 log.warning("refreshing the VPC-side next hop of %s: %s", gateway_id, error)
+        took = time.monotonic() - started
+        if took > timing.renew_s:
+            log.warning(
+                "node %s: a lease renewal took %.2f s (%.2f s in the database)",
+                me,
+                took,
+                in_database,
+            )
         if before != after:
             self._on_change()
 

@@ -22,11 +22,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from vpngw.dataplane.errors import TemporaryError
+
+T = TypeVar("T")
 
 # Routes vpngw installs carry this protocol number, so a sync never touches others'.
 ROUTE_PROTO = "199"
@@ -50,6 +53,75 @@ def run(*argv: str) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NetnsError(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip()}")
+
+
+def run_batch(namespace: str | None, commands: Sequence[Sequence[str]]) -> None:
+    """Run several ``ip`` commands (each the words after ``ip``) in one ``ip -batch``
+    process inside ``namespace`` (None: the namespace vpngw runs in), in order; the first
+    that fails stops the rest and raises NetnsError naming it.
+
+    A cold build of a gateway is some fifty ``ip`` commands; one process each cost
+    5-7 ms apiece on this machine (fork, exec, netlink setup), one batch costs one
+    (docs/benchmarks.md, "Nodes"). No word may hold a space or a quote (interface names,
+    addresses and keywords never do).
+    """
+    if not commands:
+        return
+    for words in commands:
+        if any(not word or any(c in word for c in " \t\n\"'#\\") for word in words):
+            raise ValueError(f"ip -batch cannot carry {list(words)!r}")
+    script = "".join(" ".join(words) + "\n" for words in commands)
+    done = subprocess.run(
+        ["ip", *ip_args(namespace), "-batch", "-"], input=script, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        where = f" in {namespace}" if namespace else ""
+        raise NetnsError(f"ip -batch{where}: exit {done.returncode}: {done.stderr.strip()}")
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def in_namespace(namespace: str, action: Callable[[], T]) -> T:
+    """Run ``action`` on a short-lived thread that has entered ``namespace`` (``setns``
+    moves only that thread): what it opens there (a socket, a ``/proc/sys/net`` file)
+    belongs to that namespace, whatever thread uses it later. No process is started."""
+    made: list[T] = []
+    failed: list[BaseException] = []
+
+    def enter_and_act() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{namespace}", "rb") as handle:
+                if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            made.append(action())
+        except BaseException as error:  # handed to the caller's thread
+            failed.append(error)
+
+    worker = threading.Thread(target=enter_and_act, name=f"setns-{namespace}", daemon=True)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+def write_sysctls(namespace: str, settings: Iterable[str]) -> None:
+    """Set ``name=value`` sysctls (``net.ipv4.ip_forward=1``) inside ``namespace``, as
+    ``ip netns exec NS sysctl -w`` would, without its two processes: ``/proc/sys/net``
+    answers for the namespace of the thread that opens it (:func:`in_namespace`)."""
+    pairs = [setting.split("=", 1) for setting in settings]
+
+    def write() -> None:
+        for name, value in pairs:
+            with open("/proc/sys/" + name.replace(".", "/"), "w") as handle:
+                handle.write(value)
+
+    try:
+        in_namespace(namespace, write)
+    except OSError as error:
+        raise NetnsError(f"sysctl in {namespace}: {error}") from None
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.02) -> bool:
@@ -95,7 +167,7 @@ def ensure_namespace(name: str) -> bool:
     if Path("/run/netns", name).exists():
         return False
     create_namespace(name)
-    run("ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    write_sysctls(name, ["net.ipv4.ip_forward=1"])
     return True
 
 
@@ -113,54 +185,35 @@ def limit_unresolved_queue(namespace: str, ifname: str) -> None:
     blocks, stalling every other tunnel of that charon with no log line
     (/work/shared/reference/dualtunnel.md, "A hazard found on a flat test WAN").
     """
-    run(
-        "ip",
-        "netns",
-        "exec",
-        namespace,
-        "sysctl",
-        "-q",
-        "-w",
-        f"net.ipv4.neigh.{ifname}.unres_qlen_bytes={UNRESOLVED_QUEUE_BYTES}",
-    )
+    write_sysctls(namespace, [unresolved_queue_setting(ifname)])
 
 
-_CLONE_NEWNET = 0x40000000
+def unresolved_queue_setting(ifname: str) -> str:
+    """The sysctl of :func:`limit_unresolved_queue`, ``name=value``."""
+    return f"net.ipv4.neigh.{ifname}.unres_qlen_bytes={UNRESOLVED_QUEUE_BYTES}"
 
 
 def udp_socket_in(namespace: str, address: str, port: int) -> socket.socket:
     """A UDP socket bound to ``address``:``port`` inside ``namespace``, usable from here.
 
-    A socket belongs to the namespace it was created in, whatever thread uses it later:
-    a short-lived thread enters the namespace (``setns`` moves only that thread), creates
-    and binds it, and ends.
+    A socket belongs to the namespace it was created in, whatever thread uses it later
+    (:func:`in_namespace`).
     """
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
 
-    def create() -> None:
+    def create() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{namespace}", "rb") as handle:
-                if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((address, port))
-            except BaseException:
-                sock.close()
-                raise
-            made.append(sock)
-        except BaseException as error:  # handed to the caller's thread
-            failed.append(error)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
-    worker = threading.Thread(target=create, name=f"setns-{namespace}", daemon=True)
-    worker.start()
-    worker.join()
-    if failed:
-        raise NetnsError(f"a UDP socket on {address}:{port} in {namespace}: {failed[0]}")
-    return made[0]
+    try:
+        return in_namespace(namespace, create)
+    except Exception as error:
+        raise NetnsError(f"a UDP socket on {address}:{port} in {namespace}: {error}") from None
 
 
 def delete_namespace(name: str) -> None:
@@ -273,12 +326,13 @@ def sync_routes(namespace: str | None, wanted: Iterable[Route], *, dev: str | No
     target = set(wanted)
     present = owned_routes(namespace, dev)
     for route in sorted(present - target):
-        run("ip", *ip_args(namespace), "route", "del", *_route_args(route))
+        run("ip", *ip_args(namespace), "route", "del", *route_args(route))
     for route in sorted(target - present):
-        run("ip", *ip_args(namespace), "route", "replace", *_route_args(route))
+        run("ip", *ip_args(namespace), "route", "replace", *route_args(route))
 
 
-def _route_args(route: Route) -> list[str]:
+def route_args(route: Route) -> list[str]:
+    """The words after ``ip route replace`` (or ``del``) for ``route``."""
     args = [route.kind, route.dst, "table", route.table, "proto", ROUTE_PROTO]
     if route.via:
         args += ["via", route.via]

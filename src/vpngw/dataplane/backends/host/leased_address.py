@@ -16,9 +16,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from vpngw.dataplane.system import netns
-from vpngw.dataplane.system.netns import link_exists
+from vpngw.dataplane.system import netlink, netns
+from vpngw.dataplane.system.netns import NetnsError, link_exists
 
 ARPING = "arping"
 # A renewal refreshes an address's lifetime only once less than this is left (one ``ip``
@@ -43,34 +44,67 @@ class LeasedAddresses:
         when little is left (and adds the address if the interface exists already)."""
         with self._lock:
             self._valid_until[vpn_gateway_id] = time.monotonic() + valid_s
-            fresh = (
-                self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic() > REFRESH_BELOW_S
-            )
-        if not fresh and link_exists(self._namespace_of(vpn_gateway_id), self.interface):
+            left = self._address_until.get(vpn_gateway_id, float("-inf")) - time.monotonic()
+        if left > REFRESH_BELOW_S:
+            return
+        namespace = self._namespace_of(vpn_gateway_id)
+        seconds = self._seconds_left(vpn_gateway_id)
+        if left > 0 and seconds > 0:
+            # Set by this process and still there: one netlink request, no process (a
+            # renewal refreshes every gateway's addresses; as ``ip`` commands that took
+            # seconds on a loaded node, docs/benchmarks.md "Nodes").
+            set_at = time.monotonic()
+            try:
+                netlink.replace_address(namespace, self.interface, address, seconds)
+            except NetnsError:
+                pass  # the interface is gone: as below
+            else:
+                self._set(vpn_gateway_id, set_at + seconds)
+                return
+        if link_exists(namespace, self.interface):
             self.ensure(vpn_gateway_id, address)
 
     def ensure(self, vpn_gateway_id: str, address: str) -> None:
         """Add or refresh the address with what is left of the hold as its lifetime, and
         announce it (gratuitous ARP) when it is new here. Nothing without a hold."""
         namespace = self._namespace_of(vpn_gateway_id)
-        with self._lock:
-            until = self._valid_until.get(vpn_gateway_id, float("-inf"))
-        left = until - time.monotonic()  # -inf without a hold
-        seconds = int(left) if left >= 1 else 0
+        seconds = self._seconds_left(vpn_gateway_id)
         if seconds <= 0:
             return  # no hold (yet, or any more): a host never answers for an address it does not hold
-        lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
         with self._lock:
             known = self._address_until.get(vpn_gateway_id, float("-inf")) > time.monotonic()
         # Trust what this process set while it lasts (a hand-deleted address comes back
         # when that runs out, within a lease time); else ask the kernel.
         present = known or f"{address}/32" in netns.lo_addresses(namespace, self.interface)
         set_at = time.monotonic()
-        netns.run("ip", "-n", namespace, "addr", "replace", f"{address}/32", "dev", self.interface, *lifetime)
-        with self._lock:
-            self._address_until[vpn_gateway_id] = set_at + seconds
+        netns.run("ip", "-n", namespace, *self._replace(address, seconds))
+        self._set(vpn_gateway_id, set_at + seconds)
         if not present:
             announce(namespace, self.interface, address)
+
+    def add_new(self, vpn_gateway_id: str, address: str) -> NewAddress | None:
+        """For a namespace built just now (it holds no address yet): the ``ip`` command
+        that adds the address with what is left of the hold as its lifetime, to run in
+        one batch with the rest of the build, then :meth:`NewAddress.added`. None without
+        a hold."""
+        seconds = self._seconds_left(vpn_gateway_id)
+        if seconds <= 0:
+            return None
+        return NewAddress(self, vpn_gateway_id, address, self._replace(address, seconds), seconds)
+
+    def _seconds_left(self, vpn_gateway_id: str) -> int:
+        with self._lock:
+            until = self._valid_until.get(vpn_gateway_id, float("-inf"))
+        left = until - time.monotonic()  # -inf without a hold
+        return int(left) if left >= 1 else 0
+
+    def _replace(self, address: str, seconds: int) -> list[str]:
+        lifetime = ["valid_lft", str(seconds), "preferred_lft", str(seconds)]
+        return ["addr", "replace", f"{address}/32", "dev", self.interface, *lifetime]
+
+    def _set(self, vpn_gateway_id: str, until: float) -> None:
+        with self._lock:
+            self._address_until[vpn_gateway_id] = until
 
     def drop(self, vpn_gateway_id: str) -> None:
         """Stop answering at once (a fence): no hold, and the interface flushed."""
@@ -86,6 +120,24 @@ class LeasedAddresses:
         with self._lock:
             self._valid_until.pop(vpn_gateway_id, None)
             self._address_until.pop(vpn_gateway_id, None)
+
+
+@dataclass(frozen=True)
+class NewAddress:
+    """A leased address about to be added to a namespace built just now."""
+
+    addresses: LeasedAddresses
+    vpn_gateway_id: str
+    address: str
+    command: list[str]  # the words after ``ip -n NAMESPACE``
+    seconds: int
+    set_at: float = field(default_factory=time.monotonic)
+
+    def added(self) -> None:
+        """The command ran: remember the address's lifetime, and announce it."""
+        self.addresses._set(self.vpn_gateway_id, self.set_at + self.seconds)
+        namespace = self.addresses._namespace_of(self.vpn_gateway_id)
+        announce(namespace, self.addresses.interface, self.address)
 
 
 def announce(namespace: str, interface: str, address: str) -> None:

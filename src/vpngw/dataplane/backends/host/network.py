@@ -157,23 +157,112 @@ class HostNetwork:
     def sync_gateway(self, state: GatewayState) -> None:
         gateway = self.gateway(state.vpn_gateway_id)
         namespace = gateway.namespace
-        netns.ensure_namespace(namespace)
+        if netns.ensure_namespace(namespace):
+            try:
+                self._build_new(gateway, state)
+                gateway.state_dir.mkdir(parents=True, exist_ok=True)
+                return
+            except NetnsError as error:
+                # Something of the host was not as expected (a leftover link of a crashed
+                # run, say): start the namespace again and go step by step, which copes.
+                log.info(
+                    "gateway %s: one-batch build failed (%s); building step by step",
+                    state.vpn_gateway_id,
+                    error,
+                )
+                netns.delete_namespace(namespace)
+                netns.ensure_namespace(namespace)
         self._ensure_macvlan(namespace, self.config.uplink, WAN_IF)
         transit = self._ensure_transit(gateway)
         self._internet_ips.ensure(state.vpn_gateway_id, state.internet_ip)
         if state.vpc_next_hop is not None:
             if not link_exists(namespace, VPC_NEXT_HOP_IF):
-                netns.run("ip", "netns", "exec", namespace, "sysctl", "-q", "-w", *NEXT_HOP_SYSCTLS)
+                netns.write_sysctls(namespace, NEXT_HOP_SYSCTLS)
                 self._ensure_macvlan(namespace, self.config.vpc_side, VPC_NEXT_HOP_IF)
             self._next_hops.ensure(state.vpn_gateway_id, state.vpc_next_hop)
         netns.sync_lo_addresses(namespace, gateway_addresses(state))
         netns.sync_routes(namespace, self._gateway_routes(state))
-        host_routes = {
-            Route(str(ipaddress.ip_network(subnet, strict=False)), transit, TRANSIT_GATEWAY, onlink=True)
-            for subnet in state.auto_routes
-        }
-        netns.sync_routes(self.config.host_namespace, host_routes, dev=transit)
+        netns.sync_routes(self.config.host_namespace, self._host_routes(state), dev=transit)
         gateway.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def _build_new(self, gateway: GatewayHost, state: GatewayState) -> None:
+        """Build a gateway whose namespace was created just now (so it holds nothing) in
+        three ``ip`` processes instead of some fifty (docs/benchmarks.md, "Nodes"): the
+        host's side (the macvlans, moved in, and the transit veth), then everything inside
+        the namespace, then the host's routes through the veth. Ends as the step-by-step
+        sync below would; any failure raises NetnsError (the caller starts again)."""
+        namespace, host = gateway.namespace, self.config.host_namespace
+        transit = _hashed("vg", gateway.vpn_gateway_id)
+        uplink_temp = _hashed("mv", f"{namespace}/{WAN_IF}")
+        sysctls = [*NEXT_HOP_SYSCTLS] if state.vpc_next_hop is not None else []
+        # Born with them (see NEXT_HOP_SYSCTLS): set before the macvlan enters.
+        netns.write_sysctls(namespace, sysctls)
+        on_host = [
+            [
+                "link",
+                "add",
+                "link",
+                self.config.uplink,
+                "name",
+                uplink_temp,
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ],
+            ["link", "set", uplink_temp, "netns", namespace],
+        ]
+        inside = [
+            ["link", "set", "lo", "up"],
+            ["link", "set", uplink_temp, "name", WAN_IF],
+            ["link", "set", WAN_IF, "up"],
+        ]
+        if state.vpc_next_hop is not None:
+            next_hop_temp = _hashed("mv", f"{namespace}/{VPC_NEXT_HOP_IF}")
+            on_host += [
+                ["link", "add", "link", self.config.vpc_side, "name", next_hop_temp]
+                + ["type", "macvlan", "mode", "bridge"],
+                ["link", "set", next_hop_temp, "netns", namespace],
+            ]
+            inside += [
+                ["link", "set", next_hop_temp, "name", VPC_NEXT_HOP_IF],
+                ["link", "set", VPC_NEXT_HOP_IF, "up"],
+            ]
+        on_host += [
+            ["link", "add", transit, "type", "veth", "peer", "name", GATEWAY_VPC_IF, "netns", namespace],
+            ["addr", "add", f"{TRANSIT_VPC}/32", "dev", transit],
+            ["link", "set", transit, "up"],
+        ]
+        inside += [
+            ["addr", "add", f"{TRANSIT_GATEWAY}/{TRANSIT_PREFIX}", "dev", GATEWAY_VPC_IF],
+            ["link", "set", GATEWAY_VPC_IF, "up"],
+        ]
+        inside += [
+            ["addr", "add", f"{address}/32", "dev", "lo"] for address in sorted(gateway_addresses(state))
+        ]
+        new_addresses = [
+            new
+            for new in (
+                self._internet_ips.add_new(state.vpn_gateway_id, state.internet_ip),
+                self._next_hops.add_new(state.vpn_gateway_id, state.vpc_next_hop)
+                if state.vpc_next_hop is not None
+                else None,
+            )
+            if new is not None
+        ]
+        inside += [new.command for new in new_addresses]
+        inside += [["route", "replace", *netns.route_args(r)] for r in sorted(self._gateway_routes(state))]
+        netns.run_batch(host, on_host)
+        netns.run_batch(namespace, inside)
+        for new in new_addresses:
+            new.added()
+        # Customer gateways on the uplink's own segment: one that dies must not stall
+        # this charon's other tunnels (docs/nodes.md, "Dual-tunnel connections").
+        netns.write_sysctls(namespace, [netns.unresolved_queue_setting(WAN_IF)])
+        netns.run_batch(
+            host,
+            [["route", "replace", *netns.route_args(route)] for route in sorted(self._host_routes(state))],
+        )
 
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
         self._internet_ips.hold(vpn_gateway_id, internet_ip, valid_s)
@@ -256,6 +345,14 @@ class HostNetwork:
         netns.add_address(gateway.namespace, GATEWAY_VPC_IF, f"{TRANSIT_GATEWAY}/{TRANSIT_PREFIX}")
         netns.run("ip", "-n", gateway.namespace, "link", "set", GATEWAY_VPC_IF, "up")
         return transit
+
+    def _host_routes(self, state: GatewayState) -> set[Route]:
+        """The host's routes to the RemoteSubnets through the gateway (AutoConfigRoute)."""
+        transit = _hashed("vg", state.vpn_gateway_id)
+        return {
+            Route(str(ipaddress.ip_network(subnet, strict=False)), transit, TRANSIT_GATEWAY, onlink=True)
+            for subnet in state.auto_routes
+        }
 
     def _gateway_routes(self, state: GatewayState) -> set[Route]:
         routes = {
