@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import secrets
@@ -439,6 +440,9 @@ def loaded_settings(session: Any, name: str) -> str:
     return repr([dict(conn) for conn in session.list_conns({"ike": name})])
 
 
+_CHANGE_NUMBERS = itertools.count(1)
+
+
 def change_latency(url: str, changes: int, *, seed: int) -> dict[str, Any]:
     """How long a change of one connection takes to reach its charon (issue 18, item 3:
     within 100 ms): ``changes`` times, on an idle server, ModifyVpnConnectionAttribute
@@ -458,14 +462,16 @@ def change_latency(url: str, changes: int, *, seed: int) -> dict[str, Any]:
     answered: list[float] = []
     missed = 0
     with httpx.Client(base_url=url, timeout=30) as client:
-        for n in range(changes):
+        for _ in range(changes):
             connection_id, gateway_id = rng.choice(pairs)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(str(Path("/run/vpngw") / LAB / f"g-{gateway_id}" / "charon.vici"))
             session = vici.Session(sock)
             try:
                 before = loaded_settings(session, connection_id)
-                lifetime = 3600 + 60 * (n + 1) + rng.randrange(60)
+                # A value no earlier change of this run set (variants share the database:
+                # the same value again would change nothing, and nothing would show).
+                lifetime = 3600 + next(_CHANGE_NUMBERS)
                 query = ab.signed(
                     "ModifyVpnConnectionAttribute",
                     {

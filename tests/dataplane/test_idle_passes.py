@@ -3,7 +3,7 @@
 An idle gateway (its connection trapped: nothing up, nothing negotiating) is not looked
 at by the ordinary passes: no ``list-sas``; a change through the API still reaches its
 charon at once (its change stamp moved); what the stamps miss (a write made behind the
-triggers' back, here) waits for the heal pass, which reads everything afresh.
+triggers' back, here) waits for the heal, which reads every gateway afresh in turn.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from tests.support.api import build_world, connection_params
 from vpngw.dataplane.charon.vici_client import IkeSa, ViciClient
+from vpngw.dataplane.core import reconciler
 
 from .world import LabWorld
 
@@ -76,8 +77,22 @@ def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_rea
     assert lab_world.wait_for(lambda: bool(looked), 5), "the changed gateway was looked at"
 
     # A change the stamps miss (written, then the stamp put back, in one transaction: as if
-    # a trigger were missing) is not seen by the ordinary passes; the heal pass realises it.
-    with lab_world.db.engine.begin() as connection:
+    # a trigger were missing) is not seen by the ordinary passes; a full pass realises it,
+    # and so does the heal spread over the ordinary passes, within HEAL_EVERY_S.
+    before = miss_a_change(lab_world, gateway_id, connection_id, 7000)
+    time.sleep(2.0)
+    assert loaded(lab_world, gateway_id, connection_id) == before, "an ordinary pass saw an unmoved stamp"
+    lab_world.reconciler.heal()
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 5)
+
+    monkeypatch.setattr(reconciler, "HEAL_EVERY_S", 2.0)
+    before = miss_a_change(lab_world, gateway_id, connection_id, 6000)
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 6)
+
+
+def miss_a_change(world: LabWorld, gateway_id: str, connection_id: str, ipsec_lifetime: int) -> str:
+    """Change the connection's IpsecLifetime behind the stamp's back; what charon held."""
+    with world.db.engine.begin() as connection:
         stamp = connection.execute(
             text("SELECT desired_generation FROM vpn_gateways WHERE id = :g"), {"g": gateway_id}
         ).scalar_one()
@@ -86,7 +101,7 @@ def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_rea
                 text("SELECT ipsec_config FROM vpn_connections WHERE id = :i"), {"i": connection_id}
             ).scalar_one()
         )
-        ipsec["IpsecLifetime"] = 7000
+        ipsec["IpsecLifetime"] = ipsec_lifetime
         connection.execute(
             text("UPDATE vpn_connections SET ipsec_config = :c WHERE id = :i"),
             {"c": json.dumps(ipsec), "i": connection_id},
@@ -95,11 +110,7 @@ def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_rea
             text("UPDATE vpn_gateways SET desired_generation = :s WHERE id = :g"),
             {"s": stamp, "g": gateway_id},
         )
-    before = loaded(lab_world, gateway_id, connection_id)
-    time.sleep(2.0)
-    assert loaded(lab_world, gateway_id, connection_id) == before, "an ordinary pass saw an unmoved stamp"
-    lab_world.reconciler.heal()
-    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 5)
+    return loaded(world, gateway_id, connection_id)
 
 
 def test_an_idle_gateways_killed_charon_is_restarted_at_once(lab_world: LabWorld) -> None:

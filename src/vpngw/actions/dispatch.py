@@ -34,7 +34,7 @@ from vpngw.rules.values import check_storable
 from vpngw.sealing import Sealer
 from vpngw.store import queries
 from vpngw.store.direct import NeedsSession, Where
-from vpngw.store.engine import Database
+from vpngw.store.engine import Database, WouldBlock, waiting_allowed
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,8 @@ def dispatch(
                     first(session)
                 return _run(action.handler, action, ctx, session, params)
         except (IntegrityError, OperationalError) as error:
+            if action.writes and not waiting_allowed():
+                raise WouldBlock() from error  # rolled back: run again where a retry may sleep
             # A concurrent transaction took the same unique value (an InternetIp, a
             # ClientToken) or the database was busy: the whole action runs again and
             # sees the other transaction's result.

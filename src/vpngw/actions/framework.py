@@ -134,6 +134,9 @@ class Action(Generic[P]):
     # vpngw.store.direct), which dispatch then prefers; it raises NeedsSession for a request
     # it cannot serve there.
     direct: Callable[[Context, Tx, P], Response] | None = None
+    # A few short statements by key (or none): on SQLite the API runs it on the event loop
+    # itself when no lock is taken (no hand-off to a worker thread; vpngw.api.app).
+    inline: bool = False
 
 
 def wire_name(info: ValidationInfo) -> str:

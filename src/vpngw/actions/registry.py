@@ -16,7 +16,9 @@ from vpngw.actions import vpn_tunnels as tunnels
 from vpngw.actions.framework import Action
 
 _ALL: tuple[Action[Any], ...] = (
-    Action("DescribeRegions", regions.DescribeRegionsParams, regions.describe_regions, writes=False),
+    Action(
+        "DescribeRegions", regions.DescribeRegionsParams, regions.describe_regions, writes=False, inline=True
+    ),
     Action("CreateVpc", vpcs.CreateVpcParams, vpcs.create_vpc, writes=True),
     Action("DescribeVpcs", vpcs.DescribeVpcsParams, vpcs.describe_vpcs, writes=False),
     Action("DeleteVpc", vpcs.DeleteVpcParams, vpcs.delete_vpc, writes=True),
@@ -60,6 +62,7 @@ _ALL: tuple[Action[Any], ...] = (
         vco.create_vpn_connection,
         writes=True,
         direct=vco.create_vpn_connection,
+        inline=True,
     ),
     Action(
         "DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False
@@ -79,6 +82,7 @@ _ALL: tuple[Action[Any], ...] = (
         vco.delete_vpn_connection,
         writes=True,
         direct=vco.delete_vpn_connection,
+        inline=True,
     ),
     Action(
         "ModifyTunnelAttribute",

@@ -8,7 +8,10 @@ here, each small:
   head: 140 idle sockets could hold every descriptor (issue 15). :class:`HeadTimeoutProtocol`
   is uvicorn's h11 protocol plus one timer: a connection whose request head is not complete
   ``HEAD_TIMEOUT_S`` after it was accepted (or after its previous response) is closed. With
-  TLS, the handshake gets the same bound (asyncio's default is 60 s).
+  TLS, the handshake gets the same bound (asyncio's default is 60 s). The same protocol
+  hands a response to the socket in one ``send`` (:class:`CoalescingTransport`): uvicorn
+  writes the head and the body separately, and with ``TCP_NODELAY`` each write was a segment
+  and a wake-up of the client of its own (docs/benchmarks.md).
 * **Accept failures logged once per interval.** When descriptors run out, asyncio logs
   ``socket.accept() out of system resource`` for every failed ``accept()`` (135,109 lines in
   12 s in issue 15) and retries a second later. :class:`AcceptFailureLog` keeps the retry and
@@ -53,7 +56,7 @@ class HeadTimeoutProtocol(H11Protocol):
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
@@ -83,6 +86,43 @@ class HeadTimeoutProtocol(H11Protocol):
         self._head_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()  # no answer: the client has not asked anything yet
+
+
+class CoalescingTransport:
+    """A transport whose writes of one event-loop iteration go out in one ``write``: a
+    response's head and body become one segment. Everything else is the wrapped transport's;
+    closing it sends what is buffered first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self.flush)
+        self._buffer.append(bytes(data))
+
+    def flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(part) for part in self._buffer)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._transport.abort()
 
 
 class AcceptFailureLog:

@@ -16,14 +16,16 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpngw import files
@@ -31,6 +33,34 @@ from vpngw.errors import StorageFull
 from vpngw.store.direct import Direct
 
 log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class WouldBlock(Exception):  # noqa: N818 - a condition, as asyncio's names go
+    """A transaction opened under :func:`without_waiting` would have had to wait (for the
+    write lock, another process's transaction, a retry): nothing was done; the caller runs
+    the whole request again where it may wait (the API: in a worker thread)."""
+
+
+_without_waiting: ContextVar[bool] = ContextVar("vpngw_without_waiting", default=False)
+
+
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """Run the block's transactions only if none has to wait (the API's event loop runs
+    short SQLite requests itself: docs/benchmarks.md); a write that would wait raises
+    :class:`WouldBlock` at its ``BEGIN`` instead."""
+    token = _without_waiting.set(True)
+    try:
+        yield
+    finally:
+        _without_waiting.reset(token)
+
+
+def waiting_allowed() -> bool:
+    return not _without_waiting.get()
+
 
 WRITE_OPTION = "vpngw_write"
 # PostgreSQL's SQLSTATE for "disk full" (class 53, insufficient resources).
@@ -58,7 +88,7 @@ def _prepare_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -91,7 +121,35 @@ def make_engine(url: str) -> Engine:
         )
         _prepare_sqlite(engine)
         return engine
-    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(parsed, pool_size=10, max_overflow=10, hide_parameters=True)
+    _ping_idle_connections(engine)
+    return engine
+
+
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping`` with a threshold: a connection that sat in the pool for
+    PING_AFTER_IDLE_S or more is pinged before use (a server restarted meanwhile: the pool
+    drops it and connects anew, SQLAlchemy's documented ``DisconnectionError`` pattern); one
+    checked in a moment ago is not. The ping was a round trip (three waits in psycopg) on
+    every transaction: 40 % of a no-op's round trips (docs/benchmarks.md). A connection that
+    breaks while in use fails its statement as before (dispatch runs the action again)."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["vpngw_checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("vpngw_checked_in")
+        if checked_in is not None and time.monotonic() - checked_in < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError("the pooled connection is gone") from error
 
 
 class Database:
@@ -117,7 +175,10 @@ class Database:
 
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Session]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one transaction: committed on success, rolled back on error.
+        Only :meth:`direct` runs a write under :func:`without_waiting`; here it is WouldBlock."""
+        if not waiting_allowed() and (write or not self._sqlite):
+            raise WouldBlock()
         try:
             with self._write_lock if (write and self._write_lock) else nullcontext():
                 with self.session(write=write) as session, session.begin():
@@ -130,6 +191,8 @@ class Database:
         """A Core connection inside one transaction, for the hot path of every request
         (the AccessKey read, the nonce): the same locks and errors as :meth:`transaction`
         without an ORM session's cost (about a quarter of a millisecond a transaction)."""
+        if not waiting_allowed() and (write or not self._sqlite):
+            raise WouldBlock()
         try:
             with self._write_lock if (write and self._write_lock) else nullcontext():
                 with (self._write_engine if write else self.engine).begin() as connection:
@@ -141,14 +204,25 @@ class Database:
     def direct(self, *, write: bool) -> Iterator[Direct]:
         """One transaction on a pooled DBAPI connection, for the statements of the API's hot
         path (vpngw.store.direct): the same locks, ``BEGIN IMMEDIATE`` for a write on SQLite,
-        commit on success, rollback on error, and the same exceptions as :meth:`transaction`."""
+        commit on success, rollback on error, and the same exceptions as :meth:`transaction`.
+        Under :func:`without_waiting` (SQLite only), a write whose lock is taken raises
+        :class:`WouldBlock` instead of waiting for it."""
+        waiting = waiting_allowed()
+        if not waiting and not self._sqlite:
+            raise WouldBlock()
+        lock = self._write_lock if write else None
         try:
-            with self._write_lock if (write and self._write_lock) else nullcontext():
+            if lock is not None and not lock.acquire(blocking=waiting):
+                raise WouldBlock()
+            try:
                 raw = self.engine.raw_connection()
                 tx = Direct(raw, self.engine.dialect)
                 try:
                     if self._sqlite:
-                        tx.run("BEGIN IMMEDIATE" if write else "BEGIN")
+                        if write and not waiting:
+                            self._begin_without_waiting(tx)
+                        else:
+                            tx.run("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield tx
                     tx.commit()
                 except BaseException as error:
@@ -163,8 +237,26 @@ class Database:
                 finally:
                     tx.close()
                     raw.close()
+            finally:
+                if lock is not None:
+                    lock.release()
         except DBAPIError as error:
             self._storage_full_or_raise(error)
+
+    @staticmethod
+    def _begin_without_waiting(tx: Direct) -> None:
+        """``BEGIN IMMEDIATE`` with SQLite's busy handler off: WouldBlock when another
+        process (the data plane, another worker) holds the write lock."""
+        tx.run("PRAGMA busy_timeout=0")
+        try:
+            tx.run("BEGIN IMMEDIATE")
+        except DBAPIError as error:
+            code = getattr(error.orig, "sqlite_errorcode", 0) & 0xFF
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise WouldBlock() from None
+            raise
+        finally:
+            tx.run(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @staticmethod
     def _storage_full_or_raise(error: DBAPIError) -> NoReturn:

@@ -1,23 +1,29 @@
 """The reconciler: makes the lab's charons match the store, and reports back.
 
-Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync, with two
-kinds of pass:
+Level-triggered, like a kopf operator or neutron-vpnaas's full-state sync, but a pass
+touches only what changed, and healing is spread out:
 
-* the **heal pass**, every ``HEAL_EVERY_S`` or so (jittered) and first of all: it reads
-  the whole desired state from the store (:func:`~.from_store.load_desired`), makes every
-  gateway this node holds (:mod:`.placement`; all of them without leases) match it
+* the **full pass**, first of all (and after this node's lease renewals failed and
+  recovered, or on :meth:`Reconciler.heal`): it reads the whole desired state from the
+  store (:func:`~.from_store.load_desired`), makes every gateway this node holds
+  (:mod:`.placement`; all of them without leases) match it
   (:class:`~.gateway_agent.GatewayAgent`), removes gateways that no longer exist, and
   writes what charon holds back to the store (``Status``, diagnosis, traffic, log lines).
-  It needs to know nothing of what changed, so nothing is lost for long when a wake-up or
-  an event is missed, charon is killed, or vpngw restarts.
 * the **ordinary pass**, every ``period_s`` and on every wake-up: it reads each gateway's
   change stamp (:mod:`vpngw.store.desired_generation`, one query) and reloads only the
   gateways whose stamp moved; it then looks only at the gateways with something to do:
   a desired state that changed, a lease just taken, an event of their charon since the
-  last look (an SA up or down, a log line, the event stream ending), something to watch
-  (an SA up: its traffic every ``TRAFFIC_WRITE_S``; a negotiation in progress, a retry
-  pending, a dual-tunnel address: every pass), a backoff that is over. An idle gateway
-  costs nothing between heal passes: no store read, no ``list-sas``, no diagnosis.
+  last look (an SA up or down, a log line of a connection, the event stream ending),
+  something to watch (an SA up: its traffic every ``TRAFFIC_WRITE_S``; a negotiation in
+  progress, a retry pending, a dual-tunnel address: every pass), a backoff that is over.
+  An idle gateway costs nothing between heals: no store read, no ``list-sas``, no
+  diagnosis.
+* the **heal**, spread over the ordinary passes: each heals a slice of the gateways (so
+  that every one is healed once per ``HEAL_EVERY_S``): their desired state read afresh and
+  a full look, whatever the stamps and events said; the whole-set work (prober targets,
+  partner watch, gateways found here that the store no longer holds) every 45-60 s. What
+  a lost event or a missed stamp leaves behind heals there, and no pass does a fleet's
+  worth of work at once (a change arriving meanwhile would wait behind it).
 
 A wake-up (:meth:`Reconciler.wake`: the API calls it after every write, carrying no
 data) runs an ordinary pass at once. Errors are handled kopf's way: a temporary error
@@ -35,6 +41,7 @@ of the gateway's desired state retries at once.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import threading
@@ -76,9 +83,11 @@ BACKOFF_MAX_S = 30.0
 # A dual-tunnel gateway's VPC-side next hop without leases (one data plane per database)
 # is held this long at a time, renewed by the partner watch.
 UNLEASED_NEXT_HOP_S = 30.0
-# The heal pass (every gateway: desired state reloaded, charon listed, everything
-# compared) runs about this often (a random point of the last quarter), whatever the
-# change stamps and charon's events said: what they missed heals there.
+# Every gateway is healed (its desired state read afresh, charon listed, everything
+# compared, whatever the change stamps and charon's events said: what they missed heals
+# there) once in this long, a slice of the gateways on each ordinary pass (no pass does it
+# all at once but the first: a change arriving meanwhile would wait behind it); the
+# whole-set part (prober targets, stray gateways) every 45-60 s.
 HEAL_EVERY_S = 60.0
 # This node's confirmation of the gateways it runs (store/freshness.py) is rewritten at
 # least this often while nothing about it changes (it stands lease_s + 3 renewals).
@@ -150,7 +159,14 @@ class Reconciler:
         self._stamps: dict[str, int] = {}
         # What the last pass ran (after leases), and when the next heal pass is due.
         self._running: frozenset[str] = frozenset()
-        self._heal_at = float("-inf")  # monotonic: the first pass is a heal pass
+        self._full_due = True  # the first pass is a full pass
+        # The heal, spread over the ordinary passes: gateways owed a heal look (a fraction
+        # of a gateway per pass: len(running) * elapsed / HEAL_EVERY_S), the last one
+        # healed (round robin in key order), and when the whole-set work is next due.
+        self._heal_credit = 0.0
+        self._heal_last = time.monotonic()
+        self._heal_cursor = ""
+        self._rearrange_at = float("-inf")
         # Gateways charon's events asked to look at (listener threads add, passes take).
         self._noticed: set[str] = set()
         self._noticed_lock = threading.Lock()
@@ -214,8 +230,9 @@ class Reconciler:
         self._wakeup.set()
 
     def heal(self) -> None:
-        """Make the next pass a heal pass, and run it soon (tests, operators)."""
-        self._heal_at = float("-inf")
+        """Make the next pass a full pass (every gateway healed at once), and run it soon
+        (tests, operators)."""
+        self._full_due = True
         self._wakeup.set()
 
     def wait_for_pass(self, timeout_s: float = 10.0) -> bool:
@@ -250,12 +267,13 @@ class Reconciler:
         """One pass: the heal pass (every gateway, everything read afresh) when it is due,
         else only the gateways with something to do (see the module's docstring)."""
         now = time.monotonic()
-        full = now >= self._heal_at
+        full, self._full_due = self._full_due, False
         if self.leases is not None and self.leases.continuity != self._continuity:
             self._continuity = self.leases.continuity
             self._written.clear()  # another node may have reported our gateways lost meanwhile
             full = True
-        changed = self._refresh_desired(full=full)
+        healing = set() if full else self._heal_slice(now)
+        changed = self._refresh_desired(full=full, also={lease_unit(key)[0] for key in healing})
         desired = self._desired
         giving_away: frozenset[str] = frozenset()
         if self.leases is not None:
@@ -267,14 +285,20 @@ class Reconciler:
         running = frozenset(desired)
         # What this node runs changed (a write, a lease taken or given away): the pass
         # re-derives everything that depends on the whole set, as every pass used to.
-        layout_changed = full or bool(changed) or running != self._running or bool(giving_away)
+        layout_changed = (
+            full
+            or bool(changed)
+            or running != self._running
+            or bool(giving_away)
+            or now >= self._rearrange_at  # the whole-set part of the heal, every HEAL_EVERY_S
+        )
         if layout_changed:
             # Tunnels of dual-tunnel connections: their observations go to the tunnel rows.
             self._tunnels = frozenset(name for state in desired.values() for name in state.tunnels)
             for gateway_id in desired:
                 if gateway_id not in self._agents:
                     self._agents[gateway_id] = self._new_agent(gateway_id)
-        to_look = self._to_look(desired, changed | (running - self._running), full=full, now=now)
+        to_look = self._to_look(desired, changed | healing | (running - self._running), full=full, now=now)
         self._running = running
         # Gateways are independent, and their steps mostly wait (on ip, on charon):
         # a few at a time make a cold start of many gateways several times faster.
@@ -299,6 +323,7 @@ class Reconciler:
                 self._note_outcome(gateway_id, due[gateway_id], error)
         if layout_changed:
             self._rearrange(desired)
+            self._rearrange_at = time.monotonic() + HEAL_EVERY_S * random.uniform(0.75, 1.0)
         if self.leases is not None and giving_away:
             still_here = set(self._agents) | self.network.gateway_ids()
             for gateway_id in giving_away - still_here:
@@ -310,20 +335,43 @@ class Reconciler:
                     outcomes[gateway_id] = backoff_error
             self._confirm(outcomes)
         if full:
-            self._heal_at = time.monotonic() + HEAL_EVERY_S * random.uniform(0.75, 1.0)
+            self._heal_credit, self._heal_last = 0.0, time.monotonic()  # all healed just now
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
             with self.db.transaction(write=True) as session:
                 queries.prune_connection_logs(session, older_than_ms=self._now_ms() - LOG_RETENTION_MS)
             self._pruned_at = time.monotonic()
 
-    def _refresh_desired(self, *, full: bool) -> set[str]:
-        """Bring :attr:`_desired` up to date: every gateway on a full pass, else only those
-        whose change stamp moved (one query reads the stamps). The lease keys whose state
+    def _heal_slice(self, now: float) -> set[str]:
+        """The gateways (lease keys) this ordinary pass heals: as many as make every gateway
+        this node ran last pass healed once per HEAL_EVERY_S, round robin in key order."""
+        keys = sorted(self._running)
+        elapsed, self._heal_last = now - self._heal_last, now
+        if not keys:
+            self._heal_credit = 0.0
+            return set()
+        # At most one round at a time (a long pass, a cold start, owes no more than that).
+        self._heal_credit = min(self._heal_credit + len(keys) * elapsed / HEAL_EVERY_S, float(len(keys)))
+        take = int(self._heal_credit)
+        if take == 0:
+            return set()
+        self._heal_credit -= take
+        start = bisect.bisect_right(keys, self._heal_cursor)
+        chosen = [keys[(start + i) % len(keys)] for i in range(take)]
+        self._heal_cursor = chosen[-1]
+        return set(chosen)
+
+    def _refresh_desired(self, *, full: bool, also: set[str]) -> set[str]:
+        """Bring :attr:`_desired` up to date: every gateway on a full pass, else those whose
+        change stamp moved (one query reads the stamps) and those of ``also`` (gateway ids
+        being healed: read afresh whatever their stamps say). The lease keys whose state
         changed (added, removed, or different)."""
         with self.db.transaction(write=False) as session:
             stamps = desired_generation.of_gateways(session)
         # Read after the stamps: what is loaded is at least as new as the stamps say.
-        moved = set(stamps) if full else {g for g, stamp in stamps.items() if self._stamps.get(g) != stamp}
+        if full:
+            moved = set(stamps)
+        else:
+            moved = {g for g, stamp in stamps.items() if self._stamps.get(g) != stamp} | (also & set(stamps))
         gone = set(self._stamps) - set(stamps)
         if not moved and not gone:
             return set()

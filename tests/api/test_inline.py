@@ -1,0 +1,120 @@
+"""Short SQLite requests run on the event loop itself (vpngw.api.app ``Api._run``): without a
+worker thread when nothing is in their way, and in one, waiting as before, when another
+process (the data plane, another worker) holds the database's write lock. Nothing is written
+twice and nothing fails because of it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+import vpngw.api.app as app_module
+from tests.conftest import prepared
+from tests.support.api import Api, build_world, connection_params
+from vpngw.api.app import build_app
+from vpngw.config import Settings
+from vpngw.store import queries
+from vpngw.store.engine import WouldBlock, without_waiting
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Path:
+    return tmp_path / "vpngw.db"
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The actions handed to a worker thread."""
+    handed: list[str] = []
+    original = app_module.run_in_threadpool
+
+    async def counting(function: Any, *args: Any) -> Any:
+        handed.append(args[0].action)
+        return await original(function, *args)
+
+    monkeypatch.setattr(app_module, "run_in_threadpool", counting)
+    return handed
+
+
+@pytest.fixture
+def api(sqlite_file: Path) -> Iterator[Api]:
+    settings = Settings(db_url=f"sqlite:///{sqlite_file}")
+    db, authenticator = prepared(settings)
+    with TestClient(build_app(db, settings, authenticator), raise_server_exceptions=False) as client:
+        yield Api(client)
+    db.dispose()
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another process's write transaction (a plain connection of its own), for ``seconds``."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait()
+    return thread
+
+
+def test_short_requests_run_without_a_worker_thread(api: Api, counted: list[str]) -> None:
+    world = build_world(api)
+    counted.clear()
+    created = api.ok("CreateVpnConnection", **connection_params(world))
+    api.ok("DescribeRegions")
+    api.ok("DeleteVpnConnection", VpnConnectionId=created["VpnConnectionId"])
+    assert counted == []
+    api.ok("DescribeVpnConnections")  # not a short action: a worker thread, as before
+    assert counted == ["DescribeVpnConnections"]
+
+
+def test_a_held_write_lock_sends_the_request_to_a_thread_that_waits(
+    api: Api, sqlite_file: Path, counted: list[str]
+) -> None:
+    world = build_world(api)
+    counted.clear()
+    holder = _hold_write_lock(sqlite_file, 0.5)
+    started = time.monotonic()
+    created = api.ok("CreateVpnConnection", ClientToken="inline-token", **connection_params(world))
+    waited = time.monotonic() - started
+    holder.join()
+    assert waited >= 0.4  # it waited for the other transaction (SQLite's busy handler, restored)
+    assert counted == ["CreateVpnConnection"]
+    # Written once: the same token replays the same connection, and only one exists.
+    again = api.ok("CreateVpnConnection", ClientToken="inline-token", **connection_params(world))
+    assert again["VpnConnectionId"] == created["VpnConnectionId"]
+    listed = api.ok("DescribeVpnConnections")
+    assert listed["TotalCount"] == 1
+    holder = _hold_write_lock(sqlite_file, 0.3)
+    api.ok("DescribeRegions")  # its nonce is a write too
+    holder.join()
+    assert counted[-1] == "DescribeRegions"
+
+
+def test_a_write_that_would_wait_raises_would_block_and_writes_nothing(sqlite_file: Path) -> None:
+    settings = Settings(db_url=f"sqlite:///{sqlite_file}")
+    db, _authenticator = prepared(settings)
+    holder = _hold_write_lock(sqlite_file, 0.3)
+    ran = False
+    with pytest.raises(WouldBlock), without_waiting():
+        with db.direct(write=True) as tx:
+            ran = True
+            queries.claim_nonce(tx, "LTAIkey", "nonce", 1)
+    assert not ran  # refused at BEGIN IMMEDIATE, before the block
+    holder.join()
+    with db.direct(write=True) as tx:  # waiting allowed again: and the nonce is new
+        assert queries.claim_nonce(tx, "LTAIkey", "nonce", 1)
+    db.dispose()
