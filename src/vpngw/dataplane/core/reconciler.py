@@ -590,10 +590,13 @@ class Reconciler:
     @staticmethod
     def _diagnosis(agent: GatewayAgent, spec: ConnectionSpec) -> tuple[str, str]:
         """(kind, message) of the connection's latest failure, ('', '') if none."""
+        lines = agent.logs.recent(spec.name)
+        if not lines:
+            return ("", "")  # nothing negotiated since charon started: nothing to diagnose (or render)
         conn = render_connection(spec)[spec.name]
         child_proposals = sorted({p for child in conn["children"].values() for p in child["esp_proposals"]})
         found = diagnose(
-            agent.logs.recent(spec.name),
+            lines,
             ike_proposals=conn["proposals"],
             esp_proposals=child_proposals,
             local_id=conn["local"]["id"],
