@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +170,48 @@ def measure_failover(db_url: str, runs: int) -> dict[str, Any]:
         }
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores, /proc/stat)."""
+    fields = [int(word) for word in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> dict[str, float]:
+    """A process's own CPU seconds and its waited-for children's (its ``ip`` commands)."""
+    words = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(words[11]) + int(words[12])) / tick
+    children = (int(words[13]) + int(words[14])) / tick
+    return {"own": round(own, 2), "children": round(children, 2)}
+
+
+def charon_cpu_s(sites: list[NodeSite], lab_state: Path) -> dict[str, float]:
+    """CPU seconds of this run's live charons: the gateways' (under the nodes' state
+    directories) and the lab peers' (under the lab's)."""
+    spent = {"gateway_charons": 0.0, "peer_charons": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "charon":
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            words = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        conf = next(
+            (e[len(b"STRONGSWAN_CONF=") :].decode() for e in environ if e.startswith(b"STRONGSWAN_CONF=")), ""
+        )
+        cpu = (int(words[11]) + int(words[12])) / tick
+        if any(conf.startswith(str(site.state_dir)) for site in sites):
+            spent["gateway_charons"] += cpu
+        elif conf.startswith(str(lab_state)):
+            spent["peer_charons"] += cpu
+    return spent
+
+
 def measure_spread(
     db_url: str,
     gateways: int = 30,
@@ -208,6 +251,8 @@ def measure_spread(
                     )
                 peers.append(start_multi_peer(fleet.lab, f"s{g}", configs))
             total = gateways * per_gateway
+            busy0, bench0 = machine_busy_s(), time.process_time()
+            charons0 = charon_cpu_s(sites, fleet.lab.state_dir)
             t0 = time.perf_counter()
             for site in sites:
                 fleet.start_agent(site)
@@ -217,8 +262,12 @@ def measure_spread(
             printed = -1.0
             while time.perf_counter() - t0 < timeout_s:
                 with db.transaction(write=False) as session:
-                    up = sum(
-                        1 for c in session.query(VpnConnection).all() if c.status == "ipsec_sa_established"
+                    # A count, not the rows: the poller must not take the CPU it measures.
+                    up = (
+                        session.scalar(
+                            select(func.count()).where(VpnConnection.status == "ipsec_sa_established")
+                        )
+                        or 0
                     )
                     now_ms = int(time.time() * 1000)
                     registered = len(lease_store.nodes(session))
@@ -245,6 +294,16 @@ def measure_spread(
                     up_at = time.perf_counter() - t0
                     break
                 time.sleep(0.05)
+            elapsed_s = time.perf_counter() - t0
+            cpu = {
+                "machine_busy_cores": round((machine_busy_s() - busy0) / elapsed_s, 2),
+                "agents_cpu_s": [process_cpu_s(site.process.pid) for site in sites if site.process],
+                "bench_cpu_s": round(time.process_time() - bench0, 2),
+                **{
+                    f"{kind}_cpu_s": round(spent - charons0.get(kind, 0.0), 2)
+                    for kind, spent in charon_cpu_s(sites, fleet.lab.state_dir).items()
+                },
+            }
             if keep_logs is not None:
                 keep_logs.mkdir(parents=True, exist_ok=True)
                 for site in sites:
@@ -257,6 +316,7 @@ def measure_spread(
                 "all_established_s": round(up_at, 2) if up_at else None,
                 **marks,
                 "timeline": timeline,
+                **cpu,
                 "gateways_per_node": dict(placed),
             }
         finally:

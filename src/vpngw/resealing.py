@@ -4,8 +4,6 @@ it again under the first (current) one. See docs/security.md."""
 from __future__ import annotations
 
 from vpngw.accounts import ACCESS_KEY_PURPOSE
-from vpngw.actions.customer_gateways import AUTH_KEY_PURPOSE
-from vpngw.actions.dispatch import RESPONSE_PURPOSE
 from vpngw.ike_config import PSK_PURPOSE
 from vpngw.sealing import Sealer, SealingError
 from vpngw.store import queries
@@ -13,6 +11,11 @@ from vpngw.store.engine import Database
 
 
 def reseal_all(db: Database, sealer: Sealer) -> int:
+    # Here, not at the top: every agent imports this module for check_opens, and the
+    # actions (with pydantic) are a quarter of a second of its start it never needs.
+    from vpngw.actions.customer_gateways import AUTH_KEY_PURPOSE
+    from vpngw.actions.dispatch import RESPONSE_PURPOSE
+
     def again(sealed: str, purpose: str) -> str:
         return sealer.seal(sealer.open(sealed, purpose), purpose)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from vpngw.actions.vpn_gateways import assign_missing_vpc_next_hops
 from vpngw.config import Settings
 from vpngw.store import migrate, queries
 from vpngw.store.engine import Database
@@ -28,6 +27,10 @@ def prepare_database(settings: Settings) -> Database:
 def assign_vpc_next_hops(db: Database, settings: Settings) -> None:
     """An API server's start: gateways created before VPC-side next hops existed get one
     from this server's pool (the pool is the API servers' setting, as the InternetIp's)."""
+    # Here, not at the top: the actions (and pydantic) are a quarter of a second an agent
+    # never needs at its start (docs/benchmarks.md, "Nodes").
+    from vpngw.actions.vpn_gateways import assign_missing_vpc_next_hops
+
     with db.transaction(write=True) as session:
         left = assign_missing_vpc_next_hops(session, settings.vpc_next_hop_pool)
     if left:

@@ -20,7 +20,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from vpngw.cli.call import CallError, call_action
 from vpngw.config import settings_from_env
 from vpngw.dataplane.backends.base import remove_machine_locks
 from vpngw.dataplane.backends.lab import lab as lab_dirs
@@ -156,6 +155,10 @@ def _prerequisites() -> str | None:
 
 
 def cmd_peer_create(args: argparse.Namespace) -> int:
+    # Here, not at the top: `vpngw agent` imports this module, and the HTTP client with
+    # its signer is a tenth of a second it never needs (docs/benchmarks.md, "Nodes").
+    from vpngw.cli.call import CallError, call_action
+
     reason = _prerequisites()
     if reason:
         return _fail(reason)
@@ -190,6 +193,8 @@ def cmd_peer_create(args: argparse.Namespace) -> int:
 
 def _region_of(args: argparse.Namespace) -> str:
     """The connection's region: the first region whose DescribeVpnConnection knows it."""
+    from vpngw.cli.call import CallError, call_action
+
     regions = call_action(args.endpoint, args.credentials, "DescribeRegions", {})
     listed = regions.get("Regions")
     for region in listed.get("Region", []) if isinstance(listed, dict) else []:

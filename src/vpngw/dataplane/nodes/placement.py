@@ -42,6 +42,10 @@ class LeaseTiming:
     skew_s: float = 0.25
     # A holder stops answering this long before its lease runs out by its own clock.
     fence_margin_s: float = 0.5
+    # A node's first round only registers it; its second comes this long after (not a
+    # whole renewal): nodes started together have registered by then and share the free
+    # gateways out, and a cold fleet does not wait a renewal for its first leases.
+    settle_s: float = 0.4
 
     def __post_init__(self) -> None:
         if not (0 < self.renew_s and self.renew_s * 2 + self.fence_margin_s < self.lease_s):
@@ -338,7 +342,9 @@ class LeaseKeeper:
             for row in rows
             if row.vpc_next_hop is not None and row.gateway not in dual
         }
-        self._next_round_s = self.timing.renew_s
+        self._next_round_s = (
+            min(self.timing.renew_s, self.timing.settle_s) if starting else self.timing.renew_s
+        )
         if decided.next_takeover_ms is not None:
             self._next_round_s = max(
                 0.01, min(self.timing.renew_s, decided.next_takeover_ms / 1000 - self._clock())
