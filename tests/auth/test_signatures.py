@@ -7,9 +7,11 @@ import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.sdk import Captured, capturing_server
 from vpngw.auth.signatures import (
@@ -221,6 +223,20 @@ def assert_masked_mismatch(error: BadRequest) -> None:
 )
 def test_pct(raw: str, encoded: str) -> None:
     assert pct(raw) == encoded
+
+
+@given(st.text())
+def test_pct_is_rfc3986_quoting_of_every_string(raw: str) -> None:
+    """The unreserved fast path (no quote() call) gives what quote() gives, Unicode letters
+    and digits included (they are not unreserved: Python's \\w would take them)."""
+    try:
+        expected = quote(raw, safe="~", encoding="utf-8", errors="strict")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            pct(raw)
+        return
+    assert pct(raw) == expected
+    assert pct("é1") == "%C3%A91" and pct("٣") == "%D9%A3"
 
 
 # --------------------------------------------------------------------------- Alibaba's published example

@@ -138,7 +138,12 @@ def pct(s: str) -> str:
     ``A-Z a-z 0-9 - _ . ~`` stay literal; every other byte becomes ``%XX`` (upper-case
     hex), so a space is ``%20`` (never ``+``), ``*`` is ``%2A`` and ``/`` is ``%2F``.
     """
+    if _UNRESERVED.fullmatch(s):
+        return s  # most keys and values (a quote() call was a sixth of a request's CPU)
     return quote(s, safe="~", encoding="utf-8", errors="strict")
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # ASCII only: the ranges are not \w
 
 
 def format_timestamp(moment: datetime) -> str:

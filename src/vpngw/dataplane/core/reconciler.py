@@ -349,8 +349,11 @@ class Reconciler:
         if not keys:
             self._heal_credit = 0.0
             return set()
-        # At most one round at a time (a long pass, a cold start, owes no more than that).
-        self._heal_credit = min(self._heal_credit + len(keys) * elapsed / HEAL_EVERY_S, float(len(keys)))
+        # At most two periods' worth a pass: a long pass (a cold start, a slow machine) makes
+        # the heal late, never a bigger pass (which would make the next pass longer still:
+        # at 1,000 gateways that snowballed into a core spent healing).
+        cap = max(1.0, len(keys) * 2 * self.period_s / HEAL_EVERY_S)
+        self._heal_credit = min(self._heal_credit + len(keys) * elapsed / HEAL_EVERY_S, cap)
         take = int(self._heal_credit)
         if take == 0:
             return set()
@@ -590,10 +593,13 @@ class Reconciler:
     @staticmethod
     def _diagnosis(agent: GatewayAgent, spec: ConnectionSpec) -> tuple[str, str]:
         """(kind, message) of the connection's latest failure, ('', '') if none."""
+        lines = agent.logs.recent(spec.name)
+        if not lines:
+            return ("", "")  # nothing negotiated since charon started: nothing to diagnose (or render)
         conn = render_connection(spec)[spec.name]
         child_proposals = sorted({p for child in conn["children"].values() for p in child["esp_proposals"]})
         found = diagnose(
-            agent.logs.recent(spec.name),
+            lines,
             ike_proposals=conn["proposals"],
             esp_proposals=child_proposals,
             local_id=conn["local"]["id"],
