@@ -236,8 +236,10 @@ def fill(server: Server, gateways: int, per_gateway: int) -> None:
                 print(f"[idle] {g + 1}/{gateways} gateways filled", flush=True)
 
 
-def wait_settled(server: Server, gateways: int, timeout_s: float) -> dict[str, float]:
-    """Until every gateway's charon runs and serve's CPU has fallen to its idle level."""
+def wait_settled(server: Server, gateways: int, timeout_s: float, warmup_s: float = 0.0) -> dict[str, float]:
+    """Until every gateway's charon runs, ``warmup_s`` more have passed (a start that adopts
+    running charons is a fleet-wide pass whose tail two similar windows can mistake for
+    idle), and serve's CPU has fallen to its idle level."""
     assert server.proc is not None
     started = time.monotonic()
     while len(lab_charons()) < gateways:
@@ -247,6 +249,7 @@ def wait_settled(server: Server, gateways: int, timeout_s: float) -> dict[str, f
             raise RuntimeError(f"serve exited:\n{server.log_tail()}")
         time.sleep(0.5)
     all_up = time.monotonic() - started
+    time.sleep(warmup_s)
     # Settled: two 3-s windows in a row within 20 % of each other (the first passes write
     # every observation; after that the passes only look).
     previous = None
@@ -372,7 +375,7 @@ def run_size(args: argparse.Namespace, gateways: int, sources: dict[str, str], w
                 server.start(f"{variant}-{round_no}")
                 try:
                     assert server.proc is not None
-                    settle = wait_settled(server, gateways, args.settle_timeout_s)
+                    settle = wait_settled(server, gateways, args.settle_timeout_s, args.warmup_s)
                     cpu = idle_cpu(server.proc.pid, args.idle_s)
                     mem = memory(server.proc.pid)
                     describe = describe_interleaved(server.base_url, off.base_url, page, args.calls)
@@ -613,6 +616,9 @@ def main() -> int:
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--calls", type=int, default=300, help="DescribeVpnConnections calls per variant")
     parser.add_argument("--settle-timeout-s", type=float, default=600.0)
+    parser.add_argument(
+        "--warmup-s", type=float, default=20.0, help="after every charon runs, before the settle check"
+    )
     parser.add_argument(
         "--changes",
         type=int,

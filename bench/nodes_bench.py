@@ -260,6 +260,7 @@ def measure_spread(
             marks: dict[str, float] = {}
             timeline: list[tuple[float, int, int, int]] = []
             printed = -1.0
+            started_cpu: list[float] = []
             while time.perf_counter() - t0 < timeout_s:
                 with db.transaction(write=False) as session:
                     # A count, not the rows: the poller must not take the CPU it measures.
@@ -273,6 +274,10 @@ def measure_spread(
                     registered = len(lease_store.nodes(session))
                     if "all_nodes_registered_s" not in marks and registered == len(sites):
                         marks["all_nodes_registered_s"] = round(time.perf_counter() - t0, 2)
+                        # What starting cost each agent (imports, database, first round).
+                        started_cpu = [
+                            process_cpu_s(site.process.pid)["own"] for site in sites if site.process
+                        ]
                     held = lease_store.holders(session, gateway_ids, now_ms=now_ms)
                     if "all_gateways_leased_s" not in marks and len(held) == gateways:
                         marks["all_gateways_leased_s"] = round(time.perf_counter() - t0, 2)
@@ -298,6 +303,7 @@ def measure_spread(
             cpu = {
                 "machine_busy_cores": round((machine_busy_s() - busy0) / elapsed_s, 2),
                 "agents_cpu_s": [process_cpu_s(site.process.pid) for site in sites if site.process],
+                "agents_cpu_at_registration_s": started_cpu,
                 "bench_cpu_s": round(time.process_time() - bench0, 2),
                 **{
                     f"{kind}_cpu_s": round(spent - charons0.get(kind, 0.0), 2)

@@ -132,3 +132,13 @@ def test_an_idle_gateways_killed_charon_is_restarted_at_once(lab_world: LabWorld
         ),
         10,
     )
+
+
+def test_a_large_fleet_is_healed_less_often_not_at_a_higher_rate() -> None:
+    """Every gateway once a minute up to HEAL_GATEWAYS_PER_S; beyond it, the period grows
+    with the fleet, so the heal's cost per second stays flat."""
+    assert reconciler.heal_period_s(0) == reconciler.HEAL_EVERY_S
+    assert reconciler.heal_period_s(100) == reconciler.HEAL_EVERY_S
+    assert reconciler.heal_period_s(1000) == 1000 / reconciler.HEAL_GATEWAYS_PER_S > reconciler.HEAL_EVERY_S
+    for gateways in (10, 100, 480, 481, 1000, 5000):
+        assert gateways / reconciler.heal_period_s(gateways) <= reconciler.HEAL_GATEWAYS_PER_S

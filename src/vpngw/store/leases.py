@@ -145,30 +145,35 @@ def database_clock_ms(session: Session) -> int | None:
 # -- leases ------------------------------------------------------------------------
 
 
-def lease_addresses(session: Session) -> dict[str, str]:
-    """Every lease key the gateways of the store need, with its address: the InternetIp of
-    every gateway, and the second address of every dual-tunnel gateway."""
+_GATEWAY_ADDRESSES = select(
+    VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip, VpnGateway.vpc_next_hop
+)
+
+
+def _addresses_and_next_hops(session: Session) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`lease_addresses` and :func:`gateway_next_hops` from one read of the gateways
+    (each lease round needs both: at 1,000 gateways every read counts, docs/benchmarks.md)."""
     found: dict[str, str] = {}
-    rows = session.execute(
-        select(VpnGateway.id, VpnGateway.internet_ip, VpnGateway.disaster_recovery_internet_ip)
-    )
-    for gateway_id, internet_ip, second_ip in rows:
+    next_hops: dict[str, str] = {}
+    for gateway_id, internet_ip, second_ip, next_hop in session.connection().execute(_GATEWAY_ADDRESSES):
         found[gateway_id] = internet_ip
         if second_ip:
             found[lease_key(gateway_id, 2)] = second_ip
-    return found
+        if next_hop is not None:
+            next_hops[gateway_id] = next_hop
+    return found, next_hops
+
+
+def lease_addresses(session: Session) -> dict[str, str]:
+    """Every lease key the gateways of the store need, with its address: the InternetIp of
+    every gateway, and the second address of every dual-tunnel gateway."""
+    return _addresses_and_next_hops(session)[0]
 
 
 def gateway_next_hops(session: Session) -> dict[str, str]:
     """The VPC-side next hop of every gateway that has one, by the lease key of its first
     address (the gateway id): the holder of that lease answers for it (docs/nodes.md)."""
-    return {
-        gateway_id: next_hop
-        for gateway_id, next_hop in session.execute(
-            select(VpnGateway.id, VpnGateway.vpc_next_hop).where(VpnGateway.vpc_next_hop.is_not(None))
-        )
-        if next_hop is not None
-    }
+    return _addresses_and_next_hops(session)[1]
 
 
 def sync_lease_rows(session: Session, *, now_ms: int) -> None:
@@ -176,8 +181,7 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
     deleted gateway (or address) goes once nobody holds it (its holder released it after
     tearing it down, or the lease ran out): until then it keeps guarding the address
     (and the gateway's VPC-side next hop, on its first address's row)."""
-    addresses = lease_addresses(session)
-    next_hops = gateway_next_hops(session)
+    addresses, next_hops = _addresses_and_next_hops(session)
     leased = set(session.scalars(select(GatewayLease.vpn_gateway_id)))
     missing = sorted(set(addresses) - leased)
     if missing:
@@ -203,25 +207,38 @@ def sync_lease_rows(session: Session, *, now_ms: int) -> None:
         )
 
 
+_LEASES = select(
+    GatewayLease.vpn_gateway_id,
+    GatewayLease.holder,
+    GatewayLease.expires_ms,
+    GatewayLease.epoch,
+    GatewayLease.pinned_node,
+    GatewayLease.previous_holder,
+    GatewayLease.internet_ip,
+    GatewayLease.vpc_next_hop,
+).order_by(GatewayLease.vpn_gateway_id)
+
+
 def leases(session: Session) -> list[LeaseRow]:
-    addresses = lease_addresses(session)
-    next_hops = gateway_next_hops(session)
-    rows = session.scalars(select(GatewayLease).order_by(GatewayLease.vpn_gateway_id)).all()
+    """Every lease row (columns, not ORM objects: a node reads them all every renewal)."""
+    addresses, next_hops = _addresses_and_next_hops(session)
     return [
         LeaseRow(
-            lease.vpn_gateway_id,
-            lease.holder,
-            lease.expires_ms,
-            lease.epoch,
-            lease.pinned_node,
-            lease.previous_holder,
-            lease.internet_ip,
-            lease.vpn_gateway_id in addresses,
+            key,
+            holder,
+            expires_ms,
+            epoch,
+            pinned_node,
+            previous_holder,
+            internet_ip,
+            key in addresses,
             # The lease's copy guards a deleted gateway's; the gateway's own is the truth
             # while it exists (given at an API server's start, it may be newer).
-            next_hops.get(lease.vpn_gateway_id) or lease.vpc_next_hop,
+            next_hops.get(key) or vpc_next_hop,
         )
-        for lease in rows
+        for key, holder, expires_ms, epoch, pinned_node, previous_holder, internet_ip, vpc_next_hop in (
+            session.connection().execute(_LEASES)
+        )
     ]
 
 

@@ -50,11 +50,13 @@ RETRY_FIRST_S = 2.0
 RETRY_MAX_S = 30.0
 # Even when nothing changed, the network (addresses, routes) is re-checked about this
 # often, so that a hand-made change heals. Each re-check runs a handful of `ip` commands
-# per gateway: every 10 s that was most of an idle fleet's CPU (docs/benchmarks.md, "Idle
-# data plane"); a change of the gateway's desired state syncs at once whatever this says.
+# per gateway: every 10 s that was most of an idle fleet's CPU (0.19 cores per 100 gateways
+# in `ip` processes alone), every 300 s it was still about 0.006 per 100 and 0.06 at 1,000
+# gateways, more than all the rest of an idle data plane (docs/benchmarks.md, "Item 3");
+# a change of the gateway's desired state syncs at once whatever this says.
 # Each gateway's next re-check falls at a random point of the last quarter, so that a
 # fleet started together does not re-check in one pass.
-NETWORK_RECHECK_S = 300.0
+NETWORK_RECHECK_S = 1800.0
 VICI_TIMEOUT_S = 10.0
 
 

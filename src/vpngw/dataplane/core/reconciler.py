@@ -89,6 +89,11 @@ UNLEASED_NEXT_HOP_S = 30.0
 # all at once but the first: a change arriving meanwhile would wait behind it); the
 # whole-set part (prober targets, stray gateways) every 45-60 s.
 HEAL_EVERY_S = 60.0
+# ... but no faster than this many gateways a second: a heal costs a ``list-sas`` and a
+# comparison (about 2 ms of CPU), so a large fleet is healed less often (1,000 gateways
+# every 125 s) rather than a heal that costs more with every gateway (issue 18: an idle
+# fleet's cost must stay flat).
+HEAL_GATEWAYS_PER_S = 8.0
 # This node's confirmation of the gateways it runs (store/freshness.py) is rewritten at
 # least this often while nothing about it changes (it stands lease_s + 3 renewals).
 CONFIRM_EVERY_S = 2.0
@@ -343,14 +348,19 @@ class Reconciler:
 
     def _heal_slice(self, now: float) -> set[str]:
         """The gateways (lease keys) this ordinary pass heals: as many as make every gateway
-        this node ran last pass healed once per HEAL_EVERY_S, round robin in key order."""
+        this node ran last pass healed once per :func:`heal_period_s`, round robin in key
+        order."""
         keys = sorted(self._running)
         elapsed, self._heal_last = now - self._heal_last, now
         if not keys:
             self._heal_credit = 0.0
             return set()
-        # At most one round at a time (a long pass, a cold start, owes no more than that).
-        self._heal_credit = min(self._heal_credit + len(keys) * elapsed / HEAL_EVERY_S, float(len(keys)))
+        # At most two periods' worth a pass: a long pass (a cold start, a slow machine) makes
+        # the heal late, never a bigger pass (which would make the next pass longer still:
+        # at 1,000 gateways that snowballed into a core spent healing).
+        every_s = heal_period_s(len(keys))
+        cap = max(1.0, len(keys) * 2 * self.period_s / every_s)
+        self._heal_credit = min(self._heal_credit + len(keys) * elapsed / every_s, cap)
         take = int(self._heal_credit)
         if take == 0:
             return set()
@@ -590,10 +600,13 @@ class Reconciler:
     @staticmethod
     def _diagnosis(agent: GatewayAgent, spec: ConnectionSpec) -> tuple[str, str]:
         """(kind, message) of the connection's latest failure, ('', '') if none."""
+        lines = agent.logs.recent(spec.name)
+        if not lines:
+            return ("", "")  # nothing negotiated since charon started: nothing to diagnose (or render)
         conn = render_connection(spec)[spec.name]
         child_proposals = sorted({p for child in conn["children"].values() for p in child["esp_proposals"]})
         found = diagnose(
-            agent.logs.recent(spec.name),
+            lines,
             ike_proposals=conn["proposals"],
             esp_proposals=child_proposals,
             local_id=conn["local"]["id"],
@@ -725,6 +738,12 @@ class Reconciler:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def heal_period_s(gateways: int) -> float:
+    """How long until every one of ``gateways`` has been healed once: HEAL_EVERY_S, or
+    longer when healing them all that often would exceed HEAL_GATEWAYS_PER_S."""
+    return max(HEAL_EVERY_S, gateways / HEAL_GATEWAYS_PER_S)
 
 
 _NOT_UP = Observed("ike_sa_not_established", Traffic(), frozenset(), False)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vpngw.dataplane.system import netlink, netns
 from vpngw.dataplane.system.netns import NetnsError, link_exists
@@ -48,6 +49,8 @@ class LeasedAddresses:
         if left > REFRESH_BELOW_S:
             return
         namespace = self._namespace_of(vpn_gateway_id)
+        if not Path("/run/netns", namespace).exists():
+            return  # not built yet (a gateway just taken): its build adds the address
         seconds = self._seconds_left(vpn_gateway_id)
         if left > 0 and seconds > 0:
             # Set by this process and still there: one netlink request, no process (a
