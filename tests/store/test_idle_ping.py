@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
+from starlette.testclient import TestClient
 
+from tests.conftest import prepared
+from tests.support.api import Api
+from vpngw.api.app import build_app
 from vpngw.cli.database import prepare_database
 from vpngw.config import Settings
 from vpngw.store import engine as engine_module
@@ -53,4 +57,31 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(
             rows(tx, BACKEND_PID, {})
     with db.direct(write=False) as tx:
         assert rows(tx, BACKEND_PID, {})  # and dropped: the next transaction connects anew
+    db.dispose()
+
+
+def test_a_signed_read_survives_a_dropped_connection_within_the_ping_interval(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read's nonce transaction meets the dead connection first (no ping within the
+    interval): it runs once more on a new connection, and the request succeeds."""
+    if not settings.db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's pool only")
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 3600.0)
+    db, authenticator = prepared(settings)
+    with TestClient(build_app(db, settings, authenticator), raise_server_exceptions=False) as client:
+        api = Api(client)
+        assert api.ok("DescribeRegions")["Regions"]
+        killer = prepare_database(settings)
+        with killer.engine.connect() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        killer.dispose()
+        assert killed >= 1  # the pool's connections are gone
+        for _ in range(3):
+            assert api.ok("DescribeRegions")["Regions"]
     db.dispose()

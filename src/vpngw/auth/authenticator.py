@@ -19,6 +19,8 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DBAPIError
+
 from vpngw.accounts import ACCESS_KEY_PURPOSE
 from vpngw.auth.signatures import (
     Credentials,
@@ -92,10 +94,20 @@ class Authenticator:
             raise
 
     def record_nonce(self, verified: Verified) -> None:
-        """Claim the nonce in a write transaction of its own."""
-        if verified.nonce is not None:
-            with self.db.direct(write=True) as tx:
-                self.claim_nonce(verified, tx)
+        """Claim the nonce in a write transaction of its own. A pooled connection the
+        database dropped (a PostgreSQL restart within the pool's ping interval) fails its
+        first statement, nothing written: the claim runs once more on a new connection
+        rather than fail the request."""
+        if verified.nonce is None:
+            return
+        for attempt in (1, 2):
+            try:
+                with self.db.direct(write=True) as tx:
+                    self.claim_nonce(verified, tx)
+                return
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
 
     def claim_nonce(self, verified: Verified, session: Where) -> None:
         """Claim the nonce in the caller's write transaction: ``SignatureNonceUsed`` when
