@@ -42,15 +42,22 @@ def loaded(world: LabWorld, gateway_id: str, connection_id: str) -> str:
         sock.close()
 
 
-def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_reads_all(
-    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    place = build_world(lab_world.api)
-    connection_id = lab_world.api.ok(
+def idle_connection(world: LabWorld) -> tuple[str, str]:
+    """A trapped connection (EffectImmediately=false: nothing negotiates) on a gateway of
+    its own, once its charon holds it: (gateway id, connection id)."""
+    place = build_world(world.api)
+    connection_id = world.api.ok(
         "CreateVpnConnection", **connection_params(place, EffectImmediately="false")
     )["VpnConnectionId"]
     gateway_id = place.vpn_gateway_id
-    assert lab_world.wait_for(lambda: "rekey_time" in loaded(lab_world, gateway_id, connection_id), 20)
+    assert world.wait_for(lambda: "rekey_time" in loaded(world, gateway_id, connection_id), 20)
+    return gateway_id, str(connection_id)
+
+
+def test_an_idle_gateway_is_not_looked_at_until_it_changes_and_the_heal_pass_reads_all(
+    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway_id, connection_id = idle_connection(lab_world)
     assert lab_world.reconciler.wait_for_pass()
 
     looked: list[float] = []
@@ -116,12 +123,7 @@ def miss_a_change(world: LabWorld, gateway_id: str, connection_id: str, ipsec_li
 def test_an_idle_gateways_killed_charon_is_restarted_at_once(lab_world: LabWorld) -> None:
     """Nothing watches an idle gateway, but its charon's event stream ends when charon
     dies, and that asks for a look: charon is back long before the heal pass."""
-    place = build_world(lab_world.api)
-    connection_id = lab_world.api.ok(
-        "CreateVpnConnection", **connection_params(place, EffectImmediately="false")
-    )["VpnConnectionId"]
-    gateway_id = place.vpn_gateway_id
-    assert lab_world.wait_for(lambda: "rekey_time" in loaded(lab_world, gateway_id, connection_id), 20)
+    gateway_id, connection_id = idle_connection(lab_world)
     pid_path = lab_world.network.gateway(gateway_id).pid_path
     pid = int(pid_path.read_text())
     os.kill(pid, signal.SIGKILL)
