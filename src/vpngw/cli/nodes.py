@@ -312,7 +312,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     )
     systemd.notify("READY=1")
     try:
-        stop.wait()
+        # Woken every half second: Python runs a signal's handler only on the main thread,
+        # and a SIGTERM the kernel hands to another of the agent's threads does not end an
+        # untimed wait (an agent once ignored SIGTERM until it was killed 20 s later).
+        while not stop.wait(0.5):
+            pass
     finally:
         if not orphaned.is_set():
             systemd.notify("STOPPING=1")
