@@ -73,6 +73,7 @@ _ALL: tuple[Action[Any], ...] = (
         vco.describe_vpn_connections,
         writes=False,
         direct=vco.describe_vpn_connections_listed,
+        inline=True,
     ),
     Action(
         "ModifyVpnConnectionAttribute",

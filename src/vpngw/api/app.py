@@ -31,7 +31,7 @@ from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.direct import Where
-from vpngw.store.engine import Database, WouldBlock, without_waiting
+from vpngw.store.engine import Database, WouldBlock, waiting_allowed, without_waiting
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ def _log_failure(request_id: str, error: BaseException | None) -> None:
 
 
 Parser = Callable[[Request], Awaitable[ParsedRequest]]
+
+
+class _ReadDeferred(Exception):  # noqa: N818 - a condition, as WouldBlock
+    """A read action on the event loop would have held it (WouldBlock from the action: a
+    long index walk) after its request's nonce was claimed: the action alone runs again in
+    a worker thread (claiming the nonce again would refuse the request as a replay)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__()
+        self.account_id = account_id
 
 
 class Api:
@@ -75,7 +85,13 @@ class Api:
         action = ACTIONS.get(parsed.action)
         if action is None or not action.writes:
             self.authenticator.record_nonce(verified)
-            return self._dispatch(parsed, verified.account_id, request_id, host, None)
+            try:
+                return self._dispatch(parsed, verified.account_id, request_id, host, None)
+            except WouldBlock:
+                if waiting_allowed():
+                    raise
+                # The nonce is claimed: only the action runs again, in a worker thread.
+                raise _ReadDeferred(verified.account_id) from None
         try:
             return self._dispatch(
                 parsed,
@@ -124,6 +140,10 @@ class Api:
             try:
                 with without_waiting():
                     return self._authenticated_dispatch(parsed, client, request_id, host)
+            except _ReadDeferred as deferred:
+                return await run_in_threadpool(
+                    self._dispatch, parsed, deferred.account_id, request_id, host, None
+                )
             except WouldBlock:
                 pass
         return await run_in_threadpool(self._authenticated_dispatch, parsed, client, request_id, host)
