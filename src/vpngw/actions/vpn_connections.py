@@ -422,7 +422,7 @@ class Views:
 
 def _fields(
     ctx: Context,
-    c: VpnConnection,
+    c: VpnConnection | queries.ConnectionRow,
     observer: freshness.Observer | None = None,
     *,
     status: str | None = None,
@@ -546,6 +546,44 @@ def describe_vpn_connections(
         page_size=p.page_size,
         vpn_connections=VpnConnectionList(
             vpn_connection=[VpnConnectionListItem(**views.fields(c), tag=tag_list(tags[c.id])) for c in rows]
+        ),
+    )
+
+
+def describe_vpn_connections_listed(
+    ctx: Context, tx: Tx, p: DescribeVpnConnectionsParams
+) -> DescribeVpnConnectionsResponse:
+    """DescribeVpnConnections on the DBAPI cursor (a Direct transaction): the page, its
+    observers and its tags in three statements, no ORM object (queries.connection_page). A
+    tag filter, or a dual-tunnel connection on the page, needs the ORM path (NeedsSession)."""
+    if isinstance(tx, Session):
+        return describe_vpn_connections(ctx, tx, p)
+    if p.tag:
+        raise NeedsSession()
+    rows, total = queries.connection_page(
+        tx,
+        ctx.account_id,
+        p.region_id,
+        {
+            "id": p.vpn_connection_id,
+            "vpn_gateway_id": p.vpn_gateway_id,
+            "customer_gateway_id": p.customer_gateway_id,
+        },
+        p.page_number,
+        p.page_size,
+    )
+    if any(row.dual for row in rows):
+        raise NeedsSession()
+    tags = queries.tags_of_page(tx, [row.id for row in rows])
+    return DescribeVpnConnectionsResponse(
+        total_count=total,
+        page_number=p.page_number,
+        page_size=p.page_size,
+        vpn_connections=VpnConnectionList(
+            vpn_connection=[
+                VpnConnectionListItem(**_fields(ctx, row, row.observer), tag=tag_list(tags[row.id]))
+                for row in rows
+            ]
         ),
     )
 

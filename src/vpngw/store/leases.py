@@ -242,6 +242,80 @@ def leases(session: Session) -> list[LeaseRow]:
     ]
 
 
+def renew_counted(session: Session, node: str, *, now_ms: int, lease_ms: int) -> int:
+    """Extend every lease ``node`` holds, as :func:`renew` does, and say only how many:
+    the same conditional UPDATE (row by row, so that a takeover and a renewal of one lease
+    are arbitrated by the row's lock), without reading the keys back. A node's held set
+    can only grow by its own :func:`acquire`, so an unchanged count is an unchanged set."""
+    result = session.execute(
+        update(GatewayLease).where(GatewayLease.holder == node).values(expires_ms=now_ms + lease_ms)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE/DELETE returns a CursorResult, typed Result
+
+
+@dataclass(frozen=True)
+class LeaseSummary:
+    """What a node's lease round would decide on, reduced to counts the database computes
+    without handing every row to Python (:func:`summary`). Two equal summaries, with the
+    nodes' liveness unchanged, mean the placement would decide the same: no gateway or
+    address came or went (counts, and any lease row missing), no gateway's addresses or
+    next hop moved (the sum of the desired-state stamps, which migration 0015's triggers
+    bump for those columns), no lease changed hands (rows per holder), none ran out or was
+    freed (free rows, counted at the round's own cut-off) and no pin moved toward or away
+    from ``node``."""
+
+    gateways: int
+    stamps: int
+    rows: int
+    unleased: bool
+    free: int
+    free_unpinned: int
+    free_pinned_here: int
+    pinned_away: int
+    held: tuple[tuple[str, int], ...]
+
+
+_SUMMARY = text(
+    "SELECT"
+    " (SELECT count(*) FROM vpn_gateways),"
+    " (SELECT coalesce(sum(desired_generation), 0) FROM vpn_gateways),"
+    " (SELECT count(*) FROM gateway_leases),"
+    " EXISTS (SELECT 1 FROM vpn_gateways g WHERE"
+    "  NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id)"
+    "  OR (g.disaster_recovery_internet_ip IS NOT NULL AND g.disaster_recovery_internet_ip <> ''"
+    "   AND NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id || :suffix))),"
+    " (SELECT count(*) FROM gateway_leases WHERE holder IS NULL OR expires_ms < :cut),"
+    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node IS NULL),"
+    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node = :me),"
+    " (SELECT count(*) FROM gateway_leases WHERE holder = :me AND pinned_node IS NOT NULL AND pinned_node <> :me)"
+)
+_HELD = text(
+    "SELECT holder, count(*) FROM gateway_leases WHERE holder IS NOT NULL GROUP BY holder ORDER BY holder"
+)
+
+
+def summary(session: Session, node: str, *, cut_ms: int) -> LeaseSummary:
+    """The :class:`LeaseSummary` seen by ``node``, with leases that ran out before
+    ``cut_ms`` (now minus the skew) counted free: two statements, whatever the number of
+    gateways (the database scans its rows; Python sees a few numbers)."""
+    connection = session.connection()
+    gateways, stamps, rows, unleased, free, unpinned, pinned_here, pinned_away = connection.execute(
+        _SUMMARY, {"cut": cut_ms, "me": node, "suffix": SECOND_ADDRESS_SUFFIX}
+    ).one()
+    held = tuple((str(holder), int(count)) for holder, count in connection.execute(_HELD))
+    return LeaseSummary(
+        int(gateways),
+        int(stamps),
+        int(rows),
+        bool(unleased),
+        int(free),
+        int(unpinned),
+        int(pinned_here),
+        int(pinned_away),
+        held,
+    )
+
+
 def renew(session: Session, node: str, *, now_ms: int, lease_ms: int) -> set[str]:
     """Extend every lease ``node`` holds; returns the gateways it still holds."""
     result = session.execute(

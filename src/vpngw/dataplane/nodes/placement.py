@@ -14,6 +14,11 @@ and the host backend gives the InternetIp a kernel lifetime of what is left, so 
 node killed with ``kill -9`` stops answering before another node may take its leases
 (which needs the expiry *plus* ``skew_s`` by the taker's clock). docs/nodes.md has the
 timings.
+
+A round that would decide nothing is cheap (:class:`LeaseKeeper`, "quiet rounds"): it
+renews and compares a few counts the database computes (:func:`vpngw.store.leases.summary`)
+with those of the last full round; only when they differ, or every ``FULL_ROUND_EVERY_S``,
+does it read every lease row and run the placement.
 """
 
 from __future__ import annotations
@@ -23,13 +28,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.store import leases as lease_store
 from vpngw.store.engine import Database
 from vpngw.store.leases import LeaseRow, NodeRow
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 log = logging.getLogger(__name__)
+
+# A quiet round (nothing to decide) is trusted for at most this long: then a full round
+# reads every lease and runs the placement anyway, whatever the counts say (a heal, in case
+# a change ever slipped past them; 1-2 ms a second at 1,000 gateways, docs/benchmarks.md).
+FULL_ROUND_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,34 @@ def plan(
     return Plan(tuple(take), give_away, lost, min(pending) + 1 if pending else None)
 
 
+@dataclass(frozen=True)
+class _Quiet:
+    """What the last full round saw when it decided nothing: a round whose counts are the
+    same renews and keeps this, without reading the lease rows or running :func:`plan`."""
+
+    key: tuple[object, ...]
+    held_count: int  # every lease row this node holds (gateways deleted included)
+    gateways: dict[str, str]
+    next_hops: dict[str, str]
+    at: float  # monotonic
+
+
+def liveness(nodes: Iterable[NodeRow], *, now_ms: int, timing: LeaseTiming) -> tuple[object, ...]:
+    """What :func:`plan` reads of the nodes, apart from the leases: who is live, who was
+    heard lately, who drains, with which capacity."""
+    lease_ms, renew_ms = int(timing.lease_s * 1000), int(timing.renew_s * 1000)
+    return tuple(
+        (
+            node.name,
+            node.heartbeat_ms >= now_ms - lease_ms,
+            node.heartbeat_ms >= now_ms - 2 * renew_ms,
+            node.draining,
+            node.capacity,
+        )
+        for node in sorted(nodes, key=lambda node: node.name)
+    )
+
+
 @dataclass
 class _Held:
     gateways: dict[str, str] = field(default_factory=dict)  # id -> InternetIp
@@ -215,6 +257,10 @@ class LeaseKeeper:
         # reconciler writes its observations afresh.
         self.continuity = 0
         self._failed = False
+        # The last full round, when it decided nothing (None: the next round is full).
+        self._quiet: _Quiet | None = None
+        self.full_rounds = 0  # how many rounds read every lease (tests, benchmarks)
+        self.quiet_rounds = 0
 
     # -- what the reconciler asks ---------------------------------------------------
 
@@ -246,6 +292,7 @@ class LeaseKeeper:
         with self._lock:
             self._held.gateways.pop(vpn_gateway_id, None)
             self._giving_away = self._giving_away - {vpn_gateway_id}
+            self._quiet = None
         log.info("node %s gave gateway %s away", self.identity.name, vpn_gateway_id)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -290,6 +337,7 @@ class LeaseKeeper:
                 self._on_change()
         except Exception as error:
             self._failed = True
+            self._quiet = None
             log.warning(
                 "node %s: renewing leases failed: %s (retrying; fenced if it lasts)",
                 self.identity.name,
@@ -298,10 +346,12 @@ class LeaseKeeper:
 
     def renew_once(self, *, starting: bool = False) -> None:
         timing = self.timing
-        lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
+        lease_ms = int(timing.lease_s * 1000)
         started = time.monotonic()
         now_ms = int(self._clock() * 1000)
         me = self.identity.name
+        with self._lock:
+            quiet = self._quiet
         with self.db.transaction(write=True) as session:
             lease_store.heartbeat(
                 session,
@@ -312,36 +362,28 @@ class LeaseKeeper:
                 now_ms=now_ms,
                 starting=starting,
             )
-            lease_store.sync_lease_rows(session, now_ms=now_ms)
-            held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
-            rows = lease_store.leases(session)
-            decided = plan(me, rows, lease_store.nodes(session), now_ms=now_ms, timing=timing)
-            for gateway_id, lost_node in () if starting else decided.lost:
-                lease_store.mark_gateway_lost(
-                    session,
-                    gateway_id,
-                    f"The node running this gateway ({lost_node}) stopped answering; "
-                    "another node takes the gateway over when its lease runs out, and negotiates again.",
-                    now_ms=now_ms,
+            node_rows = lease_store.nodes(session)
+            key = self._round_key(session, node_rows, now_ms=now_ms)
+            if (
+                not starting
+                and quiet is not None
+                and quiet.key == key
+                and started - quiet.at < FULL_ROUND_EVERY_S
+                and lease_store.renew_counted(session, me, now_ms=now_ms, lease_ms=lease_ms)
+                == quiet.held_count
+            ):
+                # Nothing the placement reads has changed since a full round that decided
+                # nothing, and this node still holds every lease it held then (renewed).
+                gateways, next_hops = quiet.gateways, quiet.next_hops
+                decided = Plan()
+                self.quiet_rounds += 1
+            else:
+                gateways, next_hops, decided, quiet = self._full_round(
+                    session, node_rows, now_ms=now_ms, started=started, starting=starting
                 )
-            # A node that just started takes nothing new in its first round: nodes that
-            # start together then see each other before they share the gateways out.
-            for gateway_id in () if starting else decided.take:
-                if lease_store.acquire(
-                    session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms
-                ):
-                    held.add(gateway_id)
-                    log.info("node %s took gateway %s", me, gateway_id)
+        with self._lock:
+            self._quiet = quiet
         in_database = time.monotonic() - started
-        addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
-        # A dual-tunnel gateway's next hop is not bound to a lease: the partner watch gives it
-        # to the node of the preferred live tunnel (observe/partner_watch.py).
-        dual = {row.gateway for row in rows if row.tunnel_index == 2 and row.exists}
-        next_hops = {
-            row.vpn_gateway_id: row.vpc_next_hop
-            for row in rows
-            if row.vpc_next_hop is not None and row.gateway not in dual
-        }
         self._next_round_s = (
             min(self.timing.renew_s, self.timing.settle_s) if starting else self.timing.renew_s
         )
@@ -352,11 +394,7 @@ class LeaseKeeper:
         valid_until = started + timing.lease_s - timing.fence_margin_s
         with self._lock:
             before = (set(self._held.gateways), self._giving_away, self._held.valid_until > time.monotonic())
-            self._held = _Held(
-                {g: addresses[g] for g in held if g in addresses},
-                valid_until,
-                {g: next_hops[g] for g in held if g in next_hops},
-            )
+            self._held = _Held(dict(gateways), valid_until, dict(next_hops))
             self._giving_away = frozenset(decided.give_away) & set(self._held.gateways)
             after = (set(self._held.gateways), self._giving_away, True)
         for gateway_id, internet_ip in sorted(self._held.gateways.items()):
@@ -382,6 +420,75 @@ class LeaseKeeper:
         if before != after:
             self._on_change()
 
+    def _round_key(self, session: Session, node_rows: list[NodeRow], *, now_ms: int) -> tuple[object, ...]:
+        """What a quiet round compares with the last full round (see :class:`_Quiet`)."""
+        cut_ms = now_ms - int(self.timing.skew_s * 1000)
+        return (
+            lease_store.summary(session, self.identity.name, cut_ms=cut_ms),
+            liveness(node_rows, now_ms=now_ms, timing=self.timing),
+        )
+
+    def _full_round(
+        self, session: Session, node_rows: list[NodeRow], *, now_ms: int, started: float, starting: bool
+    ) -> tuple[dict[str, str], dict[str, str], Plan, _Quiet | None]:
+        """Every lease row read, the placement run, its decisions carried out: the held
+        gateways (id -> InternetIp), their next hops, the plan, and what a quiet round may
+        compare with next (None if this round decided something)."""
+        timing = self.timing
+        lease_ms, skew_ms = int(timing.lease_s * 1000), int(timing.skew_s * 1000)
+        me = self.identity.name
+        self.full_rounds += 1
+        lease_store.sync_lease_rows(session, now_ms=now_ms)
+        held = lease_store.renew(session, me, now_ms=now_ms, lease_ms=lease_ms)
+        rows = lease_store.leases(session)
+        decided = plan(me, rows, node_rows, now_ms=now_ms, timing=timing)
+        for gateway_id, lost_node in () if starting else decided.lost:
+            lease_store.mark_gateway_lost(
+                session,
+                gateway_id,
+                f"The node running this gateway ({lost_node}) stopped answering; "
+                "another node takes the gateway over when its lease runs out, and negotiates again.",
+                now_ms=now_ms,
+            )
+        # A node that just started takes nothing new in its first round: nodes that
+        # start together then see each other before they share the gateways out.
+        for gateway_id in () if starting else decided.take:
+            if lease_store.acquire(
+                session, gateway_id, me, now_ms=now_ms, lease_ms=lease_ms, skew_ms=skew_ms
+            ):
+                held.add(gateway_id)
+                log.info("node %s took gateway %s", me, gateway_id)
+        addresses = {row.vpn_gateway_id: row.internet_ip for row in rows}
+        # A dual-tunnel gateway's next hop is not bound to a lease: the partner watch gives it
+        # to the node of the preferred live tunnel (observe/partner_watch.py).
+        dual = {row.gateway for row in rows if row.tunnel_index == 2 and row.exists}
+        next_hops = {
+            row.vpn_gateway_id: row.vpc_next_hop
+            for row in rows
+            if row.vpc_next_hop is not None and row.gateway not in dual
+        }
+        gateways = {g: addresses[g] for g in held if g in addresses}
+        held_next_hops = {g: next_hops[g] for g in held if g in next_hops}
+        settled = not (
+            starting
+            or decided.take
+            or decided.give_away
+            or decided.lost
+            or decided.next_takeover_ms is not None
+        )
+        quiet = (
+            _Quiet(
+                self._round_key(session, node_rows, now_ms=now_ms),
+                len(held),
+                gateways,
+                held_next_hops,
+                started,
+            )
+            if settled
+            else None
+        )
+        return gateways, held_next_hops, decided, quiet
+
     # -- fencing --------------------------------------------------------------------------
 
     def _watch(self) -> None:
@@ -392,6 +499,7 @@ class LeaseKeeper:
                 if expired:
                     self._held = _Held()
                     self._giving_away = frozenset()
+                    self._quiet = None
             if gateways:
                 self.fenced += 1
                 log.warning(
