@@ -1236,6 +1236,26 @@ _CLAIM_NONCE = {
         postgresql_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce)
     ),
 }
+_CLAIMED = (
+    postgresql_insert(_NONCES)
+    .values(**_NONCE_ROW)
+    .on_conflict_do_nothing()
+    .returning(_NONCES.c.nonce)
+    .cte("claimed")
+)
+_KEY_ROW = (
+    select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed)
+    .where(AccessKey.id == bindparam("k"))
+    .subquery("key_row")
+)
+_CLAIM_NONCE_READING_KEY = Prepared(
+    select(
+        select(func.count()).select_from(_CLAIMED).scalar_subquery(),
+        _KEY_ROW.c.account_id,
+        _KEY_ROW.c.status,
+        _KEY_ROW.c.secret_sealed,
+    ).select_from(_KEY_ROW)
+)
 _ACCESS_KEY_READ = Prepared(
     select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
         AccessKey.id == bindparam("k")
@@ -1249,6 +1269,27 @@ def claim_nonce(session: Where, access_key_id: str, nonce: str, expire_time: int
     (the primary key), so a nonce is claimed at most once whatever the interleaving."""
     values = {"k": access_key_id, "n": nonce, "e": expire_time}
     return bool(rows(session, _CLAIM_NONCE[dialect_name(session)], values))
+
+
+def claim_nonce_reading_key(
+    session: Where, access_key_id: str, nonce: str, expire_time: int
+) -> tuple[bool, tuple[str, str, str] | None]:
+    """:func:`claim_nonce` and :func:`access_key_credentials` together: whether the nonce
+    went in, and the key's (account id, status, sealed secret). On PostgreSQL one statement
+    (one round trip instead of two: the insert in a ``WITH``, which runs whether or not the
+    key is found); on SQLite, where a statement is no round trip, the two statements.
+    Without a key the nonce's claim is not reported (False): the caller refuses the request
+    on the key, and its transaction rolls the claim back."""
+    values = {"k": access_key_id, "n": nonce, "e": expire_time}
+    if dialect_name(session) != "postgresql":
+        return claim_nonce(session, access_key_id, nonce, expire_time), access_key_credentials(
+            session, access_key_id
+        )
+    found = rows(session, _CLAIM_NONCE_READING_KEY, values)
+    if not found:
+        return False, None  # no such key: the caller refuses the request (and rolls back)
+    claimed, account_id, status, sealed = found[0]
+    return bool(claimed), (account_id, status, sealed)
 
 
 def access_key_credentials(session: Where, access_key_id: str) -> tuple[str, str, str] | None:
