@@ -30,14 +30,17 @@ LEASE_MS = int(TIMING.lease_s * 1000)
 class RecordingBackend:
     """A fake network backend: records the addresses it is asked to hold, holds nothing."""
 
-    kind = "lab"
+    kind = "host"
+    addresses_expire = True
 
     def __init__(self) -> None:
         self.held: dict[str, float] = {}
+        self.holds = 0
         self.fenced: list[str] = []
 
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
         self.held[vpn_gateway_id] = valid_s
+        self.holds += 1
 
     def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
         pass
@@ -96,12 +99,20 @@ def test_a_round_with_nothing_to_decide_renews_without_reading_the_leases(
     assert node.held() == set(ids)
     node.renew_once()  # the round after the takes settles (it decides nothing)
     reads = FullReads(monkeypatch)
+    backend = node.backend
+    assert isinstance(backend, RecordingBackend)
+    holds = backend.holds
     for _ in range(5):
         clock.now += TIMING.renew_s
         node.renew_once()
     assert reads.count == 0
     assert node.quiet_rounds >= 5
     assert node.held() == set(ids) and node.valid_s() > TIMING.lease_s - TIMING.fence_margin_s - 1
+    # A quiet round still refreshes the addresses' lifetimes (the host's kernel drops them
+    # by itself otherwise: the fence of a node killed with kill -9).
+    assert backend.holds == holds + 5 * len(ids)
+    assert set(backend.held) == set(ids)
+    assert min(backend.held.values()) > TIMING.lease_s - TIMING.fence_margin_s - 1
     # ... and the leases were renewed in the database all the same.
     now_ms = int(clock.now * 1000)
     with db.transaction(write=False) as session:
