@@ -36,6 +36,7 @@ class RecordingBackend:
     def __init__(self) -> None:
         self.held: dict[str, float] = {}
         self.holds = 0
+        self.next_hops: dict[str, str] = {}
         self.fenced: list[str] = []
 
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
@@ -43,7 +44,7 @@ class RecordingBackend:
         self.holds += 1
 
     def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
-        pass
+        self.next_hops[vpn_gateway_id] = address
 
     def fence(self, vpn_gateway_id: str) -> None:
         self.fenced.append(vpn_gateway_id)
@@ -196,3 +197,41 @@ def test_a_full_round_runs_at_least_every_full_round_period(
     node.renew_once()
     node.renew_once()
     assert reads.count == 2
+
+
+def test_a_connection_s_change_leaves_the_round_quiet_and_a_next_hop_given_later_is_held(
+    db: Database, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from vpngw.store import queries
+    from vpngw.store.models import VpnGateway
+
+    (gateway,) = gateways(api, 1)
+    # A gateway created before its API server had a next-hop pool: none yet.
+    with db.transaction(write=True) as session:
+        session.execute(update(VpnGateway).where(VpnGateway.id == gateway).values(vpc_next_hop=None))
+    clock = Clock()
+    node = keeper(db, clock)
+    node.renew_once()
+    customer = api.ok("CreateCustomerGateway", IpAddress="198.19.0.10")["CustomerGatewayId"]
+    reads = FullReads(monkeypatch)
+    api.ok(
+        "CreateVpnConnection",
+        VpnGatewayId=gateway,
+        CustomerGatewayId=customer,
+        LocalSubnet="10.1.1.0/24",
+        RemoteSubnet="10.10.1.0/24",
+    )
+    clock.now += TIMING.renew_s
+    node.renew_once()
+    assert reads.count == 0  # the write moved nothing the placement reads
+    backend = node.backend
+    assert isinstance(backend, RecordingBackend)
+    assert backend.next_hops == {}
+    # An API server with a next-hop pool gives the gateway its next hop: held next round.
+    with db.transaction(write=True) as session:
+        queries.set_vpc_next_hop(session, gateway, "10.255.0.9")
+    clock.now += TIMING.renew_s
+    node.renew_once()
+    assert backend.next_hops == {gateway: "10.255.0.9"}

@@ -258,14 +258,17 @@ class LeaseSummary:
     """What a node's lease round would decide on, reduced to counts the database computes
     without handing every row to Python (:func:`summary`). Two equal summaries, with the
     nodes' liveness unchanged, mean the placement would decide the same: no gateway or
-    address came or went (counts, and any lease row missing), no gateway's addresses or
-    next hop moved (the sum of the desired-state stamps, which migration 0015's triggers
-    bump for those columns), no lease changed hands (rows per holder), none ran out or was
-    freed (free rows, counted at the round's own cut-off) and no pin moved toward or away
-    from ``node``."""
+    address came or went (counts, and any lease row missing), no gateway was given its
+    VPC-side next hop (a gateway's addresses are set when it is created; its next hop too,
+    or once later by an API server that has a pool: ``set_vpc_next_hop``), no lease changed
+    hands (rows per holder), none ran out or was freed (free rows, counted at the round's
+    own cut-off) and no pin moved toward or away from ``node``. A write that changes none
+    of these (a connection's settings) leaves it as it was: the round after it stays quiet.
+    Should an address ever change in place, the keeper's full round every
+    ``FULL_ROUND_EVERY_S`` still sees it."""
 
     gateways: int
-    stamps: int
+    next_hops: int
     rows: int
     unleased: bool
     free: int
@@ -278,7 +281,7 @@ class LeaseSummary:
 _SUMMARY = text(
     "SELECT"
     " (SELECT count(*) FROM vpn_gateways),"
-    " (SELECT coalesce(sum(desired_generation), 0) FROM vpn_gateways),"
+    " (SELECT count(vpc_next_hop) FROM vpn_gateways),"
     " (SELECT count(*) FROM gateway_leases),"
     " EXISTS (SELECT 1 FROM vpn_gateways g WHERE"
     "  NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id)"
@@ -299,13 +302,13 @@ def summary(session: Session, node: str, *, cut_ms: int) -> LeaseSummary:
     ``cut_ms`` (now minus the skew) counted free: two statements, whatever the number of
     gateways (the database scans its rows; Python sees a few numbers)."""
     connection = session.connection()
-    gateways, stamps, rows, unleased, free, unpinned, pinned_here, pinned_away = connection.execute(
+    gateways, next_hops, rows, unleased, free, unpinned, pinned_here, pinned_away = connection.execute(
         _SUMMARY, {"cut": cut_ms, "me": node, "suffix": SECOND_ADDRESS_SUFFIX}
     ).one()
     held = tuple((str(holder), int(count)) for holder, count in connection.execute(_HELD))
     return LeaseSummary(
         int(gateways),
-        int(stamps),
+        int(next_hops),
         int(rows),
         bool(unleased),
         int(free),
