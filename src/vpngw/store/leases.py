@@ -278,19 +278,27 @@ class LeaseSummary:
     held: tuple[tuple[str, int], ...]
 
 
+# One statement, each table scanned as little as it can be: the gateways' counts from
+# their narrow indexes, the anti-joins through the primary keys (the second addresses
+# through their own index), and one pass over the lease rows for every lease count
+# (docs/benchmarks.md: each extra scan of the rows costs about 0.3 ms at 1,000 gateways).
+_FREE = "(holder IS NULL OR expires_ms < :cut)"
 _SUMMARY = text(
     "SELECT"
     " (SELECT count(*) FROM vpn_gateways),"
     " (SELECT count(vpc_next_hop) FROM vpn_gateways),"
-    " (SELECT count(*) FROM gateway_leases),"
-    " EXISTS (SELECT 1 FROM vpn_gateways g WHERE"
-    "  NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id)"
-    "  OR (g.disaster_recovery_internet_ip IS NOT NULL AND g.disaster_recovery_internet_ip <> ''"
-    "   AND NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id || :suffix))),"
-    " (SELECT count(*) FROM gateway_leases WHERE holder IS NULL OR expires_ms < :cut),"
-    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node IS NULL),"
-    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node = :me),"
-    " (SELECT count(*) FROM gateway_leases WHERE holder = :me AND pinned_node IS NOT NULL AND pinned_node <> :me)"
+    " EXISTS (SELECT 1 FROM vpn_gateways g"
+    "  WHERE NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id))"
+    " OR EXISTS (SELECT 1 FROM vpn_gateways g"
+    "  WHERE g.disaster_recovery_internet_ip IS NOT NULL AND g.disaster_recovery_internet_ip <> ''"
+    "  AND NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id || :suffix)),"
+    " count(*),"
+    f" coalesce(sum(CASE WHEN {_FREE} THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN {_FREE} AND pinned_node IS NULL THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN {_FREE} AND pinned_node = :me THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN holder = :me AND pinned_node IS NOT NULL AND pinned_node <> :me"
+    "  THEN 1 ELSE 0 END), 0)"
+    " FROM gateway_leases"
 )
 _HELD = text(
     "SELECT holder, count(*) FROM gateway_leases WHERE holder IS NOT NULL GROUP BY holder ORDER BY holder"
@@ -302,7 +310,7 @@ def summary(session: Session, node: str, *, cut_ms: int) -> LeaseSummary:
     ``cut_ms`` (now minus the skew) counted free: two statements, whatever the number of
     gateways (the database scans its rows; Python sees a few numbers)."""
     connection = session.connection()
-    gateways, next_hops, rows, unleased, free, unpinned, pinned_here, pinned_away = connection.execute(
+    gateways, next_hops, unleased, rows, free, unpinned, pinned_here, pinned_away = connection.execute(
         _SUMMARY, {"cut": cut_ms, "me": node, "suffix": SECOND_ADDRESS_SUFFIX}
     ).one()
     held = tuple((str(holder), int(count)) for holder, count in connection.execute(_HELD))
