@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import hashlib
 import itertools
@@ -139,6 +140,7 @@ class Server:
     port: int = 0
     log_path: Path | None = None
     flags: list[str] = field(default_factory=list)
+    src: str | None = None  # another tree's src/ (--baseline-src), else this run's SOURCE
 
     @property
     def base_url(self) -> str:
@@ -175,7 +177,9 @@ class Server:
             "VPNGW_QUOTA_VPN_GATEWAYS": "1000000",
             "VPNGW_QUOTA_CUSTOMER_GATEWAYS": "1000000",
             **self.env_extra,
-            "PYTHONPATH": os.pathsep.join(x for x in (SOURCE["src"], os.environ.get("PYTHONPATH", "")) if x),
+            "PYTHONPATH": os.pathsep.join(
+                x for x in (self.src or SOURCE["src"], os.environ.get("PYTHONPATH", "")) if x
+            ),
         }
         env.pop("VPNGW_DB", None)
         with open(self.log_path, "wb") as log:
@@ -687,6 +691,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", metavar="FILE", default=None, help="JSON output (default bench/results/<date>.json)"
     )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        default=None,
+        help="another tree's src/ (e.g. git archive <commit> src): its server runs beside this one on the "
+        "same database in the Describe phase, each page measured on both, in turns (before/after in one run)",
+    )
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -826,7 +837,20 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         # ---- phase 3: Describe page latency at target_rows
-        with running(server, "describe"):
+        baseline: Server | None = None
+        if args.baseline_src:
+            copy = workdir / "baseline" / "src"
+            shutil.copytree(
+                Path(args.baseline_src) / "vpngw",
+                copy / "vpngw",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+            baseline = Server(db_url=db_url, workdir=workdir, src=str(copy))
+            results["baseline_src"] = str(Path(args.baseline_src).resolve())
+        with (
+            running(server, "describe"),
+            running(baseline, "describe-baseline") if baseline else contextlib.nullcontext(),
+        ):
             with httpx.Client(base_url=server.base_url, timeout=30) as client:
                 total = call(client, "DescribeVpnConnections")["TotalCount"]
                 gw_id = world.bulk_gateways[len(world.bulk_gateways) // 2][0]
@@ -845,22 +869,32 @@ def main(argv: list[str] | None = None) -> int:
                         {"VpnGatewayId": gw_id, "PageNumber": str(gw_last)},
                     ),
                 ):
-                    since = server.log_size()
-                    meter = CpuMeter(server.proc.pid if server.proc else None)
-                    case = describe_latency(
-                        server.base_url, {**params, "PageSize": str(page_size)}, describe_calls
-                    )
-                    case.update(meter.stop())
-                    server_side = server.server_side(since, "DescribeVpnConnections")
-                    case.update(server_side)
+                    measured: dict[str, dict[str, Any]] = {}
+                    # Both trees measured on each page, in turns (the first to run alternates).
+                    order = [("after", server), ("before", baseline)] if baseline else [("after", server)]
+                    if len(cases) % 2:
+                        order.reverse()
+                    for which, one in order:
+                        assert one is not None
+                        since = one.log_size()
+                        meter = CpuMeter(one.proc.pid if one.proc else None)
+                        case = describe_latency(
+                            one.base_url, {**params, "PageSize": str(page_size)}, describe_calls
+                        )
+                        case.update(meter.stop())
+                        case.update(one.server_side(since, "DescribeVpnConnections"))
+                        measured[which] = case
+                        print(
+                            f"[bench] Describe PageSize={page_size:<2} {label:<38} {which + ':' if baseline else ''} "
+                            f"p50 {case['p50_ms']:.2f} ms  p99 {case['p99_ms']:.2f} ms  (TotalCount {case['total_count']})",
+                            flush=True,
+                        )
+                    case = measured["after"]
+                    if baseline:
+                        case["baseline"] = measured["before"]
                     case["label"] = label
                     case["page_size"] = page_size
                     cases.append(case)
-                    print(
-                        f"[bench] Describe PageSize={page_size:<2} {label:<38} p50 {case['p50_ms']:.2f} ms  "
-                        f"p99 {case['p99_ms']:.2f} ms  (TotalCount {case['total_count']})",
-                        flush=True,
-                    )
             results["describe"] = {"rows": total, "gateway_rows": gw_total, "cases": cases}
             results["server_log_describe_phase"] = server.log_counts()
     except BaseException:
@@ -940,11 +974,14 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in results["describe"]["cases"]:
-        lines.append(
-            f"| {c['label']} | {c['page_size']} | {fmt(c['p50_ms'])} | {fmt(c['p99_ms'])} | "
-            f"{fmt(c.get('server_p50_ms', math.nan))} | {fmt(c.get('server_p99_ms', math.nan))} | "
-            f"{c['cpu_other_cores']:.2f} |"
-        )
+        for tree, m in (("", c), (" (baseline)", c.get("baseline"))):
+            if m is None:
+                continue
+            lines.append(
+                f"| {c['label']}{tree} | {c['page_size']} | {fmt(m['p50_ms'])} | {fmt(m['p99_ms'])} | "
+                f"{fmt(m.get('server_p50_ms', math.nan))} | {fmt(m.get('server_p99_ms', math.nan))} | "
+                f"{m['cpu_other_cores']:.2f} |"
+            )
     lines += ["", "| Target | Measured | Result |", "|---|---|---|"]
     for t in targets:
         lines.append(f"| {t['target']} | {t['value']} | {'PASS' if t['pass'] else 'FAIL'} |")

@@ -27,7 +27,9 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +69,10 @@ PEER_HOST = "10.10.1.7"
 VPC_HOST = "10.1.1.5"
 
 
+# The PostgreSQL server of the run in progress (its postmaster's pid), to count its CPU.
+POSTMASTER: list[int] = []
+
+
 @contextmanager
 def database(kind: str, work: Path) -> Iterator[str]:
     if kind == "sqlite":
@@ -74,11 +80,32 @@ def database(kind: str, work: Path) -> Iterator[str]:
         return
     server = start_postgres()
     try:
+        POSTMASTER[:] = [int((server.datadir / "postmaster.pid").read_text().split()[0])]
         name = "b_" + uuid.uuid4().hex[:10]
         with DatabaseJanitor(user="postgres", host="127.0.0.1", port=server.port, dbname=name, password=None):
             yield f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/{name}"
     finally:
+        POSTMASTER.clear()
         server.stop()
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of this run's PostgreSQL server so far: its postmaster, the backends it
+    has reaped and the live ones (the agents' pooled connections); 0 on SQLite."""
+    if not POSTMASTER:
+        return 0.0
+    postmaster = POSTMASTER[0]
+    spent = sum(process_cpu_s(postmaster).values())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(words[1]) == postmaster:
+            spent += (int(words[11]) + int(words[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
 
 
 @contextmanager
@@ -212,6 +239,42 @@ def charon_cpu_s(sites: list[NodeSite], lab_state: Path) -> dict[str, float]:
     return spent
 
 
+def start_profilers(sites: list[NodeSite], directory: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy (on PATH or beside this Python) sampling every agent, all its threads, until
+    :func:`stop_profilers`: one ``<node>.txt`` of collapsed stacks each (flamegraph input;
+    ``--gil`` off, idle off, so what is counted is CPU)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(site.process.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(directory / f"{site.name}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for site in sites
+        if site.process is not None
+    ]
+
+
+def stop_profilers(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output as it stops
+    for spy in spies:
+        spy.wait(30)
+
+
 def measure_spread(
     db_url: str,
     gateways: int = 30,
@@ -219,6 +282,7 @@ def measure_spread(
     *,
     timeout_s: float = 120.0,
     keep_logs: Path | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     subnets = tuple(f"10.{g}.0.0/16" for g in range(1, gateways + 1))
     with fleet_of(db_url, subnets) as (fleet, api, db):
@@ -253,9 +317,11 @@ def measure_spread(
             total = gateways * per_gateway
             busy0, bench0 = machine_busy_s(), time.process_time()
             charons0 = charon_cpu_s(sites, fleet.lab.state_dir)
+            postgres0 = postgres_cpu_s()
             t0 = time.perf_counter()
             for site in sites:
                 fleet.start_agent(site)
+            spies = start_profilers(sites, profile) if profile is not None else []
             up_at: float | None = None
             marks: dict[str, float] = {}
             timeline: list[tuple[float, int, int, int]] = []
@@ -305,11 +371,13 @@ def measure_spread(
                 "agents_cpu_s": [process_cpu_s(site.process.pid) for site in sites if site.process],
                 "agents_cpu_at_registration_s": started_cpu,
                 "bench_cpu_s": round(time.process_time() - bench0, 2),
+                "postgres_cpu_s": round(postgres_cpu_s() - postgres0, 2),
                 **{
                     f"{kind}_cpu_s": round(spent - charons0.get(kind, 0.0), 2)
                     for kind, spent in charon_cpu_s(sites, fleet.lab.state_dir).items()
                 },
             }
+            stop_profilers(spies)
             if keep_logs is not None:
                 keep_logs.mkdir(parents=True, exist_ok=True)
                 for site in sites:
@@ -342,6 +410,9 @@ def main() -> int:
     parser.add_argument("--gateways", type=int, default=30, help="spread: gateways (10 connections each)")
     parser.add_argument("--spread-timeout", type=float, default=120.0)
     parser.add_argument("--keep-logs", type=Path, default=None, help="spread: copy the agents' logs here")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="spread: py-spy every agent, collapsed stacks here"
+    )
     args = parser.parse_args()
     reason = charon_daemon.missing_prerequisites()
     if reason:
@@ -358,7 +429,11 @@ def main() -> int:
         if not args.skip_spread:
             with database(args.db, work) as url:
                 spread = measure_spread(
-                    url, args.gateways, timeout_s=args.spread_timeout, keep_logs=args.keep_logs
+                    url,
+                    args.gateways,
+                    timeout_s=args.spread_timeout,
+                    keep_logs=args.keep_logs,
+                    profile=args.profile,
                 )
             print("spread:", spread, flush=True)
     finally:

@@ -159,3 +159,30 @@ def test_empty_values_count_as_not_given(api: Api) -> None:
         "DescribeVpnConnections", RegionId=REGION, SignatureType="", PageSize="", VpnGatewayId=""
     )
     assert response.status_code == 200 and response.json()["PageSize"] == 10
+
+
+def test_the_api_routes_edges_answer_as_the_starlette_routes_did(api: Api) -> None:
+    """The API routes are served ahead of Starlette's router (api.app.ApiFront): the same
+    paths and methods reach them, the rest gets the router's JSON 404/405 as before."""
+    client = api.client
+    head = client.head("/", params=signed_query("HEAD", {"Action": "DescribeRegions"}))
+    assert head.status_code == 200 and head.content == b""  # GET's route serves HEAD too
+    cases = [
+        (client.put("/"), 405, "UnsupportedHTTPMethod"),
+        (client.delete("/apsara/route/Vpc/DescribeRegions"), 405, "UnsupportedHTTPMethod"),
+        (client.head("/apsara/route/Vpc/DescribeRegions"), 405, None),
+        (client.post("/apsara/route/Vpc/DescribeRegions/"), 404, "InvalidAction.NotFound"),
+        (client.post("/apsara/route/Vpc/DescribeRegions/more"), 404, "InvalidAction.NotFound"),
+        (client.post("/apsara/route/Vpc"), 404, "InvalidAction.NotFound"),
+        (client.post("/apsara/route//DescribeRegions"), 404, "InvalidAction.NotFound"),
+        (client.get("/index.html/"), 404, "InvalidAction.NotFound"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        if code is not None:
+            assert response.json()["Code"] == code and ERROR_KEYS <= response.json().keys()
+    apsara = client.post(
+        "/apsara/route/vpc/DescribeRegions",  # the product's case does not matter
+        params=signed_query("POST", {"RegionId": REGION}, path="/apsara/route/vpc/DescribeRegions"),
+    )
+    assert apsara.status_code == 200, apsara.text

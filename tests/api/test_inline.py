@@ -77,8 +77,46 @@ def test_short_requests_run_without_a_worker_thread(api: Api, counted: list[str]
     api.ok("DescribeRegions")
     api.ok("DeleteVpnConnection", VpnConnectionId=created["VpnConnectionId"])
     assert counted == []
-    api.ok("DescribeVpnConnections")  # not a short action: a worker thread, as before
+    api.ok("DescribeVpnConnections")
+    assert counted == []
+    api.ok("DescribeVpnGateways")  # not a short action: a worker thread, as before
+    assert counted == ["DescribeVpnGateways"]
+
+
+def test_listings_that_may_walk_far_run_in_a_worker_thread(
+    api: Api, counted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deep page whose cached boundaries a create made stale rebuilds them in a thread
+    (a walk of the whole index; its nonce is claimed once), then pages seek on the loop; a
+    customer gateway's or a tag's filter runs in a thread."""
+    monkeypatch.setattr(queries, "PAGE_BOUNDARY_EVERY", 4)
+    world = build_world(api)
+    ids = [
+        api.ok("CreateVpnConnection", **connection_params(world, LocalSubnet=f"10.{n}.0.0/24"))[
+            "VpnConnectionId"
+        ]
+        for n in range(9)
+    ]
+    counted.clear()
+
+    def page(number: int, **given: str) -> list[str]:
+        found = api.ok("DescribeVpnConnections", PageSize=1, PageNumber=number, **given)
+        return [item["VpnConnectionId"] for item in found["VpnConnections"]["VpnConnection"]]
+
+    assert page(1) == ids[:1] and page(4) == ids[3:4]  # short walks from the start
+    assert counted == []
+    assert page(6) == ids[5:6]  # past the first boundary: the boundaries are built in a thread
     assert counted == ["DescribeVpnConnections"]
+    assert page(7) == ids[6:7] and page(9) == ids[8:9]  # seeking from them, on the loop
+    assert counted == ["DescribeVpnConnections"]
+    assert page(1, VpnGatewayId=world.vpn_gateway_id) == ids[:1]
+    assert counted == ["DescribeVpnConnections"]
+    assert page(1, CustomerGatewayId=world.customer_gateway_id) == ids[:1]
+    assert page(1, **{"Tag.1.Key": "none"}) == []
+    assert counted == ["DescribeVpnConnections"] * 3
+    api.ok("DeleteVpnConnection", VpnConnectionId=ids.pop(2))
+    assert page(6) == ids[5:6]  # stale again: a thread
+    assert counted == ["DescribeVpnConnections"] * 4
 
 
 def test_a_held_write_lock_sends_the_request_to_a_thread_that_waits(

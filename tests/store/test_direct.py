@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import make_sealer
+from vpngw import accounts
 from vpngw.cli.database import prepare_database
 from vpngw.config import Settings
 from vpngw.store import queries
-from vpngw.store.direct import Prepared, rows
+from vpngw.store.direct import Direct, Prepared, rows
 from vpngw.store.engine import Database
 from vpngw.store.models import Account, IdempotencyRecord, VpnConnectionLog
 
@@ -90,4 +92,34 @@ def test_a_statement_runs_the_same_in_a_session_and_on_the_cursor(settings: Sett
     with db.transaction(write=False) as session:
         in_session = [tuple(row) for row in rows(session, names, {"i": ACCOUNT})]
     assert on_cursor == in_session == [(ACCOUNT, "direct")]
+    db.dispose()
+
+
+def test_the_nonce_claim_and_the_key_read_are_one_round_trip_on_postgresql(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """queries.claim_nonce_reading_key: the claim and the AccessKey's columns, in one
+    statement on PostgreSQL (two on SQLite, where a statement is no round trip); a nonce
+    goes in once; an unknown key reads as None."""
+    db = _database(settings)
+    accounts.ensure_key(db, make_sealer(), ACCOUNT, "LTAIroundtrip0001", "secret-of-the-key")
+    statements: list[object] = []
+    execute = Direct.execute
+
+    def counted(self: Direct, prepared: Prepared, values: object) -> object:
+        statements.append(prepared)
+        return execute(self, prepared, values)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Direct, "execute", counted)
+    with db.direct(write=True) as tx:
+        claimed, key = queries.claim_nonce_reading_key(tx, "LTAIroundtrip0001", "nonce-1", 10**13)
+    assert len(statements) == (1 if db.engine.dialect.name == "postgresql" else 2)
+    assert claimed and key is not None and key[:2] == (ACCOUNT, "enabled")
+    with db.direct(write=False) as tx:
+        assert key == queries.access_key_credentials(tx, "LTAIroundtrip0001")
+    with db.direct(write=True) as tx:
+        again, same = queries.claim_nonce_reading_key(tx, "LTAIroundtrip0001", "nonce-1", 10**13)
+    assert (again, same) == (False, key)
+    with db.direct(write=True) as tx:
+        assert queries.claim_nonce_reading_key(tx, "LTAInosuchkey0001", "nonce-2", 10**13)[1] is None
     db.dispose()

@@ -1,26 +1,30 @@
 """The store functions the data plane writes through: write_observation,
-write_health_status, add_connection_logs, prune_connection_logs; on both databases,
-alone and racing a DeleteVpnConnection."""
+write_health_status, add_connection_logs, prune_connection_logs, and record_gateway_pass
+(a gateway's observations and log lines in one transaction with Core statements: it
+stores exactly what the one-at-a-time functions store, in a fixed number of statements);
+on both databases, alone and racing a DeleteVpnConnection."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from starlette.testclient import TestClient
 
 from tests.conftest import prepared
 from tests.support.api import Api, build_world, connection_params
 from vpngw.api.app import build_app
 from vpngw.config import Settings
-from vpngw.store import queries
+from vpngw.store import queries, traffic_history
 from vpngw.store.engine import Database
-from vpngw.store.models import VpnConnection, VpnConnectionLog
+from vpngw.store.models import VpnConnection, VpnConnectionLog, VpnConnectionTrafficPoint
+from vpngw.store.observations import ConnectionObservation, record_gateway_pass
 
 TRAFFIC = {"BytesIn": 840, "BytesOut": 420, "PacketsIn": 10, "PacketsOut": 5}
 
@@ -252,3 +256,137 @@ def test_a_delete_racing_added_lines_removes_them_too(store: Store) -> None:
     assert outcome == {"result": None}, outcome
     assert store.lines(vco) == []
     assert store.row(store.second)[0] == "ike_sa_not_established"
+
+
+# -- record_gateway_pass ---------------------------------------------------------
+
+# (status, diagnosis, traffic, now_ms) in turn: unchanged, new, the same again, counters
+# moving within a bucket and into the next, back to nothing observed.
+STEPS: list[tuple[str, str, dict[str, int] | None, int]] = [
+    ("ike_sa_not_established", "", None, 1_000),
+    ("ike_sa_not_established", "The peer does not answer.", None, 2_000),
+    ("ipsec_sa_established", "", TRAFFIC, 3_000),
+    ("ipsec_sa_established", "", dict(TRAFFIC), 4_000),
+    ("ipsec_sa_established", "", {**TRAFFIC, "BytesIn": 900}, 5_000),
+    ("ipsec_sa_established", "", {**TRAFFIC, "BytesIn": 950}, 12_000),
+    ("ike_sa_not_established", "", None, 13_000),
+]
+
+
+def _row(store: Store, connection_id: str) -> tuple[Any, ...]:
+    with store.db.engine.connect() as connection:
+        return tuple(
+            connection.execute(
+                text(
+                    "SELECT status, diagnosis, observed_time, observed_by FROM vpn_connections WHERE id = :id"
+                ),
+                {"id": connection_id},
+            ).one()
+        ) + (store.traffic(connection_id),)
+
+
+def _points(store: Store, connection_id: str) -> list[tuple[int, ...]]:
+    with store.db.transaction(write=False) as session:
+        return [
+            (p.bucket_ms, p.time_ms, p.bytes_in, p.bytes_out, p.packets_in, p.packets_out)
+            for p in session.scalars(
+                select(VpnConnectionTrafficPoint)
+                .where(VpnConnectionTrafficPoint.vpn_connection_id == connection_id)
+                .order_by(VpnConnectionTrafficPoint.bucket_ms)
+            )
+        ]
+
+
+@contextmanager
+def counted(store: Store) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store.db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(store.db.engine, "before_cursor_execute", count)
+
+
+def test_stores_what_the_one_at_a_time_functions_store(store: Store) -> None:
+    one_at_a_time, batched = store.first, store.second
+    for step, (status, diagnosis, traffic, now_ms) in enumerate(STEPS):
+        lines = [(now_ms, f"[IKE] step {step}"), (now_ms, f"[CFG] step {step} again")]
+        with store.db.transaction(write=True) as session:
+            before = queries.write_observation(
+                session,
+                one_at_a_time,
+                status=status,
+                diagnosis=diagnosis,
+                traffic=traffic,
+                now_ms=now_ms,
+                observed_by="n1",
+            )
+            queries.add_connection_logs(session, [(one_at_a_time, t, m) for t, m in lines])
+        with store.db.transaction(write=True) as session:
+            written = record_gateway_pass(
+                session,
+                [ConnectionObservation(batched, status, diagnosis, traffic)],
+                [(batched, t, m) for t, m in lines],
+                now_ms=now_ms,
+                observed_by="n1",
+            )
+        assert written.changed == ([batched] if before else []), step
+        assert written.lines == 2
+        assert (written.other_observations, written.other_lines) == ([], [])
+        assert _row(store, batched) == _row(store, one_at_a_time), step
+        assert _points(store, batched) == _points(store, one_at_a_time), step
+        assert [m for _t, m in store.lines(batched)] == [m for _t, m in store.lines(one_at_a_time)]
+    assert _row(store, batched) == ("ike_sa_not_established", "", 13_000, "n1", None)
+    # Two buckets of history: the last counters of each.
+    assert [p[:3] for p in _points(store, batched)] == [(0, 5_000, 900), (10_000, 12_000, 950)]
+
+
+def test_several_connections_in_a_fixed_number_of_statements(store: Store) -> None:
+    a, b = store.first, store.second
+    observations = [
+        ConnectionObservation(b, "ipsec_sa_established", "", TRAFFIC),
+        ConnectionObservation(a, "ipsec_sa_established", "", {**TRAFFIC, "BytesIn": 1}),
+        ConnectionObservation("vco-gone", "ipsec_sa_established", "", TRAFFIC),
+        ConnectionObservation(a, "ike_sa_established", "", None),  # the last word on a wins
+    ]
+    lines = [
+        (a, 5, "[IKE] one"),
+        ("tun-other", 5, "[IKE] a tunnel's"),
+        (b, 5, "[IKE] two"),
+        (a, 6, "[IKE] three"),
+    ]
+    with counted(store) as statements, store.db.transaction(write=True) as session:
+        written = record_gateway_pass(session, observations, lines, now_ms=7_000, observed_by="n2")
+    # lock, update, history upsert, retention delete, log insert (and BEGIN/COMMIT on SQLite)
+    assert len([s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT")]) == 5
+    assert written.changed == sorted([a, b])  # in id order
+    assert written.lines == 3
+    assert written.other_observations == [observations[2]]
+    assert written.other_lines == [("tun-other", 5, "[IKE] a tunnel's")]
+    assert _row(store, a) == ("ike_sa_established", "", 7_000, "n2", None)
+    assert _row(store, b) == ("ipsec_sa_established", "", 7_000, "n2", TRAFFIC)
+    assert _points(store, a) == [] and len(_points(store, b)) == 1
+    assert store.lines(a) == [(5, "[IKE] one"), (6, "[IKE] three")]
+    assert store.lines(b) == [(5, "[IKE] two")]
+    with store.db.transaction(write=True) as session:
+        assert record_gateway_pass(session, [], [], now_ms=8_000, observed_by="n2").changed == []
+
+
+def test_history_older_than_the_retention_goes(store: Store) -> None:
+    a = store.first
+    with store.db.transaction(write=True) as session:
+        traffic_history.record_many(session, [(a, TRAFFIC)], 1_000)
+    later = 1_000 + traffic_history.RETENTION_MS + traffic_history.BUCKET_MS
+    with store.db.transaction(write=True) as session:
+        record_gateway_pass(
+            session,
+            [ConnectionObservation(a, "ipsec_sa_established", "", TRAFFIC)],
+            [],
+            now_ms=later,
+            observed_by=None,
+        )
+    assert [p[1] for p in _points(store, a)] == [later]

@@ -68,7 +68,12 @@ _ALL: tuple[Action[Any], ...] = (
         "DescribeVpnConnection", vco.DescribeVpnConnectionParams, vco.describe_vpn_connection, writes=False
     ),
     Action(
-        "DescribeVpnConnections", vco.DescribeVpnConnectionsParams, vco.describe_vpn_connections, writes=False
+        "DescribeVpnConnections",
+        vco.DescribeVpnConnectionsParams,
+        vco.describe_vpn_connections,
+        writes=False,
+        direct=vco.describe_vpn_connections_listed,
+        inline=True,
     ),
     Action(
         "ModifyVpnConnectionAttribute",

@@ -9,6 +9,7 @@ can hold a Psk) nor the query string (it holds signatures).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from vpngw import ids, metrics
 from vpngw.actions.dispatch import dispatch, find_action
@@ -31,7 +33,7 @@ from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.direct import Where
-from vpngw.store.engine import Database, WouldBlock, without_waiting
+from vpngw.store.engine import Database, WouldBlock, waiting_allowed, without_waiting
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,16 @@ def _log_failure(request_id: str, error: BaseException | None) -> None:
 
 
 Parser = Callable[[Request], Awaitable[ParsedRequest]]
+
+
+class _ReadDeferred(Exception):  # noqa: N818 - a condition, as WouldBlock
+    """A read action on the event loop would have held it (WouldBlock from the action: a
+    long index walk) after its request's nonce was claimed: the action alone runs again in
+    a worker thread (claiming the nonce again would refuse the request as a replay)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__()
+        self.account_id = account_id
 
 
 class Api:
@@ -75,7 +87,13 @@ class Api:
         action = ACTIONS.get(parsed.action)
         if action is None or not action.writes:
             self.authenticator.record_nonce(verified)
-            return self._dispatch(parsed, verified.account_id, request_id, host, None)
+            try:
+                return self._dispatch(parsed, verified.account_id, request_id, host, None)
+            except WouldBlock:
+                if waiting_allowed():
+                    raise
+                # The nonce is claimed: only the action runs again, in a worker thread.
+                raise _ReadDeferred(verified.account_id) from None
         try:
             return self._dispatch(
                 parsed,
@@ -124,6 +142,10 @@ class Api:
             try:
                 with without_waiting():
                     return self._authenticated_dispatch(parsed, client, request_id, host)
+            except _ReadDeferred as deferred:
+                return await run_in_threadpool(
+                    self._dispatch, parsed, deferred.account_id, request_id, host, None
+                )
             except WouldBlock:
                 pass
         return await run_in_threadpool(self._authenticated_dispatch, parsed, client, request_id, host)
@@ -177,13 +199,48 @@ class Api:
         return response
 
 
+# Starlette's pattern for the spec's route ("{product}" and "{action}": one path segment each).
+_APSARA_PATH = re.compile(r"^/apsara/route/(?P<product>[^/]+)/(?P<action>[^/]+)$")
+
+
+class ApiFront:
+    """The ASGI application: the two API routes go straight to :class:`Api`, everything else
+    (the console's files, unknown paths and methods, lifespan) to the Starlette application.
+
+    Starlette's middleware and router cost about as much as a no-op's own work (issue 18);
+    the API routes use none of them: ``Api._serve`` answers every error itself (its JSON
+    errors, request id, metrics, access log), so the same ``Request`` and ``Response`` without
+    the stack around them answer the same. The routes and methods here are exactly those of
+    the Starlette routes below (``GET`` brings ``HEAD``); a path or method they do not match
+    gets Starlette's 404/405 answer as before."""
+
+    def __init__(self, api: Api, fallback: Starlette) -> None:
+        self.api = api
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path, method = scope["path"], scope["method"]
+            if path == "/":
+                if method in ("POST", "GET", "HEAD"):
+                    response = await self.api.rpc(Request(scope, receive))
+                    await response(scope, receive, send)
+                    return
+            elif method == "POST" and (match := _APSARA_PATH.match(path)) is not None:
+                scope["path_params"] = match.groupdict()
+                response = await self.api.apsara(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+
 def build_app(
     db: Database,
     settings: Settings,
     authenticator: Authenticator,
     *,
     on_change: Callable[[], None] | None = None,
-) -> Starlette:
+) -> ApiFront:
     """The application. ``on_change`` is called after every successful write action
     (the data plane's reconciler wakes up on it and reads the store)."""
     api = Api(db, settings, authenticator, on_change)
@@ -225,4 +282,4 @@ def build_app(
     # Starlette would answer a path with (or without) a trailing slash by a redirect to an
     # absolute URL built from the client's Host header: never echo a client's Host.
     app.router.redirect_slashes = False
-    return app
+    return ApiFront(api, app)

@@ -114,15 +114,20 @@ class Authenticator:
         any process of the database claimed it before (and committed)."""
         if verified.nonce is None:
             return
-        stored = queries.access_key_credentials(session, verified.access_key_id)
-        if stored != verified.key:
-            self._key_changed(verified, stored)
         now_ms = verified.now_ms
         if now_ms - self._pruned_at_ms > PRUNE_EVERY_MS:
             queries.forget_expired_nonces(session, now_ms)
             self._pruned_at_ms = now_ms
         expires = now_ms + 2 * MAX_SKEW_S * 1000
-        if not queries.claim_nonce(session, verified.access_key_id, verified.nonce, expires):
+        # The claim and the key's re-read in one round trip on PostgreSQL. A changed key is
+        # judged first, as before: any error here rolls the caller's transaction (and the
+        # claim) back.
+        claimed, stored = queries.claim_nonce_reading_key(
+            session, verified.access_key_id, verified.nonce, expires
+        )
+        if stored != verified.key:
+            self._key_changed(verified, stored)
+        if not claimed:
             self.throttle.failed(verified.client)
             raise nonce_used()
 

@@ -101,9 +101,10 @@ class Direct:
     """One transaction on a DBAPI connection (``Database.direct`` opens, commits and closes
     it). :meth:`execute` returns every row, processed; statements without rows return []."""
 
-    def __init__(self, dbapi_connection: Any, dialect: Dialect) -> None:
+    def __init__(self, dbapi_connection: Any, dialect: Dialect, database: str = "") -> None:
         self.dbapi_connection = dbapi_connection
         self.dialect = dialect
+        self.database = database  # the engine's URL: which database (caches per database)
         self._cursor = dbapi_connection.cursor()
 
     def execute(self, prepared: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:

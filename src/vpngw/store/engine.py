@@ -216,7 +216,7 @@ class Database:
                 raise WouldBlock()
             try:
                 raw = self.engine.raw_connection()
-                tx = Direct(raw, self.engine.dialect)
+                tx = Direct(raw, self.engine.dialect, str(self.engine.url))
                 try:
                     if self._sqlite:
                         if write and not waiting:

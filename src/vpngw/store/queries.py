@@ -7,7 +7,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Integer, Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy import delete as delete_statement
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from vpngw.store import freshness, leases, traffic_history
-from vpngw.store.direct import Prepared, Where, rows
+from vpngw.store.direct import Direct, Prepared, Where, rows
 from vpngw.store.models import (
     AccessKey,
     Account,
@@ -141,6 +141,225 @@ def page(
     return rows, total
 
 
+# -- DescribeVpnConnections on the DBAPI cursor --------------------------------------------
+#
+# The same page as page() (the same total, the same keys from the same index walk, the same
+# boundary cache), read as tuples on a Direct transaction in one statement: the page's rows
+# with their gateways' lease rows (freshness.Observer) and whether they have tunnel rows. An
+# ORM page cost about ten times the walk itself (docs/benchmarks.md).
+
+#: The filters connection_page() takes (a DescribeVpnConnections request's), by column.
+CONNECTION_FILTERS = ("id", "vpn_gateway_id", "customer_gateway_id")
+
+_LISTED: Table = VpnConnection.__table__  # type: ignore[assignment]
+_TUNNELS: Table = VpnConnectionTunnel.__table__  # type: ignore[assignment]
+_LEASES: Table = GatewayLease.__table__  # type: ignore[assignment]
+_TAGS: Table = ResourceTag.__table__  # type: ignore[assignment]
+_CONNECTION_COLUMNS = (
+    "id",
+    "vpn_gateway_id",
+    "customer_gateway_id",
+    "name",
+    "local_subnet",
+    "remote_subnet",
+    "create_time",
+    "effect_immediately",
+    "auto_config_route",
+    "enable_dpd",
+    "enable_nat_traversal",
+    "ike_config",
+    "ipsec_config",
+    "health_check",
+    "status",
+    "health_check_status",
+    "diagnosis",
+    "traffic",
+    "state",
+)
+
+
+class ConnectionRow(NamedTuple):
+    """A connection's columns as a listing shows them (the attribute names of VpnConnection),
+    its gateway's lease row (None: no lease row) and whether it has tunnel rows."""
+
+    id: str
+    vpn_gateway_id: str
+    customer_gateway_id: str
+    name: str
+    local_subnet: str
+    remote_subnet: str
+    create_time: int
+    effect_immediately: bool
+    auto_config_route: bool
+    enable_dpd: bool
+    enable_nat_traversal: bool
+    ike_config: dict[str, Any]
+    ipsec_config: dict[str, Any]
+    health_check: dict[str, Any]
+    status: str
+    health_check_status: str
+    diagnosis: str
+    traffic: dict[str, int] | None
+    state: str
+    observer: freshness.Observer | None
+    dual: bool
+
+
+class PageNeedsWalk(Exception):  # noqa: N818 - a condition
+    """connection_page(walk=False) met a deep page whose cached boundaries are stale: the
+    rebuild walks the listing's whole index (tens of ms at 100,000 rows)."""
+
+
+_LISTING_STATEMENTS: dict[tuple[Any, ...], Prepared] = {}
+
+
+def _listing_statement(key: tuple[Any, ...], build: Any) -> Prepared:
+    found = _LISTING_STATEMENTS.get(key)
+    if found is None:
+        found = _LISTING_STATEMENTS[key] = Prepared(build())
+    return found
+
+
+def _connection_conditions(filters: tuple[str, ...]) -> list[ColumnElement[bool]]:
+    c = _LISTED.c
+    conditions = [c.account_id == bindparam("a"), c.region_id == bindparam("r")]
+    for name in filters:
+        if name == "customer_gateway_id":  # uses_customer_gateway's condition
+            conditions.append(
+                or_(
+                    c.customer_gateway_id == bindparam("f_customer_gateway_id"),
+                    c.id.in_(
+                        select(_TUNNELS.c.vpn_connection_id).where(
+                            _TUNNELS.c.customer_gateway_id == bindparam("f_customer_gateway_id")
+                        )
+                    ),
+                )
+            )
+        else:
+            conditions.append(c[name] == bindparam(f"f_{name}"))
+    return conditions
+
+
+def _connection_count(filters: tuple[str, ...]) -> Any:
+    return select(func.count()).select_from(_LISTED).where(*_connection_conditions(filters))
+
+
+def _connection_rows(filters: tuple[str, ...], walk: str) -> Any:
+    """The page's rows: the keys walked on the index (``forward`` from the start, ``seek``
+    from a boundary, ``reverse`` from the end), then each key's row and lease row."""
+    c = _LISTED.c
+    keys = select(c.seq).where(*_connection_conditions(filters))
+    if walk == "seek":
+        keys = keys.where(c.seq >= bindparam("start", type_=Integer))
+    page = (
+        keys.order_by(c.seq.desc() if walk == "reverse" else c.seq)
+        .offset(bindparam("o", type_=Integer))
+        .limit(bindparam("l", type_=Integer))
+        .subquery("page_keys")
+    )
+    row = _LISTED.alias("c")
+    lease = _LEASES.alias("l")
+    dual = exists(select(_TUNNELS.c.id).where(_TUNNELS.c.vpn_connection_id == row.c.id))
+    return (
+        select(
+            *(row.c[name] for name in _CONNECTION_COLUMNS),
+            lease.c.vpn_gateway_id,
+            lease.c.holder,
+            lease.c.expires_ms,
+            lease.c.observed_by,
+            lease.c.observed_until_ms,
+            lease.c.pass_error,
+            dual.label("dual"),
+        )
+        .select_from(
+            page.join(row, row.c.seq == page.c.seq).outerjoin(
+                lease, lease.c.vpn_gateway_id == row.c.vpn_gateway_id
+            )
+        )
+        .order_by(row.c.seq)
+    )
+
+
+def connection_page(
+    tx: Direct,
+    account_id: str,
+    region_id: str,
+    filters: Mapping[str, str | None],
+    page_number: int,
+    page_size: int,
+    *,
+    walk: bool = True,
+) -> tuple[list[ConnectionRow], int]:
+    """queries.page() of VpnConnection (``filters`` by CONNECTION_FILTERS; the customer
+    gateway's is :func:`uses_customer_gateway`) on the DBAPI cursor: the rows and the total.
+    ``walk=False``: PageNeedsWalk instead of rebuilding a deep page's stale boundaries."""
+    given = tuple(name for name in CONNECTION_FILTERS if filters.get(name) is not None)
+    values: dict[str, Any] = {"a": account_id, "r": region_id}
+    values.update((f"f_{name}", filters[name]) for name in given)
+    sqlite = tx.dialect.name == "sqlite"
+    offset = (page_number - 1) * page_size
+    changes = -1
+    if not given:
+        total, changes = _counter(tx, VpnConnection, account_id, region_id)
+    else:
+        total = tx.execute(_listing_statement(("count", given), lambda: _connection_count(given)), values)[0][
+            0
+        ]
+    if offset >= total and sqlite:
+        return [], total  # past the end (the total and the rows are one snapshot)
+    if offset >= PAGE_BOUNDARY_EVERY and changes >= 0 and sqlite:
+        if not walk and not _boundaries_cached(tx, VpnConnection, account_id, region_id, total, changes):
+            raise PageNeedsWalk()
+        boundaries = _page_boundaries(tx, VpnConnection, account_id, region_id, total, changes)
+        how = "seek"
+        values.update(
+            start=boundaries[offset // PAGE_BOUNDARY_EVERY], o=offset % PAGE_BOUNDARY_EVERY, l=page_size
+        )
+    elif offset > total // 2 and sqlite:
+        size = min(page_size, total - offset)
+        how = "reverse"
+        values.update(o=total - offset - size, l=size)
+    else:
+        how = "forward"
+        values.update(o=offset, l=page_size)
+    found = tx.execute(_listing_statement(("rows", given, how), lambda: _connection_rows(given, how)), values)
+    width = len(_CONNECTION_COLUMNS)
+    return [
+        ConnectionRow._make(
+            (
+                *row[:width],
+                None
+                if row[width] is None
+                else freshness.Observer(
+                    row[width + 1], row[width + 2], row[width + 3], row[width + 4] or 0, row[width + 5] or ""
+                ),
+                bool(row[width + 6]),
+            )
+        )
+        for row in found
+    ], total
+
+
+def tags_of_page(tx: Direct, resource_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """tags_of() on the DBAPI cursor (one statement per number of ids, prepared once)."""
+    found: dict[str, list[tuple[str, str]]] = {resource_id: [] for resource_id in resource_ids}
+    if resource_ids:
+        count = len(resource_ids)
+        statement = _listing_statement(
+            ("tags", count),
+            lambda: (
+                select(_TAGS.c.resource_id, _TAGS.c.tag_key, _TAGS.c.tag_value)
+                .where(_TAGS.c.resource_id.in_([bindparam(f"t{n}") for n in range(count)]))
+                .order_by(_TAGS.c.resource_id, _TAGS.c.tag_key)
+            ),
+        )
+        for resource_id, key, value in tx.execute(
+            statement, {f"t{n}": r for n, r in enumerate(resource_ids)}
+        ):
+            found[resource_id].append((key, value))
+    return found
+
+
 def _tagged_ids(account_id: str, key: str, value: str | None) -> Any:
     """The ids of the account's resources with tag ``key`` (of ``value``, unless None)."""
     query = select(ResourceTag.resource_id).where(
@@ -226,14 +445,10 @@ def tag_rows(
     ).all()
 
 
-def _counter(session: Session, model: type[Owned], account_id: str, region_id: str) -> tuple[int, int]:
+def _counter(session: Where, model: type[Owned], account_id: str, region_id: str) -> tuple[int, int]:
     """The listing's ``(count, changes)`` (``(0, -1)`` when it has no counter yet)."""
-    row = (
-        session.connection()
-        .execute(_COUNTER, {"a": account_id, "r": region_id, "k": model.__tablename__})
-        .first()
-    )
-    return (0, -1) if row is None else (row[0], row[1])
+    found = rows(session, _COUNTER_PREPARED, {"a": account_id, "r": region_id, "k": model.__tablename__})
+    return (0, -1) if not found else (found[0][0], found[0][1])
 
 
 # Page boundaries (SQLite): the seq of every PAGE_BOUNDARY_EVERY-th row of a listing, so that
@@ -248,27 +463,59 @@ _page_boundary_cache: dict[tuple[str, str, str, str], tuple[int, int, list[int]]
 
 
 def _page_boundaries(
-    session: Session, model: type[Owned], account_id: str, region_id: str, total: int, changes: int
+    where: Where, model: type[Owned], account_id: str, region_id: str, total: int, changes: int
 ) -> list[int]:
-    key = (str(session.get_bind().engine.url), model.__tablename__, account_id, region_id)
+    key = (_database_of(where), model.__tablename__, account_id, region_id)
     cached = _page_boundary_cache.get(key)
     if cached is not None and cached[0] == total and cached[1] == changes:
         return cached[2]
-    ranked = (
-        select(model.seq, (func.row_number().over(order_by=model.seq) - 1).label("position"))
-        .where(model.account_id == account_id, model.region_id == region_id)
-        .subquery()
+    found = rows(
+        where,
+        _boundaries_statement(model),
+        {"a": account_id, "r": region_id, "every": PAGE_BOUNDARY_EVERY},
     )
-    boundaries = list(
-        session.scalars(
-            select(ranked.c.seq).where(ranked.c.position % PAGE_BOUNDARY_EVERY == 0).order_by(ranked.c.seq)
-        ).all()
-    )
+    boundaries = [row[0] for row in found]
     _page_boundary_cache.pop(key, None)
     while len(_page_boundary_cache) >= PAGE_BOUNDARY_LISTINGS:
         _page_boundary_cache.pop(next(iter(_page_boundary_cache)), None)
     _page_boundary_cache[key] = (total, changes, boundaries)
     return boundaries
+
+
+def _boundaries_cached(
+    where: Where, model: type[Owned], account_id: str, region_id: str, total: int, changes: int
+) -> bool:
+    """Whether the listing's boundaries are cached for this ``(count, changes)`` (a deep page
+    then walks at most PAGE_BOUNDARY_EVERY index entries; else the whole listing's index)."""
+    cached = _page_boundary_cache.get((_database_of(where), model.__tablename__, account_id, region_id))
+    return cached is not None and cached[0] == total and cached[1] == changes
+
+
+def _database_of(where: Where) -> str:
+    """Which database a transaction is on (the boundary cache is per database)."""
+    if isinstance(where, Direct):
+        return where.database
+    engine = where.get_bind().engine if isinstance(where, Session) else where.engine
+    return str(engine.url)
+
+
+_BOUNDARY_STATEMENTS: dict[str, Prepared] = {}
+
+
+def _boundaries_statement(model: type[Owned]) -> Prepared:
+    found = _BOUNDARY_STATEMENTS.get(model.__tablename__)
+    if found is None:
+        ranked = (
+            select(model.seq, (func.row_number().over(order_by=model.seq) - 1).label("position"))
+            .where(model.account_id == bindparam("a"), model.region_id == bindparam("r"))
+            .subquery()
+        )
+        found = _BOUNDARY_STATEMENTS[model.__tablename__] = Prepared(
+            select(ranked.c.seq)
+            .where(ranked.c.position % bindparam("every", type_=Integer) == 0)
+            .order_by(ranked.c.seq)
+        )
+    return found
 
 
 _COUNTS: Table = ResourceCount.__table__  # type: ignore[assignment]
@@ -303,6 +550,7 @@ _COUNTER = select(_COUNTS.c.count, _COUNTS.c.changes).where(
     _COUNTS.c.region_id == bindparam("r"),
     _COUNTS.c.kind == bindparam("k"),
 )
+_COUNTER_PREPARED = Prepared(_COUNTER)
 
 
 def _bump(session: Session, row: Owned, delta: int) -> None:
@@ -988,6 +1236,26 @@ _CLAIM_NONCE = {
         postgresql_insert(_NONCES).values(**_NONCE_ROW).on_conflict_do_nothing().returning(_NONCES.c.nonce)
     ),
 }
+_CLAIMED = (
+    postgresql_insert(_NONCES)
+    .values(**_NONCE_ROW)
+    .on_conflict_do_nothing()
+    .returning(_NONCES.c.nonce)
+    .cte("claimed")
+)
+_KEY_ROW = (
+    select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed)
+    .where(AccessKey.id == bindparam("k"))
+    .subquery("key_row")
+)
+_CLAIM_NONCE_READING_KEY = Prepared(
+    select(
+        select(func.count()).select_from(_CLAIMED).scalar_subquery(),
+        _KEY_ROW.c.account_id,
+        _KEY_ROW.c.status,
+        _KEY_ROW.c.secret_sealed,
+    ).select_from(_KEY_ROW)
+)
 _ACCESS_KEY_READ = Prepared(
     select(AccessKey.account_id, AccessKey.status, AccessKey.secret_sealed).where(
         AccessKey.id == bindparam("k")
@@ -1001,6 +1269,27 @@ def claim_nonce(session: Where, access_key_id: str, nonce: str, expire_time: int
     (the primary key), so a nonce is claimed at most once whatever the interleaving."""
     values = {"k": access_key_id, "n": nonce, "e": expire_time}
     return bool(rows(session, _CLAIM_NONCE[dialect_name(session)], values))
+
+
+def claim_nonce_reading_key(
+    session: Where, access_key_id: str, nonce: str, expire_time: int
+) -> tuple[bool, tuple[str, str, str] | None]:
+    """:func:`claim_nonce` and :func:`access_key_credentials` together: whether the nonce
+    went in, and the key's (account id, status, sealed secret). On PostgreSQL one statement
+    (one round trip instead of two: the insert in a ``WITH``, which runs whether or not the
+    key is found); on SQLite, where a statement is no round trip, the two statements.
+    Without a key the nonce's claim is not reported (False): the caller refuses the request
+    on the key, and its transaction rolls the claim back."""
+    values = {"k": access_key_id, "n": nonce, "e": expire_time}
+    if dialect_name(session) != "postgresql":
+        return claim_nonce(session, access_key_id, nonce, expire_time), access_key_credentials(
+            session, access_key_id
+        )
+    found = rows(session, _CLAIM_NONCE_READING_KEY, values)
+    if not found:
+        return False, None  # no such key: the caller refuses the request (and rolls back)
+    claimed, account_id, status, sealed = found[0]
+    return bool(claimed), (account_id, status, sealed)
 
 
 def access_key_credentials(session: Where, access_key_id: str) -> tuple[str, str, str] | None:

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from vpngw.store.models import VpnConnectionTrafficPoint
 
 BUCKET_MS = 10_000
 RETENTION_MS = 24 * 3600 * 1000
+_POINTS: Table = VpnConnectionTrafficPoint.__table__  # type: ignore[assignment]
+_COUNTERS = ("bytes_in", "bytes_out", "packets_in", "packets_out")
+_API_NAMES = ("BytesIn", "BytesOut", "PacketsIn", "PacketsOut")
 
 
 def record(session: Session, connection_id: str, traffic: Mapping[str, int], now_ms: int) -> None:
@@ -47,6 +52,34 @@ def record(session: Session, connection_id: str, traffic: Mapping[str, int], now
         delete(VpnConnectionTrafficPoint).where(VpnConnectionTrafficPoint.time_ms < now_ms - RETENTION_MS)
     )
     session.flush()
+
+
+def record_many(session: Session, points: Sequence[tuple[str, Mapping[str, int]]], now_ms: int) -> None:
+    """:func:`record` of several connections at once (one upsert executemany and one
+    retention delete): each ``(connection id, traffic)`` becomes the point of its bucket.
+    The caller holds the connections' row locks (``observations.record_gateway_pass``)."""
+    if not points:
+        return
+    bucket = now_ms - now_ms % BUCKET_MS
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(_POINTS)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_POINTS.c.vpn_connection_id, _POINTS.c.bucket_ms],
+        set_={name: statement.excluded[name] for name in _COUNTERS + ("time_ms",)},
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "vpn_connection_id": connection_id,
+                "bucket_ms": bucket,
+                "time_ms": now_ms,
+                **{name: int(traffic.get(key, 0)) for name, key in zip(_COUNTERS, _API_NAMES, strict=True)},
+            }
+            for connection_id, traffic in points
+        ],
+    )
+    session.execute(delete(_POINTS).where(_POINTS.c.time_ms < now_ms - RETENTION_MS))
 
 
 def points(

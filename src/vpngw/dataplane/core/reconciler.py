@@ -56,6 +56,7 @@ from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.dataplane.core.gateway_agent import AgentObservation, GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
+from vpngw.dataplane.observe.connection_logs import LogLine
 from vpngw.dataplane.observe.diagnosis import diagnose
 from vpngw.dataplane.observe.partner_watch import PartnerWatch, WatchedAddress
 from vpngw.dataplane.observe.prober import Prober, ProbeTarget
@@ -64,7 +65,7 @@ from vpngw.dataplane.spec.desired import ConnectionSpec
 from vpngw.dataplane.spec.from_store import GatewayState, load_desired
 from vpngw.dataplane.spec.render import child_names, render_connection
 from vpngw.sealing import Sealer
-from vpngw.store import desired_generation, freshness, queries
+from vpngw.store import desired_generation, freshness, observations, queries
 from vpngw.store.engine import Database
 from vpngw.store.leases import lease_unit
 
@@ -512,12 +513,13 @@ class Reconciler:
 
     def _reconcile_gateway(self, agent: GatewayAgent, state: GatewayState) -> TemporaryError | None:
         """One gateway's step; the temporary error that stopped it, or None. What it
-        observed is written in one transaction, and only what changed (_store_observation)."""
+        observed (only what changed: _store_observation) and the log lines charon wrote
+        since the last look are written in one transaction."""
         pending: list[_Observation] = []
         try:
             return self._gateway_step(agent, state, pending)
         finally:
-            self._write_observations(pending)
+            self._write_pass(pending, agent.logs.drain())
 
     def _gateway_step(
         self, agent: GatewayAgent, state: GatewayState, pending: list[_Observation]
@@ -532,7 +534,6 @@ class Reconciler:
             }
             seen = agent.observe(state, lambda name: diagnoses[name][0] in CHILD_FAILURES)
         except (DataplaneError, OSError) as error:
-            self._store_logs(agent)
             self._watch.pop(state.vpn_gateway_id, None)  # its backoff says when to look again
             if isinstance(error, PermanentError):
                 # Nothing of this gateway can run as it is stored: say so on every
@@ -555,7 +556,6 @@ class Reconciler:
                 )
             self._store_rejected(pending, state)
             return temporary
-        self._store_logs(agent)
         self._watch_after(agent, state, seen)
         if state.partner_ip is not None:
             self.partners.set_tunnels_up(
@@ -630,7 +630,7 @@ class Reconciler:
     def _store_observation(
         self, pending: list[_Observation], name: str, seen: Observed, diagnosis: str
     ) -> None:
-        """Queue the observation for :meth:`_write_observations` unless the store already
+        """Queue the observation for :meth:`_write_pass` unless the store already
         holds it (traffic counters: at most every TRAFFIC_WRITE_S)."""
         if seen.status == "ipsec_sa_established":
             diagnosis = ""
@@ -642,33 +642,36 @@ class Reconciler:
             return
         pending.append(_Observation(name, _Written(seen.status, diagnosis, traffic, now)))
 
-    def _write_observations(self, pending: list[_Observation]) -> None:
-        """One gateway's changed observations in one transaction, rows in id order (as
-        every writer of several connection rows locks them)."""
-        if not pending:
+    def _write_pass(self, pending: list[_Observation], lines: list[LogLine]) -> None:
+        """One gateway's changed observations and new log lines in one transaction
+        (:func:`vpngw.store.observations.record_gateway_pass`: a few Core statements
+        whatever the number of connections, rows locked in id order)."""
+        if not pending and not lines:
             return
         observed_by = self.leases.identity.name if self.leases is not None else None
         latest = {item.name: item.written for item in pending}  # the last word on each
         with self.db.transaction(write=True) as session:
             now_ms = self._now_ms()
+            written = observations.record_gateway_pass(
+                session,
+                [
+                    observations.ConnectionObservation(name, item.status, item.diagnosis, item.traffic)
+                    for name, item in latest.items()
+                    if name not in self._tunnels  # a tunnel of a dual-tunnel connection: its row, below
+                ],
+                [(line.connection, line.time_ms, line.text) for line in lines],
+                now_ms=now_ms,
+                observed_by=observed_by,
+            )
             tunnels = [
-                queries.TunnelObservation(name, written.status, written.diagnosis, written.traffic)
-                for name, written in sorted(latest.items())
+                queries.TunnelObservation(name, item.status, item.diagnosis, item.traffic)
+                for name, item in sorted(latest.items())
                 if name in self._tunnels
             ]
+            tunnels += [queries.TunnelObservation(*seen) for seen in written.other_observations]
             queries.record_tunnel_observations(session, tunnels, now_ms=now_ms, observed_by=observed_by)
-            for name, written in sorted(latest.items()):
-                if name in self._tunnels:
-                    continue  # a tunnel of a dual-tunnel connection: its row, above
-                queries.write_observation(
-                    session,
-                    name,
-                    status=written.status,
-                    diagnosis=written.diagnosis,
-                    traffic=written.traffic,
-                    now_ms=now_ms,
-                    observed_by=observed_by,
-                )
+            if written.other_lines:  # a tunnel's lines (under its TunnelId), or a connection gone
+                queries.add_connection_logs(session, written.other_lines)
         self._written.update(latest)
 
     def _confirm(self, outcomes: dict[str, str]) -> None:
@@ -711,14 +714,6 @@ class Reconciler:
         valid_s = self.leases.valid_s() if self.leases is not None else UNLEASED_NEXT_HOP_S
         if valid_s > 0:
             self.network.hold_vpc_next_hop(key, next_hop, valid_s)
-
-    def _store_logs(self, agent: GatewayAgent) -> None:
-        lines = agent.logs.drain()
-        if lines:
-            with self.db.transaction(write=True) as session:
-                queries.add_connection_logs(
-                    session, [(line.connection, line.time_ms, line.text) for line in lines]
-                )
 
     def _health_changed(self, connection_id: str, status: str) -> None:
         """The prober's callback (its thread): store a new verdict at once."""
