@@ -30,17 +30,21 @@ LEASE_MS = int(TIMING.lease_s * 1000)
 class RecordingBackend:
     """A fake network backend: records the addresses it is asked to hold, holds nothing."""
 
-    kind = "lab"
+    kind = "host"
+    addresses_expire = True
 
     def __init__(self) -> None:
         self.held: dict[str, float] = {}
+        self.holds = 0
+        self.next_hops: dict[str, str] = {}
         self.fenced: list[str] = []
 
     def hold_internet_ip(self, vpn_gateway_id: str, internet_ip: str, valid_s: float) -> None:
         self.held[vpn_gateway_id] = valid_s
+        self.holds += 1
 
     def hold_vpc_next_hop(self, vpn_gateway_id: str, address: str, valid_s: float) -> None:
-        pass
+        self.next_hops[vpn_gateway_id] = address
 
     def fence(self, vpn_gateway_id: str) -> None:
         self.fenced.append(vpn_gateway_id)
@@ -96,12 +100,20 @@ def test_a_round_with_nothing_to_decide_renews_without_reading_the_leases(
     assert node.held() == set(ids)
     node.renew_once()  # the round after the takes settles (it decides nothing)
     reads = FullReads(monkeypatch)
+    backend = node.backend
+    assert isinstance(backend, RecordingBackend)
+    holds = backend.holds
     for _ in range(5):
         clock.now += TIMING.renew_s
         node.renew_once()
     assert reads.count == 0
     assert node.quiet_rounds >= 5
     assert node.held() == set(ids) and node.valid_s() > TIMING.lease_s - TIMING.fence_margin_s - 1
+    # A quiet round still refreshes the addresses' lifetimes (the host's kernel drops them
+    # by itself otherwise: the fence of a node killed with kill -9).
+    assert backend.holds == holds + 5 * len(ids)
+    assert set(backend.held) == set(ids)
+    assert min(backend.held.values()) > TIMING.lease_s - TIMING.fence_margin_s - 1
     # ... and the leases were renewed in the database all the same.
     now_ms = int(clock.now * 1000)
     with db.transaction(write=False) as session:
@@ -185,3 +197,41 @@ def test_a_full_round_runs_at_least_every_full_round_period(
     node.renew_once()
     node.renew_once()
     assert reads.count == 2
+
+
+def test_a_connection_s_change_leaves_the_round_quiet_and_a_next_hop_given_later_is_held(
+    db: Database, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from vpngw.store import queries
+    from vpngw.store.models import VpnGateway
+
+    (gateway,) = gateways(api, 1)
+    # A gateway created before its API server had a next-hop pool: none yet.
+    with db.transaction(write=True) as session:
+        session.execute(update(VpnGateway).where(VpnGateway.id == gateway).values(vpc_next_hop=None))
+    clock = Clock()
+    node = keeper(db, clock)
+    node.renew_once()
+    customer = api.ok("CreateCustomerGateway", IpAddress="198.19.0.10")["CustomerGatewayId"]
+    reads = FullReads(monkeypatch)
+    api.ok(
+        "CreateVpnConnection",
+        VpnGatewayId=gateway,
+        CustomerGatewayId=customer,
+        LocalSubnet="10.1.1.0/24",
+        RemoteSubnet="10.10.1.0/24",
+    )
+    clock.now += TIMING.renew_s
+    node.renew_once()
+    assert reads.count == 0  # the write moved nothing the placement reads
+    backend = node.backend
+    assert isinstance(backend, RecordingBackend)
+    assert backend.next_hops == {}
+    # An API server with a next-hop pool gives the gateway its next hop: held next round.
+    with db.transaction(write=True) as session:
+        queries.set_vpc_next_hop(session, gateway, "10.255.0.9")
+    clock.now += TIMING.renew_s
+    node.renew_once()
+    assert backend.next_hops == {gateway: "10.255.0.9"}

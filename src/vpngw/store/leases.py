@@ -258,14 +258,17 @@ class LeaseSummary:
     """What a node's lease round would decide on, reduced to counts the database computes
     without handing every row to Python (:func:`summary`). Two equal summaries, with the
     nodes' liveness unchanged, mean the placement would decide the same: no gateway or
-    address came or went (counts, and any lease row missing), no gateway's addresses or
-    next hop moved (the sum of the desired-state stamps, which migration 0015's triggers
-    bump for those columns), no lease changed hands (rows per holder), none ran out or was
-    freed (free rows, counted at the round's own cut-off) and no pin moved toward or away
-    from ``node``."""
+    address came or went (counts, and any lease row missing), no gateway was given its
+    VPC-side next hop (a gateway's addresses are set when it is created; its next hop too,
+    or once later by an API server that has a pool: ``set_vpc_next_hop``), no lease changed
+    hands (rows per holder), none ran out or was freed (free rows, counted at the round's
+    own cut-off) and no pin moved toward or away from ``node``. A write that changes none
+    of these (a connection's settings) leaves it as it was: the round after it stays quiet.
+    Should an address ever change in place, the keeper's full round every
+    ``FULL_ROUND_EVERY_S`` still sees it."""
 
     gateways: int
-    stamps: int
+    next_hops: int
     rows: int
     unleased: bool
     free: int
@@ -275,19 +278,27 @@ class LeaseSummary:
     held: tuple[tuple[str, int], ...]
 
 
+# One statement, each table scanned as little as it can be: the gateways' counts from
+# their narrow indexes, the anti-joins through the primary keys (the second addresses
+# through their own index), and one pass over the lease rows for every lease count
+# (docs/benchmarks.md: each extra scan of the rows costs about 0.3 ms at 1,000 gateways).
+_FREE = "(holder IS NULL OR expires_ms < :cut)"
 _SUMMARY = text(
     "SELECT"
     " (SELECT count(*) FROM vpn_gateways),"
-    " (SELECT coalesce(sum(desired_generation), 0) FROM vpn_gateways),"
-    " (SELECT count(*) FROM gateway_leases),"
-    " EXISTS (SELECT 1 FROM vpn_gateways g WHERE"
-    "  NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id)"
-    "  OR (g.disaster_recovery_internet_ip IS NOT NULL AND g.disaster_recovery_internet_ip <> ''"
-    "   AND NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id || :suffix))),"
-    " (SELECT count(*) FROM gateway_leases WHERE holder IS NULL OR expires_ms < :cut),"
-    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node IS NULL),"
-    " (SELECT count(*) FROM gateway_leases WHERE (holder IS NULL OR expires_ms < :cut) AND pinned_node = :me),"
-    " (SELECT count(*) FROM gateway_leases WHERE holder = :me AND pinned_node IS NOT NULL AND pinned_node <> :me)"
+    " (SELECT count(vpc_next_hop) FROM vpn_gateways),"
+    " EXISTS (SELECT 1 FROM vpn_gateways g"
+    "  WHERE NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id))"
+    " OR EXISTS (SELECT 1 FROM vpn_gateways g"
+    "  WHERE g.disaster_recovery_internet_ip IS NOT NULL AND g.disaster_recovery_internet_ip <> ''"
+    "  AND NOT EXISTS (SELECT 1 FROM gateway_leases l WHERE l.vpn_gateway_id = g.id || :suffix)),"
+    " count(*),"
+    f" coalesce(sum(CASE WHEN {_FREE} THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN {_FREE} AND pinned_node IS NULL THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN {_FREE} AND pinned_node = :me THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN holder = :me AND pinned_node IS NOT NULL AND pinned_node <> :me"
+    "  THEN 1 ELSE 0 END), 0)"
+    " FROM gateway_leases"
 )
 _HELD = text(
     "SELECT holder, count(*) FROM gateway_leases WHERE holder IS NOT NULL GROUP BY holder ORDER BY holder"
@@ -299,13 +310,13 @@ def summary(session: Session, node: str, *, cut_ms: int) -> LeaseSummary:
     ``cut_ms`` (now minus the skew) counted free: two statements, whatever the number of
     gateways (the database scans its rows; Python sees a few numbers)."""
     connection = session.connection()
-    gateways, stamps, rows, unleased, free, unpinned, pinned_here, pinned_away = connection.execute(
+    gateways, next_hops, unleased, rows, free, unpinned, pinned_here, pinned_away = connection.execute(
         _SUMMARY, {"cut": cut_ms, "me": node, "suffix": SECOND_ADDRESS_SUFFIX}
     ).one()
     held = tuple((str(holder), int(count)) for holder, count in connection.execute(_HELD))
     return LeaseSummary(
         int(gateways),
-        int(stamps),
+        int(next_hops),
         int(rows),
         bool(unleased),
         int(free),

@@ -81,6 +81,11 @@ class NetworkBackend(Protocol):
 
     #: ``lab`` or ``host`` (shown by ``vpngw node list``).
     kind: str
+    #: Whether :meth:`hold_internet_ip` and :meth:`hold_vpc_next_hop` give addresses a
+    #: lifetime that every renewal must refresh (the host's kernel lifetimes). False: they
+    #: hold nothing (the lab), and the lease keeper does not call them at every renewal
+    #: (a thousand calls a second that do nothing, at 1,000 gateways).
+    addresses_expire: bool
 
     def lock(self) -> IO[bytes]:
         """Hold the machine-wide lock of this backend's gateways (closing releases it):

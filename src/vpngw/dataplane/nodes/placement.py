@@ -397,14 +397,18 @@ class LeaseKeeper:
             self._held = _Held(dict(gateways), valid_until, dict(next_hops))
             self._giving_away = frozenset(decided.give_away) & set(self._held.gateways)
             after = (set(self._held.gateways), self._giving_away, True)
-        for gateway_id, internet_ip in sorted(self._held.gateways.items()):
+        for gateway_id, internet_ip in (
+            sorted(self._held.gateways.items()) if self.backend.addresses_expire else ()
+        ):
             try:
                 self.backend.hold_internet_ip(gateway_id, internet_ip, valid_until - time.monotonic())
             except Exception as error:
                 log.warning("refreshing the address of %s: %s", gateway_id, error)
         # The VPC-side next hop follows the same lease (a separate operation: a dual-tunnel
         # gateway binds it to its preferred live tunnel instead).
-        for gateway_id, next_hop in sorted(self._held.next_hops.items()):
+        for gateway_id, next_hop in (
+            sorted(self._held.next_hops.items()) if self.backend.addresses_expire else ()
+        ):
             try:
                 self.backend.hold_vpc_next_hop(gateway_id, next_hop, valid_until - time.monotonic())
             except Exception as error:

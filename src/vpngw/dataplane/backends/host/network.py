@@ -109,6 +109,7 @@ class HostNetwork:
     """The ``host`` network backend of one node."""
 
     kind = "host"
+    addresses_expire = True
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config

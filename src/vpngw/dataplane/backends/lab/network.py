@@ -58,6 +58,7 @@ class LabNetwork(Lab):
     """
 
     kind = "lab"
+    addresses_expire = False
 
     def __init__(
         self, name: str, state_dir: Path, *, run_dir: Path | None = None, owner: str | None = None
