@@ -14,7 +14,7 @@ It stores exactly what :func:`vpngw.store.queries.write_observation` and
 (tests/store/test_gateway_pass.py compares the two): only differences are written,
 ``observed_time`` and ``observed_by`` move only with them, each written traffic becomes a
 point of the connection's history, and nothing is written for a connection that no longer
-exists. The ORM version cost about ten statements and a flush per connection: during a
+exists. The ORM version cost about five statements and a flush per connection: during a
 cold start of many gateways that, and PostgreSQL's share of it, was most of what the
 data plane spent (docs/benchmarks.md, "Spread").
 
