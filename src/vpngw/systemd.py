@@ -12,8 +12,6 @@ import logging
 import os
 import socket
 
-import uvicorn
-
 log = logging.getLogger(__name__)
 
 
@@ -33,17 +31,3 @@ def notify(state: str, environ: dict[str, str] | None = None) -> bool:
         log.warning("sd_notify %s to %s failed: %s", state, address.replace("\0", "@"), error)
         return False
     return True
-
-
-class NotifyingServer(uvicorn.Server):
-    """uvicorn, telling the service manager it is ready once it listens (not before:
-    ``startup`` binds the sockets), and that it is stopping when it begins to."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            notify("READY=1")
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        notify("STOPPING=1")
-        await super().shutdown(sockets)

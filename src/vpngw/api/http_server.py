@@ -41,7 +41,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from vpngw.systemd import NotifyingServer
+from vpngw.systemd import notify
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,20 @@ class TlsCertificate:
             return False
         log.info("TLS certificate reloaded from %s", self.cert_file)
         return True
+
+
+class NotifyingServer(uvicorn.Server):
+    """uvicorn, telling the service manager it is ready once it listens (not before:
+    ``startup`` binds the sockets), and that it is stopping when it begins to."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            notify("READY=1")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        notify("STOPPING=1")
+        await super().shutdown(sockets)
 
 
 class ApiServer(NotifyingServer):

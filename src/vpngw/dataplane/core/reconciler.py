@@ -159,8 +159,8 @@ class Reconciler:
         self._backoff: dict[str, _Backoff] = {}
         # The error of each gateway's last pass while it fails (confirmed on its lease).
         self._backoff_errors: dict[str, str] = {}
-        # The desired state of every gateway address (all of the store's), as last loaded,
-        # and the change stamps (gateway id -> desired_generation) it was loaded at.
+        # The desired state of every gateway address (all of the store's; with leases, those
+        # this node holds), as last loaded, and the change stamps (gateway id -> desired_generation) it was loaded at.
         self._desired: dict[str, GatewayState] = {}
         self._stamps: dict[str, int] = {}
         # What the last pass ran (after leases), and when the next heal pass is due.
@@ -378,6 +378,13 @@ class Reconciler:
         changed (added, removed, or different)."""
         with self.db.transaction(write=False) as session:
             stamps = desired_generation.of_gateways(session)
+        if self.leases is not None:
+            # Several nodes: only the gateways this node holds are read (a node running a
+            # third of them read every one's specs and keys on its first pass). A gateway it
+            # takes later has no stamp here yet, so it counts as moved and is read then; one
+            # it gives away or loses counts as gone.
+            held = {lease_unit(key)[0] for key in self.leases.held()}
+            stamps = {gateway_id: stamp for gateway_id, stamp in stamps.items() if gateway_id in held}
         # Read after the stamps: what is loaded is at least as new as the stamps say.
         if full:
             moved = set(stamps)
@@ -386,7 +393,11 @@ class Reconciler:
         gone = set(self._stamps) - set(stamps)
         if not moved and not gone:
             return set()
-        loaded = load_desired(self.db, self.sealer, None if full else moved)
+        loaded = (
+            load_desired(self.db, self.sealer, None if full and self.leases is None else moved)
+            if moved
+            else {}
+        )
         if full:
             desired = loaded
         else:
