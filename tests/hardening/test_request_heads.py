@@ -35,6 +35,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process.stop()
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or resets it)."""
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
 def exchange(port: int, pieces: list[bytes]) -> tuple[bytes, bool]:
     """Send ``pieces`` one by one (a pause between them, so each is its own read), then read
     until the server closes. Returns what came back and whether every piece was sent."""
@@ -47,12 +58,7 @@ def exchange(port: int, pieces: list[bytes]) -> tuple[bytes, bool]:
                 sent_all = False
                 break
             time.sleep(0.1)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
+        answer = read_until_closed(sock)
     return answer, sent_all
 
 
@@ -89,12 +95,7 @@ def test_a_head_that_never_ends_is_cut_near_the_bound(server: ServerProcess) -> 
             sent += len(line)
             if sent > 64 * 1024:
                 time.sleep(0.01)  # let the server's answer and close arrive
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
+        answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 400 ") or closed, answer[:200]
     assert sent < 1024 * 1024, "the whole megabyte of head was accepted"
 
