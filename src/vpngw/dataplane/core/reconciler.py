@@ -56,6 +56,7 @@ from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.dataplane.core.gateway_agent import AgentObservation, GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
+from vpngw.dataplane.observe import liveness_report
 from vpngw.dataplane.observe.connection_logs import LogLine
 from vpngw.dataplane.observe.diagnosis import diagnose
 from vpngw.dataplane.observe.partner_watch import PartnerWatch, WatchedAddress
@@ -475,6 +476,7 @@ class Reconciler:
                     state.preferred,
                     self._agents[gateway_id].host.vici_path,
                     tuple(child for spec in state.connections for child in child_names(spec)),
+                    self.sealer.derived_keys(liveness_report.key_purpose(lease_unit(gateway_id)[0])),
                 )
                 for gateway_id, state in desired.items()
                 if state.partner_ip is not None and gateway_id in self._agents
