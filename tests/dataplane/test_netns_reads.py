@@ -159,3 +159,14 @@ def test_a_gateway_network_recheck_starts_no_process(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.undo()
         network.teardown()
+
+
+def test_namespaces_are_listed_without_a_process(namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconciler lists the namespaces at every whole-set pass: what ``ip netns list``
+    lists, read from /run/netns (``ip`` asked the kernel for each namespace's id too)."""
+    by_ip = {str(entry["name"]) for entry in ip_json("netns", "list")}
+    started = count_processes(monkeypatch)
+    listed = netns.namespaces()
+    assert started == []
+    assert namespace in listed
+    assert listed == by_ip
