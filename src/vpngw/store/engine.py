@@ -12,6 +12,7 @@ as space returns, without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vpngw import files
 from vpngw.errors import StorageFull
 from vpngw.store.direct import Direct
+from vpngw.store.group_commit import CommitGroup, GroupLost, Joined
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,22 @@ def without_waiting() -> Iterator[None]:
 
 def waiting_allowed() -> bool:
     return not _without_waiting.get()
+
+
+_grouping: ContextVar[Joined | None] = ContextVar("vpngw_grouping", default=None)
+
+
+@contextmanager
+def grouping(joined: Joined) -> Iterator[None]:
+    """Inside the block (on the event loop, under :func:`without_waiting`), a SQLite write
+    of :meth:`Database.direct` joins the loop's open commit group (vpngw.store.group_commit)
+    instead of committing alone; ``joined`` collects the groups the caller must await
+    (:meth:`Joined.committed`) before it answers."""
+    token = _grouping.set(joined)
+    try:
+        yield
+    finally:
+        _grouping.reset(token)
 
 
 WRITE_OPTION = "vpngw_write"
@@ -169,6 +187,7 @@ class Database:
         self.writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._sqlite = is_sqlite(url)
         self._write_lock = threading.Lock() if self._sqlite else None
+        self._group: CommitGroup | None = None  # the event loop's open commit group
 
     def session(self, *, write: bool) -> Session:
         return (self.writer if write else self.reader)()
@@ -210,6 +229,11 @@ class Database:
         waiting = waiting_allowed()
         if not waiting and not self._sqlite:
             raise WouldBlock()
+        joined = _grouping.get()
+        if write and joined is not None and not waiting:
+            with self._group_member(joined) as member:
+                yield member
+            return
         lock = self._write_lock if write else None
         try:
             if lock is not None and not lock.acquire(blocking=waiting):
@@ -243,6 +267,101 @@ class Database:
         except DBAPIError as error:
             self._storage_full_or_raise(error)
 
+    @contextmanager
+    def _group_member(self, joined: Joined) -> Iterator[Direct]:
+        """A write of one request inside the loop's commit group, in a savepoint of its own:
+        on error only its own writes are undone (and the error is raised as alone); on
+        success ``joined`` notes the group, whose commit the request awaits."""
+        try:
+            group = self._open_group()
+            name = group.savepoint()
+            group.tx.run(f"SAVEPOINT {name}")
+            try:
+                yield group.tx
+                group.tx.run(f"RELEASE {name}")
+            except BaseException:
+                self._undo_member(group, name)
+                raise
+        except DBAPIError as error:
+            self._storage_full_or_raise(error)
+        group.members += 1
+        joined.groups.append(group)
+
+    def _open_group(self) -> CommitGroup:
+        """The loop's open group, or a new one (its commit scheduled for the loop's next
+        turn): WouldBlock if the write lock is taken (a worker thread's transaction, another
+        process's), as for a write alone."""
+        loop = asyncio.get_running_loop()
+        group = self._group
+        if group is not None and not group.finished and group.loop is loop:
+            return group
+        lock = self._write_lock
+        assert lock is not None  # SQLite only
+        if not lock.acquire(blocking=False):
+            raise WouldBlock()
+        try:
+            raw = self.engine.raw_connection()
+            tx = Direct(raw, self.engine.dialect, str(self.engine.url))
+            try:
+                self._begin_without_waiting(tx)
+            except BaseException:
+                tx.close()
+                raw.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        group = CommitGroup(raw=raw, tx=tx, loop=loop, done=loop.create_future())
+        self._group = group
+        loop.call_soon(self._commit_group, group)
+        return group
+
+    def _undo_member(self, group: CommitGroup, name: str) -> None:
+        """Roll one member back to its savepoint; if SQLite dropped the whole transaction
+        (a full disk, an I/O error) the group is lost: it ends now, its members run again."""
+        try:
+            if group.raw.driver_connection.in_transaction:
+                group.tx.run(f"ROLLBACK TO {name}")
+                group.tx.run(f"RELEASE {name}")
+                return
+        except DBAPIError:
+            pass
+        self._end_group(group, GroupLost(), commit=False)
+
+    def _commit_group(self, group: CommitGroup) -> None:
+        self._end_group(group, None, commit=True)
+
+    def _end_group(self, group: CommitGroup, failure: BaseException | None, *, commit: bool) -> None:
+        """Commit (or roll back) the group's transaction, give its connection and the write
+        lock back, and answer its members."""
+        if group.finished:
+            return
+        if self._group is group:
+            self._group = None
+        try:
+            if commit:
+                group.tx.commit()
+            else:
+                group.raw.rollback()
+        except DBAPIError as error:
+            failure = self._storage_full(error) if is_storage_full(error) else GroupLost()
+            if error.connection_invalidated:
+                group.raw.invalidate()
+            else:
+                try:
+                    group.raw.rollback()
+                except Exception:  # noqa: BLE001 - the group is lost either way
+                    group.raw.invalidate()
+        except Exception:  # noqa: BLE001 - never leave the lock taken
+            failure = GroupLost()
+            group.raw.invalidate()
+        finally:
+            group.tx.close()
+            group.raw.close()
+            assert self._write_lock is not None
+            self._write_lock.release()
+        group.finish(failure)
+
     @staticmethod
     def _begin_without_waiting(tx: Direct) -> None:
         """``BEGIN IMMEDIATE`` with SQLite's busy handler off: WouldBlock when another
@@ -263,12 +382,16 @@ class Database:
         """Called in an ``except DBAPIError`` block: the error again, or StorageFull."""
         if not is_storage_full(error):
             raise error
+        raise Database._storage_full(error) from None
+
+    @staticmethod
+    def _storage_full(error: DBAPIError) -> StorageFull:
         # The error's text holds the statement and its parameters: only its kind is logged.
         log.warning(
             "the database's storage is full (%s): writes fail until space is freed",
             getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__,
         )
-        raise StorageFull() from None
+        return StorageFull()
 
     def dispose(self) -> None:
         self.engine.dispose()
