@@ -37,6 +37,7 @@ from vpngw.store.group_commit import CommitGroup, GroupLost, Joined
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_KEY = "vpngw_busy_timeout_ms"  # in a pooled connection's info: its busy_timeout now
 
 
 class WouldBlock(Exception):  # noqa: N818 - a condition, as asyncio's names go
@@ -99,7 +100,7 @@ def is_sqlite(url: str | URL) -> bool:
 
 def _prepare_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred only).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -108,11 +109,29 @@ def _prepare_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
+        record.info[BUSY_TIMEOUT_KEY] = BUSY_TIMEOUT_MS
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        info = connection.connection.info
+        if info.get(BUSY_TIMEOUT_KEY) != BUSY_TIMEOUT_MS:  # left at 0 by the event loop's last use
+            # On the driver's connection: plumbing, as pysqlite's own settings, not a statement
+            # of the transaction (SQLAlchemy's statement events do not see it).
+            connection.connection.driver_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            info[BUSY_TIMEOUT_KEY] = BUSY_TIMEOUT_MS
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def set_busy_timeout(tx: Direct, ms: int) -> None:
+    """SQLite's busy handler for the connection's next transactions: 0 on the event loop (a
+    write that would wait raises WouldBlock), BUSY_TIMEOUT_MS elsewhere. Kept as it is
+    between uses (the pooled connection's ``info`` says which), so a connection the loop
+    uses again and again runs no PRAGMA."""
+    info = tx.dbapi_connection.info
+    if info.get(BUSY_TIMEOUT_KEY) != ms:
+        tx.run(f"PRAGMA busy_timeout={ms}")
+        info[BUSY_TIMEOUT_KEY] = ms
 
 
 def private_database_file(path: Path) -> None:
@@ -246,6 +265,7 @@ class Database:
                         if write and not waiting:
                             self._begin_without_waiting(tx)
                         else:
+                            set_busy_timeout(tx, BUSY_TIMEOUT_MS)
                             tx.run("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield tx
                     tx.commit()
@@ -274,11 +294,15 @@ class Database:
         success ``joined`` notes the group, whose commit the request awaits."""
         try:
             group = self._open_group()
-            name = group.savepoint()
-            group.tx.run(f"SAVEPOINT {name}")
+            # The group's first write needs no savepoint: if it fails, the whole transaction
+            # (which holds nothing else) is rolled back and the group ends.
+            name = group.savepoint() if group.members else None
+            if name is not None:
+                group.tx.run(f"SAVEPOINT {name}")
             try:
                 yield group.tx
-                group.tx.run(f"RELEASE {name}")
+                if name is not None:
+                    group.tx.run(f"RELEASE {name}")
             except BaseException:
                 self._undo_member(group, name)
                 raise
@@ -316,9 +340,13 @@ class Database:
         loop.call_soon(self._commit_group, group)
         return group
 
-    def _undo_member(self, group: CommitGroup, name: str) -> None:
+    def _undo_member(self, group: CommitGroup, name: str | None) -> None:
         """Roll one member back to its savepoint; if SQLite dropped the whole transaction
-        (a full disk, an I/O error) the group is lost: it ends now, its members run again."""
+        (a full disk, an I/O error) the group is lost: it ends now, its members run again.
+        The first member (no savepoint) rolls the transaction back and ends the group."""
+        if name is None:
+            self._end_group(group, None, commit=False)
+            return
         try:
             if group.raw.driver_connection.in_transaction:
                 group.tx.run(f"ROLLBACK TO {name}")
@@ -365,8 +393,9 @@ class Database:
     @staticmethod
     def _begin_without_waiting(tx: Direct) -> None:
         """``BEGIN IMMEDIATE`` with SQLite's busy handler off: WouldBlock when another
-        process (the data plane, another worker) holds the write lock."""
-        tx.run("PRAGMA busy_timeout=0")
+        process (the data plane, another worker) holds the write lock. The handler stays off
+        until a transaction that may wait uses the connection (:func:`set_busy_timeout`)."""
+        set_busy_timeout(tx, 0)
         try:
             tx.run("BEGIN IMMEDIATE")
         except DBAPIError as error:
@@ -374,8 +403,6 @@ class Database:
             if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise WouldBlock() from None
             raise
-        finally:
-            tx.run(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @staticmethod
     def _storage_full_or_raise(error: DBAPIError) -> NoReturn:
