@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue 18's benchmarks, as run for docs/benchmarks.md's "final run" (root, strongSwan, PostgreSQL binaries):
 #   LOADGEN_MOTO_PYTHON=/path/to/moto-venv/bin/python bench/final_runs.sh [spread|moto|pages|idle|all]
-# Results: bench/results/final-<date>-*.json (rename T below), logs in /tmp/final-bench.
+# Results: bench/results/$FINAL_TAG-*.json (default final-<date>), logs in /tmp/final-bench.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-R=bench/results; T=final-2026-12-06; L=/tmp/final-bench; mkdir -p $L
+R=bench/results; T=${FINAL_TAG:-final-$(date -u +%Y-%m-%d)}; L=/tmp/final-bench; mkdir -p $L
 export LOADGEN_MOTO_PYTHON=${LOADGEN_MOTO_PYTHON:?an interpreter with moto[server], in its own virtualenv}
 stamp(){ echo "== $(date -u +%H:%M:%S) $* (load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a $L/steps.log; }
 step=${1:-all}

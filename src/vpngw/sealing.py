@@ -34,6 +34,8 @@ from vpngw import files
 PREFIX = "sealed:v1:"
 DIGEST_PREFIX = "h1:"
 DIGEST_INFO = b"vpngw keyed digest: "
+DERIVED_INFO = b"vpngw derived key: "
+_DERIVED_CACHE_SIZE = 4096
 DEFAULT_KEY_FILE = "vpngw.master.key"
 
 
@@ -76,6 +78,7 @@ class Sealer:
         self.keyring = keyring
         self._by_id = {k.key_id: AESGCM(k.key) for k in keyring}
         self._digest_keys: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self._derived: dict[str, tuple[bytes, ...]] = {}
 
     @property
     def current_key_id(self) -> str:
@@ -111,6 +114,21 @@ class Sealer:
             fingerprint = hmac.new(key, b"fingerprint", hashlib.sha256).hexdigest()[:8]
             cached = self._digest_keys[(master.key_id, purpose)] = (fingerprint, key)
         return cached
+
+    def derived_keys(self, purpose: str) -> tuple[bytes, ...]:
+        """The key derived (HKDF-SHA256) for ``purpose`` from every master key of the
+        keyring, the current one first: sign with the first, accept any (a rotation)."""
+        keys = self._derived.get(purpose)
+        if keys is None:
+            if len(self._derived) >= _DERIVED_CACHE_SIZE:
+                self._derived.clear()  # bounded: one purpose per gateway, gateways come and go
+            keys = self._derived[purpose] = tuple(
+                HKDF(
+                    algorithm=hashes.SHA256(), length=32, salt=None, info=DERIVED_INFO + purpose.encode()
+                ).derive(master.key)
+                for master in self.keyring
+            )
+        return keys
 
     def digest(self, data: bytes, purpose: str) -> str:
         """A keyed digest of ``data``: ``h1:<key fingerprint>:<base64url HMAC-SHA256>``

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from typing import Any
 
 import pytest
 import vici
@@ -144,3 +145,75 @@ def test_a_large_fleet_is_healed_less_often_not_at_a_higher_rate() -> None:
     assert reconciler.heal_period_s(1000) == 1000 / reconciler.HEAL_GATEWAYS_PER_S > reconciler.HEAL_EVERY_S
     for gateways in (10, 100, 480, 481, 1000, 5000):
         assert gateways / reconciler.heal_period_s(gateways) <= reconciler.HEAL_GATEWAYS_PER_S
+
+
+def count_stamp_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    reads: list[float] = []
+    of_gateways = reconciler.desired_generation.of_gateways
+
+    def counted(session: Any) -> dict[str, int]:
+        reads.append(time.monotonic())
+        return of_gateways(session)
+
+    monkeypatch.setattr(reconciler.desired_generation, "of_gateways", counted)
+    return reads
+
+
+def change_ipsec_lifetime(connection: Any, connection_id: str, ipsec_lifetime: int) -> None:
+    """A write to the connection (its trigger bumps the gateway's stamp), made as another
+    API server would: nothing wakes this data plane."""
+    ipsec = json.loads(
+        connection.execute(
+            text("SELECT ipsec_config FROM vpn_connections WHERE id = :i"), {"i": connection_id}
+        ).scalar_one()
+    )
+    ipsec["IpsecLifetime"] = ipsec_lifetime
+    connection.execute(
+        text("UPDATE vpn_connections SET ipsec_config = :c WHERE id = :i"),
+        {"c": json.dumps(ipsec), "i": connection_id},
+    )
+
+
+def test_idle_passes_read_the_stamps_sum_not_every_stamp_and_a_write_without_a_wake_still_arrives(
+    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway_id, connection_id = idle_connection(lab_world)
+    assert lab_world.reconciler.wait_for_pass()  # woken: it reads every stamp
+    reads = count_stamp_reads(monkeypatch)
+    time.sleep(3.0)  # six ordinary passes (period 0.5 s), nothing written
+    assert reads == [], "idle passes read every stamp (the count and sum had not moved)"
+
+    before = loaded(lab_world, gateway_id, connection_id)
+    with lab_world.db.engine.begin() as connection:
+        change_ipsec_lifetime(connection, connection_id, 7100)
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 3)
+    assert len(reads) == 1  # the sum moved: the stamps were read, once
+
+
+def test_changes_whose_stamps_cancel_out_in_the_sum_arrive_at_the_periodic_read(
+    lab_world: LabWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One gateway's stamp up, another's down, in one transaction (as a gateway deleted and
+    another created with bumps in between would leave them): the count and sum are as
+    before, and the stamps read every STAMPS_READ_EVERY_S (here 1 s; the heal is off) still
+    find the change."""
+    monkeypatch.setattr(reconciler, "STAMPS_READ_EVERY_S", 1.0)
+    monkeypatch.setattr(reconciler, "HEAL_EVERY_S", 3600.0)
+    gateway_id, connection_id = idle_connection(lab_world)
+    vpc = lab_world.api.ok("CreateVpc", CidrBlock="10.0.0.0/8")["VpcId"]
+    other = lab_world.api.ok("CreateVpnGateway", VpcId=vpc, Bandwidth=10)["VpnGatewayId"]
+    assert lab_world.reconciler.wait_for_pass()
+    reads = count_stamp_reads(monkeypatch)
+    before = loaded(lab_world, gateway_id, connection_id)
+    with lab_world.db.engine.begin() as connection:
+        total = connection.execute(text("SELECT sum(desired_generation) FROM vpn_gateways")).scalar_one()
+        change_ipsec_lifetime(connection, connection_id, 7200)
+        connection.execute(
+            text("UPDATE vpn_gateways SET desired_generation = desired_generation - 1 WHERE id = :g"),
+            {"g": other},
+        )
+        assert (
+            connection.execute(text("SELECT sum(desired_generation) FROM vpn_gateways")).scalar_one() == total
+        )
+    assert lab_world.wait_for(lambda: loaded(lab_world, gateway_id, connection_id) != before, 4)
+    assert reads, "found by a periodic read of every stamp"

@@ -235,3 +235,36 @@ def test_a_connection_s_change_leaves_the_round_quiet_and_a_next_hop_given_later
     clock.now += TIMING.renew_s
     node.renew_once()
     assert backend.next_hops == {gateway: "10.255.0.9"}
+
+
+def test_the_fencing_watchdog_sleeps_until_the_hold_runs_out_and_fences_then(db: Database, api: Api) -> None:
+    """The watchdog wakes when what the node holds would run out, not ten times a second,
+    and still fences at that moment when no renewal came (the keeper's own renewal thread
+    is not started here: renew_once is called by the test, so it simply stops renewing)."""
+    ids = gateways(api, 2)
+    clock = Clock()
+    node = keeper(db, clock)
+    backend = node.backend
+    assert isinstance(backend, RecordingBackend)
+    watchdog = placement.threading.Thread(target=node._watch, daemon=True)  # noqa: SLF001 - the fencing thread alone
+    watchdog.start()
+    try:
+        for _ in range(8):  # renewals every 0.25 s for 2 s: the hold never runs out
+            time.sleep(0.25)
+            clock.now += 0.25
+            node.renew_once()
+        assert backend.fenced == []
+        assert node.watch_wakeups <= 4  # it polled every 0.1 s: about 20
+        renewed_at = time.monotonic()
+        valid_s = node.valid_s()
+        deadline = renewed_at + valid_s + 2.0
+        while not backend.fenced and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fenced_after = time.monotonic() - renewed_at
+        assert sorted(backend.fenced) == sorted(ids)
+        assert valid_s - 0.1 <= fenced_after <= valid_s + 0.3  # at the hold's end, not later
+        assert node.held() == set()
+    finally:
+        node._stopping.set()  # noqa: SLF001
+        node._watch_wakeup.set()  # noqa: SLF001
+        watchdog.join(timeout=5)

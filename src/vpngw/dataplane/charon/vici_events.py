@@ -26,7 +26,12 @@ Event = dict[str, Any]
 EventHandler = Callable[[str, Event], None]
 
 EVENTS: tuple[str, ...] = ("log", "ike-updown", "child-updown")
-LISTEN_TIMEOUT_S = 30.0
+# Between events the thread blocks in its receive without a timeout: stop() ends the wait
+# by shutting the socket down, and a charon that goes away closes it. It woke every 30 s
+# (every 0.2 s before that) to look at a flag nothing needs: with 1,000 gateways, 33
+# wake-ups a second, 0.005 cores of an idle fleet (docs/benchmarks.md, "Issue 18, next
+# session").
+LISTEN_TIMEOUT_S: float | None = None
 
 
 def decode(value: object) -> Any:
@@ -89,13 +94,16 @@ class EventListener:
         self._sock = sock
         session = None
         try:
+            if self._stopping.is_set():
+                # stop() ran before the socket above was there to shut down: it found none.
+                return
             sock.settimeout(5.0)
             sock.connect(self._path)
             session = vici.Session(sock)
             # vici's Session.listen() with the same steps, but ready as soon as registered and
             # waiting LISTEN_TIMEOUT_S between events: stop() shuts the socket down to end
             # the wait, so the thread does not wake up for nothing (it woke every 0.2 s,
-            # per charon: a tenth of an idle fleet's CPU).
+            # per charon: a tenth of an idle fleet's CPU; then every 30 s).
             for kind in EVENTS:
                 session._register_unregister(kind, True)  # noqa: SLF001 - listen()'s own first step
             self._ready.set()

@@ -56,6 +56,7 @@ from vpngw.dataplane.backends.base import NetworkBackend
 from vpngw.dataplane.core.gateway_agent import AgentObservation, GatewayAgent
 from vpngw.dataplane.errors import DataplaneError, PermanentError, TemporaryError
 from vpngw.dataplane.nodes.placement import LeaseKeeper
+from vpngw.dataplane.observe import liveness_report
 from vpngw.dataplane.observe.connection_logs import LogLine
 from vpngw.dataplane.observe.diagnosis import diagnose
 from vpngw.dataplane.observe.partner_watch import PartnerWatch, WatchedAddress
@@ -98,6 +99,11 @@ HEAL_GATEWAYS_PER_S = 8.0
 # This node's confirmation of the gateways it runs (store/freshness.py) is rewritten at
 # least this often while nothing about it changes (it stands lease_s + 3 renewals).
 CONFIRM_EVERY_S = 2.0
+# Every stamp is read (not only their count and sum) at least this often, and after each
+# wake-up from a write: a sum can stay equal across changes that cancel out (a gateway
+# deleted and another created with bumps in between, all within one pass), which this
+# bounds to a few seconds (the API of this serve wakes the pass at every write anyway).
+STAMPS_READ_EVERY_S = 10.0
 # Diagnoses that mean the IKE_SA may be up while a CHILD_SA failed.
 CHILD_FAILURES = frozenset({"no_proposal_chosen", "traffic_selectors_unacceptable"})
 
@@ -163,6 +169,16 @@ class Reconciler:
         # this node holds), as last loaded, and the change stamps (gateway id -> desired_generation) it was loaded at.
         self._desired: dict[str, GatewayState] = {}
         self._stamps: dict[str, int] = {}
+        # Every gateway's stamp at the last read (all of them, held or not), their count and
+        # sum then, and when the stamps must be read again whatever the sum says.
+        self._all_stamps: dict[str, int] = {}
+        self._stamps_total: tuple[int, int] | None = None
+        self._stamps_due = float("-inf")
+        self._store_changed = True
+        self.stamp_reads = 0  # how many passes read every stamp (tests, benchmarks)
+        # The lease keys this node held at the last pass, and their gateway ids.
+        self._held_keys: set[str] | None = None
+        self._held_ids: set[str] = set()
         # What the last pass ran (after leases), and when the next heal pass is due.
         self._running: frozenset[str] = frozenset()
         self._full_due = True  # the first pass is a full pass
@@ -227,6 +243,7 @@ class Reconciler:
 
     def wake(self) -> None:
         """Something changed in the store: run a pass soon. Carries no data."""
+        self._store_changed = True
         if self.leases is not None:
             self.leases.wake()  # a new gateway needs a lease before a pass can run it
         self._wakeup.set()
@@ -376,21 +393,37 @@ class Reconciler:
         change stamp moved (one query reads the stamps) and those of ``also`` (gateway ids
         being healed: read afresh whatever their stamps say). The lease keys whose state
         changed (added, removed, or different)."""
-        with self.db.transaction(write=False) as session:
-            stamps = desired_generation.of_gateways(session)
+        fresh, all_stamps = self._read_stamps(full=full)
+        held_moved = False
         if self.leases is not None:
+            keys = self.leases.held()
+            if keys != self._held_keys:
+                self._held_keys, self._held_ids = keys, {lease_unit(key)[0] for key in keys}
+                held_moved = True
+        if fresh or held_moved:
             # Several nodes: only the gateways this node holds are read (a node running a
             # third of them read every one's specs and keys on its first pass). A gateway it
             # takes later has no stamp here yet, so it counts as moved and is read then; one
             # it gives away or loses counts as gone.
-            held = {lease_unit(key)[0] for key in self.leases.held()}
-            stamps = {gateway_id: stamp for gateway_id, stamp in stamps.items() if gateway_id in held}
+            stamps = (
+                all_stamps
+                if self.leases is None
+                else {
+                    gateway_id: stamp
+                    for gateway_id, stamp in all_stamps.items()
+                    if gateway_id in self._held_ids
+                }
+            )
+        else:
+            stamps = self._stamps  # the store's stamps and the held set are those of the last pass
         # Read after the stamps: what is loaded is at least as new as the stamps say.
         if full:
             moved = set(stamps)
+        elif stamps is self._stamps:
+            moved = {gateway_id for gateway_id in also if gateway_id in stamps}
         else:
             moved = {g for g, stamp in stamps.items() if self._stamps.get(g) != stamp} | (also & set(stamps))
-        gone = set(self._stamps) - set(stamps)
+        gone = set() if stamps is self._stamps else set(self._stamps) - set(stamps)
         if not moved and not gone:
             return set()
         loaded = (
@@ -411,6 +444,23 @@ class Reconciler:
         self._desired = desired
         self._stamps = stamps
         return changed
+
+    def _read_stamps(self, *, full: bool) -> tuple[bool, dict[str, int]]:
+        """(read afresh?, every gateway's change stamp): read on a full pass, after a
+        wake-up from a write, every STAMPS_READ_EVERY_S, or when their count and sum moved;
+        otherwise (most idle passes) those of the last read, which the count and sum, read
+        now, say are still the store's."""
+        now = time.monotonic()
+        woken, self._store_changed = self._store_changed, False
+        with self.db.transaction(write=False) as session:
+            if not (full or woken or now >= self._stamps_due or self._stamps_total is None):
+                if desired_generation.total(session) == self._stamps_total:
+                    return False, self._all_stamps
+            stamps = desired_generation.of_gateways(session)
+        self.stamp_reads += 1
+        self._all_stamps, self._stamps_total = stamps, desired_generation.total_of(stamps)
+        self._stamps_due = now + STAMPS_READ_EVERY_S
+        return True, stamps
 
     def _to_look(
         self, desired: dict[str, GatewayState], changed: set[str], *, full: bool, now: float
@@ -475,6 +525,7 @@ class Reconciler:
                     state.preferred,
                     self._agents[gateway_id].host.vici_path,
                     tuple(child for spec in state.connections for child in child_names(spec)),
+                    self.sealer.derived_keys(liveness_report.key_purpose(lease_unit(gateway_id)[0])),
                 )
                 for gateway_id, state in desired.items()
                 if state.partner_ip is not None and gateway_id in self._agents

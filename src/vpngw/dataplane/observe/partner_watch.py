@@ -3,8 +3,10 @@
 The two nodes holding a dual-tunnel gateway's two addresses tell each other, every
 :data:`INTERVAL_S` (100 ms), that they are alive and whether their tunnels are up: a small
 UDP datagram from each address to the other, on :data:`PORT`, sent and read from inside
-the addresses' namespaces, over the same uplink the customer's traffic uses. A partner
-not heard for :data:`LOST_AFTER_S`, or reporting its tunnels down for as long, is *lost*.
+the addresses' namespaces, over the same uplink the customer's traffic uses. Each datagram
+is authenticated and fresh (:mod:`.liveness_report`): anyone else on the uplink can neither
+forge nor replay a partner's word. A partner not heard for :data:`LOST_AFTER_S`, or
+reporting its tunnels down for as long, is *lost*.
 
 What a loss does, at once and without the database:
 
@@ -36,6 +38,8 @@ from dataclasses import dataclass, field
 
 from vpngw.dataplane.charon.vici_client import ViciClient, ViciCommandError
 from vpngw.dataplane.errors import DataplaneError
+from vpngw.dataplane.observe import liveness_report
+from vpngw.dataplane.observe.liveness_report import Report
 from vpngw.dataplane.system import netns
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,6 @@ PORT = 4510
 INTERVAL_S = 0.1
 # Five intervals without a word: a datagram or two may be lost, or a loaded node late.
 LOST_AFTER_S = 0.5
-_MAGIC = b"vpngw-live1"
 VICI_TIMEOUT_S = 2.0
 # While an address holds the VPC-side direction, it is confirmed this often (a lifetime).
 NEXT_HOP_REFRESH_S = 1.0
@@ -61,6 +64,8 @@ class WatchedAddress:
     preferred: bool  # this address's tunnels carry the VPC-side direction while up
     vici_path: str
     children: tuple[str, ...]  # the CHILD_SA config names of its tunnels
+    # The gateway's report keys (liveness_report.key_purpose; the first signs). Never logged.
+    keys: tuple[bytes, ...] = field(repr=False)
 
 
 @dataclass
@@ -74,6 +79,8 @@ class _State:
     holds_next_hop: bool | None = None
     next_hop_at: float = float("-inf")  # monotonic: when on_next_hop was last called
     rekeys: int = 0
+    last_sent_ns: int = 0  # the partner's clock in the last report taken (replays are older)
+    skew_logged: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ class PartnerWatch:
 
     def _send(self, state: _State) -> None:
         up = self._tunnels_up.get(state.address.key, False)
-        message = b" ".join((_MAGIC, state.address.key.encode(), b"1" if up else b"0"))
+        message = liveness_report.seal(state.address.keys, Report(state.address.key, up, time.time_ns()))
         try:
             state.sock.sendto(message, (state.address.partner_ip, PORT))
         except OSError:
@@ -195,11 +202,26 @@ class PartnerWatch:
                 data, (source, _port) = state.sock.recvfrom(512)
             except (BlockingIOError, OSError):
                 return
-            parts = data.split(b" ")
-            if len(parts) != 3 or parts[0] != _MAGIC or source != state.address.partner_ip:
+            if source != state.address.partner_ip:
                 continue
+            report = liveness_report.open_report(state.address.keys, data)
+            if report is None:
+                continue  # forged or damaged: not logged, or a flood of them would fill the log
+            now_ns = time.time_ns()
+            if not liveness_report.acceptable(
+                report, receiver=state.address.key, last_sent_ns=state.last_sent_ns, now_ns=now_ns
+            ):
+                if liveness_report.off_clock(report, now_ns) and not state.skew_logged:
+                    state.skew_logged = True  # authentic, and logged once: the clocks disagree
+                    log.warning(
+                        "%s: its partner's reports are %.1f s off this node's clock: are both nodes on NTP?",
+                        state.address.key,
+                        (report.sent_ns - now_ns) / 1e9,
+                    )
+                continue
+            state.last_sent_ns = report.sent_ns
             state.heard_at = time.monotonic()
-            state.partner_up = parts[2] == b"1"
+            state.partner_up = report.tunnels_up
             if state.partner_up:
                 state.up_at = state.heard_at
 

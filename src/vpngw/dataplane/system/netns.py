@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from vpngw.dataplane.errors import TemporaryError
+from vpngw.dataplane.system import rtnl_dump
 
 T = TypeVar("T")
 
@@ -151,9 +152,19 @@ def ip_args(namespace: str | None) -> list[str]:
 # -- namespaces and links ---------------------------------------------------------
 
 
+NETNS_RUN_DIR = Path("/run/netns")
+
+
 def namespaces() -> set[str]:
-    """Every network namespace of the machine, by name."""
-    return {str(entry["name"]) for entry in ip_json("netns", "list")}
+    """Every named network namespace of the machine: the entries of /run/netns, which is
+    what ``ip netns list`` lists. Read directly: ``ip netns list`` also asks the kernel
+    for every namespace's id, 66 ms of CPU with 2,000 namespaces (1,000 lab gateways),
+    and the reconciler lists them at every whole-set pass (docs/benchmarks.md, "Issue 18,
+    next session")."""
+    try:
+        return set(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return set()
 
 
 def create_namespace(name: str) -> None:
@@ -242,10 +253,37 @@ def add_address(namespace: str, ifname: str, cidr: str) -> None:
 
 
 def link_exists(namespace: str | None, ifname: str) -> bool:
-    done = subprocess.run(
-        ["ip", *ip_args(namespace), "link", "show", ifname], capture_output=True, check=False
-    )
-    return done.returncode == 0
+    """Whether ``ifname`` exists in ``namespace`` (False if the namespace does not): asked
+    of the kernel from a thread in the namespace, no ``ip`` process (rtnl_dump.py says why)."""
+
+    def ask() -> bool:
+        try:
+            socket.if_nametoindex(ifname)
+        except OSError:
+            return False
+        return True
+
+    if namespace is None:
+        return ask()
+    try:
+        return in_namespace(namespace, ask)
+    except OSError:
+        return False
+
+
+def dump_namespace(
+    namespace: str | None, *, addresses: bool = True, routes: bool = True
+) -> rtnl_dump.NamespaceDump:
+    """The links, IPv4 addresses and IPv4 routes of ``namespace`` (None: the namespace
+    vpngw runs in), read over rtnetlink without a process; NetnsError if it cannot be read."""
+
+    def read() -> rtnl_dump.NamespaceDump:
+        return rtnl_dump.dump_here(addresses=addresses, routes=routes)
+
+    try:
+        return read() if namespace is None else in_namespace(namespace, read)
+    except OSError as error:
+        raise NetnsError(f"reading {namespace or 'the host namespace'}: {error}") from None
 
 
 def ping(namespace: str, source: str, destination: str, *, timeout_s: int = 1) -> bool:
@@ -278,13 +316,8 @@ class Route:
 
 def lo_addresses(namespace: str | None, dev: str = "lo") -> set[str]:
     """The IPv4 addresses (``a.b.c.d/32``) on ``dev`` other than loopback's own."""
-    found: set[str] = set()
-    for link in ip_json(*ip_args(namespace), "-4", "addr", "show", "dev", dev):
-        for info in addr_infos(link):
-            local = str(info["local"])
-            if not local.startswith("127."):
-                found.add(f"{local}/{info['prefixlen']}")
-    return found
+    held = dump_namespace(namespace, routes=False).addresses.get(dev, set())
+    return {cidr for cidr in held if not cidr.startswith("127.")}
 
 
 def addr_infos(link: dict[str, object]) -> list[dict[str, object]]:
@@ -305,18 +338,11 @@ def sync_lo_addresses(namespace: str | None, wanted: Iterable[str]) -> None:
 
 def owned_routes(namespace: str | None, dev: str | None = None) -> set[Route]:
     """The routes with vpngw's protocol in ``namespace`` (only those on ``dev`` if given)."""
-    found: set[Route] = set()
-    on_dev = ["dev", dev] if dev else []
-    for entry in ip_json(*ip_args(namespace), "route", "show", "table", "all", "proto", ROUTE_PROTO, *on_dev):
-        dst = str(entry["dst"])
-        if "/" not in dst:
-            dst += "/32"
-        kind = str(entry.get("type", "unicast"))
-        via = entry.get("gateway")
-        flags = entry.get("flags")
-        onlink = isinstance(flags, list) and "onlink" in flags
-        found.add(Route(dst, str(entry.get("dev", dev or "")), str(via) if via else None, kind, onlink))
-    return found
+    return {
+        Route(route.dst, route.dev, route.via, route.kind, route.onlink)
+        for route in dump_namespace(namespace, addresses=False).routes
+        if route.protocol == int(ROUTE_PROTO) and (dev is None or route.dev == dev)
+    }
 
 
 def sync_routes(namespace: str | None, wanted: Iterable[Route], *, dev: str | None = None) -> None:
