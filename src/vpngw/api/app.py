@@ -33,7 +33,8 @@ from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from vpngw.store.direct import Where
-from vpngw.store.engine import Database, WouldBlock, waiting_allowed, without_waiting
+from vpngw.store.engine import Database, WouldBlock, grouping, waiting_allowed, without_waiting
+from vpngw.store.group_commit import GroupLost, Joined
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +140,36 @@ class Api:
         thread."""
         action = ACTIONS.get(parsed.action)
         if self.inline and action is not None and action.inline:
+            # The request's writes join the loop's commit group (vpngw.store.group_commit): it
+            # answers, success or error, only once the commit that holds them is done.
+            joined = Joined()
             try:
-                with without_waiting():
-                    return self._authenticated_dispatch(parsed, client, request_id, host)
+                with without_waiting(), grouping(joined):
+                    fields = self._authenticated_dispatch(parsed, client, request_id, host)
             except _ReadDeferred as deferred:
-                return await run_in_threadpool(
-                    self._dispatch, parsed, deferred.account_id, request_id, host, None
-                )
+                if await self._committed(joined):
+                    return await run_in_threadpool(
+                        self._dispatch, parsed, deferred.account_id, request_id, host, None
+                    )
             except WouldBlock:
                 pass
+            except ApiError:
+                if await self._committed(joined):
+                    raise
+            else:
+                if await self._committed(joined):
+                    return fields
         return await run_in_threadpool(self._authenticated_dispatch, parsed, client, request_id, host)
+
+    @staticmethod
+    async def _committed(joined: Joined) -> bool:
+        """False if a group the request joined was lost (nothing of it stored): the request
+        then runs again, alone, in a worker thread. A full disk raises StorageFull."""
+        try:
+            await joined.committed()
+        except GroupLost:
+            return False
+        return True
 
     async def rpc(self, request: Request) -> Response:
         return await self._serve(request, dialects.rpc_request, apsara=False)

@@ -12,6 +12,7 @@ as space returns, without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -31,10 +32,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from vpngw import files
 from vpngw.errors import StorageFull
 from vpngw.store.direct import Direct
+from vpngw.store.group_commit import CommitGroup, GroupLost, Joined
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_KEY = "vpngw_busy_timeout_ms"  # in a pooled connection's info: its busy_timeout now
 
 
 class WouldBlock(Exception):  # noqa: N818 - a condition, as asyncio's names go
@@ -62,6 +65,22 @@ def waiting_allowed() -> bool:
     return not _without_waiting.get()
 
 
+_grouping: ContextVar[Joined | None] = ContextVar("vpngw_grouping", default=None)
+
+
+@contextmanager
+def grouping(joined: Joined) -> Iterator[None]:
+    """Inside the block (on the event loop, under :func:`without_waiting`), a SQLite write
+    of :meth:`Database.direct` joins the loop's open commit group (vpngw.store.group_commit)
+    instead of committing alone; ``joined`` collects the groups the caller must await
+    (:meth:`Joined.committed`) before it answers."""
+    token = _grouping.set(joined)
+    try:
+        yield
+    finally:
+        _grouping.reset(token)
+
+
 WRITE_OPTION = "vpngw_write"
 # PostgreSQL's SQLSTATE for "disk full" (class 53, insufficient resources).
 PG_DISK_FULL = "53100"
@@ -81,7 +100,7 @@ def is_sqlite(url: str | URL) -> bool:
 
 def _prepare_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred only).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -90,11 +109,29 @@ def _prepare_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
+        record.info[BUSY_TIMEOUT_KEY] = BUSY_TIMEOUT_MS
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        info = connection.connection.info
+        if info.get(BUSY_TIMEOUT_KEY) != BUSY_TIMEOUT_MS:  # left at 0 by the event loop's last use
+            # On the driver's connection: plumbing, as pysqlite's own settings, not a statement
+            # of the transaction (SQLAlchemy's statement events do not see it).
+            connection.connection.driver_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            info[BUSY_TIMEOUT_KEY] = BUSY_TIMEOUT_MS
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def set_busy_timeout(tx: Direct, ms: int) -> None:
+    """SQLite's busy handler for the connection's next transactions: 0 on the event loop (a
+    write that would wait raises WouldBlock), BUSY_TIMEOUT_MS elsewhere. Kept as it is
+    between uses (the pooled connection's ``info`` says which), so a connection the loop
+    uses again and again runs no PRAGMA."""
+    info = tx.dbapi_connection.info
+    if info.get(BUSY_TIMEOUT_KEY) != ms:
+        tx.run(f"PRAGMA busy_timeout={ms}")
+        info[BUSY_TIMEOUT_KEY] = ms
 
 
 def private_database_file(path: Path) -> None:
@@ -169,6 +206,7 @@ class Database:
         self.writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._sqlite = is_sqlite(url)
         self._write_lock = threading.Lock() if self._sqlite else None
+        self._group: CommitGroup | None = None  # the event loop's open commit group
 
     def session(self, *, write: bool) -> Session:
         return (self.writer if write else self.reader)()
@@ -210,6 +248,11 @@ class Database:
         waiting = waiting_allowed()
         if not waiting and not self._sqlite:
             raise WouldBlock()
+        joined = _grouping.get()
+        if write and joined is not None and not waiting:
+            with self._group_member(joined) as member:
+                yield member
+            return
         lock = self._write_lock if write else None
         try:
             if lock is not None and not lock.acquire(blocking=waiting):
@@ -222,6 +265,7 @@ class Database:
                         if write and not waiting:
                             self._begin_without_waiting(tx)
                         else:
+                            set_busy_timeout(tx, BUSY_TIMEOUT_MS)
                             tx.run("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield tx
                     tx.commit()
@@ -243,11 +287,115 @@ class Database:
         except DBAPIError as error:
             self._storage_full_or_raise(error)
 
+    @contextmanager
+    def _group_member(self, joined: Joined) -> Iterator[Direct]:
+        """A write of one request inside the loop's commit group, in a savepoint of its own:
+        on error only its own writes are undone (and the error is raised as alone); on
+        success ``joined`` notes the group, whose commit the request awaits."""
+        try:
+            group = self._open_group()
+            # The group's first write needs no savepoint: if it fails, the whole transaction
+            # (which holds nothing else) is rolled back and the group ends.
+            name = group.savepoint() if group.members else None
+            if name is not None:
+                group.tx.run(f"SAVEPOINT {name}")
+            try:
+                yield group.tx
+                if name is not None:
+                    group.tx.run(f"RELEASE {name}")
+            except BaseException:
+                self._undo_member(group, name)
+                raise
+        except DBAPIError as error:
+            self._storage_full_or_raise(error)
+        group.members += 1
+        joined.groups.append(group)
+
+    def _open_group(self) -> CommitGroup:
+        """The loop's open group, or a new one (its commit scheduled for the loop's next
+        turn): WouldBlock if the write lock is taken (a worker thread's transaction, another
+        process's), as for a write alone."""
+        loop = asyncio.get_running_loop()
+        group = self._group
+        if group is not None and not group.finished and group.loop is loop:
+            return group
+        lock = self._write_lock
+        assert lock is not None  # SQLite only
+        if not lock.acquire(blocking=False):
+            raise WouldBlock()
+        try:
+            raw = self.engine.raw_connection()
+            tx = Direct(raw, self.engine.dialect, str(self.engine.url))
+            try:
+                self._begin_without_waiting(tx)
+            except BaseException:
+                tx.close()
+                raw.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        group = CommitGroup(raw=raw, tx=tx, loop=loop, done=loop.create_future())
+        self._group = group
+        loop.call_soon(self._commit_group, group)
+        return group
+
+    def _undo_member(self, group: CommitGroup, name: str | None) -> None:
+        """Roll one member back to its savepoint; if SQLite dropped the whole transaction
+        (a full disk, an I/O error) the group is lost: it ends now, its members run again.
+        The first member (no savepoint) rolls the transaction back and ends the group."""
+        if name is None:
+            self._end_group(group, None, commit=False)
+            return
+        try:
+            if group.raw.driver_connection.in_transaction:
+                group.tx.run(f"ROLLBACK TO {name}")
+                group.tx.run(f"RELEASE {name}")
+                return
+        except DBAPIError:
+            pass
+        self._end_group(group, GroupLost(), commit=False)
+
+    def _commit_group(self, group: CommitGroup) -> None:
+        self._end_group(group, None, commit=True)
+
+    def _end_group(self, group: CommitGroup, failure: BaseException | None, *, commit: bool) -> None:
+        """Commit (or roll back) the group's transaction, give its connection and the write
+        lock back, and answer its members."""
+        if group.finished:
+            return
+        if self._group is group:
+            self._group = None
+        try:
+            if commit:
+                group.tx.commit()
+            else:
+                group.raw.rollback()
+        except DBAPIError as error:
+            failure = self._storage_full(error) if is_storage_full(error) else GroupLost()
+            if error.connection_invalidated:
+                group.raw.invalidate()
+            else:
+                try:
+                    group.raw.rollback()
+                except Exception:  # noqa: BLE001 - the group is lost either way
+                    group.raw.invalidate()
+        except Exception:  # noqa: BLE001 - never leave the lock taken
+            failure = GroupLost()
+            group.raw.invalidate()
+        finally:
+            group.tx.close()
+            group.raw.close()
+            assert self._write_lock is not None
+            self._write_lock.release()
+        group.finish(failure)
+
     @staticmethod
     def _begin_without_waiting(tx: Direct) -> None:
         """``BEGIN IMMEDIATE`` with SQLite's busy handler off: WouldBlock when another
-        process (the data plane, another worker) holds the write lock."""
-        tx.run("PRAGMA busy_timeout=0")
+        process (the data plane, another worker) holds the write lock. The handler stays off
+        until a transaction that may wait uses the connection (:func:`set_busy_timeout`)."""
+        set_busy_timeout(tx, 0)
         try:
             tx.run("BEGIN IMMEDIATE")
         except DBAPIError as error:
@@ -255,20 +403,22 @@ class Database:
             if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise WouldBlock() from None
             raise
-        finally:
-            tx.run(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @staticmethod
     def _storage_full_or_raise(error: DBAPIError) -> NoReturn:
         """Called in an ``except DBAPIError`` block: the error again, or StorageFull."""
         if not is_storage_full(error):
             raise error
+        raise Database._storage_full(error) from None
+
+    @staticmethod
+    def _storage_full(error: DBAPIError) -> StorageFull:
         # The error's text holds the statement and its parameters: only its kind is logged.
         log.warning(
             "the database's storage is full (%s): writes fail until space is freed",
             getattr(error.orig, "sqlite_errorname", None) or type(error.orig).__name__,
         )
-        raise StorageFull() from None
+        return StorageFull()
 
     def dispose(self) -> None:
         self.engine.dispose()
