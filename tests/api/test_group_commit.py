@@ -209,3 +209,19 @@ def test_operational_error_is_sqlalchemys() -> None:
         "COMMIT", None, sqlite3.OperationalError("x"), sqlite3.Error, hide_parameters=True
     )
     assert isinstance(error, OperationalError)
+
+
+def test_a_server_of_several_workers_commits_each_request_alone(tmp_path: Path, commits: list[int]) -> None:
+    """``vpngw serve --workers N`` builds its application without group commit: a group holds
+    SQLite's write lock for a turn of the loop, which the other workers' writes would wait for."""
+    path = tmp_path / "vpngw.db"
+    settings = Settings(db_url=f"sqlite:///{path}")
+    db, authenticator = prepared(settings)
+    app = build_app(db, settings, authenticator, group_commits=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        world = build_world(Api(client))
+    commits.clear()
+    answers = together(app, [create(world, f"10.60.{i}.0/24") for i in range(1, 5)])
+    db.dispose()
+    assert [status for status, _ in answers] == [200] * 4, answers
+    assert len(commits) == 4, commits

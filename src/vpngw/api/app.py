@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from starlette.applications import Starlette
@@ -68,8 +69,14 @@ class Api:
         settings: Settings,
         authenticator: Authenticator,
         on_change: Callable[[], None] | None,
+        *,
+        group_commits: bool = True,
     ) -> None:
         self.db = db
+        # Off when other processes of this server write the same SQLite file (--workers N): a
+        # group holds the write lock for a turn of the loop, which their writes then wait for
+        # (docs/benchmarks.md, "the create path").
+        self.group_commits = group_commits
         self.on_change = on_change
         self.settings = settings
         self.authenticator = authenticator
@@ -144,7 +151,7 @@ class Api:
             # answers, success or error, only once the commit that holds them is done.
             joined = Joined()
             try:
-                with without_waiting(), grouping(joined):
+                with without_waiting(), grouping(joined) if self.group_commits else nullcontext():
                     fields = self._authenticated_dispatch(parsed, client, request_id, host)
             except _ReadDeferred as deferred:
                 if await self._committed(joined):
@@ -261,10 +268,13 @@ def build_app(
     authenticator: Authenticator,
     *,
     on_change: Callable[[], None] | None = None,
+    group_commits: bool = True,
 ) -> ApiFront:
     """The application. ``on_change`` is called after every successful write action
-    (the data plane's reconciler wakes up on it and reads the store)."""
-    api = Api(db, settings, authenticator, on_change)
+    (the data plane's reconciler wakes up on it and reads the store). ``group_commits``:
+    SQLite writes of the requests of one loop turn share a commit (vpngw.store.group_commit);
+    off for a server of several worker processes."""
+    api = Api(db, settings, authenticator, on_change, group_commits=group_commits)
 
     async def no_route(request: Request, exc: Exception) -> Response:
         """Unknown paths and methods get the same JSON error body as everything else."""

@@ -144,7 +144,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"vpngw: {key_source}", flush=True)
     authenticator = configure_authentication(args, settings, db, sealer, dict(os.environ))
     dataplane = start_dataplane(args, db, sealer)
-    app = build_app(db, settings, authenticator, on_change=dataplane.wake if dataplane else None)
+    app = build_app(
+        db,
+        settings,
+        authenticator,
+        on_change=dataplane.wake if dataplane else None,
+        group_commits=args.workers == 1,
+    )
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     print(f"vpngw: API listening on {scheme}://{args.host}:{args.port}/ (database {shown})", flush=True)
     print(f"vpngw: spec route POST {scheme}://{args.host}:{args.port}/apsara/route/Vpc/<Action>", flush=True)

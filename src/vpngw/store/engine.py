@@ -335,7 +335,7 @@ class Database:
         except BaseException:
             lock.release()
             raise
-        group = CommitGroup(raw=raw, tx=tx, loop=loop, done=loop.create_future())
+        group = CommitGroup(raw=raw, tx=tx, loop=loop)
         self._group = group
         loop.call_soon(self._commit_group, group)
         return group
@@ -354,25 +354,30 @@ class Database:
                 return
         except DBAPIError:
             pass
-        self._end_group(group, GroupLost(), commit=False)
+        self._end_group(group, GroupLost, commit=False)
 
     def _commit_group(self, group: CommitGroup) -> None:
         self._end_group(group, None, commit=True)
 
-    def _end_group(self, group: CommitGroup, failure: BaseException | None, *, commit: bool) -> None:
+    def _end_group(self, group: CommitGroup, failure: type[Exception] | None, *, commit: bool) -> None:
         """Commit (or roll back) the group's transaction, give its connection and the write
-        lock back, and answer its members."""
+        lock back, and record the outcome its members read (whatever happens here: a member
+        never waits for a group that cannot end)."""
         if group.finished:
             return
         if self._group is group:
             self._group = None
+        outcome: type[Exception] | None = GroupLost
         try:
             if commit:
                 group.tx.commit()
             else:
                 group.raw.rollback()
+            outcome = failure
         except DBAPIError as error:
-            failure = self._storage_full(error) if is_storage_full(error) else GroupLost()
+            if is_storage_full(error):
+                self._storage_full(error)  # logged as any full disk
+                outcome = StorageFull
             if error.connection_invalidated:
                 group.raw.invalidate()
             else:
@@ -381,14 +386,13 @@ class Database:
                 except Exception:  # noqa: BLE001 - the group is lost either way
                     group.raw.invalidate()
         except Exception:  # noqa: BLE001 - never leave the lock taken
-            failure = GroupLost()
             group.raw.invalidate()
         finally:
             group.tx.close()
             group.raw.close()
             assert self._write_lock is not None
             self._write_lock.release()
-        group.finish(failure)
+            group.finish(outcome)
 
     @staticmethod
     def _begin_without_waiting(tx: Direct) -> None:

@@ -37,24 +37,20 @@ class CommitGroup:
     raw: Any  # the pooled DBAPI connection
     tx: Direct
     loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[None]
     members: int = 0  # requests whose writes the transaction holds
     savepoints: int = 0
     finished: bool = False
+    failure: type[Exception] | None = None  # what each member raises, when it ended badly
 
     def savepoint(self) -> str:
         self.savepoints += 1
         return f"vpngw_member_{self.savepoints}"
 
-    def finish(self, failure: BaseException | None) -> None:
-        """Answer the members (once): their writes are committed, or ``failure``."""
-        if self.finished:
-            return
-        self.finished = True
-        if failure is None or self.members == 0:
-            self.done.set_result(None)
-        else:
-            self.done.set_exception(failure)
+    def finish(self, failure: type[Exception] | None) -> None:
+        """The group's outcome (once): its writes are committed, or ``failure``."""
+        if not self.finished:
+            self.finished = True
+            self.failure = failure
 
 
 @dataclass(eq=False)
@@ -66,6 +62,11 @@ class Joined:
 
     async def committed(self) -> None:
         """Return once every group this request joined is committed; raise what the commit
-        raised otherwise. Shielded: one member's cancellation is not the others'."""
+        raised otherwise. A group's commit runs at the loop's next turn (scheduled when it
+        opened, ahead of the members' own wake-ups), so this normally yields once; no
+        future is shared, so one member's cancellation is not the others'."""
         for group in self.groups:
-            await asyncio.shield(group.done)
+            while not group.finished:
+                await asyncio.sleep(0)
+            if group.failure is not None:
+                raise group.failure()
