@@ -24,14 +24,17 @@ if [[ $step == all || $step == moto ]]; then
     flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} bench/moto_pair.sh $R/$T-moto-workers2-$mode.json --workers 2 --rounds 2 -c 1,16 -d 3 --warmup 1 --no-cleanup --conn-mode $mode --max-gateways 4000 > $L/moto-workers2-$mode.log 2>&1
   done
   PGW=$(mktemp -d /tmp/pgbench-final-XXXX); chown postgres: $PGW
-  PGB=$(dirname $(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)); PORT=55432
+  PGB=$(dirname $(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)); PORT=${PG_PORT:-55432}
   runuser -u postgres -- $PGB/initdb -D $PGW/data -U postgres --auth=trust -E UTF8 > $L/pg.log 2>&1
-  runuser -u postgres -- $PGB/pg_ctl -D $PGW/data -o "-p $PORT -k $PGW -c listen_addresses=127.0.0.1 -c max_connections=200" -l $PGW/log -w start >> $L/pg.log 2>&1
+  if ! runuser -u postgres -- $PGB/pg_ctl -D $PGW/data -o "-p $PORT -k $PGW -c listen_addresses=127.0.0.1 -c max_connections=200" -l $PGW/log -w start >> $L/pg.log 2>&1; then
+    stamp "PostgreSQL did not start (its log: $L/pg-server.log)"  # once, port 55432 taken: PG_PORT=...
+  fi
   for mode in fill pair; do
     stamp "moto postgresql $mode"
     runuser -u postgres -- $PGB/psql -h 127.0.0.1 -p $PORT -U postgres -c "CREATE DATABASE b_$mode" >> $L/pg.log 2>&1
     flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} bench/moto_pair.sh $R/$T-moto-postgresql-$mode.json --db postgresql+psycopg://postgres@127.0.0.1:$PORT/b_$mode --rounds 2 -c 1,16 -d 3 --warmup 1 --no-cleanup --conn-mode $mode --max-gateways 4000 > $L/moto-postgresql-$mode.log 2>&1
   done
+  cp $PGW/log $L/pg-server.log 2>/dev/null
   runuser -u postgres -- $PGB/pg_ctl -D $PGW/data -m fast -w stop >> $L/pg.log 2>&1; rm -rf $PGW
 fi
 if [[ $step == all || $step == pages ]]; then
