@@ -56,11 +56,11 @@ def two_sides() -> Iterator[tuple[str, str]]:
             netns.delete_namespace(namespace)
 
 
-def test_two_watches_see_each_other_and_the_survivor_takes_over_within_a_second(
-    two_sides: tuple[str, str],
-) -> None:
-    a, b = two_sides
-    calls: list[tuple[str, bool, float]] = []
+def watch_pair(
+    a: str, b: str, calls: list[tuple[str, bool, float]]
+) -> tuple[list[PartnerWatch], WatchedAddress, WatchedAddress]:
+    """Two watches (not started) that note every next-hop call in ``calls``, and the two
+    addresses of gateway vpn-x: the preferred one in namespace ``a``, the other in ``b``."""
     watches = [
         PartnerWatch(on_next_hop=lambda key, hold: calls.append((key, hold, time.monotonic()))) for _ in "ab"
     ]
@@ -70,6 +70,15 @@ def test_two_watches_see_each_other_and_the_survivor_takes_over_within_a_second(
     second = WatchedAddress(
         "vpn-x.dr", b, "198.18.7.2", "198.18.7.1", False, "/nonexistent/charon.vici", ("tun-2",), KEYS
     )
+    return watches, first, second
+
+
+def test_two_watches_see_each_other_and_the_survivor_takes_over_within_a_second(
+    two_sides: tuple[str, str],
+) -> None:
+    a, b = two_sides
+    calls: list[tuple[str, bool, float]] = []
+    watches, first, second = watch_pair(a, b, calls)
     try:
         watches[0].set_addresses({"vpn-x": first})
         watches[1].set_addresses({"vpn-x.dr": second})
@@ -113,15 +122,7 @@ def test_no_forged_replayed_or_reflected_datagram_keeps_a_lost_partner_alive(
     back to it (reflected). The survivor still takes over in time, and stays in charge."""
     a, b = two_sides
     calls: list[tuple[str, bool, float]] = []
-    watches = [
-        PartnerWatch(on_next_hop=lambda key, hold: calls.append((key, hold, time.monotonic()))) for _ in "ab"
-    ]
-    first = WatchedAddress(
-        "vpn-x", a, "198.18.7.1", "198.18.7.2", True, "/nonexistent/charon.vici", ("tun-1",), KEYS
-    )
-    second = WatchedAddress(
-        "vpn-x.dr", b, "198.18.7.2", "198.18.7.1", False, "/nonexistent/charon.vici", ("tun-2",), KEYS
-    )
+    watches, first, second = watch_pair(a, b, calls)
     wrong_keys = Sealer(parse_keyring(new_master_key_line("k9"))).derived_keys(key_purpose("vpn-x"))
     captured = seal(KEYS, Report("vpn-x", True, time.time_ns()))  # genuine, and soon old
     stop = threading.Event()
