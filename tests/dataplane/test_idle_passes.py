@@ -104,16 +104,7 @@ def miss_a_change(world: LabWorld, gateway_id: str, connection_id: str, ipsec_li
         stamp = connection.execute(
             text("SELECT desired_generation FROM vpn_gateways WHERE id = :g"), {"g": gateway_id}
         ).scalar_one()
-        ipsec = json.loads(
-            connection.execute(
-                text("SELECT ipsec_config FROM vpn_connections WHERE id = :i"), {"i": connection_id}
-            ).scalar_one()
-        )
-        ipsec["IpsecLifetime"] = ipsec_lifetime
-        connection.execute(
-            text("UPDATE vpn_connections SET ipsec_config = :c WHERE id = :i"),
-            {"c": json.dumps(ipsec), "i": connection_id},
-        )
+        change_ipsec_lifetime(connection, connection_id, ipsec_lifetime)
         connection.execute(
             text("UPDATE vpn_gateways SET desired_generation = :s WHERE id = :g"),
             {"s": stamp, "g": gateway_id},
