@@ -5,8 +5,6 @@ twice and nothing fails because of it."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from starlette.testclient import TestClient
 import vpngw.api.app as app_module
 from tests.conftest import prepared
 from tests.support.api import Api, build_world, connection_params
+from tests.support.sqlite_locks import hold_write_lock
 from vpngw.api.app import build_app
 from vpngw.config import Settings
 from vpngw.store import queries
@@ -50,24 +49,6 @@ def api(sqlite_file: Path) -> Iterator[Api]:
     with TestClient(build_app(db, settings, authenticator), raise_server_exceptions=False) as client:
         yield Api(client)
     db.dispose()
-
-
-def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
-    """Another process's write transaction (a plain connection of its own), for ``seconds``."""
-    holding = threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        holding.set()
-        time.sleep(seconds)
-        other.execute("COMMIT")
-        other.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holding.wait()
-    return thread
 
 
 def test_short_requests_run_without_a_worker_thread(api: Api, counted: list[str]) -> None:
@@ -124,7 +105,7 @@ def test_a_held_write_lock_sends_the_request_to_a_thread_that_waits(
 ) -> None:
     world = build_world(api)
     counted.clear()
-    holder = _hold_write_lock(sqlite_file, 0.5)
+    holder = hold_write_lock(sqlite_file, 0.5)
     started = time.monotonic()
     created = api.ok("CreateVpnConnection", ClientToken="inline-token", **connection_params(world))
     waited = time.monotonic() - started
@@ -136,7 +117,7 @@ def test_a_held_write_lock_sends_the_request_to_a_thread_that_waits(
     assert again["VpnConnectionId"] == created["VpnConnectionId"]
     listed = api.ok("DescribeVpnConnections")
     assert listed["TotalCount"] == 1
-    holder = _hold_write_lock(sqlite_file, 0.3)
+    holder = hold_write_lock(sqlite_file, 0.3)
     api.ok("DescribeRegions")  # its nonce is a write too
     holder.join()
     assert counted[-1] == "DescribeRegions"
@@ -145,7 +126,7 @@ def test_a_held_write_lock_sends_the_request_to_a_thread_that_waits(
 def test_a_write_that_would_wait_raises_would_block_and_writes_nothing(sqlite_file: Path) -> None:
     settings = Settings(db_url=f"sqlite:///{sqlite_file}")
     db, _authenticator = prepared(settings)
-    holder = _hold_write_lock(sqlite_file, 0.3)
+    holder = hold_write_lock(sqlite_file, 0.3)
     ran = False
     with pytest.raises(WouldBlock), without_waiting():
         with db.direct(write=True) as tx:

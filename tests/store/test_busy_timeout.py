@@ -5,9 +5,6 @@ PRAGMA to switch it."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.support.sqlite_locks import hold_write_lock
 from vpngw.cli.database import prepare_database
 from vpngw.config import Settings
 from vpngw.store.engine import BUSY_TIMEOUT_MS, Database, WouldBlock, without_waiting
@@ -60,34 +58,17 @@ def test_the_loop_s_transactions_in_a_row_run_no_pragma(db: Database) -> None:
         assert not [statement for statement in ran if "PRAGMA" in statement.upper()], ran
 
 
-def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
-    holding = threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        holding.set()
-        time.sleep(seconds)
-        other.execute("COMMIT")
-        other.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holding.wait()
-    return thread
-
-
 def test_a_transaction_that_may_wait_still_waits_after_the_loop_used_its_connection(db: Database) -> None:
     path = str(db.engine.url.database)
     _direct_busy(db, loop=True)  # the pooled connection's handler is off now
-    holder = _hold_write_lock(path, 0.3)
+    holder = hold_write_lock(path, 0.3)
     with without_waiting(), pytest.raises(WouldBlock), db.direct(write=True):
         pass
     with db.transaction(write=True) as session:  # waits for the other connection's COMMIT
         session.execute(text("CREATE TABLE waited_for (x INTEGER)"))
     holder.join()
     _direct_busy(db, loop=True)
-    holder = _hold_write_lock(path, 0.3)
+    holder = hold_write_lock(path, 0.3)
     with db.direct(write=True) as tx:  # the cursor path waits too
         tx.run("DROP TABLE waited_for")
     holder.join()
