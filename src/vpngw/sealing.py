@@ -108,9 +108,7 @@ class Sealer:
         """(fingerprint, key) of the HMAC key derived from ``master`` for ``purpose``."""
         cached = self._digest_keys.get((master.key_id, purpose))
         if cached is None:
-            key = HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=None, info=DIGEST_INFO + purpose.encode()
-            ).derive(master.key)
+            key = _derive(master, DIGEST_INFO + purpose.encode())
             fingerprint = hmac.new(key, b"fingerprint", hashlib.sha256).hexdigest()[:8]
             cached = self._digest_keys[(master.key_id, purpose)] = (fingerprint, key)
         return cached
@@ -123,10 +121,7 @@ class Sealer:
             if len(self._derived) >= _DERIVED_CACHE_SIZE:
                 self._derived.clear()  # bounded: one purpose per gateway, gateways come and go
             keys = self._derived[purpose] = tuple(
-                HKDF(
-                    algorithm=hashes.SHA256(), length=32, salt=None, info=DERIVED_INFO + purpose.encode()
-                ).derive(master.key)
-                for master in self.keyring
+                _derive(master, DERIVED_INFO + purpose.encode()) for master in self.keyring
             )
         return keys
 
@@ -151,6 +146,11 @@ class Sealer:
                 expected = base64.urlsafe_b64encode(hmac.new(key, data, hashlib.sha256).digest()).rstrip(b"=")
                 return hmac.compare_digest(expected, mac.encode())
         return None
+
+
+def _derive(master: MasterKey, info: bytes) -> bytes:
+    """A 32-byte key derived (HKDF-SHA256) from ``master`` for ``info``."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master.key)
 
 
 def load_sealer(environ: dict[str, str] | None = None, *, create: bool = True) -> tuple[Sealer, str]:
