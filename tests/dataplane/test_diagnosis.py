@@ -178,6 +178,17 @@ def test_as_initiator_only_the_refusal_is_known_and_ours_is_named(case: str, pha
     assert ("IkeVersion" in message) == (phase == "IKE (phase 1)")
 
 
+def test_a_retransmit_handled_meanwhile_does_not_hide_the_peers_proposals() -> None:
+    """The peer re-sent its IKE_SA_INIT; charon's other thread logs the new attempt's first
+    line between the first attempt's proposals and its refusal (seen in CI under load)."""
+    first = lines("ike_proposal_v2_responder")
+    refusal = first.index("[IKE] received proposals unacceptable")
+    interleaved = [*first[:refusal], "[IKE] 198.19.0.10 is initiating an IKE_SA", *first[refusal:]]
+    found = diagnose(interleaved, ike_proposals=OURS_IKE, esp_proposals=OURS_ESP)
+    assert found is not None and found.kind == NO_PROPOSAL
+    assert f"the peer offered {PEER_IKE}, but this gateway accepts {OUR_IKE}." in found.message
+
+
 def test_without_our_proposals_the_refusal_still_reads() -> None:
     found = diagnose(lines("ike_proposal_v2_initiator"))
     assert found is not None and "refused this gateway's IKE proposal;" in found.message

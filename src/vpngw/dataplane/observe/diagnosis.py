@@ -245,6 +245,11 @@ def _classify(texts: Sequence[str], index: int, ours: _Ours) -> _Found | None:
     if found := _TS_REFUSED_V1.match(text):
         return _Found(_ts_refused_here(peer=found.group(1), mine=found.group(2)), phase_1=False)
     if _NO_PROPOSAL_HERE.match(text) or _NO_PROPOSAL_THERE.match(text):
+        if _NO_PROPOSAL_HERE.match(text):
+            # This side refused, so it logged the peer's proposals just before. charon
+            # handles a retransmitted request in another thread: that attempt's first
+            # line can fall between them and the refusal, so look back past it.
+            attempt = texts[_after_last_success(texts[:index]) : index]
         phase_2 = ike_up or "CHILD_SA" in text or (_last_match(_RECEIVED, attempt) or "").startswith("ESP:")
         return _Found(_no_proposal(attempt, ours, phase_2=phase_2), phase_1=not phase_2)
     if found := _NO_IKE_CONFIG.match(text):
