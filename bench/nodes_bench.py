@@ -14,8 +14,15 @@
 2. **Spread.** 300 connections over 30 gateways are stored with no agent running (their
    peers already up); then three agents start at once, and the time to all 300
    ``Status=ipsec_sa_established`` (read from the store) is measured. Target: 5 s.
+   The agents run as installed (``pip install`` writes their modules' bytecode): their
+   source is compiled first (``--no-precompile``: as this machine finds it, where
+   PYTHONDONTWRITEBYTECODE=1 makes every agent compile ~80 modules at every start). Each
+   run also reports when each agent printed "is up" and the CPU it had spent by then
+   (its start-up, before any tunnel). ``--baseline-src DIR/src --spread-runs N``: an A/B
+   in one run, alternating the agents between that checkout's vpngw and this one's.
 
     .venv/bin/python bench/nodes_bench.py [--runs 10] [--db sqlite] [--json FILE]
+    .venv/bin/python bench/nodes_bench.py --skip-failover --spread-runs 3 --baseline-src /tmp/base/src
 """
 
 from __future__ import annotations
@@ -275,6 +282,19 @@ def stop_profilers(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait(30)
 
 
+def precompile(source: Path, *, enabled: bool) -> None:
+    """Write the bytecode of the vpngw package under ``source`` (``__pycache__``, ignored by
+    git), as ``pip install`` does for an installed agent (docs/hosts.md): without it, and
+    with PYTHONDONTWRITEBYTECODE=1 (this machine's environment), each agent compiles ~80
+    modules from source at every start, CPU the spread's three agents share two cores for."""
+    if enabled:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(source / "vpngw")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
 def measure_spread(
     db_url: str,
     gateways: int = 30,
@@ -283,9 +303,15 @@ def measure_spread(
     timeout_s: float = 120.0,
     keep_logs: Path | None = None,
     profile: Path | None = None,
+    cprofile: Path | None = None,
+    agent_src: Path | None = None,
 ) -> dict[str, Any]:
     subnets = tuple(f"10.{g}.0.0/16" for g in range(1, gateways + 1))
     with fleet_of(db_url, subnets) as (fleet, api, db):
+        fleet.agent_src = agent_src
+        if cprofile is not None:
+            cprofile.mkdir(parents=True, exist_ok=True)
+            fleet.agent_cprofile = cprofile
         sites = [fleet.add_node(i) for i in (1, 2, 3)]
         peers: list[charon_daemon.Charon] = []
         gateway_ids: list[str] = []
@@ -327,7 +353,16 @@ def measure_spread(
             timeline: list[tuple[float, int, int, int]] = []
             printed = -1.0
             started_cpu: list[float] = []
+            # When each agent printed "is up" (imports, database, backend, reconciler
+            # started: its start-up before any tunnel) and the CPU it had spent by then.
+            up_lines: dict[str, tuple[float, float]] = {}
             while time.perf_counter() - t0 < timeout_s:
+                for site in sites:
+                    if site.name not in up_lines and site.process and " is up;" in fleet.log_of(site):
+                        up_lines[site.name] = (
+                            round(time.perf_counter() - t0, 2),
+                            process_cpu_s(site.process.pid)["own"],
+                        )
                 with db.transaction(write=False) as session:
                     # A count, not the rows: the poller must not take the CPU it measures.
                     up = (
@@ -370,6 +405,8 @@ def measure_spread(
                 "machine_busy_cores": round((machine_busy_s() - busy0) / elapsed_s, 2),
                 "agents_cpu_s": [process_cpu_s(site.process.pid) for site in sites if site.process],
                 "agents_cpu_at_registration_s": started_cpu,
+                "agents_up_s": [up_lines[site.name][0] for site in sites if site.name in up_lines],
+                "agents_cpu_at_up_s": [up_lines[site.name][1] for site in sites if site.name in up_lines],
                 "bench_cpu_s": round(time.process_time() - bench0, 2),
                 "postgres_cpu_s": round(postgres_cpu_s() - postgres0, 2),
                 **{
@@ -378,6 +415,9 @@ def measure_spread(
                 },
             }
             stop_profilers(spies)
+            if cprofile is not None:
+                for site in sites:
+                    fleet.stop_agent(site)  # cProfile writes its file as the agent exits
             if keep_logs is not None:
                 keep_logs.mkdir(parents=True, exist_ok=True)
                 for site in sites:
@@ -413,6 +453,34 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="spread: py-spy every agent, collapsed stacks here"
     )
+    parser.add_argument(
+        "--cprofile",
+        type=Path,
+        default=None,
+        help="spread: every agent under cProfile (its main thread: the start-up), <node>.prof here",
+    )
+    parser.add_argument(
+        "--agent-src",
+        type=Path,
+        default=None,
+        help="spread: the agents run the vpngw package under this src folder (an A/B against "
+        "another checkout: `git worktree add /tmp/base main`, then --agent-src /tmp/base/src)",
+    )
+    parser.add_argument("--spread-runs", type=int, default=1, help="spread: runs (each variant)")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="spread: an A/B in one run: runs alternate between the vpngw package under this src "
+        "folder (`git worktree add --detach /tmp/base main`: /tmp/base/src) and this tree's",
+    )
+    parser.add_argument(
+        "--no-precompile",
+        action="store_true",
+        help="spread: do not compile the agents' modules to bytecode first (measures the agents "
+        "as the machine finds them: under PYTHONDONTWRITEBYTECODE=1 they compile every module "
+        "at every start, which an installed agent never does)",
+    )
     args = parser.parse_args()
     reason = charon_daemon.missing_prerequisites()
     if reason:
@@ -425,17 +493,29 @@ def main() -> int:
             with database(args.db, work) as url:
                 failover = measure_failover(url, args.runs)
             print("failover:", failover, flush=True)
-        spread = None
+        spreads: list[dict[str, Any]] = []
         if not args.skip_spread:
-            with database(args.db, work) as url:
-                spread = measure_spread(
-                    url,
-                    args.gateways,
-                    timeout_s=args.spread_timeout,
-                    keep_logs=args.keep_logs,
-                    profile=args.profile,
-                )
-            print("spread:", spread, flush=True)
+            this_src = args.agent_src or ROOT / "src"
+            variants = [("this", this_src)]
+            if args.baseline_src is not None:
+                variants = [("baseline", args.baseline_src), *variants]
+            for source in {src for _name, src in variants}:
+                precompile(source, enabled=not args.no_precompile)
+            for run in range(args.spread_runs):
+                for variant, source in variants:
+                    with database(args.db, work) as url:
+                        spread = measure_spread(
+                            url,
+                            args.gateways,
+                            timeout_s=args.spread_timeout,
+                            keep_logs=args.keep_logs,
+                            profile=args.profile,
+                            cprofile=args.cprofile,
+                            agent_src=None if source == ROOT / "src" else source,
+                        )
+                    spread = {"variant": variant, "agent_src": str(source), "run": run + 1, **spread}
+                    print("spread:", spread, flush=True)
+                    spreads.append(spread)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
@@ -446,8 +526,13 @@ def main() -> int:
             "python": platform.python_version(),
         },
         "database": args.db,
+        # An installed agent (`pip install`, docs/hosts.md) has its modules' bytecode; an
+        # agent run from this tree under PYTHONDONTWRITEBYTECODE=1 compiles ~80 of them at
+        # every start (about 0.1 s of CPU each) unless the bench compiled them first.
+        "agent_bytecode": "as found" if args.no_precompile else "precompiled",
         "failover": failover,
-        "spread": spread,
+        "spread": spreads[0] if spreads else None,
+        "spread_runs": spreads,
     }
     print(json.dumps(result, indent=2))
     target = args.json or ROOT / "bench" / "results" / f"nodes-{datetime.date.today().isoformat()}.json"

@@ -62,6 +62,11 @@ class Fleet:
     local_subnets: Sequence[str]
     nodes: list[NodeSite] = field(default_factory=list)
     lease_s: float = 5.0
+    # The benches' A/B and profiles: the agents run the vpngw source under this ``src``
+    # folder (ahead of the installed one on their path) and/or under cProfile, one
+    # ``<node>.prof`` each in this folder, written when the agent stops.
+    agent_src: Path | None = None
+    agent_cprofile: Path | None = None
 
     def add_node(self, index: int, *, shared_vpc: bool = False) -> NodeSite:
         """A lab node; ``shared_vpc``: on the lab's shared VPC segment (every such node
@@ -86,8 +91,16 @@ class Fleet:
         assert site.process is None or site.process.poll() is not None
         site.log_path = site.state_dir / "agent.log"
         environ = {**os.environ, "VPNGW_MASTER_KEY": TEST_MASTER_KEY, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if self.agent_src is not None:
+            environ["PYTHONPATH"] = os.pathsep.join(
+                filter(None, (str(self.agent_src), environ.get("PYTHONPATH")))
+            )
+        profiler: list[str] = []
+        if self.agent_cprofile is not None:
+            profiler = ["-m", "cProfile", "-o", str(self.agent_cprofile / f"{site.name}.prof")]
         command = [
             sys.executable,
+            *profiler,
             "-m",
             "vpngw.cli.main",
             "agent",
