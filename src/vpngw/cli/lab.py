@@ -19,17 +19,18 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vpngw.config import settings_from_env
-from vpngw.dataplane.backends.base import remove_machine_locks
-from vpngw.dataplane.backends.lab import lab as lab_dirs
-from vpngw.dataplane.backends.lab import node as lab_node
-from vpngw.dataplane.backends.lab import peer as lab_peer
 from vpngw.dataplane.backends.lab import topology
-from vpngw.dataplane.backends.lab.lab import default_dirs
-from vpngw.dataplane.backends.lab.network import LabNetwork
-from vpngw.dataplane.charon import daemon as charon_daemon
-from vpngw.dataplane.system import netns
+
+if TYPE_CHECKING:
+    from vpngw.dataplane.backends.lab.network import LabNetwork
+
+# The lab backend's modules (peers, nodes, the lab's network) are imported by the commands
+# that use them, not here: `vpngw agent` imports this module for its options, and on the
+# host backend it never runs a lab (three agents starting at once on two cores pay every
+# import in their time to take their gateways; docs/benchmarks.md, "Spread: the agent's
+# start-up").
 
 
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,9 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
 def network_of(args: argparse.Namespace, *, owner: str | None = None) -> LabNetwork:
     """The lab the options name; ``owner``: the database this process serves (a data
     plane), None for commands that only look or add peers."""
+    from vpngw.dataplane.backends.lab.lab import default_dirs
+    from vpngw.dataplane.backends.lab.network import LabNetwork
+
     if args.lab_state:
         return LabNetwork(args.lab, Path(args.lab_state).absolute() / args.lab, owner=owner)
     state_dir, run_dir = default_dirs(args.lab)
@@ -151,6 +155,8 @@ def _fail(message: str) -> int:
 
 
 def _prerequisites() -> str | None:
+    from vpngw.dataplane.charon import daemon as charon_daemon
+
     return charon_daemon.missing_prerequisites()
 
 
@@ -158,6 +164,8 @@ def cmd_peer_create(args: argparse.Namespace) -> int:
     # Here, not at the top: `vpngw agent` imports this module, and the HTTP client with
     # its signer is a tenth of a second it never needs (docs/benchmarks.md, "Nodes").
     from vpngw.cli.call import CallError, call_action
+    from vpngw.dataplane.backends.lab import peer as lab_peer
+    from vpngw.dataplane.system import netns
 
     reason = _prerequisites()
     if reason:
@@ -212,6 +220,8 @@ def _region_of(args: argparse.Namespace) -> str:
 
 
 def cmd_peer_delete(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.lab import peer as lab_peer
+
     if not lab_peer.remove_peer(network_of(args), args.name):
         return _fail(f"no peer {args.name}")
     print(f"vpngw lab: peer {args.name} removed")
@@ -219,12 +229,17 @@ def cmd_peer_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_peer_list(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.lab import peer as lab_peer
+
     for name in lab_peer.peer_names(network_of(args)):
         print(name)
     return 0
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.lab import node as lab_node
+    from vpngw.dataplane.system import netns
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         return _fail("nothing to run: vpngw lab exec --peer NAME -- ping ...")
@@ -248,6 +263,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.system import netns
+
     names = network_of(args).names
     for namespace in sorted(netns.namespaces()):
         if names.owns(namespace):
@@ -256,6 +273,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_node_create(args: argparse.Namespace) -> int:
+    from vpngw.config import settings_from_env
+    from vpngw.dataplane.backends.lab import node as lab_node
+    from vpngw.dataplane.system import netns
+
     reason = _prerequisites()
     if reason:
         return _fail(reason)
@@ -283,6 +304,8 @@ def cmd_node_create(args: argparse.Namespace) -> int:
 
 
 def cmd_node_delete(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.lab import node as lab_node
+
     if not lab_node.remove_node(network_of(args), args.name):
         return _fail(f"no node {args.name}")
     print(f"vpngw lab: node {args.name} removed")
@@ -290,12 +313,18 @@ def cmd_node_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_node_list(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.lab import node as lab_node
+
     for node in lab_node.lab_nodes(network_of(args)):
         print(f"{node.name}\t{node.uplink_ip}\tvpngw agent {' '.join(node.agent_arguments())}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from vpngw.dataplane.backends.base import remove_machine_locks
+    from vpngw.dataplane.backends.lab import lab as lab_dirs
+    from vpngw.dataplane.backends.lab import node as lab_node
+
     network = network_of(args)
     for node in lab_node.lab_nodes(network):
         lab_node.remove_node(network, node.name)
