@@ -43,6 +43,8 @@ _UNWANTED_PLUGINS += ("led", "forecast", "tpm", "pkcs11")
 
 _JOURNAL = "/run/systemd/journal"
 
+READY_POLL_S = 0.01  # how often start_charon looks whether the new charon answers on VICI
+
 
 def launch_script(run_dir: Path) -> str:
     """The ``sh -c`` script that starts charon in its namespace: a private ``/run`` (its
@@ -145,7 +147,10 @@ def start_charon(
         )
     handle = Charon(namespace, state_dir, vici_path, log_path, process)
     try:
-        if not wait_until(lambda: _answers(handle), timeout_s=timeout_s, interval_s=0.05):
+        # charon answers 20-35 ms after its start here: a 50 ms poll found it at 52 ms
+        # every time, a 10 ms one at 22-35 ms (docs/benchmarks.md, "Spread: the agent's
+        # start-up"); a look before it answers is a stat() or a refused connect.
+        if not wait_until(lambda: _answers(handle), timeout_s=timeout_s, interval_s=READY_POLL_S):
             raise NetnsError(f"charon in {namespace} did not come up: {_tail(state_dir / 'charon.out')}")
     except BaseException:
         stop_charon(handle)
