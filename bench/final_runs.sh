@@ -43,8 +43,8 @@ if [[ $step == all || $step == pages ]]; then
 fi
 if [[ $step == all || $step == idle ]]; then
   stamp "idle 10,100 x 10"
-  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 10,100 --per-gateway 10 --rounds 1 --idle-s 60 --calls 200 --changes 40 --out $R/$T-idle-100x10.json > $L/idle-100.log 2>&1
+  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 10,100 --per-gateway 10 --rounds 1 --idle-s 60 --calls 1000 --changes 40 --out $R/$T-idle-100x10.json > $L/idle-100.log 2>&1
   stamp "idle 1000 x 1"
-  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 1000 --per-gateway 1 --rounds 1 --idle-s 90 --calls 200 --changes 40 --out $R/$T-idle-1000x1.json > $L/idle-1000.log 2>&1
+  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 1000 --per-gateway 1 --rounds 1 --idle-s 90 --calls 1000 --changes 40 --out $R/$T-idle-1000x1.json > $L/idle-1000.log 2>&1
 fi
 stamp "done $step"
