@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -117,6 +118,7 @@ def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
         "machine": ab.machine(),
