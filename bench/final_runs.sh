@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18's benchmarks, as run for docs/benchmarks.md's "final run" (root, strongSwan, PostgreSQL binaries):
-#   LOADGEN_MOTO_PYTHON=/path/to/moto-venv/bin/python bench/final_runs.sh [spread|moto|pages|idle|all]
+#   LOADGEN_MOTO_PYTHON=/path/to/moto-venv/bin/python bench/final_runs.sh [spread|moto|growth|pages|idle|all]
 # Results: bench/results/$FINAL_TAG-*.json (default final-<date>), logs in /tmp/final-bench.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ fi
 if [[ $step == all || $step == moto ]]; then
   for mode in fill pair; do
     stamp "moto sqlite $mode"
-    flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} bench/moto_pair.sh $R/$T-moto-sqlite-$mode.json --rounds 3 -c 1,16 -d 3 --warmup 1 --no-cleanup --conn-mode $mode --max-gateways 4000 > $L/moto-sqlite-$mode.log 2>&1
+    flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} bench/moto_pair.sh $R/$T-moto-sqlite-$mode.json --rounds ${SQLITE_ROUNDS:-5} -c 1,16 -d 3 --warmup 1 --no-cleanup --conn-mode $mode --max-gateways 4000 > $L/moto-sqlite-$mode.log 2>&1
   done
   for mode in fill pair; do
     stamp "moto workers2 $mode"
@@ -37,14 +37,19 @@ if [[ $step == all || $step == moto ]]; then
   cp $PGW/log $L/pg-server.log 2>/dev/null
   runuser -u postgres -- $PGB/pg_ctl -D $PGW/data -m fast -w stop >> $L/pg.log 2>&1; rm -rf $PGW
 fi
+if [[ $step == all || $step == growth ]]; then
+  stamp "fill growth"
+  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} bench/fill_growth.sh 6 > $L/fill-growth.log 2>&1
+  cp $L/fill-growth.log $R/$T-fill-growth.txt
+fi
 if [[ $step == all || $step == pages ]]; then
   stamp "api_bench pages"
   flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/api_bench.py --wait-idle 20 --out $R/$T-api.json > $L/api.log 2>&1
 fi
 if [[ $step == all || $step == idle ]]; then
   stamp "idle 10,100 x 10"
-  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 10,100 --per-gateway 10 --rounds 1 --idle-s 60 --calls 200 --changes 40 --out $R/$T-idle-100x10.json > $L/idle-100.log 2>&1
+  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 10,100 --per-gateway 10 --rounds 1 --idle-s 60 --calls 1000 --changes 40 --out $R/$T-idle-100x10.json > $L/idle-100.log 2>&1
   stamp "idle 1000 x 1"
-  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 1000 --per-gateway 1 --rounds 1 --idle-s 90 --calls 200 --changes 40 --out $R/$T-idle-1000x1.json > $L/idle-1000.log 2>&1
+  flock ${BENCH_LOCK:-/tmp/vpngw-bench.lock} .venv/bin/python bench/idle_bench.py --gateways 1000 --per-gateway 1 --rounds 1 --idle-s 90 --calls 1000 --changes 40 --out $R/$T-idle-1000x1.json > $L/idle-1000.log 2>&1
 fi
 stamp "done $step"

@@ -418,9 +418,24 @@ def describe_interleaved(url: str, off_url: str, params: dict[str, str], calls: 
     return {
         "calls": calls,
         **mine_s,
-        "off": off_s,
+        **tail_shape(times["dataplane"]),
+        "off": {**off_s, **tail_shape(times["off"])},
         "p99_ratio": round(mine_s["p99_ms"] / off_s["p99_ms"], 2),
         "p50_ratio": round(mine_s["p50_ms"] / off_s["p50_ms"], 2),
+    }
+
+
+WINDOW = 200  # calls: the p99 the earlier runs reported (their second-slowest call)
+
+
+def tail_shape(latencies_s: list[float]) -> dict[str, Any]:
+    """How steady the p99 is: the ten slowest calls, and the p99 of each run of WINDOW calls
+    in a row (what a run of WINDOW calls would have reported; one machine hiccup moves it)."""
+    ms = [x * 1000 for x in latencies_s]
+    windows = [ms[i : i + WINDOW] for i in range(0, len(ms) - WINDOW + 1, WINDOW)]
+    return {
+        "slowest_ms": [round(x, 2) for x in sorted(ms)[-10:]],
+        "window_p99_ms": [ab.summarize([x / 1000 for x in w])["p99_ms"] for w in windows],
     }
 
 
@@ -519,7 +534,8 @@ def report(result: dict[str, Any]) -> None:
     if describe:
         line += (
             f"; describe p50/p99 {describe['p50_ms']}/{describe['p99_ms']} ms, off beside it "
-            f"{describe['off']['p50_ms']}/{describe['off']['p99_ms']} ms: p99 x{describe['p99_ratio']}"
+            f"{describe['off']['p50_ms']}/{describe['off']['p99_ms']} ms: p99 x{describe['p99_ratio']} "
+            f"(p99 of each {WINDOW} calls: {describe.get('window_p99_ms')} / {describe['off'].get('window_p99_ms')})"
         )
     changes = result.get("changes")
     if changes:

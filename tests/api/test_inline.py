@@ -5,6 +5,8 @@ twice and nothing fails because of it."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +17,12 @@ from starlette.testclient import TestClient
 
 import vpngw.api.app as app_module
 from tests.conftest import prepared
-from tests.support.api import Api, build_world, connection_params
+from tests.support.api import REGION, Api, build_world, connection_params, signed_query
 from tests.support.sqlite_locks import hold_write_lock
 from vpngw.api.app import build_app
 from vpngw.config import Settings
 from vpngw.store import queries
-from vpngw.store.engine import WouldBlock, without_waiting
+from vpngw.store.engine import Database, WouldBlock, without_waiting
 
 
 @pytest.fixture
@@ -136,4 +138,127 @@ def test_a_write_that_would_wait_raises_would_block_and_writes_nothing(sqlite_fi
     holder.join()
     with db.direct(write=True) as tx:  # waiting allowed again: and the nonce is new
         assert queries.claim_nonce(tx, "LTAIkey", "nonce", 1)
+    db.dispose()
+
+
+def _hold_write_lock_until(path: Path, release: threading.Event) -> threading.Thread:
+    """Another process's write transaction (a plain connection of its own, as the data
+    plane's is), held until ``release`` is set; returns once the lock is taken."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        release.wait(30)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait()
+    return thread
+
+
+def _note_refusals(monkeypatch: pytest.MonkeyPatch, refused: threading.Event) -> list[int]:
+    """Count the SQLite write transactions refused at BEGIN IMMEDIATE on the event loop (a
+    lock held elsewhere); ``refused`` is set at the first."""
+    refusals: list[int] = []
+    original = Database._begin_without_waiting
+
+    def noting(tx: Any) -> None:
+        try:
+            original(tx)
+        except WouldBlock:
+            refusals.append(1)
+            refused.set()
+            raise
+
+    monkeypatch.setattr(Database, "_begin_without_waiting", staticmethod(noting))
+    return refusals
+
+
+def test_a_read_whose_nonce_claim_meets_a_write_lock_claims_it_on_the_loop_once_it_is_free(
+    api: Api, sqlite_file: Path, counted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data plane's writes hold SQLite's lock for a few milliseconds: a read whose
+    nonce claim meets one tries the claim again on the loop (no worker thread, no SQLite
+    busy handler), and the nonce is claimed all the same (a replay is refused)."""
+    monkeypatch.setattr(app_module, "READ_CLAIM_WAIT_S", 30.0)  # the release below decides
+    world = build_world(api)
+    counted.clear()
+    refused, release = threading.Event(), threading.Event()
+    refusals = _note_refusals(monkeypatch, refused)
+    holder = _hold_write_lock_until(sqlite_file, release)
+    try:
+        query = signed_query(
+            "POST",
+            {"Action": "DescribeVpnConnections", "Version": "2016-04-28", "RegionId": REGION},
+        )
+        answer: list[Any] = []
+        asking = threading.Thread(target=lambda: answer.append(api.client.post("/", params=query)))
+        asking.start()
+        assert refused.wait(30)  # the claim met the lock, and was not answered meanwhile
+        assert not answer
+    finally:
+        release.set()
+        holder.join()
+    asking.join(30)
+    assert answer[0].status_code == 200, answer[0].text
+    assert answer[0].json()["TotalCount"] == 0
+    assert refusals  # it met the lock at least once...
+    assert counted == []  # ...and was served on the loop all the same
+    replay = api.client.post("/", params=query)
+    assert (replay.status_code, replay.json()["Code"]) == (400, "SignatureNonceUsed")
+    assert world.vpn_gateway_id  # the world's writes were done before the lock was held
+
+
+def test_a_read_whose_nonce_claim_waits_too_long_on_the_loop_goes_to_a_thread_that_waits(
+    api: Api, sqlite_file: Path, counted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write lock held longer than READ_CLAIM_WAIT_S (the data plane's cold start, a long
+    write elsewhere): the read goes to a worker thread, which waits for the lock as before."""
+    monkeypatch.setattr(app_module, "READ_CLAIM_WAIT_S", 0.0)
+    build_world(api)
+    counted.clear()
+    refused, release = threading.Event(), threading.Event()
+    refusals = _note_refusals(monkeypatch, refused)
+    holder = _hold_write_lock_until(sqlite_file, release)
+    answer: list[Any] = []
+    asking = threading.Thread(
+        target=lambda: answer.append(api.rpc("DescribeVpnConnections", RegionId=REGION))
+    )
+    try:
+        asking.start()
+        assert refused.wait(30)
+    finally:
+        release.set()
+        holder.join()
+    asking.join(30)
+    assert answer[0].status_code == 200, answer[0].text
+    assert len(refusals) == 1  # no second try on the loop
+    assert counted == ["DescribeVpnConnections"]
+
+
+def test_the_first_worker_thread_is_started_before_the_first_request(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process's first hand-off to a worker thread sets anyio's threads up (15-30 ms): the
+    application's start-up does it, so no request pays for it."""
+    handed: list[str] = []
+    original = app_module.run_in_threadpool
+
+    async def noting(function: Any, *args: Any) -> Any:
+        handed.append(getattr(function, "__name__", "?"))
+        return await original(function, *args)
+
+    monkeypatch.setattr(app_module, "run_in_threadpool", noting)
+    settings = Settings(db_url=f"sqlite:///{sqlite_file}")
+    db, authenticator = prepared(settings)
+    app = build_app(db, settings, authenticator)
+    assert handed == []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert len(handed) == 1  # at start-up, before any request
+        Api(client).ok("DescribeRegions")
+        assert len(handed) == 1  # and a short request runs on the loop, as before
     db.dispose()

@@ -8,13 +8,14 @@ can hold a Psk) nor the query string (it holds signatures).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +30,7 @@ from vpngw.actions.dispatch import dispatch, find_action
 from vpngw.actions.registry import ACTIONS
 from vpngw.api import access_log, dialects, render
 from vpngw.api.dialects import ParsedRequest
-from vpngw.auth.authenticator import CLAIM_ERRORS, Authenticator
+from vpngw.auth.authenticator import CLAIM_ERRORS, Authenticator, Verified
 from vpngw.config import Settings
 from vpngw.console import routes as console_routes
 from vpngw.errors import ApiError, InternalError, MethodNotAllowed, NotFound
@@ -48,6 +49,15 @@ def _log_failure(request_id: str, error: BaseException | None) -> None:
 
 
 Parser = Callable[[Request], Awaitable[ParsedRequest]]
+
+# A read whose nonce claim finds SQLite's write lock taken (the data plane's lease renewal
+# or observations, another worker's write: a few milliseconds) tries again on the event
+# loop every READ_CLAIM_POLL_S (about a millisecond: the loop's timers) for up to
+# READ_CLAIM_WAIT_S, then goes to a worker thread that waits as before. A worker thread
+# cost more than the wait (a hand-off, then SQLite's busy handler, whose sleeps are 1, 2,
+# 5 ms...): docs/benchmarks.md, "the API's tail beside the data plane".
+READ_CLAIM_POLL_S = 0.0005
+READ_CLAIM_WAIT_S = 0.025
 
 
 class _ReadDeferred(Exception):  # noqa: N818 - a condition, as WouldBlock
@@ -84,14 +94,22 @@ class Api:
         self.inline = db.engine.dialect.name == "sqlite"
 
     def _authenticated_dispatch(
-        self, parsed: ParsedRequest, client: str, request_id: str, host: str
+        self,
+        parsed: ParsedRequest,
+        client: str,
+        request_id: str,
+        host: str,
+        verified: Verified | None = None,
     ) -> dict[str, Any]:
         """Authentication and the action, in one worker thread (one hand-off per request).
+        ``verified``: the request's signature, when it was verified already (a read that
+        tried its nonce claim on the loop first).
 
         A write action claims its SignatureNonce inside its own transaction; a read, or a
         write that fails (its transaction rolled back), claims it in one of its own, so a
         failed request can no more be replayed than a successful one."""
-        verified = self.authenticator.verify(parsed.signed, client)
+        if verified is None:
+            verified = self.authenticator.verify(parsed.signed, client)
         action = ACTIONS.get(parsed.action)
         if action is None or not action.writes:
             self.authenticator.record_nonce(verified)
@@ -144,29 +162,47 @@ class Api:
         """Authentication and the action: on the event loop itself for a short action on SQLite
         when no transaction of it has to wait (a thread hand-off cost as much as the action),
         else, or when one would have to wait (WouldBlock: nothing was written), in a worker
-        thread."""
+        thread. A read whose nonce claim would wait tries again on the loop first, for a
+        moment (READ_CLAIM_WAIT_S): the write lock it met is usually the data plane's, held
+        for a few milliseconds."""
         action = ACTIONS.get(parsed.action)
+        verified: Verified | None = None
         if self.inline and action is not None and action.inline:
-            # The request's writes join the loop's commit group (vpngw.store.group_commit): it
-            # answers, success or error, only once the commit that holds them is done.
-            joined = Joined()
-            try:
-                with without_waiting(), grouping(joined) if self.group_commits else nullcontext():
-                    fields = self._authenticated_dispatch(parsed, client, request_id, host)
-            except _ReadDeferred as deferred:
-                if await self._committed(joined):
-                    return await run_in_threadpool(
-                        self._dispatch, parsed, deferred.account_id, request_id, host, None
-                    )
-            except WouldBlock:
-                pass
-            except ApiError:
-                if await self._committed(joined):
-                    raise
-            else:
-                if await self._committed(joined):
-                    return fields
-        return await run_in_threadpool(self._authenticated_dispatch, parsed, client, request_id, host)
+            read = not action.writes
+            loop = asyncio.get_running_loop()
+            give_up_at: float | None = None
+            while True:
+                # The request's writes join the loop's commit group (vpngw.store.group_commit): it
+                # answers, success or error, only once the commit that holds them is done.
+                joined = Joined()
+                try:
+                    with without_waiting(), grouping(joined) if self.group_commits else nullcontext():
+                        if read and verified is None:
+                            verified = self.authenticator.verify(parsed.signed, client)
+                        fields = self._authenticated_dispatch(parsed, client, request_id, host, verified)
+                except _ReadDeferred as deferred:
+                    if await self._committed(joined):
+                        return await run_in_threadpool(
+                            self._dispatch, parsed, deferred.account_id, request_id, host, None
+                        )
+                except WouldBlock:
+                    # Nothing was written. A read meets this only at its nonce claim (after
+                    # it, a WouldBlock is _ReadDeferred): the claim is all it tries again.
+                    if read:
+                        give_up_at = give_up_at if give_up_at is not None else loop.time() + READ_CLAIM_WAIT_S
+                        if loop.time() < give_up_at:
+                            await asyncio.sleep(READ_CLAIM_POLL_S)
+                            continue
+                except ApiError:
+                    if await self._committed(joined):
+                        raise
+                else:
+                    if await self._committed(joined):
+                        return fields
+                break
+        return await run_in_threadpool(
+            self._authenticated_dispatch, parsed, client, request_id, host, verified
+        )
 
     @staticmethod
     async def _committed(joined: Joined) -> bool:
@@ -262,6 +298,20 @@ class ApiFront:
         await self.fallback(scope, receive, send)
 
 
+@asynccontextmanager
+async def _warm_worker_threads(_app: Starlette) -> AsyncIterator[None]:
+    """Hand one no-op to a worker thread before the first request: the first hand-off of a
+    process imports and sets up anyio's worker threads, 15-30 ms, which the first request
+    that needs a thread (a write lock the data plane holds, a deep page) paid
+    (docs/benchmarks.md, "the API's tail beside the data plane")."""
+    await run_in_threadpool(_nothing)
+    yield
+
+
+def _nothing() -> None:
+    return None
+
+
 def build_app(
     db: Database,
     settings: Settings,
@@ -309,7 +359,9 @@ def build_app(
         # The web console: static files only, a client of the signed API (docs/console.md).
         *console_routes(),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    app = Starlette(
+        routes=routes, exception_handlers={404: no_route, 405: no_route}, lifespan=_warm_worker_threads
+    )
     # Starlette would answer a path with (or without) a trailing slash by a redirect to an
     # absolute URL built from the client's Host header: never echo a client's Host.
     app.router.redirect_slashes = False
