@@ -9,26 +9,14 @@
 #   flock /tmp/vpngw-bench.lock bench/fill_growth.sh [ITERATIONS]      (default 6)
 #
 # No moto: what this shows is whether vpngw alone slows down from one iteration to the next
-# (docs/benchmarks.md, "the C=1 fill rounds").
+# (docs/benchmarks.md, "Item 1 at C=1: why it is missed").
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 iterations=${1:-6}
 loadgen=${LOADGEN:-$here/../shared/perf/loadgen.py}
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export VPNGW_ACCESS_KEY_ID=LTAIbench$RANDOM$RANDOM VPNGW_ACCESS_KEY_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-export VPNGW_MASTER_KEY="bench:$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
-export VPNGW_QUOTA_VPN_GATEWAYS=100000 VPNGW_QUOTA_VPCS=100000 VPNGW_QUOTA_CUSTOMER_GATEWAYS=100000
-(cd "$work" && exec "$here/.venv/bin/vpngw" serve --no-dataplane --port "$port" --log-level warning \
-    --db "sqlite:///$work/vpngw.db" > "$work/serve.log" 2>&1) &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-    sleep 0.5
-done
-sleep 1
-pid=$(pgrep -f "vpngw serve --no-dataplane --port $port" | head -1)
+source "$here/bench/bench_server.sh"
+start_bench_server "$here" "" 1
+pid=$server
 echo "vpngw serve pid $pid, commit $(git -C "$here" rev-parse --short HEAD), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq 1 "$iterations"); do
     line="iteration $i:"

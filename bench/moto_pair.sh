@@ -23,21 +23,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 loadgen=${LOADGEN:-$here/../shared/perf/loadgen.py}
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-db=${db:-sqlite:///$work/vpngw.db}
-export VPNGW_ACCESS_KEY_ID=LTAIbench$RANDOM$RANDOM VPNGW_ACCESS_KEY_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-export VPNGW_MASTER_KEY="bench:$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
-export VPNGW_QUOTA_VPN_GATEWAYS=100000 VPNGW_QUOTA_VPCS=100000 VPNGW_QUOTA_CUSTOMER_GATEWAYS=100000
-(cd "$work" && exec "$here/.venv/bin/vpngw" serve --no-dataplane --port "$port" --log-level warning \
-    --db "$db" --workers "$workers" > "$work/serve.log" 2>&1) &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-    sleep 0.5
-done
-sleep 1  # every worker up
+source "$here/bench/bench_server.sh"
+start_bench_server "$here" "$db" "$workers"
 pids=(--server-pid "$server")
 for child in $(cat /proc/"$server"/task/*/children 2>/dev/null); do
     pids+=(--server-pid "$child")
