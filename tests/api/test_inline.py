@@ -5,7 +5,6 @@ twice and nothing fails because of it."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -141,25 +140,6 @@ def test_a_write_that_would_wait_raises_would_block_and_writes_nothing(sqlite_fi
     db.dispose()
 
 
-def _hold_write_lock_until(path: Path, release: threading.Event) -> threading.Thread:
-    """Another process's write transaction (a plain connection of its own, as the data
-    plane's is), held until ``release`` is set; returns once the lock is taken."""
-    holding = threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        holding.set()
-        release.wait(30)
-        other.execute("COMMIT")
-        other.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holding.wait()
-    return thread
-
-
 def _note_refusals(monkeypatch: pytest.MonkeyPatch, refused: threading.Event) -> list[int]:
     """Count the SQLite write transactions refused at BEGIN IMMEDIATE on the event loop (a
     lock held elsewhere); ``refused`` is set at the first."""
@@ -189,7 +169,7 @@ def test_a_read_whose_nonce_claim_meets_a_write_lock_claims_it_on_the_loop_once_
     counted.clear()
     refused, release = threading.Event(), threading.Event()
     refusals = _note_refusals(monkeypatch, refused)
-    holder = _hold_write_lock_until(sqlite_file, release)
+    holder = hold_write_lock(sqlite_file, release=release)
     try:
         query = signed_query(
             "POST",
@@ -223,7 +203,7 @@ def test_a_read_whose_nonce_claim_waits_too_long_on_the_loop_goes_to_a_thread_th
     counted.clear()
     refused, release = threading.Event(), threading.Event()
     refusals = _note_refusals(monkeypatch, refused)
-    holder = _hold_write_lock_until(sqlite_file, release)
+    holder = hold_write_lock(sqlite_file, release=release)
     answer: list[Any] = []
     asking = threading.Thread(
         target=lambda: answer.append(api.rpc("DescribeVpnConnections", RegionId=REGION))
